@@ -1,0 +1,235 @@
+//! `convergio`: the operator's command line.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{Context, Result};
+use clap::{Parser, Subcommand, ValueEnum};
+use convergio_runtime::{Platform, Runtime};
+
+mod scaffold;
+
+/// Convergio: a WebAssembly component host for multi-agent LLM systems.
+#[derive(Debug, Parser)]
+#[command(name = "convergio", version, about, long_about = None)]
+struct Cli {
+    /// The platform configuration to use.
+    #[arg(
+        long,
+        short,
+        global = true,
+        env = "CONVERGIO_CONFIG",
+        default_value = "platform.toml"
+    )]
+    config: PathBuf,
+
+    /// Log filter for stderr (e.g. `info`, `convergio_runtime=debug`); also RUST_LOG.
+    #[arg(long, global = true, env = "CONVERGIO_LOG", default_value = "warn")]
+    log: String,
+
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Validate platform.toml and every plugin manifest, compile and link every
+    /// component, and report every problem at once.
+    Check,
+    /// Manage plugins.
+    Plugin {
+        #[command(subcommand)]
+        command: PluginCommand,
+    },
+    /// Call an export of a loaded plugin and print the result as JSON.
+    ///
+    /// FUNCTION is `interface#name` (e.g. `convergio:platform/tool@0.1.0#invoke`),
+    /// `short.name` (e.g. `tool.invoke`) or just `name` when unique.
+    /// JSON_ARGS is a JSON array of the arguments in order, or an object keyed
+    /// by parameter name. Exits with status 1 when the function returns `err`.
+    Invoke {
+        /// Plugin id.
+        plugin: String,
+        /// Function to call.
+        function: String,
+        /// Arguments as JSON.
+        #[arg(default_value = "[]")]
+        args: String,
+    },
+    /// Create a new plugin crate from a template.
+    New {
+        /// What to create.
+        kind: NewKind,
+        /// Plugin id (lowercase letters, digits, dashes); also the folder name.
+        name: String,
+        /// Folder to create the crate in (default: ./NAME).
+        #[arg(long)]
+        dir: Option<PathBuf>,
+    },
+    /// Print the JSON Schema of platform.toml or plugin.toml.
+    Schema {
+        /// Which file.
+        file: SchemaFile,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum PluginCommand {
+    /// List the plugins platform.toml loads, with grants and exports.
+    List {
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// Kinds of plugin `new` can create.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum NewKind {
+    /// A tool component.
+    Tool,
+    /// A model provider adapter.
+    Provider,
+    /// An agent.
+    Agent,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum SchemaFile {
+    /// platform.toml.
+    Platform,
+    /// plugin.toml.
+    Plugin,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let filter = std::env::var("RUST_LOG").unwrap_or_else(|_| cli.log.clone());
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
+        .with_writer(std::io::stderr)
+        .init();
+    match run(cli) {
+        Ok(code) => code,
+        Err(err) => {
+            eprintln!("error: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: Cli) -> Result<ExitCode> {
+    match cli.command {
+        Command::Check => check(&cli.config),
+        Command::Plugin {
+            command: PluginCommand::List { json },
+        } => list(&cli.config, json),
+        Command::Invoke {
+            plugin,
+            function,
+            args,
+        } => invoke(&cli.config, &plugin, &function, &args),
+        Command::New { kind, name, dir } => {
+            let dir = dir.unwrap_or_else(|| PathBuf::from(&name));
+            scaffold::create(kind, &name, &dir)?;
+            println!("created {} in {}", name, dir.display());
+            println!(
+                "build it:  cd {} && cargo build --target wasm32-wasip2 --release",
+                dir.display()
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Schema { file } => {
+            print!(
+                "{}",
+                match file {
+                    SchemaFile::Platform => convergio_runtime::schema::platform_schema(),
+                    SchemaFile::Plugin => convergio_runtime::schema::manifest_schema(),
+                }
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+fn tokio() -> Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")
+}
+
+fn load(config: &std::path::Path) -> Result<(tokio::runtime::Runtime, Runtime)> {
+    let platform = Platform::load(config)?;
+    let rt = tokio()?;
+    let runtime = rt.block_on(Runtime::new(&platform))?;
+    Ok((rt, runtime))
+}
+
+fn check(config: &std::path::Path) -> Result<ExitCode> {
+    let problems = match Platform::load(config) {
+        Ok(platform) => match tokio()?.block_on(Runtime::new(&platform)) {
+            Ok(runtime) => {
+                println!(
+                    "ok: {} plugin(s) load and link: {}",
+                    runtime.plugin_ids().len(),
+                    runtime.plugin_ids().join(", ")
+                );
+                return Ok(ExitCode::SUCCESS);
+            }
+            Err(err) => err.to_string(),
+        },
+        Err(err) => err.to_string(),
+    };
+    let count = problems.lines().count();
+    for line in problems.lines() {
+        println!("error: {line}");
+    }
+    println!("{count} problem(s) found in {}", config.display());
+    Ok(ExitCode::FAILURE)
+}
+
+fn list(config: &std::path::Path, json: bool) -> Result<ExitCode> {
+    let (_rt, runtime) = load(config)?;
+    let plugins = runtime.plugins();
+    let mut out = std::io::stdout().lock();
+    if json {
+        serde_json::to_writer_pretty(&mut out, &plugins)?;
+        writeln!(out)?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    for p in &plugins {
+        writeln!(
+            out,
+            "{} {} ({}), generation {}",
+            p.id, p.version, p.kind, p.generation
+        )?;
+        let caps = if p.capabilities.is_empty() {
+            "none".to_string()
+        } else {
+            p.capabilities.join(", ")
+        };
+        writeln!(out, "  granted: {caps}")?;
+        for (name, signature) in &p.exports {
+            writeln!(out, "  export {name}: {signature}")?;
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn invoke(config: &std::path::Path, plugin: &str, function: &str, args: &str) -> Result<ExitCode> {
+    let args: serde_json::Value =
+        serde_json::from_str(args).with_context(|| format!("JSON_ARGS is not JSON: {args}"))?;
+    let (rt, runtime) = load(config)?;
+    let result = rt.block_on(runtime.invoke_json(plugin, function, &args))?;
+    println!("{}", serde_json::to_string_pretty(&result)?);
+    let failed = result
+        .as_object()
+        .is_some_and(|o| o.len() == 1 && o.contains_key("err"));
+    Ok(if failed {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    })
+}

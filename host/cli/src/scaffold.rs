@@ -1,0 +1,87 @@
+//! `convergio new`: a plugin crate from the SDK's templates.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, bail};
+
+use crate::NewKind;
+
+/// (path in the new crate, template text) for each kind.
+fn templates(kind: NewKind) -> [(&'static str, &'static str); 4] {
+    macro_rules! kind {
+        ($dir:literal) => {
+            [
+                (
+                    "Cargo.toml",
+                    include_str!(concat!("../../../sdk/templates/", $dir, "/Cargo.toml.tmpl")),
+                ),
+                (
+                    "src/lib.rs",
+                    include_str!(concat!("../../../sdk/templates/", $dir, "/src/lib.rs.tmpl")),
+                ),
+                (
+                    "plugin.toml",
+                    include_str!(concat!(
+                        "../../../sdk/templates/",
+                        $dir,
+                        "/plugin.toml.tmpl"
+                    )),
+                ),
+                (
+                    "README.md",
+                    include_str!(concat!("../../../sdk/templates/", $dir, "/README.md.tmpl")),
+                ),
+            ]
+        };
+    }
+    match kind {
+        NewKind::Tool => kind!("tool"),
+        NewKind::Provider => kind!("provider"),
+        NewKind::Agent => kind!("agent"),
+    }
+}
+
+/// Where the SDK is: `CONVERGIO_SDK_PATH`, else the source tree this binary was built from.
+fn sdk_dependency() -> String {
+    let path = std::env::var_os("CONVERGIO_SDK_PATH")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../sdk"));
+    match path.canonicalize() {
+        Ok(abs) => format!("{{ path = {:?} }}", abs.display().to_string()),
+        // A binary installed away from its sources: use the published crate.
+        Err(_) => format!("\"{}\"", env!("CARGO_PKG_VERSION")),
+    }
+}
+
+/// Create crate `name` of `kind` in `dir`, which must not exist or be empty.
+pub fn create(kind: NewKind, name: &str, dir: &Path) -> Result<()> {
+    if let Some(problem) = convergio_runtime::manifest::id_problem(name) {
+        bail!("{problem}");
+    }
+    if dir.exists()
+        && dir
+            .read_dir()
+            .map(|mut d| d.next().is_some())
+            .unwrap_or(true)
+    {
+        bail!(
+            "{} already exists and is not empty; choose another name or --dir",
+            dir.display()
+        );
+    }
+    let crate_name = name.replace('-', "_");
+    let sdk = sdk_dependency();
+    for (relative, template) in templates(kind) {
+        let text = template
+            .replace("{{name}}", name)
+            .replace("{{crate_name}}", &crate_name)
+            .replace("{{sdk_dependency}}", &sdk);
+        let path = dir.join(relative);
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent)
+                .with_context(|| format!("cannot create {}", parent.display()))?;
+        }
+        std::fs::write(&path, text).with_context(|| format!("cannot write {}", path.display()))?;
+    }
+    Ok(())
+}

@@ -1,0 +1,323 @@
+//! `platform.toml`: the operator's choice of plugins, their grants and limits.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use crate::manifest::{PluginManifest, id_problem};
+use crate::{Capability, Error, Result, toml_file};
+
+/// The operator's platform configuration.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct PlatformConfig {
+    /// Engine-wide settings.
+    #[serde(default)]
+    pub runtime: RuntimeSettings,
+    /// Plugins to load, in any order.
+    #[serde(default, rename = "plugin")]
+    pub plugins: Vec<PluginEntry>,
+}
+
+/// Engine-wide settings.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case", default)]
+pub struct RuntimeSettings {
+    /// Keep compiled components on disk so a restart does not recompile them.
+    pub compile_cache: bool,
+    /// Where compiled components are kept; defaults to `$CONVERGIO_HOME/cache`.
+    pub cache_dir: Option<PathBuf>,
+    /// Granularity of deadlines, in milliseconds.
+    pub epoch_tick_ms: u64,
+    /// Watch component files and hot-reload them when they change.
+    pub watch: bool,
+    /// Instances that may exist at once across all plugins (pooling allocator slots).
+    pub pool_instances: u32,
+    /// Largest linear memory any plugin may be granted, in MiB.
+    pub pool_memory_mib: u64,
+    /// Limits of plugins that do not set their own.
+    pub default_limits: Limits,
+}
+
+impl Default for RuntimeSettings {
+    fn default() -> Self {
+        Self {
+            compile_cache: true,
+            cache_dir: None,
+            epoch_tick_ms: 10,
+            watch: false,
+            pool_instances: 256,
+            pool_memory_mib: 512,
+            default_limits: Limits::default(),
+        }
+    }
+}
+
+/// Per-plugin limits. Unset fields fall back to `[runtime.default-limits]`,
+/// then to the built-in defaults.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct Limits {
+    /// Wall-clock deadline of one call, in milliseconds (default 30000).
+    pub deadline_ms: Option<u64>,
+    /// Fuel (roughly, wasm instructions) one call may burn; unlimited if unset.
+    pub fuel: Option<u64>,
+    /// Maximum linear memory of one instance, in MiB (default 128).
+    pub memory_mib: Option<u64>,
+    /// Maximum table elements of one instance (default 20000).
+    pub table_elements: Option<u32>,
+    /// Maximum instances of this plugin running at once (default 16).
+    pub max_instances: Option<u32>,
+    /// How long a call waits for a free instance when all are busy, in
+    /// milliseconds, before it fails as busy (default 1000, at most the deadline).
+    pub queue_ms: Option<u64>,
+}
+
+/// Limits with every value decided.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EffectiveLimits {
+    /// Wall-clock deadline of one call.
+    pub deadline_ms: u64,
+    /// Fuel per call, if metered.
+    pub fuel: Option<u64>,
+    /// Maximum linear memory in bytes.
+    pub memory_bytes: usize,
+    /// Maximum table elements.
+    pub table_elements: usize,
+    /// Maximum concurrent instances.
+    pub max_instances: u32,
+    /// Longest wait for a free instance.
+    pub queue_ms: u64,
+}
+
+impl Limits {
+    /// Fill unset values from `defaults`, then from the built-in defaults.
+    pub fn resolve(&self, defaults: &Limits) -> EffectiveLimits {
+        let memory_mib = self.memory_mib.or(defaults.memory_mib).unwrap_or(128);
+        let deadline_ms = self.deadline_ms.or(defaults.deadline_ms).unwrap_or(30_000);
+        EffectiveLimits {
+            deadline_ms,
+            queue_ms: self
+                .queue_ms
+                .or(defaults.queue_ms)
+                .unwrap_or(1_000)
+                .min(deadline_ms),
+            fuel: self.fuel.or(defaults.fuel),
+            memory_bytes: usize::try_from(memory_mib.saturating_mul(1 << 20)).unwrap_or(usize::MAX),
+            table_elements: self
+                .table_elements
+                .or(defaults.table_elements)
+                .unwrap_or(20_000) as usize,
+            max_instances: self.max_instances.or(defaults.max_instances).unwrap_or(16),
+        }
+    }
+}
+
+/// What the operator grants one plugin. Every field defaults to "nothing".
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct Grants {
+    /// `wasi:logging`.
+    #[serde(default)]
+    pub logging: bool,
+    /// `wasi:config`: the values the plugin reads. Present (even empty) grants the capability.
+    #[serde(default)]
+    pub config: Option<BTreeMap<String, String>>,
+    /// `wasi:keyvalue`: buckets the plugin may open.
+    #[serde(default)]
+    pub storage: Vec<String>,
+    /// `wasi:http`: outbound destinations, e.g. `https://api.openai.com` or `https://*.example.com:8443`.
+    #[serde(default)]
+    pub http: Vec<String>,
+    /// BYOK keys (by provider or `provider/name`) the plugin may attach to requests.
+    #[serde(default)]
+    pub keys: Vec<String>,
+    /// Model calls through the router.
+    #[serde(default)]
+    pub inference: bool,
+    /// Local models the plugin may use.
+    #[serde(default)]
+    pub models: Vec<String>,
+    /// Event topics the plugin may publish; `*` at the end matches any suffix.
+    #[serde(default)]
+    pub events: Vec<String>,
+    /// Plugin management.
+    #[serde(default)]
+    pub admin: bool,
+    /// Plugins whose exports this plugin may call.
+    #[serde(default)]
+    pub plugins: Vec<String>,
+}
+
+impl Grants {
+    /// Names of the capabilities granted.
+    pub fn capabilities(&self) -> Vec<Capability> {
+        Capability::ALL
+            .into_iter()
+            .filter(|c| c.is_granted(self))
+            .collect()
+    }
+}
+
+/// One `[[plugin]]` entry.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct PluginEntry {
+    /// Plugin id; must match the manifest's `id`.
+    pub id: String,
+    /// Path of the plugin's `plugin.toml`, relative to this file.
+    pub manifest: PathBuf,
+    /// Use this component file instead of the manifest's `component`.
+    #[serde(default)]
+    pub component: Option<PathBuf>,
+    /// Capabilities granted to the plugin.
+    #[serde(default)]
+    pub grants: Grants,
+    /// Limits of the plugin.
+    #[serde(default)]
+    pub limits: Limits,
+}
+
+/// A plugin entry joined with its manifest, paths resolved.
+#[derive(Debug, Clone)]
+pub struct PluginSpec {
+    /// Plugin id.
+    pub id: String,
+    /// The manifest.
+    pub manifest: PluginManifest,
+    /// Where the manifest was read from.
+    pub manifest_path: PathBuf,
+    /// The component file.
+    pub component_path: PathBuf,
+    /// Grants from `platform.toml`.
+    pub grants: Grants,
+    /// Decided limits.
+    pub limits: EffectiveLimits,
+    /// Where this plugin's entry starts in `platform.toml` (`file:line`).
+    pub config_location: String,
+}
+
+/// A parsed and checked `platform.toml`.
+#[derive(Debug, Clone)]
+pub struct Platform {
+    /// The file it came from.
+    pub path: PathBuf,
+    /// Settings.
+    pub runtime: RuntimeSettings,
+    /// Plugins, in file order.
+    pub plugins: Vec<PluginSpec>,
+}
+
+impl Platform {
+    /// Read `platform.toml` and every manifest it names, and check them.
+    /// Every problem found is reported at once in [`Error::Invalid`].
+    pub fn load(path: &Path) -> Result<Self> {
+        let (config, text): (PlatformConfig, _) = toml_file::read(path)?;
+        Self::from_config(path, &text, config)
+    }
+
+    /// Check an already parsed configuration; `text` is the file's contents
+    /// (used to point at lines).
+    pub fn from_config(path: &Path, text: &str, config: PlatformConfig) -> Result<Self> {
+        let dir = path.parent().unwrap_or(Path::new("."));
+        let mut problems = Vec::new();
+        let mut plugins = Vec::new();
+        let mut seen = BTreeSet::new();
+        let ids: BTreeSet<&str> = config.plugins.iter().map(|p| p.id.as_str()).collect();
+
+        if config.runtime.epoch_tick_ms == 0 {
+            problems.push(format!(
+                "{}: field `runtime.epoch-tick-ms`: must be at least 1",
+                path.display()
+            ));
+        }
+
+        for entry in &config.plugins {
+            let line = toml_file::line_of(text, &format!("id = \"{}\"", entry.id)).unwrap_or(1);
+            let at = format!("{}:{line}", path.display());
+            if let Some(p) = id_problem(&entry.id) {
+                problems.push(format!("{at}: field `id`: {p}"));
+            }
+            if !seen.insert(entry.id.clone()) {
+                problems.push(format!(
+                    "{at}: plugin `{}` is listed twice; each [[plugin]] needs its own id",
+                    entry.id
+                ));
+            }
+            for callee in &entry.grants.plugins {
+                if !ids.contains(callee.as_str()) {
+                    problems.push(format!(
+                        "{at}: field `grants.plugins`: plugin `{}` may call `{callee}`, but no [[plugin]] has id = \"{callee}\"",
+                        entry.id
+                    ));
+                }
+            }
+            let limits = entry.limits.resolve(&config.runtime.default_limits);
+            let pool_bytes = config.runtime.pool_memory_mib.saturating_mul(1 << 20);
+            if limits.memory_bytes as u64 > pool_bytes {
+                problems.push(format!(
+                    "{at}: field `limits.memory-mib`: plugin `{}` asks for {} MiB but [runtime] pool-memory-mib is {}; raise pool-memory-mib or lower memory-mib",
+                    entry.id,
+                    limits.memory_bytes >> 20,
+                    config.runtime.pool_memory_mib
+                ));
+            }
+            if limits.max_instances == 0 || limits.deadline_ms == 0 {
+                problems.push(format!(
+                    "{at}: fields `limits.max-instances` and `limits.deadline-ms` must be at least 1"
+                ));
+            }
+
+            let manifest_path = dir.join(&entry.manifest);
+            let manifest = match PluginManifest::load(&manifest_path) {
+                Ok(m) => m,
+                Err(err) => {
+                    problems.push(format!("{at}: plugin `{}`: {err}", entry.id));
+                    continue;
+                }
+            };
+            problems.extend(manifest.problems(&manifest_path));
+            if manifest.id != entry.id {
+                problems.push(format!(
+                    "{at}: plugin id `{}` does not match `id = \"{}\"` in {}",
+                    entry.id,
+                    manifest.id,
+                    manifest_path.display()
+                ));
+            }
+            let component_path = match &entry.component {
+                Some(c) => dir.join(c),
+                None => manifest.component.clone(),
+            };
+            if !component_path.is_file() {
+                problems.push(format!(
+                    "{at}: plugin `{}`: component file {} does not exist (build it with `cargo xtask build-components`, or fix `component` in {})",
+                    entry.id,
+                    component_path.display(),
+                    manifest_path.display()
+                ));
+            }
+            plugins.push(PluginSpec {
+                id: entry.id.clone(),
+                manifest,
+                manifest_path,
+                component_path,
+                grants: entry.grants.clone(),
+                limits,
+                config_location: at,
+            });
+        }
+
+        if problems.is_empty() {
+            Ok(Self {
+                path: path.to_path_buf(),
+                runtime: config.runtime,
+                plugins,
+            })
+        } else {
+            Err(Error::Invalid(problems))
+        }
+    }
+}

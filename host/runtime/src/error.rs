@@ -1,0 +1,91 @@
+//! The runtime's error type.
+
+use std::path::PathBuf;
+
+/// Result with the runtime's [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Everything that can go wrong while loading, linking or calling plugins.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A `platform.toml` or `plugin.toml` is malformed or invalid. The message
+    /// is one line: `file:line:column: what is wrong`.
+    #[error("{0}")]
+    Config(String),
+
+    /// Several problems found by a check, one per line.
+    #[error("{}", .0.join("\n"))]
+    Invalid(Vec<String>),
+
+    /// A file could not be read.
+    #[error("cannot read {path}: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+
+    /// A component imports something it was not granted or that nothing provides.
+    #[error("{0}")]
+    Denied(String),
+
+    /// A component could not be compiled or linked.
+    #[error("plugin `{plugin}`: {message}")]
+    Load {
+        /// Plugin id.
+        plugin: String,
+        /// What failed.
+        message: String,
+    },
+
+    /// No plugin with this id is loaded.
+    #[error("no plugin `{0}` is loaded; `convergio plugin list` shows the loaded ones")]
+    UnknownPlugin(String),
+
+    /// The plugin does not export the named function.
+    #[error("plugin `{plugin}` has no export `{function}`; it exports: {available}")]
+    UnknownFunction {
+        /// Plugin id.
+        plugin: String,
+        /// Requested function.
+        function: String,
+        /// Comma-separated exports.
+        available: String,
+    },
+
+    /// Arguments do not match the function's parameters.
+    #[error("bad arguments for `{function}`: {message}")]
+    BadArguments {
+        /// Function called.
+        function: String,
+        /// What is wrong.
+        message: String,
+    },
+
+    /// The plugin was stopped: trap, deadline, fuel, memory or stack exhausted.
+    #[error("plugin `{plugin}` was stopped: {reason}")]
+    Stopped {
+        /// Plugin id.
+        plugin: String,
+        /// Why it was stopped.
+        reason: String,
+    },
+
+    /// The plugin has its maximum number of instances running.
+    #[error(
+        "plugin `{plugin}` is busy: all {limit} instance slots stayed in use for {waited_ms} ms"
+    )]
+    Busy {
+        /// Plugin id.
+        plugin: String,
+        /// Its concurrency limit.
+        limit: u32,
+        /// How long the call waited.
+        waited_ms: u64,
+    },
+
+    /// Any other wasmtime failure.
+    #[error(transparent)]
+    Wasmtime(#[from] wasmtime::Error),
+}

@@ -1,0 +1,179 @@
+//! The per-store host state and the capabilities implemented in the runtime
+//! itself: `wasi:logging`, `wasi:config` and `convergio:platform/events`.
+//! Every host call runs in a tracing span named `convergio.<capability>.<fn>`.
+
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use tokio::sync::broadcast;
+use wasmtime::StoreLimits;
+use wasmtime::component::{HasSelf, Linker, ResourceTable};
+use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+
+use crate::config::PluginSpec;
+
+mod generated {
+    wasmtime::component::bindgen!({
+        path: "../../wit",
+        world: "convergio:platform/plugin-base",
+    });
+}
+
+use generated::convergio::platform::events;
+use generated::wasi::config::store as config_store;
+use generated::wasi::logging::logging;
+
+/// Largest event payload a plugin may publish.
+pub const MAX_EVENT_PAYLOAD: usize = 64 * 1024;
+
+/// An event published by a plugin.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Event {
+    /// Plugin that published it.
+    pub source: String,
+    /// Topic, e.g. `run.node.finished`.
+    pub topic: String,
+    /// JSON text.
+    pub payload: String,
+    /// Unix time in milliseconds.
+    pub timestamp_ms: u64,
+}
+
+/// State of one store: one call of one plugin.
+pub struct HostState {
+    pub(crate) plugin: Arc<PluginSpec>,
+    pub(crate) wasi: WasiCtx,
+    pub(crate) table: ResourceTable,
+    pub(crate) limits: StoreLimits,
+    pub(crate) events: broadcast::Sender<Event>,
+}
+
+impl std::fmt::Debug for HostState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HostState")
+            .field("plugin", &self.plugin.id)
+            .finish_non_exhaustive()
+    }
+}
+
+impl WasiView for HostState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
+    }
+}
+
+/// Add baseline WASI and the runtime's own capabilities to `linker`. Whether
+/// a plugin may use them is decided before linking, from its grants.
+pub(crate) fn add_to_linker(linker: &mut Linker<HostState>) -> wasmtime::Result<()> {
+    wasmtime_wasi::p2::add_to_linker_async(linker)?;
+    logging::add_to_linker::<_, HasSelf<HostState>>(linker, |s| s)?;
+    config_store::add_to_linker::<_, HasSelf<HostState>>(linker, |s| s)?;
+    events::add_to_linker::<_, HasSelf<HostState>>(linker, |s| s)?;
+    Ok(())
+}
+
+impl logging::Host for HostState {
+    fn log(&mut self, level: logging::Level, context: String, message: String) {
+        let plugin = self.plugin.id.as_str();
+        let _span = tracing::trace_span!("convergio.logging.log", plugin).entered();
+        match level {
+            logging::Level::Trace => {
+                tracing::trace!(target: "plugin", plugin, context, "{message}")
+            }
+            logging::Level::Debug => {
+                tracing::debug!(target: "plugin", plugin, context, "{message}")
+            }
+            logging::Level::Info => tracing::info!(target: "plugin", plugin, context, "{message}"),
+            logging::Level::Warn => tracing::warn!(target: "plugin", plugin, context, "{message}"),
+            logging::Level::Error | logging::Level::Critical => {
+                tracing::error!(target: "plugin", plugin, context, "{message}")
+            }
+        }
+    }
+}
+
+impl config_store::Host for HostState {
+    fn get(&mut self, key: String) -> Result<Option<String>, config_store::Error> {
+        let _span =
+            tracing::trace_span!("convergio.config.get", plugin = %self.plugin.id, key).entered();
+        Ok(self
+            .plugin
+            .grants
+            .config
+            .as_ref()
+            .and_then(|values| values.get(&key).cloned()))
+    }
+
+    fn get_all(&mut self) -> Result<Vec<(String, String)>, config_store::Error> {
+        let _span =
+            tracing::trace_span!("convergio.config.get_all", plugin = %self.plugin.id).entered();
+        Ok(self
+            .plugin
+            .grants
+            .config
+            .iter()
+            .flatten()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect())
+    }
+}
+
+/// Whether `topic` matches a granted pattern (`*` at the end matches any suffix).
+pub(crate) fn topic_allowed(patterns: &[String], topic: &str) -> bool {
+    patterns.iter().any(|p| match p.strip_suffix('*') {
+        Some(prefix) => topic.starts_with(prefix),
+        None => p == topic,
+    })
+}
+
+impl events::Host for HostState {
+    fn publish(&mut self, topic: String, payload: String) -> Result<(), events::EventError> {
+        let plugin = self.plugin.id.clone();
+        let _span = tracing::debug_span!("convergio.events.publish", plugin, topic).entered();
+        if !topic_allowed(&self.plugin.grants.events, &topic) {
+            return Err(events::EventError::AccessDenied(format!(
+                "plugin `{plugin}` may not publish on `{topic}`; grant it with events = [\"{topic}\"] under its [plugin.grants] in platform.toml"
+            )));
+        }
+        if payload.len() > MAX_EVENT_PAYLOAD {
+            return Err(events::EventError::Invalid(format!(
+                "payload is {} bytes; the limit is {MAX_EVENT_PAYLOAD}",
+                payload.len()
+            )));
+        }
+        if let Err(e) = serde_json::from_str::<serde_json::Value>(&payload) {
+            return Err(events::EventError::Invalid(format!(
+                "payload is not JSON: {e}"
+            )));
+        }
+        let timestamp_ms = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
+        tracing::info!(target: "event", plugin, topic, payload, "event");
+        // No subscriber is not an error: events are fire-and-forget.
+        let _ = self.events.send(Event {
+            source: plugin,
+            topic,
+            payload,
+            timestamp_ms,
+        });
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::topic_allowed;
+
+    #[test]
+    fn topics() {
+        let granted = vec!["run.*".to_string(), "demo".to_string()];
+        assert!(topic_allowed(&granted, "run.node.finished"));
+        assert!(topic_allowed(&granted, "demo"));
+        assert!(!topic_allowed(&granted, "demo.more"));
+        assert!(!topic_allowed(&[], "run"));
+    }
+}

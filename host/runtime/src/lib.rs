@@ -1,0 +1,44 @@
+//! The Convergio host runtime.
+//!
+//! One wasmtime [`Engine`](wasmtime::Engine) (pooling allocator, epoch
+//! interruption, compiled-component cache) runs every plugin. Each plugin is
+//! compiled once to an `InstancePre`; every call gets a fresh `Store` with the
+//! plugin's limits, so instances keep no state between calls. A plugin
+//! imports only what `platform.toml` grants it; imports of another plugin's
+//! interface are linked at run time through the host, each side in its own
+//! store. Plugins are swapped atomically on reload.
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), convergio_runtime::Error> {
+//! use convergio_runtime::{Platform, Runtime};
+//!
+//! let platform = Platform::load("platform.toml".as_ref())?;
+//! let runtime = Runtime::new(&platform).await?;
+//! let out = runtime
+//!     .invoke_json("hello-tool", "tool.invoke", &serde_json::json!(["greet", "{\"name\":\"Ada\"}"]))
+//!     .await?;
+//! println!("{out}");
+//! # Ok(()) }
+//! ```
+#![deny(missing_docs)]
+
+mod capability;
+pub mod config;
+mod engine;
+mod error;
+mod host;
+pub mod manifest;
+pub mod paths;
+mod runtime;
+pub mod schema;
+mod toml_file;
+pub mod values;
+mod watch;
+
+pub use capability::{Capability, ImportClass, classify_import};
+pub use config::{Grants, Limits, Platform, PlatformConfig, PluginSpec};
+pub use error::{Error, Result};
+pub use host::{Event, HostState};
+pub use manifest::{PluginKind, PluginManifest};
+pub use runtime::{ExportFn, PluginInfo, Runtime};
+pub use watch::WatchHandle;

@@ -1,0 +1,960 @@
+//! The runtime: loads plugins, links them to the host and to each other,
+//! calls them in fresh stores under their limits, and hot-reloads them.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, RwLock, Weak};
+use std::time::{Duration, Instant, SystemTime};
+
+use arc_swap::ArcSwap;
+use serde::Serialize;
+use tokio::sync::{Semaphore, broadcast};
+use tracing::Instrument;
+use wasmtime::component::types::{ComponentFunc, ComponentItem};
+use wasmtime::component::{
+    Component, ComponentExportIndex, InstancePre, Linker, ResourceTable, Val,
+};
+use wasmtime::{Engine, Store, StoreLimitsBuilder, Trap, UpdateDeadline};
+use wasmtime_wasi::WasiCtxBuilder;
+
+use crate::capability::{ImportClass, classify_import};
+use crate::config::{Platform, PluginSpec};
+use crate::engine::{EpochTicker, build_engine};
+use crate::host::{self, Event, HostState};
+use crate::manifest::PluginManifest;
+use crate::values::{is_plain, json_to_params, render_func, val_to_json};
+use crate::{Capability, Error, Result};
+
+/// Capabilities this host implements today. A granted capability outside this
+/// set fails the load with a clear message instead of a missing-import error.
+const PROVIDED: [Capability; 4] = [
+    Capability::Logging,
+    Capability::Config,
+    Capability::Events,
+    Capability::Plugins,
+];
+
+/// One exported function of a loaded component.
+#[derive(Debug, Clone)]
+pub struct ExportFn {
+    /// Exporting interface, e.g. `convergio:platform/tool@0.1.0`; none for a top-level function.
+    pub interface: Option<String>,
+    /// Function name.
+    pub name: String,
+    /// Structural signature.
+    pub signature: String,
+    ty: ComponentFunc,
+    index: ComponentExportIndex,
+}
+
+impl ExportFn {
+    /// `interface#name`, or `name` for a top-level function.
+    pub fn qualified(&self) -> String {
+        match &self.interface {
+            Some(i) => format!("{i}#{}", self.name),
+            None => self.name.clone(),
+        }
+    }
+
+    /// Whether `query` names this function: `interface#name`, `short.name`
+    /// (the interface's name without package and version, e.g. `tool.invoke`), or `name`.
+    fn matches(&self, query: &str) -> bool {
+        if query == self.qualified() || query == self.name {
+            return true;
+        }
+        let Some(interface) = &self.interface else {
+            return false;
+        };
+        let short = interface
+            .split('@')
+            .next()
+            .and_then(|i| i.rsplit('/').next())
+            .unwrap_or(interface);
+        query == format!("{short}.{}", self.name)
+    }
+}
+
+/// One compiled and linked version of a plugin.
+struct Loaded {
+    spec: Arc<PluginSpec>,
+    pre: InstancePre<HostState>,
+    exports: Vec<ExportFn>,
+    generation: u64,
+    loaded_at: SystemTime,
+}
+
+/// A plugin's place in the runtime; its current version is swapped atomically.
+struct Slot {
+    current: ArcSwap<Loaded>,
+    permits: Arc<Semaphore>,
+    /// Signatures other plugins were linked against (`interface#fn` → signature);
+    /// a reload must keep them.
+    relied_upon: Mutex<BTreeMap<String, String>>,
+    reload_lock: tokio::sync::Mutex<()>,
+    last_error: Mutex<Option<String>>,
+}
+
+/// What `plugin list` and the admin interface show of a plugin.
+#[derive(Debug, Clone, Serialize)]
+pub struct PluginInfo {
+    /// Plugin id.
+    pub id: String,
+    /// Manifest version.
+    pub version: String,
+    /// Kind from the manifest.
+    pub kind: String,
+    /// World the component targets.
+    pub world: String,
+    /// Reload count, from 1.
+    pub generation: u64,
+    /// Capabilities granted in `platform.toml`.
+    pub capabilities: Vec<String>,
+    /// Exported functions with their signatures.
+    pub exports: Vec<(String, String)>,
+    /// Component file.
+    pub component: PathBuf,
+    /// The last failed reload, if the one after it has not succeeded.
+    pub last_error: Option<String>,
+}
+
+struct Inner {
+    engine: Engine,
+    slots: RwLock<BTreeMap<String, Arc<Slot>>>,
+    events: broadcast::Sender<Event>,
+    fuel: bool,
+    tick: Duration,
+    _epoch: EpochTicker,
+}
+
+/// The Convergio host runtime. Cheap to clone; clones share everything.
+#[derive(Clone)]
+pub struct Runtime {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for Runtime {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Runtime")
+            .field("plugins", &self.plugin_ids())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Runtime {
+    /// Build the engine and load every plugin of `platform`, callees before
+    /// callers. Every plugin that fails is reported in one [`Error::Invalid`].
+    pub async fn new(platform: &Platform) -> Result<Self> {
+        let cache_dir = if platform.runtime.compile_cache {
+            Some(
+                platform
+                    .runtime
+                    .cache_dir
+                    .clone()
+                    .unwrap_or_else(|| crate::paths::home().join("cache")),
+            )
+        } else {
+            None
+        };
+        let fuel = platform.plugins.iter().any(|p| p.limits.fuel.is_some());
+        let engine = build_engine(&platform.runtime, cache_dir, fuel)?;
+        let tick = Duration::from_millis(platform.runtime.epoch_tick_ms.max(1));
+        let epoch = EpochTicker::start(&engine, tick)?;
+        let (events, _) = broadcast::channel(1024);
+        let runtime = Self {
+            inner: Arc::new(Inner {
+                engine,
+                slots: RwLock::new(BTreeMap::new()),
+                events,
+                fuel,
+                tick,
+                _epoch: epoch,
+            }),
+        };
+
+        let mut problems = Vec::new();
+        let mut failed = BTreeSet::new();
+        for spec in load_order(&platform.plugins)? {
+            if let Some(dep) = spec.grants.plugins.iter().find(|d| failed.contains(*d)) {
+                problems.push(format!(
+                    "plugin `{}` ({}): not loaded because plugin `{dep}` it may call failed to load",
+                    spec.id, spec.config_location
+                ));
+                failed.insert(spec.id.clone());
+                continue;
+            }
+            match runtime.load(Arc::new(spec.clone()), 1).await {
+                Ok(loaded) => runtime.insert(loaded),
+                Err(err) => {
+                    problems.push(err.to_string());
+                    failed.insert(spec.id.clone());
+                }
+            }
+        }
+        if problems.is_empty() {
+            Ok(runtime)
+        } else {
+            Err(Error::Invalid(problems))
+        }
+    }
+
+    /// The engine, e.g. for benchmarks that compare against raw wasmtime.
+    pub fn engine(&self) -> &Engine {
+        &self.inner.engine
+    }
+
+    /// Ids of the loaded plugins.
+    pub fn plugin_ids(&self) -> Vec<String> {
+        self.read_slots().keys().cloned().collect()
+    }
+
+    /// Receive every event plugins publish from now on.
+    pub fn subscribe(&self) -> broadcast::Receiver<Event> {
+        self.inner.events.subscribe()
+    }
+
+    /// What is loaded, in id order.
+    pub fn plugins(&self) -> Vec<PluginInfo> {
+        self.read_slots().values().map(|slot| info(slot)).collect()
+    }
+
+    /// One plugin's info.
+    pub fn plugin(&self, id: &str) -> Result<PluginInfo> {
+        Ok(info(&*self.slot(id)?))
+    }
+
+    /// Call `function` of `plugin` with JSON arguments (an array in parameter
+    /// order or an object by parameter name); the result is JSON (`null` when
+    /// the function returns nothing).
+    pub async fn invoke_json(
+        &self,
+        plugin: &str,
+        function: &str,
+        args: &serde_json::Value,
+    ) -> Result<serde_json::Value> {
+        let slot = self.slot(plugin)?;
+        let loaded = slot.current.load_full();
+        let export = find_export(plugin, &loaded, function)?;
+        let params = json_to_params(&export.ty, args).map_err(|message| Error::BadArguments {
+            function: export.qualified(),
+            message,
+        })?;
+        let mut results = vec![Val::Bool(false); export.ty.results().len()];
+        self.call(&slot, &loaded, export, &params, &mut results)
+            .await?;
+        Ok(match results.as_slice() {
+            [] => serde_json::Value::Null,
+            [one] => val_to_json(one),
+            many => serde_json::Value::Array(many.iter().map(val_to_json).collect()),
+        })
+    }
+
+    /// Call `function` of `plugin` with component values.
+    pub async fn invoke(&self, plugin: &str, function: &str, params: &[Val]) -> Result<Vec<Val>> {
+        let slot = self.slot(plugin)?;
+        let loaded = slot.current.load_full();
+        let export = find_export(plugin, &loaded, function)?;
+        let mut results = vec![Val::Bool(false); export.ty.results().len()];
+        self.call(&slot, &loaded, export, params, &mut results)
+            .await?;
+        Ok(results)
+    }
+
+    /// Recompile `plugin` from its file and swap it in. Calls in flight finish
+    /// on the old version; new calls get the new one. On failure the old
+    /// version keeps running and the error is returned (and kept for `plugins()`).
+    pub async fn reload(&self, plugin: &str) -> Result<PluginInfo> {
+        let slot = self.slot(plugin)?;
+        let _guard = slot.reload_lock.lock().await;
+        let old = slot.current.load_full();
+        let span = tracing::info_span!(
+            "convergio.runtime.reload",
+            plugin,
+            generation = old.generation + 1
+        );
+        let result = self.reload_locked(&slot, &old).instrument(span).await;
+        let mut last_error = slot.last_error.lock().unwrap_or_else(|e| e.into_inner());
+        match &result {
+            Ok(_) => {
+                *last_error = None;
+                tracing::info!(plugin, "reloaded");
+            }
+            Err(err) => {
+                *last_error = Some(err.to_string());
+                tracing::error!(plugin, error = %err, "reload failed; the previous version keeps running");
+            }
+        }
+        drop(last_error);
+        result.map(|()| info(&slot))
+    }
+
+    async fn reload_locked(&self, slot: &Slot, old: &Loaded) -> Result<()> {
+        let mut spec = (*old.spec).clone();
+        // The manifest may have changed with the component; grants and limits stay the operator's.
+        let manifest = PluginManifest::load(&spec.manifest_path)?;
+        if manifest.id != spec.id {
+            return Err(Error::Load {
+                plugin: spec.id.clone(),
+                message: format!(
+                    "{} now says id = \"{}\"",
+                    spec.manifest_path.display(),
+                    manifest.id
+                ),
+            });
+        }
+        spec.manifest = manifest;
+        let new = self.load(Arc::new(spec), old.generation + 1).await?;
+        let relied = slot
+            .relied_upon
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        for (name, signature) in &relied {
+            match new.exports.iter().find(|e| &e.qualified() == name) {
+                Some(e) if &e.signature == signature => {}
+                Some(e) => {
+                    return Err(Error::Load {
+                        plugin: new.spec.id.clone(),
+                        message: format!(
+                            "the new version changes `{name}` from {signature} to {}, which other plugins are linked against; restart the platform to change an interface",
+                            e.signature
+                        ),
+                    });
+                }
+                None => {
+                    return Err(Error::Load {
+                        plugin: new.spec.id.clone(),
+                        message: format!(
+                            "the new version no longer exports `{name}`, which other plugins call"
+                        ),
+                    });
+                }
+            }
+        }
+        slot.current.store(Arc::new(new));
+        Ok(())
+    }
+
+    fn insert(&self, loaded: Loaded) {
+        let id = loaded.spec.id.clone();
+        let permits = Arc::new(Semaphore::new(loaded.spec.limits.max_instances as usize));
+        let slot = Slot {
+            current: ArcSwap::from_pointee(loaded),
+            permits,
+            relied_upon: Mutex::new(BTreeMap::new()),
+            reload_lock: tokio::sync::Mutex::new(()),
+            last_error: Mutex::new(None),
+        };
+        self.inner
+            .slots
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(id, Arc::new(slot));
+    }
+
+    fn read_slots(&self) -> std::sync::RwLockReadGuard<'_, BTreeMap<String, Arc<Slot>>> {
+        self.inner.slots.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn slot(&self, id: &str) -> Result<Arc<Slot>> {
+        self.read_slots()
+            .get(id)
+            .cloned()
+            .ok_or_else(|| Error::UnknownPlugin(id.to_string()))
+    }
+
+    /// Compile, check and link one plugin.
+    async fn load(&self, spec: Arc<PluginSpec>, generation: u64) -> Result<Loaded> {
+        let span = tracing::info_span!("convergio.runtime.load", plugin = %spec.id, generation);
+        self.load_inner(spec, generation).instrument(span).await
+    }
+
+    async fn load_inner(&self, spec: Arc<PluginSpec>, generation: u64) -> Result<Loaded> {
+        let fail = |message: String| Error::Load {
+            plugin: spec.id.clone(),
+            message,
+        };
+        let engine = self.inner.engine.clone();
+        let path = spec.component_path.clone();
+        let started = Instant::now();
+        let component = tokio::task::spawn_blocking(move || compile(&engine, &path))
+            .await
+            .map_err(|e| fail(format!("compilation task failed: {e}")))?
+            .map_err(&fail)?;
+        tracing::debug!(
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "compiled"
+        );
+
+        // Grants first: a component that imports what it may not have is refused whatever else it is.
+        let linker = self.link(&spec, &component)?;
+        let exports = list_exports(&self.inner.engine, &component);
+        let required = spec.manifest.kind.required_export();
+        if !exports
+            .iter()
+            .any(|e| e.interface.as_deref() == Some(required))
+        {
+            let mut names: Vec<String> =
+                exports.iter().filter_map(|e| e.interface.clone()).collect();
+            names.dedup();
+            return Err(fail(format!(
+                "its manifest says kind = \"{}\", so the component must export `{required}`, but it exports: {}",
+                spec.manifest.kind.name(),
+                if names.is_empty() {
+                    "nothing".to_string()
+                } else {
+                    names.join(", ")
+                }
+            )));
+        }
+
+        let pre = linker
+            .instantiate_pre(&component)
+            .map_err(|e| fail(format!("cannot link: {}", one_line(&e))))?;
+        Ok(Loaded {
+            spec,
+            pre,
+            exports,
+            generation,
+            loaded_at: SystemTime::now(),
+        })
+    }
+
+    /// A linker for `spec`'s component: baseline WASI and granted host
+    /// capabilities, plus forwarding functions to the granted plugins it imports.
+    fn link(&self, spec: &Arc<PluginSpec>, component: &Component) -> Result<Linker<HostState>> {
+        let engine = &self.inner.engine;
+        let mut linker = Linker::new(engine);
+        host::add_to_linker(&mut linker)?;
+        let mut problems = Vec::new();
+        let declared = &spec.manifest.requires.capabilities;
+        let ty = component.component_type();
+        for (name, import) in ty.imports(engine) {
+            let class = classify_import(name);
+            let capability = match class {
+                ImportClass::Baseline => continue,
+                ImportClass::Sockets => {
+                    problems.push(format!(
+                        "plugin `{}` imports `{name}`: raw sockets are never granted to plugins; use wasi:http/outgoing-handler with an `http` grant instead",
+                        spec.id
+                    ));
+                    continue;
+                }
+                ImportClass::Host(cap) => cap,
+                ImportClass::Plugin => Capability::Plugins,
+            };
+            if !capability.is_granted(&spec.grants) {
+                problems.push(denied(spec, name, capability));
+                continue;
+            }
+            if !declared.contains(&capability) {
+                problems.push(format!(
+                    "plugin `{}` imports `{name}` but its manifest {} does not declare it; add \"{capability}\" to `capabilities` under [requires]",
+                    spec.id,
+                    spec.manifest_path.display()
+                ));
+                continue;
+            }
+            if !PROVIDED.contains(&capability) {
+                problems.push(format!(
+                    "plugin `{}` imports `{name}` (capability `{capability}`), which this host does not provide yet",
+                    spec.id
+                ));
+                continue;
+            }
+            if class == ImportClass::Plugin
+                && let Err(problem) = self.link_plugin_import(&mut linker, spec, name, &import.ty)
+            {
+                problems.push(problem);
+            }
+        }
+        if problems.is_empty() {
+            Ok(linker)
+        } else {
+            Err(Error::Denied(problems.join("\n")))
+        }
+    }
+
+    /// Resolve import `name` of `spec` to the one granted plugin that exports
+    /// it and define forwarding functions for each of its functions.
+    fn link_plugin_import(
+        &self,
+        linker: &mut Linker<HostState>,
+        spec: &Arc<PluginSpec>,
+        name: &str,
+        item: &ComponentItem,
+    ) -> std::result::Result<(), String> {
+        let ComponentItem::ComponentInstance(wanted) = item else {
+            return Err(format!(
+                "plugin `{}` imports `{name}`, which is not an interface; only interfaces can be linked to other plugins",
+                spec.id
+            ));
+        };
+        let slots = self.read_slots();
+        let exporters: Vec<(&String, &Arc<Slot>)> = slots
+            .iter()
+            .filter(|(_, s)| {
+                s.current
+                    .load()
+                    .exports
+                    .iter()
+                    .any(|e| e.interface.as_deref() == Some(name))
+            })
+            .collect();
+        let granted: Vec<_> = exporters
+            .iter()
+            .filter(|(id, _)| spec.grants.plugins.contains(id))
+            .collect();
+        let (callee_id, callee) = match granted.as_slice() {
+            [one] => **one,
+            [] if exporters.is_empty() => {
+                return Err(format!(
+                    "plugin `{}` imports `{name}`, which neither the host nor any loaded plugin provides; load a plugin that exports it and grant it with plugins = [\"<id>\"] under [plugin.grants] of `{}` ({})",
+                    spec.id, spec.id, spec.config_location
+                ));
+            }
+            [] => {
+                let ids: Vec<&str> = exporters.iter().map(|(id, _)| id.as_str()).collect();
+                return Err(format!(
+                    "plugin `{}` imports `{name}`, exported by {}, but may not call {}; grant it in platform.toml with plugins = [\"{}\"] under [plugin.grants] of `{}` ({})",
+                    spec.id,
+                    ids.join(", "),
+                    if ids.len() == 1 { "it" } else { "any of them" },
+                    ids[0],
+                    spec.id,
+                    spec.config_location
+                ));
+            }
+            many => {
+                let ids: Vec<&str> = many.iter().map(|(id, _)| id.as_str()).collect();
+                return Err(format!(
+                    "plugin `{}` imports `{name}`, which several plugins it may call export ({}); keep only one of them in its `plugins` grant",
+                    spec.id,
+                    ids.join(", ")
+                ));
+            }
+        };
+        let callee_loaded = callee.current.load_full();
+        let mut instance = linker.instance(name).map_err(|e| {
+            format!(
+                "plugin `{}`: cannot link `{name}`: {}",
+                spec.id,
+                one_line(&e)
+            )
+        })?;
+        let mut relied = Vec::new();
+        for (func_name, func_item) in wanted.exports(&self.inner.engine) {
+            let ComponentItem::ComponentFunc(func_ty) = func_item.ty else {
+                continue;
+            };
+            let signature = render_func(&func_ty);
+            let export = callee_loaded
+                .exports
+                .iter()
+                .find(|e| e.interface.as_deref() == Some(name) && e.name == func_name)
+                .ok_or_else(|| {
+                    format!("plugin `{}` imports `{name}#{func_name}`, which `{callee_id}` does not export", spec.id)
+                })?;
+            if export.signature != signature {
+                return Err(format!(
+                    "plugin `{}` expects `{name}#{func_name}` to be {signature}, but `{callee_id}` exports {}; rebuild one of them against the same WIT",
+                    spec.id, export.signature
+                ));
+            }
+            let plain = func_ty.params().all(|(_, t)| is_plain(&t))
+                && func_ty.results().all(|t| is_plain(&t));
+            if !plain {
+                return Err(format!(
+                    "`{name}#{func_name}` passes resources, streams or futures, which cannot cross between plugins; use plain data in interfaces that plugins export to each other"
+                ));
+            }
+            relied.push((export.qualified(), signature));
+            let target = CallTarget {
+                runtime: Arc::downgrade(&self.inner),
+                caller: spec.id.clone(),
+                callee: callee_id.clone(),
+                slot: Arc::downgrade(callee),
+                interface: name.to_string(),
+                function: func_name.to_string(),
+            };
+            instance
+                .func_new_async(func_name, move |_store, _ty, params, results| {
+                    let target = target.clone();
+                    Box::new(async move { target.call(params, results).await })
+                })
+                .map_err(|e| {
+                    format!(
+                        "plugin `{}`: cannot link `{name}#{func_name}`: {}",
+                        spec.id,
+                        one_line(&e)
+                    )
+                })?;
+        }
+        callee
+            .relied_upon
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .extend(relied);
+        Ok(())
+    }
+
+    /// Run one export in a fresh store under the plugin's limits.
+    async fn call(
+        &self,
+        slot: &Slot,
+        loaded: &Loaded,
+        export: &ExportFn,
+        params: &[Val],
+        results: &mut [Val],
+    ) -> Result<()> {
+        call_in_store(&self.inner, slot, loaded, export, params, results).await
+    }
+}
+
+/// A function of another plugin, as linked into a caller.
+#[derive(Clone)]
+struct CallTarget {
+    runtime: Weak<Inner>,
+    caller: String,
+    callee: String,
+    slot: Weak<Slot>,
+    interface: String,
+    function: String,
+}
+
+impl CallTarget {
+    async fn call(&self, params: &[Val], results: &mut [Val]) -> wasmtime::Result<()> {
+        let span = tracing::debug_span!(
+            "convergio.plugins.call",
+            caller = %self.caller,
+            callee = %self.callee,
+            function = %self.function
+        );
+        self.call_inner(params, results).instrument(span).await
+    }
+
+    async fn call_inner(&self, params: &[Val], results: &mut [Val]) -> wasmtime::Result<()> {
+        let (Some(inner), Some(slot)) = (self.runtime.upgrade(), self.slot.upgrade()) else {
+            wasmtime::bail!("the runtime is shutting down");
+        };
+        let loaded = slot.current.load_full();
+        let Some(export) = loaded.exports.iter().find(|e| {
+            e.interface.as_deref() == Some(self.interface.as_str()) && e.name == self.function
+        }) else {
+            wasmtime::bail!(
+                "plugin `{}` no longer exports `{}#{}`",
+                self.callee,
+                self.interface,
+                self.function
+            );
+        };
+        call_in_store(&inner, &slot, &loaded, export, params, results)
+            .await
+            .map_err(|e| {
+                wasmtime::format_err!(
+                    "call from `{}` to `{}#{}` of `{}` failed: {e}",
+                    self.caller,
+                    self.interface,
+                    self.function,
+                    self.callee
+                )
+            })
+    }
+}
+
+async fn call_in_store(
+    inner: &Inner,
+    slot: &Slot,
+    loaded: &Loaded,
+    export: &ExportFn,
+    params: &[Val],
+    results: &mut [Val],
+) -> Result<()> {
+    let spec = &loaded.spec;
+    let span = tracing::debug_span!(
+        "convergio.runtime.call",
+        plugin = %spec.id,
+        function = %export.qualified(),
+        generation = loaded.generation
+    );
+    run_limited(inner, slot, loaded, export, params, results)
+        .instrument(span)
+        .await
+}
+
+async fn run_limited(
+    inner: &Inner,
+    slot: &Slot,
+    loaded: &Loaded,
+    export: &ExportFn,
+    params: &[Val],
+    results: &mut [Val],
+) -> Result<()> {
+    let spec = &loaded.spec;
+    let limits = spec.limits;
+    let deadline = Duration::from_millis(limits.deadline_ms);
+    let started = Instant::now();
+    let queue = Duration::from_millis(limits.queue_ms);
+    let _permit = match tokio::time::timeout(queue, slot.permits.clone().acquire_owned()).await {
+        Ok(Ok(permit)) => permit,
+        _ => {
+            return Err(Error::Busy {
+                plugin: spec.id.clone(),
+                limit: limits.max_instances,
+                waited_ms: started.elapsed().as_millis() as u64,
+            });
+        }
+    };
+    let remaining = deadline.saturating_sub(started.elapsed());
+
+    let state = HostState {
+        plugin: spec.clone(),
+        wasi: WasiCtxBuilder::new().build(),
+        table: ResourceTable::new(),
+        limits: StoreLimitsBuilder::new()
+            .memory_size(limits.memory_bytes)
+            .table_elements(limits.table_elements)
+            .trap_on_grow_failure(true)
+            .build(),
+        events: inner.events.clone(),
+    };
+    let mut store = Store::new(&inner.engine, state);
+    store.limiter(|s| &mut s.limits);
+    // Guest code yields to the executor every epoch tick, so a busy plugin never
+    // holds a worker thread; once its deadline has passed it is interrupted.
+    let deadline_at = Instant::now() + remaining;
+    store.epoch_deadline_callback(move |_| {
+        if Instant::now() >= deadline_at {
+            Ok(UpdateDeadline::Interrupt)
+        } else {
+            Ok(UpdateDeadline::Yield(1))
+        }
+    });
+    store.set_epoch_deadline(1);
+    if inner.fuel {
+        store.set_fuel(limits.fuel.unwrap_or(u64::MAX))?;
+    }
+
+    let run = async {
+        let instance = loaded.pre.instantiate_async(&mut store).await?;
+        let func = instance.get_func(&mut store, export.index).ok_or_else(|| {
+            wasmtime::format_err!("export `{}` is not a function", export.qualified())
+        })?;
+        func.call_async(&mut store, params, results).await
+    };
+    // The epoch deadline stops guest code; this also bounds time spent in host calls.
+    let grace = Duration::from_millis(100) + inner.tick * 2;
+    let outcome = tokio::time::timeout(remaining + grace, run).await;
+    let stopped = |reason: String| {
+        tracing::warn!(plugin = %spec.id, %reason, "plugin stopped");
+        Error::Stopped {
+            plugin: spec.id.clone(),
+            reason,
+        }
+    };
+    match outcome {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(err)) => Err(stopped(describe_failure(&err, spec))),
+        Err(_) => Err(stopped(format!(
+            "deadline of {} ms exceeded",
+            limits.deadline_ms
+        ))),
+    }
+}
+
+/// A one-line reason for a failed call (the wasm backtrace goes to the debug log).
+fn describe_failure(err: &wasmtime::Error, spec: &PluginSpec) -> String {
+    tracing::debug!(plugin = %spec.id, "call failed: {err:?}");
+    let limits = spec.limits;
+    match err.downcast_ref::<Trap>() {
+        Some(Trap::Interrupt) => format!("deadline of {} ms exceeded", limits.deadline_ms),
+        Some(Trap::OutOfFuel) => format!("fuel limit of {} exhausted", limits.fuel.unwrap_or(0)),
+        Some(Trap::StackOverflow) => "call stack exhausted (unbounded recursion?)".to_string(),
+        Some(Trap::MemoryOutOfBounds) => "trapped: out-of-bounds memory access (a stack overflow in the plugin's shadow stack, e.g. unbounded recursion, or a memory bug)".to_string(),
+        Some(Trap::UnreachableCodeReached) => {
+            "trapped: unreachable code reached (the plugin panicked or aborted)".to_string()
+        }
+        Some(trap) => format!("trapped: {trap}"),
+        None => {
+            let text = one_line(err);
+            if text.contains("forcing trap when growing memory") {
+                format!("memory limit of {} MiB reached", limits.memory_bytes >> 20)
+            } else if text.contains("forcing trap when growing table") {
+                format!("table limit of {} elements reached", limits.table_elements)
+            } else {
+                text
+            }
+        }
+    }
+}
+
+/// The error and its causes on one line.
+pub(crate) fn one_line(err: &wasmtime::Error) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    for cause in err.chain() {
+        let text = cause.to_string().replace('\n', " ");
+        if text.contains("wasm backtrace:") {
+            continue;
+        }
+        if !parts.iter().any(|p| p.contains(&text)) {
+            parts.push(text);
+        }
+    }
+    parts.join(": ")
+}
+
+fn denied(spec: &PluginSpec, import: &str, capability: Capability) -> String {
+    format!(
+        "plugin `{}` imports `{import}` but is not granted `{capability}`; to allow it, add `{}` under [plugin.grants] of the [[plugin]] with id = \"{}\" ({})",
+        spec.id,
+        capability.grant_example(),
+        spec.id,
+        spec.config_location
+    )
+}
+
+fn compile(engine: &Engine, path: &Path) -> std::result::Result<Component, String> {
+    let bytes = std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    Component::new(engine, &bytes).map_err(|e| {
+        format!(
+            "{} is not a valid component: {}",
+            path.display(),
+            one_line(&e)
+        )
+    })
+}
+
+fn list_exports(engine: &Engine, component: &Component) -> Vec<ExportFn> {
+    let mut out = Vec::new();
+    for (name, export) in component.component_type().exports(engine) {
+        match export.ty {
+            ComponentItem::ComponentFunc(ty) => {
+                if let Some(index) = component.get_export_index(None, name) {
+                    out.push(ExportFn {
+                        interface: None,
+                        name: name.to_string(),
+                        signature: render_func(&ty),
+                        ty,
+                        index,
+                    });
+                }
+            }
+            ComponentItem::ComponentInstance(instance) => {
+                let Some(instance_index) = component.get_export_index(None, name) else {
+                    continue;
+                };
+                for (func_name, item) in instance.exports(engine) {
+                    let ComponentItem::ComponentFunc(ty) = item.ty else {
+                        continue;
+                    };
+                    if let Some(index) =
+                        component.get_export_index(Some(&instance_index), func_name)
+                    {
+                        out.push(ExportFn {
+                            interface: Some(name.to_string()),
+                            name: func_name.to_string(),
+                            signature: render_func(&ty),
+                            ty,
+                            index,
+                        });
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    out
+}
+
+fn find_export<'a>(plugin: &str, loaded: &'a Loaded, function: &str) -> Result<&'a ExportFn> {
+    let matches: Vec<&ExportFn> = loaded
+        .exports
+        .iter()
+        .filter(|e| e.matches(function))
+        .collect();
+    match matches.as_slice() {
+        [one] => Ok(one),
+        _ => Err(Error::UnknownFunction {
+            plugin: plugin.to_string(),
+            function: if matches.is_empty() {
+                function.to_string()
+            } else {
+                format!("{function}` (ambiguous; qualify it as `interface#function`)`")
+            },
+            available: loaded
+                .exports
+                .iter()
+                .map(ExportFn::qualified)
+                .collect::<Vec<_>>()
+                .join(", "),
+        }),
+    }
+}
+
+fn info(slot: &Slot) -> PluginInfo {
+    let loaded = slot.current.load();
+    let spec = &loaded.spec;
+    let _ = loaded.loaded_at;
+    PluginInfo {
+        id: spec.id.clone(),
+        version: spec.manifest.version.clone(),
+        kind: spec.manifest.kind.name().to_string(),
+        world: spec.manifest.world(),
+        generation: loaded.generation,
+        capabilities: spec
+            .grants
+            .capabilities()
+            .iter()
+            .map(|c| c.name().to_string())
+            .collect(),
+        exports: loaded
+            .exports
+            .iter()
+            .map(|e| (e.qualified(), e.signature.clone()))
+            .collect(),
+        component: spec.component_path.clone(),
+        last_error: slot
+            .last_error
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone(),
+    }
+}
+
+/// Callees before callers (by `plugins` grants); a cycle is an error.
+fn load_order(plugins: &[PluginSpec]) -> Result<Vec<&PluginSpec>> {
+    let mut order = Vec::new();
+    let mut done = BTreeSet::new();
+    let by_id: BTreeMap<&str, &PluginSpec> = plugins.iter().map(|p| (p.id.as_str(), p)).collect();
+    fn visit<'a>(
+        spec: &'a PluginSpec,
+        by_id: &BTreeMap<&str, &'a PluginSpec>,
+        done: &mut BTreeSet<String>,
+        path: &mut Vec<String>,
+        order: &mut Vec<&'a PluginSpec>,
+    ) -> Result<()> {
+        if done.contains(&spec.id) {
+            return Ok(());
+        }
+        if path.contains(&spec.id) {
+            path.push(spec.id.clone());
+            return Err(Error::Config(format!(
+                "plugins call each other in a cycle ({}); break it in their `plugins` grants",
+                path.join(" -> ")
+            )));
+        }
+        path.push(spec.id.clone());
+        for callee in &spec.grants.plugins {
+            if let Some(dep) = by_id.get(callee.as_str()) {
+                visit(dep, by_id, done, path, order)?;
+            }
+        }
+        path.pop();
+        done.insert(spec.id.clone());
+        order.push(spec);
+        Ok(())
+    }
+    for spec in plugins {
+        visit(spec, &by_id, &mut done, &mut Vec::new(), &mut order)?;
+    }
+    Ok(order)
+}

@@ -1,0 +1,126 @@
+//! Constructors for the model types of `convergio:platform/types` and
+//! `convergio:platform/inference`, so that a request fits in a few lines.
+
+use crate::inference::{ChatRequest, ModelSelector, Requirements, Strategy};
+use crate::types::{Completion, Message, Role, Sampling};
+
+impl Message {
+    /// A message of `role` with text `content`, no tool calls.
+    pub fn new(role: Role, content: impl Into<String>) -> Self {
+        Self {
+            role,
+            content: content.into(),
+            tool_calls: Vec::new(),
+            tool_call_id: None,
+        }
+    }
+
+    /// A system message.
+    pub fn system(content: impl Into<String>) -> Self {
+        Self::new(Role::System, content)
+    }
+
+    /// A user message.
+    pub fn user(content: impl Into<String>) -> Self {
+        Self::new(Role::User, content)
+    }
+
+    /// An assistant message.
+    pub fn assistant(content: impl Into<String>) -> Self {
+        Self::new(Role::Assistant, content)
+    }
+
+    /// The result of tool call `tool_call_id`, as JSON text.
+    pub fn tool_result(tool_call_id: impl Into<String>, content: impl Into<String>) -> Self {
+        Self {
+            tool_call_id: Some(tool_call_id.into()),
+            ..Self::new(Role::Tool, content)
+        }
+    }
+}
+
+/// The provider's defaults: nothing set, no stop sequences.
+impl Default for Sampling {
+    fn default() -> Self {
+        Self {
+            temperature: None,
+            top_p: None,
+            top_k: None,
+            seed: None,
+            max_tokens: None,
+            stop: Vec::new(),
+        }
+    }
+}
+
+/// No requirement at all: any model the caller may use.
+impl Default for Requirements {
+    fn default() -> Self {
+        Self {
+            tools: false,
+            vision: false,
+            json_mode: false,
+            min_context: None,
+            min_quality: None,
+            local_only: false,
+        }
+    }
+}
+
+impl ModelSelector {
+    /// A model by `provider/model` name, e.g. `openai/gpt-4o-mini`.
+    pub fn named(name: impl Into<String>) -> Self {
+        Self::Named(name.into())
+    }
+
+    /// The cheapest model that meets `requirements`.
+    pub fn cheapest(requirements: Requirements) -> Self {
+        Self::Policy((Strategy::Cheapest, requirements))
+    }
+
+    /// The best model that meets `requirements`.
+    pub fn best_quality(requirements: Requirements) -> Self {
+        Self::Policy((Strategy::BestQuality, requirements))
+    }
+}
+
+impl ChatRequest {
+    /// A chat of `messages` for `model`, with no tools, default sampling and free text.
+    pub fn new(model: ModelSelector, messages: Vec<Message>) -> Self {
+        Self {
+            model,
+            messages,
+            tools: Vec::new(),
+            sampling: Sampling::default(),
+            json_mode: false,
+        }
+    }
+}
+
+impl Completion {
+    /// The text of the answer.
+    pub fn text(&self) -> &str {
+        &self.message.content
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tool_result_answers_its_call() {
+        let m = Message::tool_result("call-1", "{}");
+        assert!(matches!(m.role, Role::Tool));
+        assert_eq!(m.tool_call_id.as_deref(), Some("call-1"));
+    }
+
+    #[test]
+    fn chat_request_defaults_to_free_text() {
+        let r = ChatRequest::new(
+            ModelSelector::cheapest(Requirements::default()),
+            vec![Message::user("hi")],
+        );
+        assert!(!r.json_mode && r.tools.is_empty() && r.sampling.stop.is_empty());
+    }
+}

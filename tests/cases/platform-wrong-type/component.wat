@@ -1,0 +1,6 @@
+;; Imports `wasi:keyvalue/store@0.2.0-draft` and nothing else.
+(component
+  (import "wasi:keyvalue/store@0.2.0-draft" (instance
+    (export "f" (func (param "x" string) (result string)))
+  ))
+)

@@ -1,0 +1,6 @@
+;; Imports `convergio:platform/provider@0.1.0` and nothing else.
+(component
+  (import "convergio:platform/provider@0.1.0" (instance
+    (export "f" (func (param "x" string) (result string)))
+  ))
+)

@@ -1,0 +1,153 @@
+//! Hot reload under load: 8 callers invoke a plugin while it is swapped 20
+//! times between two versions. No call fails, and every answer is one
+//! version's whole answer.
+
+// Test helpers outside #[test] functions may panic too.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use convergio_tests::{TestPlugin, start, test_component};
+use serde_json::json;
+
+fn copy(from: &std::path::Path, to: &std::path::Path) {
+    // Write then rename, as a build or a deploy would, so no reader sees half a file.
+    let tmp = to.with_extension("tmp");
+    std::fs::copy(from, &tmp).unwrap();
+    std::fs::rename(&tmp, to).unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn swaps_under_load_lose_no_call() {
+    let dir = tempfile::tempdir().unwrap();
+    let (v1, v2) = (test_component("reload_v1"), test_component("reload_v2"));
+    let live = dir.path().join("live.wasm");
+    copy(&v1, &live);
+    let plugin = TestPlugin::new("versioned", "tool", live.clone()).limits("max-instances = 16");
+    let runtime = start(dir.path(), "", &[plugin]).await;
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut callers = Vec::new();
+    for _ in 0..8 {
+        let runtime = runtime.clone();
+        let stop = stop.clone();
+        callers.push(tokio::spawn(async move {
+            let (mut v1, mut v2) = (0u32, 0u32);
+            while !stop.load(Ordering::Relaxed) {
+                let out = runtime
+                    .invoke_json("versioned", "tool.invoke", &json!(["version", "{}"]))
+                    .await
+                    .expect("no call fails during a swap");
+                match out["ok"].as_str() {
+                    Some("\"v1\"") => v1 += 1,
+                    Some("\"v2\"") => v2 += 1,
+                    _ => panic!("answer from neither version: {out}"),
+                }
+            }
+            (v1, v2)
+        }));
+    }
+
+    for swap in 0..20 {
+        copy(if swap % 2 == 0 { &v2 } else { &v1 }, &live);
+        let info = runtime.reload("versioned").await.expect("reload succeeds");
+        assert_eq!(info.generation, swap + 2);
+    }
+    stop.store(true, Ordering::Relaxed);
+    let (mut v1_total, mut v2_total) = (0, 0);
+    for caller in callers {
+        let (a, b) = caller.await.unwrap();
+        v1_total += a;
+        v2_total += b;
+    }
+    assert!(
+        v1_total > 0 && v2_total > 0,
+        "both versions answered: v1 {v1_total}, v2 {v2_total}"
+    );
+    // 20 swaps from v1 end on v1.
+    let out = runtime
+        .invoke_json("versioned", "tool.invoke", &json!(["version", "{}"]))
+        .await
+        .unwrap();
+    assert_eq!(out, json!({"ok": "\"v1\""}));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_broken_update_keeps_the_old_version() {
+    let dir = tempfile::tempdir().unwrap();
+    let live = dir.path().join("live.wasm");
+    copy(&test_component("reload_v1"), &live);
+    let runtime = start(
+        dir.path(),
+        "",
+        &[TestPlugin::new("versioned", "tool", live.clone())],
+    )
+    .await;
+
+    std::fs::write(&live, b"not a component").unwrap();
+    let err = runtime
+        .reload("versioned")
+        .await
+        .expect_err("garbage does not load");
+    assert!(
+        err.to_string().contains("is not a valid component"),
+        "{err}"
+    );
+    let info = runtime.plugin("versioned").unwrap();
+    assert_eq!(info.generation, 1);
+    assert!(
+        info.last_error
+            .as_deref()
+            .unwrap_or_default()
+            .contains("not a valid component")
+    );
+    let out = runtime
+        .invoke_json("versioned", "tool.invoke", &json!(["version", "{}"]))
+        .await
+        .unwrap();
+    assert_eq!(out, json!({"ok": "\"v1\""}));
+
+    // A component that links to something it was not granted is refused too.
+    copy(&test_component("ungranted_logger"), &live);
+    let err = runtime
+        .reload("versioned")
+        .await
+        .expect_err("ungranted import");
+    assert!(
+        err.to_string().contains("is not granted `logging`"),
+        "{err}"
+    );
+    assert_eq!(runtime.plugin("versioned").unwrap().generation, 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_watcher_reloads_a_changed_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let live = dir.path().join("live.wasm");
+    copy(&test_component("reload_v1"), &live);
+    let runtime = start(
+        dir.path(),
+        "",
+        &[TestPlugin::new("versioned", "tool", live.clone())],
+    )
+    .await;
+    let _watch = runtime.watch().unwrap();
+    copy(&test_component("reload_v2"), &live);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let out = runtime
+            .invoke_json("versioned", "tool.invoke", &json!(["version", "{}"]))
+            .await
+            .unwrap();
+        if out == json!({"ok": "\"v2\""}) {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the watcher did not reload within 30 s"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert_eq!(runtime.plugin("versioned").unwrap().generation, 2);
+}

@@ -1,0 +1,119 @@
+//! Runtime linking: an agent's `tool` import is resolved by the host to a
+//! tool plugin's export; each side runs in its own store with its own grants.
+
+// Test helpers outside #[test] functions may panic too.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use convergio_tests::{TestPlugin, start, start_err, test_component};
+use serde_json::json;
+
+fn tool(id: &str) -> TestPlugin {
+    TestPlugin::new(id, "tool", test_component("misbehaving_tool"))
+        .declares(&["config", "events"])
+        .grants("config = {}\nevents = [\"x\"]")
+        .limits("deadline-ms = 1000")
+}
+
+fn agent(grants: &str) -> TestPlugin {
+    TestPlugin::new("agent", "agent", test_component("caller_agent"))
+        .declares(&["plugins"])
+        .grants(grants)
+}
+
+fn task(input: &str) -> serde_json::Value {
+    json!([{"run-id": "r1", "node-id": "n1", "input": input, "state": []}])
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn agent_calls_granted_tool_through_the_host() {
+    let dir = tempfile::tempdir().unwrap();
+    let runtime = start(
+        dir.path(),
+        "",
+        &[tool("echo-tool"), agent("plugins = [\"echo-tool\"]")],
+    )
+    .await;
+    let out = runtime
+        .invoke_json("agent", "agent.run", &task("{\"hello\":1}"))
+        .await
+        .unwrap();
+    assert_eq!(out["ok"]["output"], json!("{\"hello\":1}"), "{out}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_trapping_callee_fails_the_call_not_the_host() {
+    let dir = tempfile::tempdir().unwrap();
+    // caller_agent forwards its input as the tool's arguments and always calls `echo`,
+    // so make the callee itself misbehave: a deadline too short to even start.
+    let slow = TestPlugin::new("slow", "tool", test_component("misbehaving_tool"))
+        .declares(&["config", "events"])
+        .grants("config = {}\nevents = [\"x\"]")
+        .limits("deadline-ms = 1000\nmemory-mib = 1");
+    let runtime = start(dir.path(), "", &[slow, agent("plugins = [\"slow\"]")]).await;
+    let err = runtime
+        .invoke_json("agent", "agent.run", &task("{}"))
+        .await
+        .expect_err("the callee cannot run in 1 MiB");
+    let text = err.to_string();
+    assert!(
+        text.contains(
+            "call from `agent` to `convergio:platform/tool@0.1.0#invoke` of `slow` failed"
+        ),
+        "{text}"
+    );
+    // The agent and the host still work once the callee is fixed by the operator:
+    // here simply check the host still serves other calls.
+    assert!(runtime.plugin("agent").is_ok());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_granted_exporters_are_ambiguous() {
+    let dir = tempfile::tempdir().unwrap();
+    let err = start_err(
+        dir.path(),
+        "",
+        &[
+            tool("one"),
+            tool("two"),
+            agent("plugins = [\"one\", \"two\"]"),
+        ],
+    )
+    .await;
+    assert!(
+        err.contains("which several plugins it may call export (one, two)"),
+        "{err}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn granted_callee_that_does_not_export_the_interface() {
+    let dir = tempfile::tempdir().unwrap();
+    let other_agent = TestPlugin::new("other", "agent", test_component("caller_agent"))
+        .declares(&["plugins"])
+        .grants("plugins = [\"echo-tool\"]");
+    let err = start_err(
+        dir.path(),
+        "",
+        &[
+            tool("echo-tool"),
+            other_agent,
+            agent("plugins = [\"other\"]"),
+        ],
+    )
+    .await;
+    assert!(
+        err.contains("exported by echo-tool, but may not call it"),
+        "{err}"
+    );
+    assert!(err.contains("plugins = [\"echo-tool\"]"), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn grant_naming_an_unknown_plugin_is_a_config_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let err = start_err(dir.path(), "", &[agent("plugins = [\"ghost\"]")]).await;
+    assert!(
+        err.contains("may call `ghost`, but no [[plugin]] has id = \"ghost\""),
+        "{err}"
+    );
+}

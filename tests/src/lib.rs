@@ -1,0 +1,146 @@
+//! Helpers for Convergio's integration tests: where the built test
+//! components are, and throwaway platforms built around them.
+#![allow(clippy::expect_used, clippy::panic)]
+
+use std::path::{Path, PathBuf};
+
+use convergio_runtime::{Platform, Runtime};
+
+/// The workspace root.
+pub fn workspace() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("tests/ lives in the workspace")
+        .to_path_buf()
+}
+
+/// The cargo target directory (honours `CARGO_TARGET_DIR`).
+pub fn target_dir() -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .map(|p| {
+            if p.is_absolute() {
+                p
+            } else {
+                workspace().join(p)
+            }
+        })
+        .unwrap_or_else(|| workspace().join("target"))
+}
+
+/// A built test component from `tests/components` (an example of that crate).
+pub fn test_component(name: &str) -> PathBuf {
+    built(&format!("examples/{name}.wasm"))
+}
+
+/// A built component of a workspace crate (its cdylib).
+pub fn crate_component(crate_name: &str) -> PathBuf {
+    built(&format!("{crate_name}.wasm"))
+}
+
+fn built(relative: &str) -> PathBuf {
+    let path = target_dir().join("wasm32-wasip2/debug").join(relative);
+    assert!(
+        path.is_file(),
+        "{} is missing: build the guest components first with `cargo xtask build-components` (or run the tests with `cargo xtask test`)",
+        path.display()
+    );
+    path
+}
+
+/// One plugin of a throwaway platform.
+#[derive(Debug, Clone)]
+pub struct TestPlugin {
+    /// Plugin id.
+    pub id: String,
+    /// Kind (`tool`, `agent`, ...).
+    pub kind: String,
+    /// Component file.
+    pub component: PathBuf,
+    /// Capabilities declared in the manifest.
+    pub declares: Vec<String>,
+    /// `[plugin.grants]` body, TOML.
+    pub grants: String,
+    /// `[plugin.limits]` body, TOML.
+    pub limits: String,
+}
+
+impl TestPlugin {
+    /// A plugin with no declarations, grants or limits.
+    pub fn new(id: &str, kind: &str, component: PathBuf) -> Self {
+        Self {
+            id: id.into(),
+            kind: kind.into(),
+            component,
+            declares: Vec::new(),
+            grants: String::new(),
+            limits: String::new(),
+        }
+    }
+
+    /// Declare capabilities in the manifest.
+    pub fn declares(mut self, caps: &[&str]) -> Self {
+        self.declares = caps.iter().map(|c| c.to_string()).collect();
+        self
+    }
+
+    /// Set the `[plugin.grants]` table body.
+    pub fn grants(mut self, toml: &str) -> Self {
+        self.grants = toml.into();
+        self
+    }
+
+    /// Set the `[plugin.limits]` table body.
+    pub fn limits(mut self, toml: &str) -> Self {
+        self.limits = toml.into();
+        self
+    }
+}
+
+/// Write `platform.toml` and one manifest per plugin into `dir`; returns the platform path.
+pub fn write_platform(dir: &Path, runtime: &str, plugins: &[TestPlugin]) -> PathBuf {
+    let mut platform = format!("[runtime]\ncompile-cache = false\n{runtime}\n");
+    for p in plugins {
+        let manifest = dir.join(format!("{}.plugin.toml", p.id));
+        let declares: Vec<String> = p.declares.iter().map(|c| format!("\"{c}\"")).collect();
+        std::fs::write(
+            &manifest,
+            format!(
+                "id = \"{}\"\nversion = \"0.1.0\"\nkind = \"{}\"\ncomponent = {:?}\n\n[requires]\ncapabilities = [{}]\n",
+                p.id,
+                p.kind,
+                p.component,
+                declares.join(", ")
+            ),
+        )
+        .expect("write manifest");
+        platform.push_str(&format!(
+            "\n[[plugin]]\nid = \"{}\"\nmanifest = \"{}.plugin.toml\"\n[plugin.grants]\n{}\n[plugin.limits]\n{}\n",
+            p.id, p.id, p.grants, p.limits
+        ));
+    }
+    let path = dir.join("platform.toml");
+    std::fs::write(&path, platform).expect("write platform.toml");
+    path
+}
+
+/// Load a throwaway platform; panics with the load errors if it fails.
+pub async fn start(dir: &Path, runtime: &str, plugins: &[TestPlugin]) -> Runtime {
+    let path = write_platform(dir, runtime, plugins);
+    let platform = Platform::load(&path).unwrap_or_else(|e| panic!("platform: {e}"));
+    Runtime::new(&platform)
+        .await
+        .unwrap_or_else(|e| panic!("runtime: {e}"))
+}
+
+/// Load a throwaway platform and return the error text it must fail with.
+pub async fn start_err(dir: &Path, runtime: &str, plugins: &[TestPlugin]) -> String {
+    let path = write_platform(dir, runtime, plugins);
+    match Platform::load(&path) {
+        Err(e) => e.to_string(),
+        Ok(platform) => match Runtime::new(&platform).await {
+            Err(e) => e.to_string(),
+            Ok(_) => panic!("the platform loaded, but it should have failed"),
+        },
+    }
+}

@@ -1,0 +1,217 @@
+//! `cargo xtask`: setup, component builds, tests and the demo.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use anyhow::{Context, Result, bail};
+
+const USAGE: &str = "\
+cargo xtask <task>
+
+Tasks:
+  setup              install what a fresh machine needs (the wasm32-wasip2 target, wasm-tools)
+  build-components   build every guest component for wasm32-wasip2
+  test               build-components, then run every test of the workspace
+  demo               build-components and the CLI, then run the demo platform
+  wit-check          parse every WIT package and check it round-trips through wasm-tools
+";
+
+/// wasm-tools release that builds with the pinned toolchain.
+const WASM_TOOLS_VERSION: &str = "1.263.0";
+
+fn main() -> Result<()> {
+    let task = std::env::args().nth(1).unwrap_or_default();
+    let root = root()?;
+    std::env::set_current_dir(&root)?;
+    match task.as_str() {
+        "setup" => setup(true),
+        "build-components" => build_components(),
+        "test" => {
+            build_components()?;
+            run(cargo().args(["test", "--workspace", "--all-targets"]))?;
+            // Doc tests are not part of --all-targets.
+            run(cargo().args(["test", "--workspace", "--doc"]))
+        }
+        "demo" => demo(),
+        "wit-check" => wit_check(),
+        "" | "help" | "--help" | "-h" => {
+            print!("{USAGE}");
+            Ok(())
+        }
+        other => bail!("unknown task `{other}`\n\n{USAGE}"),
+    }
+}
+
+fn root() -> Result<PathBuf> {
+    let manifest_dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    manifest_dir
+        .parent()
+        .map(Path::to_path_buf)
+        .context("xtask must live one level below the workspace root")
+}
+
+/// `cargo` through rustup, so `rust-toolchain.toml` picks the toolchain.
+fn cargo() -> Command {
+    Command::new("cargo")
+}
+
+fn run(cmd: &mut Command) -> Result<()> {
+    eprintln!("xtask: running {cmd:?}");
+    let status = cmd
+        .status()
+        .with_context(|| format!("cannot start {cmd:?}"))?;
+    if !status.success() {
+        bail!("{cmd:?} failed with {status}");
+    }
+    Ok(())
+}
+
+fn output(cmd: &mut Command) -> Result<String> {
+    let out = cmd
+        .output()
+        .with_context(|| format!("cannot start {cmd:?}"))?;
+    if !out.status.success() {
+        bail!("{cmd:?} failed: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    Ok(String::from_utf8(out.stdout)?)
+}
+
+/// Install the wasm target (and, with `tools`, wasm-tools) if missing.
+fn setup(tools: bool) -> Result<()> {
+    let installed = output(Command::new("rustup").args(["target", "list", "--installed"]))?;
+    if !installed.lines().any(|l| l.trim() == "wasm32-wasip2") {
+        run(Command::new("rustup").args(["target", "add", "wasm32-wasip2"]))?;
+    }
+    if tools
+        && Command::new("wasm-tools")
+            .arg("--version")
+            .output()
+            .is_err()
+    {
+        run(cargo().args([
+            "install",
+            &format!("wasm-tools@{WASM_TOOLS_VERSION}"),
+            "--locked",
+            "--no-default-features",
+            "--features",
+            "component,print,parse,validate",
+        ]))?;
+    }
+    Ok(())
+}
+
+/// Build every package that has a `cdylib` library or example: those are guest components.
+fn build_components() -> Result<()> {
+    setup(false)?;
+    let metadata = output(cargo().args(["metadata", "--format-version", "1", "--no-deps"]))?;
+    let metadata: serde_json::Value = serde_json::from_str(&metadata)?;
+    let mut packages_with_lib: Vec<String> = Vec::new();
+    let mut examples: Vec<String> = Vec::new();
+    let packages = metadata["packages"]
+        .as_array()
+        .context("cargo metadata has no packages")?;
+    for package in packages {
+        let name = package["name"].as_str().unwrap_or_default();
+        for target in package["targets"].as_array().into_iter().flatten() {
+            let is_cdylib = target["crate_types"]
+                .as_array()
+                .is_some_and(|t| t.iter().any(|t| t == "cdylib"));
+            if !is_cdylib {
+                continue;
+            }
+            let is_example = target["kind"]
+                .as_array()
+                .is_some_and(|k| k.iter().any(|k| k == "example"));
+            if is_example {
+                examples.extend(["-p".into(), name.into()]);
+                examples.extend([
+                    "--example".into(),
+                    target["name"].as_str().unwrap_or_default().into(),
+                ]);
+            } else {
+                packages_with_lib.extend(["-p".into(), name.into()]);
+            }
+        }
+    }
+    let mut args: Vec<String> = vec!["build".into(), "--target".into(), "wasm32-wasip2".into()];
+    args.extend(packages_with_lib);
+    args.push("--lib".into());
+    args.extend(examples);
+    run(cargo().args(&args))
+}
+
+fn demo() -> Result<()> {
+    build_components()?;
+    run(cargo().args(["build", "-p", "convergio-cli"]))?;
+    let exe = Path::new("target/debug/convergio");
+    let config = "examples/platform.toml";
+    let steps: [&[&str]; 4] = [
+        &["check"],
+        &["plugin", "list"],
+        &[
+            "invoke",
+            "hello-tool",
+            "tool.invoke",
+            r#"["greet", "{\"name\": \"Ada\"}"]"#,
+        ],
+        &[
+            "invoke",
+            "greeter-agent",
+            "agent.run",
+            r#"[{"run-id": "demo", "node-id": "greet", "input": "{\"name\": \"Grace\"}", "state": []}]"#,
+        ],
+    ];
+    for step in steps {
+        println!("\n$ convergio --config {config} {}", step.join(" "));
+        run(Command::new(exe).arg("--config").arg(config).args(step))?;
+    }
+    Ok(())
+}
+
+fn wit_check() -> Result<()> {
+    setup(true)?;
+    let dir = tempdir()?;
+    // Encode the whole contract (our package and its vendored dependencies) and print it.
+    let wasm = dir.join("platform.wasm");
+    run(Command::new("wasm-tools")
+        .args(["component", "wit", "wit", "--wasm", "-o"])
+        .arg(&wasm))?;
+    let printed = output(
+        Command::new("wasm-tools")
+            .args(["component", "wit"])
+            .arg(&wasm),
+    )?;
+    // Round trip: write the printed packages out, parse them again, and print again.
+    let out_dir = dir.join("printed");
+    let _ = std::fs::remove_dir_all(&out_dir);
+    run(Command::new("wasm-tools")
+        .args(["component", "wit", "--out-dir"])
+        .arg(&out_dir)
+        .arg(&wasm))?;
+    let wasm2 = dir.join("reparsed.wasm");
+    run(Command::new("wasm-tools")
+        .args(["component", "wit"])
+        .arg(&out_dir)
+        .args(["--wasm", "-o"])
+        .arg(&wasm2))?;
+    let reprinted = output(
+        Command::new("wasm-tools")
+            .args(["component", "wit"])
+            .arg(&wasm2),
+    )?;
+    if printed != reprinted {
+        bail!(
+            "the WIT does not round-trip through wasm-tools: compare {} with {}",
+            out_dir.display(),
+            wasm2.display()
+        );
+    }
+    println!("wit-check: wit/ and its vendored packages parse and round-trip through wasm-tools");
+    Ok(())
+}
+
+fn tempdir() -> Result<PathBuf> {
+    let dir = std::env::temp_dir().join(format!("convergio-wit-{}", std::process::id()));
+    std::fs::create_dir_all(&dir)?;
+    Ok(dir)
+}
