@@ -99,7 +99,13 @@ impl TestPlugin {
 
 /// Write `platform.toml` and one manifest per plugin into `dir`; returns the platform path.
 pub fn write_platform(dir: &Path, runtime: &str, plugins: &[TestPlugin]) -> PathBuf {
-    let mut platform = format!("[runtime]\ncompile-cache = false\n{runtime}\n");
+    // Tests compile afresh unless they ask for the cache.
+    let cache = if runtime.contains("compile-cache") {
+        ""
+    } else {
+        "compile-cache = false\n"
+    };
+    let mut platform = format!("[runtime]\n{cache}{runtime}\n");
     for p in plugins {
         let manifest = dir.join(format!("{}.plugin.toml", p.id));
         let declares: Vec<String> = p.declares.iter().map(|c| format!("\"{c}\"")).collect();

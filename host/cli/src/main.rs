@@ -1,6 +1,6 @@
 //! `convergio`: the operator's command line.
 
-use std::io::Write;
+use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -12,7 +12,11 @@ mod scaffold;
 
 /// Convergio: a WebAssembly component host for multi-agent LLM systems.
 #[derive(Debug, Parser)]
-#[command(name = "convergio", version, about, long_about = None)]
+#[command(
+    name = "convergio",
+    version,
+    about = "Convergio: a WebAssembly component host for multi-agent LLM systems"
+)]
 struct Cli {
     /// The platform configuration to use.
     #[arg(
@@ -57,6 +61,10 @@ enum Command {
         #[arg(default_value = "[]")]
         args: String,
     },
+    /// Keep the platform loaded: hot-reload plugins whose component file
+    /// changes and print every event plugins publish, one JSON line each,
+    /// until Ctrl-C.
+    Run,
     /// Create a new plugin crate from a template.
     New {
         /// What to create.
@@ -109,6 +117,7 @@ fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
         .init();
     match run(cli) {
         Ok(code) => code,
@@ -130,6 +139,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             function,
             args,
         } => invoke(&cli.config, &plugin, &function, &args),
+        Command::Run => serve(&cli.config),
         Command::New { kind, name, dir } => {
             let dir = dir.unwrap_or_else(|| PathBuf::from(&name));
             scaffold::create(kind, &name, &dir)?;
@@ -216,6 +226,35 @@ fn list(config: &std::path::Path, json: bool) -> Result<ExitCode> {
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+fn serve(config: &std::path::Path) -> Result<ExitCode> {
+    let (rt, runtime) = load(config)?;
+    rt.block_on(async {
+        let _watch = runtime.watch()?;
+        let mut events = runtime.subscribe();
+        eprintln!(
+            "convergio: {} plugin(s) loaded ({}); watching their component files; Ctrl-C stops",
+            runtime.plugin_ids().len(),
+            runtime.plugin_ids().join(", ")
+        );
+        loop {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => break,
+                event = events.recv() => match event {
+                    Ok(e) => println!(
+                        "{}",
+                        serde_json::json!({"source": e.source, "topic": e.topic, "payload": e.payload, "timestamp-ms": e.timestamp_ms})
+                    ),
+                    Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
+                        tracing::warn!("{n} events were dropped: the output is too slow");
+                    }
+                    Err(tokio::sync::broadcast::error::RecvError::Closed) => break,
+                },
+            }
+        }
+        anyhow::Ok(ExitCode::SUCCESS)
+    })
 }
 
 fn invoke(config: &std::path::Path, plugin: &str, function: &str, args: &str) -> Result<ExitCode> {

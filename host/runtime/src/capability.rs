@@ -34,11 +34,13 @@ pub enum Capability {
     Admin,
     /// Calls into other plugins' exports (e.g. an agent calling a tool).
     Plugins,
+    /// `wasi:filesystem`: the directories granted, nothing else.
+    Filesystem,
 }
 
 impl Capability {
     /// Every capability, in a stable order.
-    pub const ALL: [Capability; 10] = [
+    pub const ALL: [Capability; 11] = [
         Capability::Logging,
         Capability::Config,
         Capability::Storage,
@@ -49,6 +51,7 @@ impl Capability {
         Capability::Events,
         Capability::Admin,
         Capability::Plugins,
+        Capability::Filesystem,
     ];
 
     /// The name used in `plugin.toml` and `platform.toml`.
@@ -64,6 +67,7 @@ impl Capability {
             Capability::Events => "events",
             Capability::Admin => "admin",
             Capability::Plugins => "plugins",
+            Capability::Filesystem => "filesystem",
         }
     }
 
@@ -80,6 +84,7 @@ impl Capability {
             Capability::Events => "events = [\"topic.*\"]",
             Capability::Admin => "admin = true",
             Capability::Plugins => "plugins = [\"plugin-id\"]",
+            Capability::Filesystem => "directories = [{ host = \"./data\", guest = \"/data\" }]",
         }
     }
 
@@ -96,6 +101,7 @@ impl Capability {
             Capability::Events => !grants.events.is_empty(),
             Capability::Admin => grants.admin,
             Capability::Plugins => !grants.plugins.is_empty(),
+            Capability::Filesystem => !grants.directories.is_empty(),
         }
     }
 }
@@ -110,8 +116,8 @@ impl fmt::Display for Capability {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ImportClass {
     /// Baseline WASI every Rust component imports (clocks, random, stdio,
-    /// environment, exit, streams, filesystem types). Always linked, but
-    /// holds nothing by default: no environment, no arguments, no directories.
+    /// environment, exit, streams). Always linked, but holds nothing by
+    /// default: no environment variables, no arguments.
     Baseline,
     /// A host capability that must be granted.
     Host(Capability),
@@ -127,9 +133,8 @@ pub fn classify_import(name: &str) -> ImportClass {
     let unversioned = name.split('@').next().unwrap_or(name);
     let (package, _interface) = unversioned.split_once('/').unwrap_or((unversioned, ""));
     match (package, unversioned) {
-        ("wasi:io" | "wasi:clocks" | "wasi:random" | "wasi:cli" | "wasi:filesystem", _) => {
-            ImportClass::Baseline
-        }
+        ("wasi:io" | "wasi:clocks" | "wasi:random" | "wasi:cli", _) => ImportClass::Baseline,
+        ("wasi:filesystem", _) => ImportClass::Host(Capability::Filesystem),
         // Data types only; sending a request needs `outgoing-handler`.
         (_, "wasi:http/types") => ImportClass::Baseline,
         (_, "wasi:http/outgoing-handler") => ImportClass::Host(Capability::Http),

@@ -149,6 +149,26 @@ pub struct Grants {
     /// Plugins whose exports this plugin may call.
     #[serde(default)]
     pub plugins: Vec<String>,
+    /// Host directories the plugin sees through `wasi:filesystem`. Nothing
+    /// else of the host's filesystem is visible.
+    #[serde(default)]
+    pub directories: Vec<DirectoryGrant>,
+    /// Environment variables the plugin sees (none unless listed).
+    #[serde(default)]
+    pub env: BTreeMap<String, String>,
+}
+
+/// One directory shared with a plugin.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct DirectoryGrant {
+    /// Directory on the host, relative to `platform.toml`.
+    pub host: PathBuf,
+    /// Where the plugin sees it, e.g. `/data`.
+    pub guest: String,
+    /// Allow creating, changing and deleting files (default: read-only).
+    #[serde(default)]
+    pub writable: bool,
 }
 
 impl Grants {
@@ -158,6 +178,13 @@ impl Grants {
             .into_iter()
             .filter(|c| c.is_granted(self))
             .collect()
+    }
+}
+
+impl DirectoryGrant {
+    /// The host directory, resolved against the folder of `platform`.
+    fn path_from(&self, platform: &Path) -> PathBuf {
+        platform.parent().unwrap_or(Path::new(".")).join(&self.host)
     }
 }
 
@@ -254,6 +281,22 @@ impl Platform {
                     ));
                 }
             }
+            let mut grants = entry.grants.clone();
+            for dir in &mut grants.directories {
+                dir.host = dir.path_from(path);
+                if !dir.host.is_dir() {
+                    problems.push(format!(
+                        "{at}: field `grants.directories`: {} is not a directory; create it or fix `host`",
+                        dir.host.display()
+                    ));
+                }
+                if !dir.guest.starts_with('/') {
+                    problems.push(format!(
+                        "{at}: field `grants.directories`: guest path `{}` must be absolute, e.g. \"/data\"",
+                        dir.guest
+                    ));
+                }
+            }
             let limits = entry.limits.resolve(&config.runtime.default_limits);
             let pool_bytes = config.runtime.pool_memory_mib.saturating_mul(1 << 20);
             if limits.memory_bytes as u64 > pool_bytes {
@@ -304,7 +347,7 @@ impl Platform {
                 manifest,
                 manifest_path,
                 component_path,
-                grants: entry.grants.clone(),
+                grants,
                 limits,
                 config_location: at,
             });

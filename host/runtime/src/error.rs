@@ -54,6 +54,19 @@ pub enum Error {
         available: String,
     },
 
+    /// Several exports match the short name given.
+    #[error(
+        "`{function}` is ambiguous in plugin `{plugin}`: it matches {candidates}; name one of them in full"
+    )]
+    AmbiguousFunction {
+        /// Plugin id.
+        plugin: String,
+        /// Requested function.
+        function: String,
+        /// Comma-separated matches.
+        candidates: String,
+    },
+
     /// Arguments do not match the function's parameters.
     #[error("bad arguments for `{function}`: {message}")]
     BadArguments {

@@ -121,6 +121,12 @@ impl config_store::Host for HostState {
     }
 }
 
+/// Milliseconds since the Unix epoch (0 for times before it).
+pub(crate) fn unix_ms(time: SystemTime) -> u64 {
+    time.duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
 /// Whether `topic` matches a granted pattern (`*` at the end matches any suffix).
 pub(crate) fn topic_allowed(patterns: &[String], topic: &str) -> bool {
     patterns.iter().any(|p| match p.strip_suffix('*') {
@@ -149,9 +155,7 @@ impl events::Host for HostState {
                 "payload is not JSON: {e}"
             )));
         }
-        let timestamp_ms = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
+        let timestamp_ms = unix_ms(SystemTime::now());
         tracing::info!(target: "event", plugin, topic, payload, "event");
         // No subscriber is not an error: events are fire-and-forget.
         let _ = self.events.send(Event {

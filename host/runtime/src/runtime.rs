@@ -15,7 +15,7 @@ use wasmtime::component::{
     Component, ComponentExportIndex, InstancePre, Linker, ResourceTable, Val,
 };
 use wasmtime::{Engine, Store, StoreLimitsBuilder, Trap, UpdateDeadline};
-use wasmtime_wasi::WasiCtxBuilder;
+use wasmtime_wasi::{FsPerms, WasiCtxBuilder};
 
 use crate::capability::{ImportClass, classify_import};
 use crate::config::{Platform, PluginSpec};
@@ -27,11 +27,12 @@ use crate::{Capability, Error, Result};
 
 /// Capabilities this host implements today. A granted capability outside this
 /// set fails the load with a clear message instead of a missing-import error.
-const PROVIDED: [Capability; 4] = [
+const PROVIDED: [Capability; 5] = [
     Capability::Logging,
     Capability::Config,
     Capability::Events,
     Capability::Plugins,
+    Capability::Filesystem,
 ];
 
 /// One exported function of a loaded component.
@@ -113,23 +114,27 @@ pub struct PluginInfo {
     pub exports: Vec<(String, String)>,
     /// Component file.
     pub component: PathBuf,
+    /// When the running version was loaded, Unix time in milliseconds.
+    pub loaded_at_ms: u64,
     /// The last failed reload, if the one after it has not succeeded.
     pub last_error: Option<String>,
 }
 
-struct Inner {
+pub(crate) struct Inner {
     engine: Engine,
     slots: RwLock<BTreeMap<String, Arc<Slot>>>,
     events: broadcast::Sender<Event>,
     fuel: bool,
     tick: Duration,
     _epoch: EpochTicker,
+    /// The file watcher started by `[runtime] watch = true`.
+    watch: Mutex<Option<crate::WatchHandle>>,
 }
 
 /// The Convergio host runtime. Cheap to clone; clones share everything.
 #[derive(Clone)]
 pub struct Runtime {
-    inner: Arc<Inner>,
+    pub(crate) inner: Arc<Inner>,
 }
 
 impl std::fmt::Debug for Runtime {
@@ -168,6 +173,7 @@ impl Runtime {
                 fuel,
                 tick,
                 _epoch: epoch,
+                watch: Mutex::new(None),
             }),
         };
 
@@ -190,11 +196,18 @@ impl Runtime {
                 }
             }
         }
-        if problems.is_empty() {
-            Ok(runtime)
-        } else {
-            Err(Error::Invalid(problems))
+        if !problems.is_empty() {
+            return Err(Error::Invalid(problems));
         }
+        if platform.runtime.watch {
+            let handle = runtime.watch()?;
+            *runtime
+                .inner
+                .watch
+                .lock()
+                .unwrap_or_else(|e| e.into_inner()) = Some(handle);
+        }
+        Ok(runtime)
     }
 
     /// The engine, e.g. for benchmarks that compare against raw wasmtime.
@@ -676,89 +689,106 @@ async fn call_in_store(
         function = %export.qualified(),
         generation = loaded.generation
     );
-    run_limited(inner, slot, loaded, export, params, results)
-        .instrument(span)
-        .await
+    async {
+        let limits = spec.limits;
+        let deadline = Duration::from_millis(limits.deadline_ms);
+        let started = Instant::now();
+        let queue = Duration::from_millis(limits.queue_ms);
+        let _permit = match tokio::time::timeout(queue, slot.permits.clone().acquire_owned()).await
+        {
+            Ok(Ok(permit)) => permit,
+            _ => {
+                return Err(Error::Busy {
+                    plugin: spec.id.clone(),
+                    limit: limits.max_instances,
+                    waited_ms: started.elapsed().as_millis() as u64,
+                });
+            }
+        };
+        let remaining = deadline.saturating_sub(started.elapsed());
+
+        let state = HostState {
+            plugin: spec.clone(),
+            wasi: wasi_ctx(spec)?,
+            table: ResourceTable::new(),
+            limits: StoreLimitsBuilder::new()
+                .memory_size(limits.memory_bytes)
+                .table_elements(limits.table_elements)
+                .trap_on_grow_failure(true)
+                .build(),
+            events: inner.events.clone(),
+        };
+        let mut store = Store::new(&inner.engine, state);
+        store.limiter(|s| &mut s.limits);
+        // Guest code yields to the executor every epoch tick, so a busy plugin never
+        // holds a worker thread; once its deadline has passed it is interrupted.
+        let deadline_at = Instant::now() + remaining;
+        store.epoch_deadline_callback(move |_| {
+            if Instant::now() >= deadline_at {
+                Ok(UpdateDeadline::Interrupt)
+            } else {
+                Ok(UpdateDeadline::Yield(1))
+            }
+        });
+        store.set_epoch_deadline(1);
+        if inner.fuel {
+            store.set_fuel(limits.fuel.unwrap_or(u64::MAX))?;
+        }
+
+        let run = async {
+            let instance = loaded.pre.instantiate_async(&mut store).await?;
+            let func = instance.get_func(&mut store, export.index).ok_or_else(|| {
+                wasmtime::format_err!("export `{}` is not a function", export.qualified())
+            })?;
+            func.call_async(&mut store, params, results).await
+        };
+        // The epoch deadline stops guest code; this also bounds time spent in host calls.
+        let grace = Duration::from_millis(100) + inner.tick * 2;
+        let outcome = tokio::time::timeout(remaining + grace, run).await;
+        let stopped = |reason: String| {
+            tracing::warn!(plugin = %spec.id, %reason, "plugin stopped");
+            Error::Stopped {
+                plugin: spec.id.clone(),
+                reason,
+            }
+        };
+        match outcome {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(err)) => Err(stopped(describe_failure(&err, spec))),
+            Err(_) => Err(stopped(format!(
+                "deadline of {} ms exceeded",
+                limits.deadline_ms
+            ))),
+        }
+    }
+    .instrument(span)
+    .await
 }
 
-async fn run_limited(
-    inner: &Inner,
-    slot: &Slot,
-    loaded: &Loaded,
-    export: &ExportFn,
-    params: &[Val],
-    results: &mut [Val],
-) -> Result<()> {
-    let spec = &loaded.spec;
-    let limits = spec.limits;
-    let deadline = Duration::from_millis(limits.deadline_ms);
-    let started = Instant::now();
-    let queue = Duration::from_millis(limits.queue_ms);
-    let _permit = match tokio::time::timeout(queue, slot.permits.clone().acquire_owned()).await {
-        Ok(Ok(permit)) => permit,
-        _ => {
-            return Err(Error::Busy {
-                plugin: spec.id.clone(),
-                limit: limits.max_instances,
-                waited_ms: started.elapsed().as_millis() as u64,
-            });
-        }
-    };
-    let remaining = deadline.saturating_sub(started.elapsed());
-
-    let state = HostState {
-        plugin: spec.clone(),
-        wasi: WasiCtxBuilder::new().build(),
-        table: ResourceTable::new(),
-        limits: StoreLimitsBuilder::new()
-            .memory_size(limits.memory_bytes)
-            .table_elements(limits.table_elements)
-            .trap_on_grow_failure(true)
-            .build(),
-        events: inner.events.clone(),
-    };
-    let mut store = Store::new(&inner.engine, state);
-    store.limiter(|s| &mut s.limits);
-    // Guest code yields to the executor every epoch tick, so a busy plugin never
-    // holds a worker thread; once its deadline has passed it is interrupted.
-    let deadline_at = Instant::now() + remaining;
-    store.epoch_deadline_callback(move |_| {
-        if Instant::now() >= deadline_at {
-            Ok(UpdateDeadline::Interrupt)
+/// The plugin's WASI context: only its granted directories and environment.
+fn wasi_ctx(spec: &PluginSpec) -> Result<wasmtime_wasi::WasiCtx> {
+    let mut builder = WasiCtxBuilder::new();
+    for (name, value) in &spec.grants.env {
+        builder.env(name, value);
+    }
+    for dir in &spec.grants.directories {
+        let perms = if dir.writable {
+            FsPerms::ReadWrite
         } else {
-            Ok(UpdateDeadline::Yield(1))
-        }
-    });
-    store.set_epoch_deadline(1);
-    if inner.fuel {
-        store.set_fuel(limits.fuel.unwrap_or(u64::MAX))?;
+            FsPerms::ReadOnly
+        };
+        builder
+            .preopened_dir(&dir.host, &dir.guest, perms)
+            .map_err(|e| Error::Load {
+                plugin: spec.id.clone(),
+                message: format!(
+                    "cannot open granted directory {}: {}",
+                    dir.host.display(),
+                    one_line(&e)
+                ),
+            })?;
     }
-
-    let run = async {
-        let instance = loaded.pre.instantiate_async(&mut store).await?;
-        let func = instance.get_func(&mut store, export.index).ok_or_else(|| {
-            wasmtime::format_err!("export `{}` is not a function", export.qualified())
-        })?;
-        func.call_async(&mut store, params, results).await
-    };
-    // The epoch deadline stops guest code; this also bounds time spent in host calls.
-    let grace = Duration::from_millis(100) + inner.tick * 2;
-    let outcome = tokio::time::timeout(remaining + grace, run).await;
-    let stopped = |reason: String| {
-        tracing::warn!(plugin = %spec.id, %reason, "plugin stopped");
-        Error::Stopped {
-            plugin: spec.id.clone(),
-            reason,
-        }
-    };
-    match outcome {
-        Ok(Ok(())) => Ok(()),
-        Ok(Err(err)) => Err(stopped(describe_failure(&err, spec))),
-        Err(_) => Err(stopped(format!(
-            "deadline of {} ms exceeded",
-            limits.deadline_ms
-        ))),
-    }
+    Ok(builder.build())
 }
 
 /// A one-line reason for a failed call (the wasm backtrace goes to the debug log).
@@ -893,7 +923,6 @@ fn find_export<'a>(plugin: &str, loaded: &'a Loaded, function: &str) -> Result<&
 fn info(slot: &Slot) -> PluginInfo {
     let loaded = slot.current.load();
     let spec = &loaded.spec;
-    let _ = loaded.loaded_at;
     PluginInfo {
         id: spec.id.clone(),
         version: spec.manifest.version.clone(),
@@ -912,6 +941,7 @@ fn info(slot: &Slot) -> PluginInfo {
             .map(|e| (e.qualified(), e.signature.clone()))
             .collect(),
         component: spec.component_path.clone(),
+        loaded_at_ms: host::unix_ms(loaded.loaded_at),
         last_error: slot
             .last_error
             .lock()

@@ -46,7 +46,8 @@ impl Runtime {
                 .watch(dir, RecursiveMode::NonRecursive)
                 .map_err(|e| Error::Config(format!("cannot watch {}: {e}", dir.display())))?;
         }
-        let runtime = self.clone();
+        // The thread holds the runtime weakly: dropping the last `Runtime` ends it.
+        let runtime = std::sync::Arc::downgrade(&self.inner);
         std::thread::Builder::new()
             .name("convergio-watch".into())
             .spawn(move || {
@@ -57,6 +58,10 @@ impl Runtime {
                     while let Ok(next) = rx.recv_timeout(SETTLE) {
                         collect(&next, &by_path, &mut changed);
                     }
+                    let Some(inner) = runtime.upgrade() else {
+                        break;
+                    };
+                    let runtime = Runtime { inner };
                     for id in changed {
                         tracing::info!(plugin = %id, "component file changed; reloading");
                         // Errors are logged and recorded by `reload`.

@@ -1,0 +1,249 @@
+//! The `convergio` binary, run as an operator or a plugin author would.
+
+// Test helpers outside #[test] functions may panic too.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn workspace() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .canonicalize()
+        .unwrap()
+}
+
+fn convergio(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_convergio"))
+        .args(args)
+        .env(
+            "CONVERGIO_HOME",
+            workspace().join("target/convergio-test-home"),
+        )
+        .env_remove("CONVERGIO_CONFIG")
+        .output()
+        .unwrap()
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+fn demo_built() -> bool {
+    workspace()
+        .join("target/wasm32-wasip2/debug/hello_tool.wasm")
+        .is_file()
+}
+
+#[test]
+fn check_reports_every_problem_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("platform.toml"),
+        "[[plugin]]\nid = \"a\"\nmanifest = \"missing-a.toml\"\n\n[[plugin]]\nid = \"B\"\nmanifest = \"missing-b.toml\"\n",
+    )
+    .unwrap();
+    let config = dir.path().join("platform.toml");
+    let out = convergio(&["--config", config.to_str().unwrap(), "check"]);
+    let stdout = text(&out.stdout);
+    assert!(!out.status.success());
+    assert!(
+        stdout.contains("platform.toml:2: plugin `a`: cannot read"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("platform.toml:6: field `id`: `B` is not a plugin id"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("3 problem(s) found"), "{stdout}");
+}
+
+#[test]
+fn a_typo_in_platform_toml_is_one_located_line() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("platform.toml"),
+        "[runtime]\nepoch-tick = 5\n",
+    )
+    .unwrap();
+    let config = dir.path().join("platform.toml");
+    let out = convergio(&["--config", config.to_str().unwrap(), "check"]);
+    let stdout = text(&out.stdout);
+    assert!(!out.status.success());
+    let line = stdout.lines().next().unwrap();
+    assert!(
+        line.contains("platform.toml:2:1: unknown field `epoch-tick`, expected one of"),
+        "{stdout}"
+    );
+}
+
+#[test]
+fn demo_platform_checks_lists_and_invokes() {
+    assert!(
+        demo_built(),
+        "build the components first: cargo xtask build-components"
+    );
+    let config = workspace().join("examples/platform.toml");
+    let config = config.to_str().unwrap();
+
+    let out = convergio(&["--config", config, "check"]);
+    assert!(
+        out.status.success(),
+        "{}{}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+    assert!(text(&out.stdout).contains("ok: 2 plugin(s) load and link"));
+
+    let out = convergio(&["--config", config, "plugin", "list", "--json"]);
+    let list: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let ids: Vec<&str> = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, ["greeter-agent", "hello-tool"]);
+
+    let out = convergio(&[
+        "--config",
+        config,
+        "invoke",
+        "hello-tool",
+        "tool.invoke",
+        r#"["add", "{\"a\": 2, \"b\": 40}"]"#,
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let result: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let sum: serde_json::Value = serde_json::from_str(result["ok"].as_str().unwrap()).unwrap();
+    assert_eq!(sum["sum"], serde_json::json!(42.0));
+
+    let out = convergio(&[
+        "--config",
+        config,
+        "invoke",
+        "hello-tool",
+        "tool.invoke",
+        r#"["nope", "{}"]"#,
+    ]);
+    assert!(!out.status.success(), "an `err` result exits non-zero");
+    assert!(
+        text(&out.stdout).contains("unknown-tool"),
+        "{}",
+        text(&out.stdout)
+    );
+
+    let out = convergio(&[
+        "--config",
+        config,
+        "invoke",
+        "hello-tool",
+        "tool.invoke",
+        "[1]",
+    ]);
+    assert!(!out.status.success());
+    assert!(
+        text(&out.stderr).contains("expected 2 argument(s) (name, arguments), got 1"),
+        "{}",
+        text(&out.stderr)
+    );
+
+    let out = convergio(&["--config", config, "invoke", "hello-tool", "launch"]);
+    assert!(
+        text(&out.stderr).contains("has no export `launch`; it exports:"),
+        "{}",
+        text(&out.stderr)
+    );
+}
+
+/// The toolchain the workspace pins, so the scaffolded crate builds with it too.
+fn pinned_toolchain() -> String {
+    let text = std::fs::read_to_string(workspace().join("rust-toolchain.toml")).unwrap();
+    let line = text.lines().find(|l| l.starts_with("channel")).unwrap();
+    line.split('"').nth(1).unwrap().to_string()
+}
+
+#[test]
+fn a_scaffolded_tool_builds_and_runs_in_the_host() {
+    let dir = tempfile::tempdir().unwrap();
+    let crate_dir = dir.path().join("my-tool");
+    let out = convergio(&[
+        "new",
+        "tool",
+        "my-tool",
+        "--dir",
+        crate_dir.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    for file in ["Cargo.toml", "src/lib.rs", "plugin.toml", "README.md"] {
+        assert!(crate_dir.join(file).is_file(), "{file} was not created");
+    }
+
+    // Plain cargo, as a plugin author would build it; target dir shared across runs to save time.
+    let target = workspace().join("target/scaffold-test");
+    let status = Command::new("cargo")
+        .args(["build", "--target", "wasm32-wasip2", "--release"])
+        .current_dir(&crate_dir)
+        .env("CARGO_TARGET_DIR", &target)
+        .env("RUSTUP_TOOLCHAIN", pinned_toolchain())
+        .status()
+        .unwrap();
+    assert!(status.success(), "the scaffolded crate does not build");
+
+    // The scaffold's own plugin.toml, unchanged; the operator points at the built file.
+    let component = target.join("wasm32-wasip2/release/my_tool.wasm");
+    std::fs::write(
+        dir.path().join("platform.toml"),
+        format!(
+            "[runtime]\ncompile-cache = false\n\n[[plugin]]\nid = \"my-tool\"\nmanifest = \"my-tool/plugin.toml\"\ncomponent = {:?}\n[plugin.grants]\nlogging = true\n",
+            component
+        ),
+    )
+    .unwrap();
+    let config = dir.path().join("platform.toml");
+    let out = convergio(&[
+        "--config",
+        config.to_str().unwrap(),
+        "invoke",
+        "my-tool",
+        "tool.invoke",
+        r#"["echo", "{\"text\": \"hi\"}"]"#,
+    ]);
+    assert!(
+        out.status.success(),
+        "{}{}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+    let result: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(result, serde_json::json!({"ok": "{\"text\":\"hi\"}"}));
+
+    // A second `new` into the same folder is refused rather than overwriting.
+    let out = convergio(&[
+        "new",
+        "tool",
+        "my-tool",
+        "--dir",
+        crate_dir.to_str().unwrap(),
+    ]);
+    assert!(!out.status.success());
+    assert!(text(&out.stderr).contains("already exists and is not empty"));
+}
+
+#[test]
+fn new_refuses_a_bad_name() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = convergio(&[
+        "new",
+        "agent",
+        "My_Agent",
+        "--dir",
+        dir.path().join("x").to_str().unwrap(),
+    ]);
+    assert!(!out.status.success());
+    assert!(
+        text(&out.stderr).contains("is not a plugin id"),
+        "{}",
+        text(&out.stderr)
+    );
+}

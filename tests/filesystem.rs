@@ -1,0 +1,156 @@
+//! Directory grants: a plugin sees only the directories granted to it, with
+//! the access granted; `..`, absolute paths and symlinks cannot leave them.
+
+// Test helpers outside #[test] functions may panic too.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use convergio_runtime::Runtime;
+use convergio_tests::{TestPlugin, start, start_err, test_component};
+use serde_json::{Value, json};
+
+async fn call(runtime: &Runtime, tool: &str, args: &str) -> Value {
+    runtime
+        .invoke_json("fs", "tool.invoke", &json!([tool, args]))
+        .await
+        .expect("the call itself succeeds; denials are error values")
+}
+
+fn failed(out: &Value) -> String {
+    out["err"]["failed"]
+        .as_str()
+        .unwrap_or_else(|| panic!("expected a failure, got {out}"))
+        .to_string()
+}
+
+fn fs_plugin(grants: &str) -> TestPlugin {
+    TestPlugin::new("fs", "tool", test_component("fs_tool"))
+        .declares(&["filesystem"])
+        .grants(grants)
+}
+
+/// A data directory with one file, and a symlink inside it pointing out of it.
+fn data_dir(root: &std::path::Path) -> std::path::PathBuf {
+    let data = root.join("data");
+    std::fs::create_dir_all(&data).unwrap();
+    std::fs::write(data.join("hello.txt"), "hello from the host").unwrap();
+    std::fs::write(root.join("secret.txt"), "outside the grant").unwrap();
+    std::os::unix::fs::symlink(root, data.join("escape")).unwrap();
+    data
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn read_only_grant_reads_inside_and_nothing_else() {
+    let dir = tempfile::tempdir().unwrap();
+    data_dir(dir.path());
+    let runtime = start(
+        dir.path(),
+        "",
+        &[fs_plugin(
+            "directories = [{ host = \"data\", guest = \"/data\" }]",
+        )],
+    )
+    .await;
+
+    assert_eq!(
+        call(&runtime, "read", "/data/hello.txt").await,
+        json!({"ok": "hello from the host"})
+    );
+    assert_eq!(
+        call(&runtime, "list", "/data").await,
+        json!({"ok": "escape\nhello.txt"})
+    );
+
+    for outside in [
+        "/etc/passwd",
+        "/data/../secret.txt",
+        "/data/../../../../etc/passwd",
+        "/data/escape/secret.txt",
+        "secret.txt",
+    ] {
+        let out = call(&runtime, "read", outside).await;
+        assert!(out.get("err").is_some(), "{outside} was readable: {out}");
+    }
+
+    let out = call(&runtime, "write", "/data/new.txt\nnope").await;
+    let reason = failed(&out);
+    assert!(
+        !dir.path().join("data/new.txt").exists(),
+        "a read-only grant was written: {reason}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn writable_grant_writes_inside_only() {
+    let dir = tempfile::tempdir().unwrap();
+    data_dir(dir.path());
+    let runtime = start(
+        dir.path(),
+        "",
+        &[fs_plugin(
+            "directories = [{ host = \"data\", guest = \"/data\", writable = true }]",
+        )],
+    )
+    .await;
+    assert_eq!(
+        call(&runtime, "write", "/data/new.txt\nfresh").await,
+        json!({"ok": "written"})
+    );
+    assert_eq!(
+        std::fs::read_to_string(dir.path().join("data/new.txt")).unwrap(),
+        "fresh"
+    );
+
+    for outside in [
+        "/data/../planted.txt\nx",
+        "/data/escape/planted.txt\nx",
+        "/tmp/planted.txt\nx",
+    ] {
+        let out = call(&runtime, "write", outside).await;
+        failed(&out);
+    }
+    assert!(!dir.path().join("planted.txt").exists());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn environment_is_empty_unless_granted() {
+    let dir = tempfile::tempdir().unwrap();
+    data_dir(dir.path());
+    // The host process has PATH; the plugin must not see it.
+    let runtime = start(
+        dir.path(),
+        "",
+        &[fs_plugin(
+            "directories = [{ host = \"data\", guest = \"/data\" }]\nenv = { GREETING = \"hi\" }",
+        )],
+    )
+    .await;
+    assert_eq!(call(&runtime, "env", "GREETING").await, json!({"ok": "hi"}));
+    failed(&call(&runtime, "env", "PATH").await);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_directory_grant_no_filesystem() {
+    let dir = tempfile::tempdir().unwrap();
+    let err = start_err(dir.path(), "", &[fs_plugin("")]).await;
+    assert!(err.contains("imports `wasi:filesystem/"), "{err}");
+    assert!(err.contains("is not granted `filesystem`"), "{err}");
+    assert!(
+        err.contains("directories = [{ host = \"./data\", guest = \"/data\" }]"),
+        "{err}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_missing_host_directory_is_a_config_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let err = start_err(
+        dir.path(),
+        "",
+        &[fs_plugin(
+            "directories = [{ host = \"nowhere\", guest = \"data\" }]",
+        )],
+    )
+    .await;
+    assert!(err.contains("nowhere is not a directory"), "{err}");
+    assert!(err.contains("guest path `data` must be absolute"), "{err}");
+}
