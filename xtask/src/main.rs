@@ -9,7 +9,7 @@ const USAGE: &str = "\
 cargo xtask <task>
 
 Tasks:
-  setup              install what a fresh machine needs (the wasm32-wasip2 target, wasm-tools)
+  setup              install what a fresh machine needs (the wasm32-wasip2 target, wasm-tools, cargo-component)
   build-components   build every guest component for wasm32-wasip2
   test               build-components, then run every test of the workspace
   demo               build-components and the CLI, then run the demo platform
@@ -18,6 +18,8 @@ Tasks:
 
 /// wasm-tools release that builds with the pinned toolchain.
 const WASM_TOOLS_VERSION: &str = "1.263.0";
+/// cargo-component release the scaffolding test builds with.
+const CARGO_COMPONENT_VERSION: &str = "0.21.1";
 
 fn main() -> Result<()> {
     let task = std::env::args().nth(1).unwrap_or_default();
@@ -27,6 +29,8 @@ fn main() -> Result<()> {
         "setup" => setup(true),
         "build-components" => build_components(),
         "test" => {
+            // The scaffolding test builds with cargo-component too.
+            setup(true)?;
             build_components()?;
             run(cargo().args(["test", "--workspace", "--all-targets"]))?;
             // Doc tests are not part of --all-targets.
@@ -95,6 +99,17 @@ fn setup(tools: bool) -> Result<()> {
             "--no-default-features",
             "--features",
             "component,print,parse,validate",
+        ]))?;
+    }
+    let has_cargo_component = cargo()
+        .args(["component", "--version"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if tools && !has_cargo_component {
+        run(cargo().args([
+            "install",
+            &format!("cargo-component@{CARGO_COMPONENT_VERSION}"),
+            "--locked",
         ]))?;
     }
     Ok(())

@@ -156,6 +156,33 @@ fn demo_platform_checks_lists_and_invokes() {
     );
 }
 
+/// Load `component` as the scaffolded `my-tool` and call its `echo` tool.
+fn invoke_echo(dir: &Path, component: &Path) -> serde_json::Value {
+    std::fs::write(
+        dir.join("platform.toml"),
+        format!(
+            "[runtime]\ncompile-cache = false\n\n[[plugin]]\nid = \"my-tool\"\nmanifest = \"my-tool/plugin.toml\"\ncomponent = {component:?}\n[plugin.grants]\nlogging = true\n"
+        ),
+    )
+    .unwrap();
+    let config = dir.join("platform.toml");
+    let out = convergio(&[
+        "--config",
+        config.to_str().unwrap(),
+        "invoke",
+        "my-tool",
+        "tool.invoke",
+        r#"["echo", "{\"text\": \"hi\"}"]"#,
+    ]);
+    assert!(
+        out.status.success(),
+        "{}{}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
 /// The toolchain the workspace pins, so the scaffolded crate builds with it too.
 fn pinned_toolchain() -> String {
     let text = std::fs::read_to_string(workspace().join("rust-toolchain.toml")).unwrap();
@@ -191,32 +218,29 @@ fn a_scaffolded_tool_builds_and_runs_in_the_host() {
     assert!(status.success(), "the scaffolded crate does not build");
 
     // The scaffold's own plugin.toml, unchanged; the operator points at the built file.
-    let component = target.join("wasm32-wasip2/release/my_tool.wasm");
-    std::fs::write(
-        dir.path().join("platform.toml"),
-        format!(
-            "[runtime]\ncompile-cache = false\n\n[[plugin]]\nid = \"my-tool\"\nmanifest = \"my-tool/plugin.toml\"\ncomponent = {:?}\n[plugin.grants]\nlogging = true\n",
-            component
-        ),
-    )
-    .unwrap();
-    let config = dir.path().join("platform.toml");
-    let out = convergio(&[
-        "--config",
-        config.to_str().unwrap(),
-        "invoke",
-        "my-tool",
-        "tool.invoke",
-        r#"["echo", "{\"text\": \"hi\"}"]"#,
-    ]);
-    assert!(
-        out.status.success(),
-        "{}{}",
-        text(&out.stdout),
-        text(&out.stderr)
+    let plain = target.join("wasm32-wasip2/release/my_tool.wasm");
+    assert_eq!(
+        invoke_echo(dir.path(), &plain),
+        serde_json::json!({"ok": "{\"text\":\"hi\"}"})
     );
-    let result: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!(result, serde_json::json!({"ok": "{\"text\":\"hi\"}"}));
+
+    // The same crate through cargo component (WASI preview 1 plus its adapter).
+    let status = Command::new("cargo")
+        .args(["component", "build", "--release"])
+        .current_dir(&crate_dir)
+        .env("CARGO_TARGET_DIR", &target)
+        .env("RUSTUP_TOOLCHAIN", pinned_toolchain())
+        .status()
+        .unwrap();
+    assert!(
+        status.success(),
+        "`cargo component build` failed (is cargo-component installed? `cargo xtask setup`)"
+    );
+    let adapted = target.join("wasm32-wasip1/release/my_tool.wasm");
+    assert_eq!(
+        invoke_echo(dir.path(), &adapted),
+        serde_json::json!({"ok": "{\"text\":\"hi\"}"})
+    );
 
     // A second `new` into the same folder is refused rather than overwriting.
     let out = convergio(&[

@@ -34,13 +34,11 @@ pub enum Capability {
     Admin,
     /// Calls into other plugins' exports (e.g. an agent calling a tool).
     Plugins,
-    /// `wasi:filesystem`: the directories granted, nothing else.
-    Filesystem,
 }
 
 impl Capability {
     /// Every capability, in a stable order.
-    pub const ALL: [Capability; 11] = [
+    pub const ALL: [Capability; 10] = [
         Capability::Logging,
         Capability::Config,
         Capability::Storage,
@@ -51,7 +49,6 @@ impl Capability {
         Capability::Events,
         Capability::Admin,
         Capability::Plugins,
-        Capability::Filesystem,
     ];
 
     /// The name used in `plugin.toml` and `platform.toml`.
@@ -67,7 +64,6 @@ impl Capability {
             Capability::Events => "events",
             Capability::Admin => "admin",
             Capability::Plugins => "plugins",
-            Capability::Filesystem => "filesystem",
         }
     }
 
@@ -84,7 +80,6 @@ impl Capability {
             Capability::Events => "events = [\"topic.*\"]",
             Capability::Admin => "admin = true",
             Capability::Plugins => "plugins = [\"plugin-id\"]",
-            Capability::Filesystem => "directories = [{ host = \"./data\", guest = \"/data\" }]",
         }
     }
 
@@ -101,7 +96,6 @@ impl Capability {
             Capability::Events => !grants.events.is_empty(),
             Capability::Admin => grants.admin,
             Capability::Plugins => !grants.plugins.is_empty(),
-            Capability::Filesystem => !grants.directories.is_empty(),
         }
     }
 }
@@ -115,9 +109,11 @@ impl fmt::Display for Capability {
 /// What an import of a component needs from the host.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ImportClass {
-    /// Baseline WASI every Rust component imports (clocks, random, stdio,
-    /// environment, exit, streams). Always linked, but holds nothing by
-    /// default: no environment variables, no arguments.
+    /// Baseline WASI that Rust components import (clocks, random, stdio,
+    /// environment, exit, streams, filesystem: the WASI preview 1 adapter
+    /// that `cargo component` uses always imports the filesystem). Always
+    /// linked, but holding nothing unless granted: no directories, no
+    /// environment variables, no arguments.
     Baseline,
     /// A host capability that must be granted.
     Host(Capability),
@@ -133,8 +129,9 @@ pub fn classify_import(name: &str) -> ImportClass {
     let unversioned = name.split('@').next().unwrap_or(name);
     let (package, _interface) = unversioned.split_once('/').unwrap_or((unversioned, ""));
     match (package, unversioned) {
-        ("wasi:io" | "wasi:clocks" | "wasi:random" | "wasi:cli", _) => ImportClass::Baseline,
-        ("wasi:filesystem", _) => ImportClass::Host(Capability::Filesystem),
+        ("wasi:io" | "wasi:clocks" | "wasi:random" | "wasi:cli" | "wasi:filesystem", _) => {
+            ImportClass::Baseline
+        }
         // Data types only; sending a request needs `outgoing-handler`.
         (_, "wasi:http/types") => ImportClass::Baseline,
         (_, "wasi:http/outgoing-handler") => ImportClass::Host(Capability::Http),

@@ -29,6 +29,9 @@ pub struct RuntimeSettings {
     pub compile_cache: bool,
     /// Where compiled components are kept; defaults to `$CONVERGIO_HOME/cache`.
     pub cache_dir: Option<PathBuf>,
+    /// Where the platform keeps its data (the SQLite database of storage);
+    /// defaults to `$CONVERGIO_HOME`.
+    pub data_dir: Option<PathBuf>,
     /// Granularity of deadlines, in milliseconds.
     pub epoch_tick_ms: u64,
     /// Watch component files and hot-reload them when they change.
@@ -46,6 +49,7 @@ impl Default for RuntimeSettings {
         Self {
             compile_cache: true,
             cache_dir: None,
+            data_dir: None,
             epoch_tick_ms: 10,
             watch: false,
             pool_instances: 256,
@@ -73,6 +77,10 @@ pub struct Limits {
     /// How long a call waits for a free instance when all are busy, in
     /// milliseconds, before it fails as busy (default 1000, at most the deadline).
     pub queue_ms: Option<u64>,
+    /// Most keys in each storage bucket the plugin writes to (unlimited if unset).
+    pub bucket_max_keys: Option<u64>,
+    /// Most bytes (keys and values) in each storage bucket the plugin writes to (unlimited if unset).
+    pub bucket_max_bytes: Option<u64>,
 }
 
 /// Limits with every value decided.
@@ -90,6 +98,10 @@ pub struct EffectiveLimits {
     pub max_instances: u32,
     /// Longest wait for a free instance.
     pub queue_ms: u64,
+    /// Storage quota: keys per bucket.
+    pub bucket_max_keys: Option<u64>,
+    /// Storage quota: bytes per bucket.
+    pub bucket_max_bytes: Option<u64>,
 }
 
 impl Limits {
@@ -111,6 +123,8 @@ impl Limits {
                 .or(defaults.table_elements)
                 .unwrap_or(20_000) as usize,
             max_instances: self.max_instances.or(defaults.max_instances).unwrap_or(16),
+            bucket_max_keys: self.bucket_max_keys.or(defaults.bucket_max_keys),
+            bucket_max_bytes: self.bucket_max_bytes.or(defaults.bucket_max_bytes),
         }
     }
 }

@@ -27,12 +27,11 @@ use crate::{Capability, Error, Result};
 
 /// Capabilities this host implements today. A granted capability outside this
 /// set fails the load with a clear message instead of a missing-import error.
-const PROVIDED: [Capability; 5] = [
+const PROVIDED: [Capability; 4] = [
     Capability::Logging,
     Capability::Config,
     Capability::Events,
     Capability::Plugins,
-    Capability::Filesystem,
 ];
 
 /// One exported function of a loaded component.
