@@ -28,21 +28,35 @@ pub fn target_dir() -> PathBuf {
         .unwrap_or_else(|| workspace().join("target"))
 }
 
-/// A built test component from `tests/components` (an example of that crate).
+/// A built test component from `tests/components` (an example of that crate), debug build.
 pub fn test_component(name: &str) -> PathBuf {
-    built(&format!("examples/{name}.wasm"))
+    built("debug", &format!("examples/{name}.wasm"))
 }
 
-/// A built component of a workspace crate (its cdylib).
+/// A test component built in release mode (`cargo xtask build-components --release`),
+/// as benchmarks use them.
+pub fn release_test_component(name: &str) -> PathBuf {
+    built("release", &format!("examples/{name}.wasm"))
+}
+
+/// A built component of a workspace crate (its cdylib), debug build.
 pub fn crate_component(crate_name: &str) -> PathBuf {
-    built(&format!("{crate_name}.wasm"))
+    built("debug", &format!("{crate_name}.wasm"))
 }
 
-fn built(relative: &str) -> PathBuf {
-    let path = target_dir().join("wasm32-wasip2/debug").join(relative);
+fn built(profile: &str, relative: &str) -> PathBuf {
+    let path = target_dir()
+        .join("wasm32-wasip2")
+        .join(profile)
+        .join(relative);
+    let flag = if profile == "release" {
+        " --release"
+    } else {
+        ""
+    };
     assert!(
         path.is_file(),
-        "{} is missing: build the guest components first with `cargo xtask build-components` (or run the tests with `cargo xtask test`)",
+        "{} is missing: build the guest components first with `cargo xtask build-components{flag}` (`cargo xtask test` and `cargo xtask bench` do it for you)",
         path.display()
     );
     path

@@ -10,7 +10,8 @@ cargo xtask <task>
 
 Tasks:
   setup              install what a fresh machine needs (the wasm32-wasip2 target, wasm-tools, cargo-component)
-  build-components   build every guest component for wasm32-wasip2
+  build-components   build every guest component for wasm32-wasip2 (--release for optimized builds)
+  bench              build-components --release, then run the benchmarks (docs/benchmarks.md)
   test               build-components, then run every test of the workspace
   demo               build-components and the CLI, then run the demo platform
   wit-check          parse every WIT package and check it round-trips through wasm-tools
@@ -27,11 +28,17 @@ fn main() -> Result<()> {
     std::env::set_current_dir(&root)?;
     match task.as_str() {
         "setup" => setup(true),
-        "build-components" => build_components(),
+        "build-components" => build_components(std::env::args().any(|a| a == "--release")),
+        "bench" => {
+            build_components(true)?;
+            run(cargo().args(["bench", "-p", "convergio-benches", "--bench", "overhead"]))
+        }
         "test" => {
             // The scaffolding test builds with cargo-component too.
             setup(true)?;
-            build_components()?;
+            build_components(false)?;
+            // The benchmarks, run once each as tests, use optimized components.
+            build_components(true)?;
             run(cargo().args(["test", "--workspace", "--all-targets"]))?;
             // Doc tests are not part of --all-targets.
             run(cargo().args(["test", "--workspace", "--doc"]))
@@ -116,7 +123,7 @@ fn setup(tools: bool) -> Result<()> {
 }
 
 /// Build every package that has a `cdylib` library or example: those are guest components.
-fn build_components() -> Result<()> {
+fn build_components(release: bool) -> Result<()> {
     setup(false)?;
     let metadata = output(cargo().args(["metadata", "--format-version", "1", "--no-deps"]))?;
     let metadata: serde_json::Value = serde_json::from_str(&metadata)?;
@@ -149,6 +156,9 @@ fn build_components() -> Result<()> {
         }
     }
     let mut args: Vec<String> = vec!["build".into(), "--target".into(), "wasm32-wasip2".into()];
+    if release {
+        args.push("--release".into());
+    }
     args.extend(packages_with_lib);
     args.push("--lib".into());
     args.extend(examples);
@@ -156,7 +166,7 @@ fn build_components() -> Result<()> {
 }
 
 fn demo() -> Result<()> {
-    build_components()?;
+    build_components(false)?;
     run(cargo().args(["build", "-p", "convergio-cli"]))?;
     let exe = Path::new("target/debug/convergio");
     let config = "examples/platform.toml";

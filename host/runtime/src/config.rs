@@ -198,7 +198,18 @@ impl Grants {
 impl DirectoryGrant {
     /// The host directory, resolved against the folder of `platform`.
     fn path_from(&self, platform: &Path) -> PathBuf {
-        platform.parent().unwrap_or(Path::new(".")).join(&self.host)
+        self.host.join_relative_to(platform)
+    }
+}
+
+/// Paths in `platform.toml` are relative to the file's folder.
+trait RelativeToConfig {
+    fn join_relative_to(&self, config: &Path) -> PathBuf;
+}
+
+impl RelativeToConfig for PathBuf {
+    fn join_relative_to(&self, config: &Path) -> PathBuf {
+        config.parent().unwrap_or(Path::new(".")).join(self)
     }
 }
 
@@ -367,10 +378,17 @@ impl Platform {
             });
         }
 
+        let mut runtime = config.runtime;
+        for dir in [&mut runtime.cache_dir, &mut runtime.data_dir]
+            .into_iter()
+            .flatten()
+        {
+            *dir = dir.join_relative_to(path);
+        }
         if problems.is_empty() {
             Ok(Self {
                 path: path.to_path_buf(),
-                runtime: config.runtime,
+                runtime,
                 plugins,
             })
         } else {

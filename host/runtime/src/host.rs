@@ -42,6 +42,7 @@ pub struct Event {
 /// State of one store: one call of one plugin.
 pub struct HostState {
     pub(crate) plugin: Arc<PluginSpec>,
+    pub(crate) storage: convergio_cap_storage::StorageCtx,
     pub(crate) wasi: WasiCtx,
     pub(crate) table: ResourceTable,
     pub(crate) limits: StoreLimits,
@@ -72,6 +73,9 @@ pub(crate) fn add_to_linker(linker: &mut Linker<HostState>) -> wasmtime::Result<
     logging::add_to_linker::<_, HasSelf<HostState>>(linker, |s| s)?;
     config_store::add_to_linker::<_, HasSelf<HostState>>(linker, |s| s)?;
     events::add_to_linker::<_, HasSelf<HostState>>(linker, |s| s)?;
+    convergio_cap_storage::add_to_linker(linker, |s| {
+        convergio_cap_storage::StorageView::new(&s.storage, &mut s.table)
+    })?;
     Ok(())
 }
 

@@ -7,6 +7,7 @@ use std::sync::{Arc, Mutex, RwLock, Weak};
 use std::time::{Duration, Instant, SystemTime};
 
 use arc_swap::ArcSwap;
+use convergio_cap_storage::{Backend, BucketGrant, SqliteBackend, StorageCtx, StoragePolicy};
 use serde::Serialize;
 use tokio::sync::{Semaphore, broadcast};
 use tracing::Instrument;
@@ -27,11 +28,12 @@ use crate::{Capability, Error, Result};
 
 /// Capabilities this host implements today. A granted capability outside this
 /// set fails the load with a clear message instead of a missing-import error.
-const PROVIDED: [Capability; 4] = [
+const PROVIDED: [Capability; 5] = [
     Capability::Logging,
     Capability::Config,
     Capability::Events,
     Capability::Plugins,
+    Capability::Storage,
 ];
 
 /// One exported function of a loaded component.
@@ -77,6 +79,8 @@ impl ExportFn {
 /// One compiled and linked version of a plugin.
 struct Loaded {
     spec: Arc<PluginSpec>,
+    /// The plugin's storage: its granted buckets and quotas on the shared backend.
+    storage: StorageCtx,
     pre: InstancePre<HostState>,
     exports: Vec<ExportFn>,
     generation: u64,
@@ -121,6 +125,7 @@ pub struct PluginInfo {
 
 pub(crate) struct Inner {
     engine: Engine,
+    storage: Arc<dyn Backend>,
     slots: RwLock<BTreeMap<String, Arc<Slot>>>,
     events: broadcast::Sender<Event>,
     fuel: bool,
@@ -164,9 +169,11 @@ impl Runtime {
         let tick = Duration::from_millis(platform.runtime.epoch_tick_ms.max(1));
         let epoch = EpochTicker::start(&engine, tick)?;
         let (events, _) = broadcast::channel(1024);
+        let storage = open_storage(platform)?;
         let runtime = Self {
             inner: Arc::new(Inner {
                 engine,
+                storage,
                 slots: RwLock::new(BTreeMap::new()),
                 events,
                 fuel,
@@ -422,8 +429,29 @@ impl Runtime {
         let pre = linker
             .instantiate_pre(&component)
             .map_err(|e| fail(format!("cannot link: {}", one_line(&e))))?;
+        let buckets = spec
+            .grants
+            .storage
+            .iter()
+            .map(|name| {
+                let mut grant = BucketGrant::new(name.clone());
+                if let Some(keys) = spec.limits.bucket_max_keys {
+                    grant = grant.with_max_keys(keys);
+                }
+                if let Some(bytes) = spec.limits.bucket_max_bytes {
+                    grant = grant.with_max_bytes(bytes);
+                }
+                grant
+            })
+            .collect();
+        let storage = StorageCtx::new(
+            spec.id.clone(),
+            self.inner.storage.clone(),
+            Arc::new(StoragePolicy::new(buckets)),
+        );
         Ok(Loaded {
             spec,
+            storage,
             pre,
             exports,
             generation,
@@ -708,6 +736,7 @@ async fn call_in_store(
 
         let state = HostState {
             plugin: spec.clone(),
+            storage: loaded.storage.clone(),
             wasi: wasi_ctx(spec)?,
             table: ResourceTable::new(),
             limits: StoreLimitsBuilder::new()
@@ -762,6 +791,23 @@ async fn call_in_store(
     }
     .instrument(span)
     .await
+}
+
+/// The storage backend: the platform's SQLite database in its data directory.
+fn open_storage(platform: &Platform) -> Result<Arc<dyn Backend>> {
+    let path = platform
+        .runtime
+        .data_dir
+        .clone()
+        .unwrap_or_else(crate::paths::home)
+        .join("convergio.db");
+    let backend = SqliteBackend::open(&path).map_err(|e| {
+        Error::Config(format!(
+            "cannot open the storage database {}: {e}",
+            path.display()
+        ))
+    })?;
+    Ok(Arc::new(backend))
 }
 
 /// The plugin's WASI context: only its granted directories and environment.

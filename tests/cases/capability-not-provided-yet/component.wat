@@ -1,6 +1,6 @@
-;; Imports `wasi:keyvalue/store@0.2.0-draft` and nothing else.
+;; Imports `convergio:platform/keys@0.1.0` and nothing else.
 (component
-  (import "wasi:keyvalue/store@0.2.0-draft" (instance
+  (import "convergio:platform/keys@0.1.0" (instance
     (export "f" (func (param "x" string) (result string)))
   ))
 )

@@ -1,0 +1,92 @@
+//! The storage engine behind the capability.
+
+use crate::Result;
+
+/// Limits on what one bucket may hold. `None` means unlimited.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+pub struct Quota {
+    /// Most keys the bucket may hold.
+    pub max_keys: Option<u64>,
+    /// Most bytes the bucket may hold, keys and values together.
+    pub max_bytes: Option<u64>,
+}
+
+impl Quota {
+    /// No limits.
+    pub const UNLIMITED: Quota = Quota {
+        max_keys: None,
+        max_bytes: None,
+    };
+
+    /// Whether any limit is set.
+    pub fn is_limited(&self) -> bool {
+        self.max_keys.is_some() || self.max_bytes.is_some()
+    }
+}
+
+/// What a bucket holds.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+pub struct Usage {
+    /// Number of keys.
+    pub keys: u64,
+    /// Bytes of keys and values together (the measure of `max-bytes`).
+    pub bytes: u64,
+}
+
+/// One page of [`Backend::list_keys`].
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct KeyPage {
+    /// Keys of this page, in no particular order.
+    pub keys: Vec<String>,
+    /// Pass this to the next call to get the next page; `None` on the last page.
+    pub cursor: Option<u64>,
+}
+
+/// A storage engine: buckets of byte values under string keys.
+///
+/// Buckets need no creation: a bucket holds what was written to it. Access
+/// control is not the backend's job (the host checks grants before calling
+/// it), but quotas are: a write that takes a [`Quota`] must check it and
+/// write in one atomic step, so that concurrent writers (other instances,
+/// other hosts on the same database) cannot together exceed it. A write
+/// that would exceed it changes nothing and returns
+/// [`Error::QuotaExceeded`](crate::Error::QuotaExceeded).
+///
+/// A method that returns `Ok` after a write has made it durable.
+pub trait Backend: Send + Sync + 'static {
+    /// The value of `key`, if any.
+    fn get(&self, bucket: &str, key: &str) -> Result<Option<Vec<u8>>>;
+
+    /// Set `key` to `value`, replacing any value.
+    fn set(&self, bucket: &str, key: &str, value: &[u8], quota: Quota) -> Result<()>;
+
+    /// Remove `key`; removing a missing key is not an error.
+    fn delete(&self, bucket: &str, key: &str) -> Result<()>;
+
+    /// Whether `key` has a value.
+    fn exists(&self, bucket: &str, key: &str) -> Result<bool>;
+
+    /// A page of the bucket's keys, starting after `cursor` (from the start if
+    /// `None`). The cursor is opaque to callers: only a value returned in
+    /// [`KeyPage::cursor`] is meaningful, and any other value must not fail
+    /// worse than with an empty or partial page.
+    fn list_keys(&self, bucket: &str, cursor: Option<u64>) -> Result<KeyPage>;
+
+    /// Atomically add `delta` to the counter at `key` (a decimal `u64` in
+    /// ASCII; a missing key counts as 0) and return the new value.
+    fn increment(&self, bucket: &str, key: &str, delta: u64, quota: Quota) -> Result<u64>;
+
+    /// The values of `keys`, in the same order (`None` where missing).
+    fn get_many(&self, bucket: &str, keys: &[String]) -> Result<Vec<Option<Vec<u8>>>>;
+
+    /// Set every entry; on error nothing may have been written (the SQLite
+    /// backend writes all or nothing; the WIT contract allows partial writes).
+    /// If a key appears twice, the last value wins.
+    fn set_many(&self, bucket: &str, entries: &[(String, Vec<u8>)], quota: Quota) -> Result<()>;
+
+    /// Remove every key; missing keys are skipped.
+    fn delete_many(&self, bucket: &str, keys: &[String]) -> Result<()>;
+
+    /// What the bucket holds now.
+    fn usage(&self, bucket: &str) -> Result<Usage>;
+}

@@ -1,0 +1,143 @@
+//! The crate's error type. How each variant reaches a guest (which
+//! `wasi:keyvalue/store.error` case) is decided in one place:
+//! `host::to_wit_error`.
+
+use std::fmt;
+use std::path::PathBuf;
+
+use wasmtime::component::ResourceTableError;
+
+/// Result with the storage capability's [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Which quota a write would exceed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum QuotaKind {
+    /// Number of keys in the bucket.
+    Keys,
+    /// Bytes of keys and values in the bucket.
+    Bytes,
+}
+
+impl QuotaKind {
+    /// The quota's name in configuration: `max-keys` or `max-bytes`.
+    pub fn name(self) -> &'static str {
+        match self {
+            QuotaKind::Keys => "max-keys",
+            QuotaKind::Bytes => "max-bytes",
+        }
+    }
+
+    fn unit(self) -> &'static str {
+        match self {
+            QuotaKind::Keys => "keys",
+            QuotaKind::Bytes => "bytes",
+        }
+    }
+}
+
+impl fmt::Display for QuotaKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// Everything that can go wrong in the storage capability.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The plugin was not granted the bucket. Guests see `access-denied`.
+    #[error(
+        "plugin `{plugin}` may not open bucket `{bucket}`; grant it in platform.toml: storage = [\"{bucket}\"] under [plugin.grants]"
+    )]
+    AccessDenied {
+        /// Plugin id.
+        plugin: String,
+        /// Bucket it asked for.
+        bucket: String,
+    },
+
+    /// A write would take the bucket past one of its quotas; nothing was
+    /// written. Guests see `other(message)`.
+    #[error(
+        "bucket `{bucket}` is full: its {kind} quota is {limit} {unit}, it holds {usage} and this write would make {after}; delete entries or raise {kind} for the bucket in platform.toml",
+        unit = kind.unit()
+    )]
+    QuotaExceeded {
+        /// Bucket.
+        bucket: String,
+        /// Which quota.
+        kind: QuotaKind,
+        /// The quota.
+        limit: u64,
+        /// What the bucket holds now.
+        usage: u64,
+        /// What it would hold after the write.
+        after: u64,
+    },
+
+    /// `increment` on a value that is not a decimal `u64`. Guests see `other(message)`.
+    #[error(
+        "key `{key}` in bucket `{bucket}` does not hold a counter (a decimal u64 in ASCII), so it cannot be incremented"
+    )]
+    NotACounter {
+        /// Bucket.
+        bucket: String,
+        /// Key.
+        key: String,
+    },
+
+    /// `increment` would overflow `u64`. Guests see `other(message)`.
+    #[error("incrementing key `{key}` in bucket `{bucket}` by {delta} overflows u64")]
+    Overflow {
+        /// Bucket.
+        bucket: String,
+        /// Key.
+        key: String,
+        /// The increment asked for.
+        delta: u64,
+    },
+
+    /// The folder of the database file could not be created.
+    #[error("cannot create the folder of storage database {path}: {source}")]
+    CreateDir {
+        /// The folder.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+
+    /// The database file could not be opened or set up.
+    #[error("cannot open storage database {path}: {source}")]
+    Open {
+        /// The database file.
+        path: PathBuf,
+        /// Why.
+        source: rusqlite::Error,
+    },
+
+    /// SQLite refused write-ahead logging (e.g. on a network filesystem).
+    #[error(
+        "storage database {path} cannot use write-ahead logging (journal mode stays `{mode}`); put it on a local filesystem"
+    )]
+    NoWal {
+        /// The database file.
+        path: PathBuf,
+        /// The journal mode SQLite kept.
+        mode: String,
+    },
+
+    /// An SQLite call failed (I/O, disk full, a value too large, ...).
+    /// Guests see `other(message)`.
+    #[error("storage database: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+
+    /// A failure of another backend. Guests see `other(message)`.
+    #[error("storage backend: {0}")]
+    Backend(Box<dyn std::error::Error + Send + Sync>),
+
+    /// A bucket handle was not in the store's resource table: a host bug,
+    /// not something a guest can cause. Traps the guest.
+    #[error("storage bucket handle: {0}")]
+    Table(#[from] ResourceTableError),
+}

@@ -1,0 +1,587 @@
+//! The `wasi:keyvalue` host: per-store context, bucket resources, the three
+//! interfaces and [`add_to_linker`].
+
+use std::fmt;
+use std::sync::Arc;
+
+use wasmtime::component::{HasData, Linker, Resource, ResourceTable};
+
+use crate::{Backend, Error, Quota, Result, StoragePolicy};
+
+mod generated {
+    wasmtime::component::bindgen!({
+        path: "../../wit",
+        world: "wasi:keyvalue/imports@0.2.0-draft",
+        imports: { default: trappable },
+        with: {
+            "wasi:keyvalue/store.bucket": crate::host::Bucket,
+        },
+        trappable_error_type: {
+            "wasi:keyvalue/store.error" => crate::Error,
+        },
+    });
+}
+
+use generated::wasi::keyvalue::{atomics, batch, store};
+
+/// An open bucket: the resource behind a guest's `bucket` handle.
+#[derive(Debug)]
+pub struct Bucket {
+    name: String,
+    quota: Quota,
+}
+
+/// What the storage capability needs for one plugin: the backend, the
+/// plugin's policy and its id (for spans and messages). Build it once per
+/// plugin and share it (e.g. in an `Arc`) between that plugin's stores.
+#[derive(Clone)]
+pub struct StorageCtx {
+    backend: Arc<dyn Backend>,
+    policy: Arc<StoragePolicy>,
+    plugin: String,
+}
+
+impl StorageCtx {
+    /// The context of `plugin`.
+    pub fn new(
+        plugin: impl Into<String>,
+        backend: Arc<dyn Backend>,
+        policy: Arc<StoragePolicy>,
+    ) -> Self {
+        Self {
+            backend,
+            policy,
+            plugin: plugin.into(),
+        }
+    }
+
+    /// The plugin's id.
+    pub fn plugin(&self) -> &str {
+        &self.plugin
+    }
+
+    /// The plugin's policy.
+    pub fn policy(&self) -> &StoragePolicy {
+        &self.policy
+    }
+
+    /// The backend.
+    pub fn backend(&self) -> &Arc<dyn Backend> {
+        &self.backend
+    }
+}
+
+impl fmt::Debug for StorageCtx {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("StorageCtx")
+            .field("plugin", &self.plugin)
+            .field("policy", &self.policy)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The storage context of a store borrowed with the store's resource table,
+/// which holds the buckets the guest opened. [`add_to_linker`] takes a
+/// function returning this view.
+pub struct StorageView<'a> {
+    /// The plugin's storage context.
+    pub ctx: &'a StorageCtx,
+    /// The store's resource table.
+    pub table: &'a mut ResourceTable,
+}
+
+impl<'a> StorageView<'a> {
+    /// A view of `ctx` with `table`.
+    pub fn new(ctx: &'a StorageCtx, table: &'a mut ResourceTable) -> Self {
+        Self { ctx, table }
+    }
+}
+
+impl fmt::Debug for StorageView<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("StorageView")
+            .field("ctx", &self.ctx)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Add `wasi:keyvalue/store`, `atomics` and `batch` (0.2.0-draft) to `linker`.
+/// The host functions are synchronous (SQLite calls are short) and work in
+/// both sync and async stores.
+pub fn add_to_linker<T: Send + 'static>(
+    linker: &mut Linker<T>,
+    get: fn(&mut T) -> StorageView<'_>,
+) -> wasmtime::Result<()> {
+    store::add_to_linker::<T, HasStorage>(linker, get)?;
+    atomics::add_to_linker::<T, HasStorage>(linker, get)?;
+    batch::add_to_linker::<T, HasStorage>(linker, get)?;
+    Ok(())
+}
+
+struct HasStorage;
+
+impl HasData for HasStorage {
+    type Data<'a> = StorageView<'a>;
+}
+
+/// How a crate error reaches the guest: the one mapping to the WIT
+/// `wasi:keyvalue/store.error` variant.
+///
+/// - `AccessDenied` → `access-denied` (the case has no payload, so the
+///   message with the fix goes to the host log).
+/// - `Table` (a bucket handle missing from the table: a host bug) → trap.
+/// - everything else (quotas, counters, overflow, database failures) →
+///   `other(message)`.
+///
+/// `no-such-store` is never returned: a granted bucket always exists, and an
+/// ungranted one is `access-denied` whether or not it holds data.
+fn to_wit_error(plugin: &str, err: Error) -> wasmtime::Result<store::Error> {
+    match err {
+        Error::AccessDenied { .. } => {
+            tracing::warn!(plugin, "{err}");
+            Ok(store::Error::AccessDenied)
+        }
+        Error::Table(_) => Err(wasmtime::Error::new(err)),
+        Error::QuotaExceeded { .. } => {
+            tracing::info!(plugin, "{err}");
+            Ok(store::Error::Other(err.to_string()))
+        }
+        _ => {
+            tracing::debug!(plugin, "{err}");
+            Ok(store::Error::Other(err.to_string()))
+        }
+    }
+}
+
+/// Enter the span of one host call on a bucket.
+macro_rules! bucket_span {
+    ($name:literal, $view:expr, $bucket:expr) => {
+        tracing::debug_span!($name, plugin = %$view.ctx.plugin, bucket = %$bucket.name).entered()
+    };
+}
+
+impl store::Host for StorageView<'_> {
+    fn open(&mut self, identifier: String) -> Result<Resource<Bucket>> {
+        let _span = tracing::debug_span!(
+            "convergio.storage.open",
+            plugin = %self.ctx.plugin,
+            bucket = %identifier
+        )
+        .entered();
+        let quota = self.ctx.policy.authorize(&self.ctx.plugin, &identifier)?;
+        Ok(self.table.push(Bucket {
+            name: identifier,
+            quota,
+        })?)
+    }
+
+    fn convert_error(&mut self, err: Error) -> wasmtime::Result<store::Error> {
+        to_wit_error(&self.ctx.plugin, err)
+    }
+}
+
+impl store::HostBucket for StorageView<'_> {
+    fn get(&mut self, bucket: Resource<Bucket>, key: String) -> Result<Option<Vec<u8>>> {
+        let bucket = self.table.get(&bucket)?;
+        let _span = bucket_span!("convergio.storage.get", self, bucket);
+        self.ctx.backend.get(&bucket.name, &key)
+    }
+
+    fn set(&mut self, bucket: Resource<Bucket>, key: String, value: Vec<u8>) -> Result<()> {
+        let bucket = self.table.get(&bucket)?;
+        let _span = bucket_span!("convergio.storage.set", self, bucket);
+        self.ctx
+            .backend
+            .set(&bucket.name, &key, &value, bucket.quota)
+    }
+
+    fn delete(&mut self, bucket: Resource<Bucket>, key: String) -> Result<()> {
+        let bucket = self.table.get(&bucket)?;
+        let _span = bucket_span!("convergio.storage.delete", self, bucket);
+        self.ctx.backend.delete(&bucket.name, &key)
+    }
+
+    fn exists(&mut self, bucket: Resource<Bucket>, key: String) -> Result<bool> {
+        let bucket = self.table.get(&bucket)?;
+        let _span = bucket_span!("convergio.storage.exists", self, bucket);
+        self.ctx.backend.exists(&bucket.name, &key)
+    }
+
+    fn list_keys(
+        &mut self,
+        bucket: Resource<Bucket>,
+        cursor: Option<u64>,
+    ) -> Result<store::KeyResponse> {
+        let bucket = self.table.get(&bucket)?;
+        let _span = bucket_span!("convergio.storage.list_keys", self, bucket);
+        let page = self.ctx.backend.list_keys(&bucket.name, cursor)?;
+        Ok(store::KeyResponse {
+            keys: page.keys,
+            cursor: page.cursor,
+        })
+    }
+
+    fn drop(&mut self, bucket: Resource<Bucket>) -> wasmtime::Result<()> {
+        self.table.delete(bucket)?;
+        Ok(())
+    }
+}
+
+impl atomics::Host for StorageView<'_> {
+    fn increment(&mut self, bucket: Resource<Bucket>, key: String, delta: u64) -> Result<u64> {
+        let bucket = self.table.get(&bucket)?;
+        let _span = bucket_span!("convergio.storage.increment", self, bucket);
+        self.ctx
+            .backend
+            .increment(&bucket.name, &key, delta, bucket.quota)
+    }
+}
+
+impl batch::Host for StorageView<'_> {
+    fn get_many(
+        &mut self,
+        bucket: Resource<Bucket>,
+        keys: Vec<String>,
+    ) -> Result<Vec<Option<(String, Vec<u8>)>>> {
+        let bucket = self.table.get(&bucket)?;
+        let _span = bucket_span!("convergio.storage.get_many", self, bucket);
+        let values = self.ctx.backend.get_many(&bucket.name, &keys)?;
+        Ok(keys
+            .into_iter()
+            .zip(values)
+            .map(|(key, value)| value.map(|value| (key, value)))
+            .collect())
+    }
+
+    fn set_many(
+        &mut self,
+        bucket: Resource<Bucket>,
+        key_values: Vec<(String, Vec<u8>)>,
+    ) -> Result<()> {
+        let bucket = self.table.get(&bucket)?;
+        let _span = bucket_span!("convergio.storage.set_many", self, bucket);
+        self.ctx
+            .backend
+            .set_many(&bucket.name, &key_values, bucket.quota)
+    }
+
+    fn delete_many(&mut self, bucket: Resource<Bucket>, keys: Vec<String>) -> Result<()> {
+        let bucket = self.table.get(&bucket)?;
+        let _span = bucket_span!("convergio.storage.delete_many", self, bucket);
+        self.ctx.backend.delete_many(&bucket.name, &keys)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::fmt::Write as _;
+    use std::sync::atomic::{AtomicU64, Ordering};
+    use std::sync::{Mutex, OnceLock};
+
+    use atomics::Host as _;
+    use batch::Host as _;
+    use store::{Host as _, HostBucket as _};
+    use tracing::field::Field;
+    use tracing::span;
+
+    use super::*;
+    use crate::{BucketGrant, SqliteBackend};
+
+    struct Fixture {
+        _dir: tempfile::TempDir,
+        ctx: StorageCtx,
+        table: ResourceTable,
+    }
+
+    impl Fixture {
+        fn new(grants: Vec<BucketGrant>) -> Self {
+            recorder();
+            let dir = tempfile::tempdir().unwrap();
+            let backend = SqliteBackend::open(dir.path().join("kv.db")).unwrap();
+            let ctx = StorageCtx::new(
+                "tutor",
+                Arc::new(backend),
+                Arc::new(StoragePolicy::new(grants)),
+            );
+            Self {
+                _dir: dir,
+                ctx,
+                table: ResourceTable::new(),
+            }
+        }
+
+        fn view(&mut self) -> StorageView<'_> {
+            StorageView::new(&self.ctx, &mut self.table)
+        }
+    }
+
+    /// A borrowed handle to the same bucket, as a guest passes `borrow<bucket>`.
+    fn b(bucket: &Resource<Bucket>) -> Resource<Bucket> {
+        Resource::new_borrow(bucket.rep())
+    }
+
+    #[test]
+    fn ungranted_bucket_is_access_denied() {
+        let mut f = Fixture::new(vec![BucketGrant::new("notes")]);
+        let mut view = f.view();
+        let err = view.open("secrets".into()).unwrap_err();
+        assert!(matches!(&err, Error::AccessDenied { bucket, .. } if bucket == "secrets"));
+        assert!(matches!(
+            view.convert_error(err).unwrap(),
+            store::Error::AccessDenied
+        ));
+        assert!(f.table.is_empty());
+    }
+
+    #[test]
+    fn interfaces_round_trip() {
+        let mut f = Fixture::new(vec![BucketGrant::new("notes")]);
+        let mut v = f.view();
+        let notes = v.open("notes".into()).unwrap();
+        v.set(b(&notes), "a".into(), b"1".to_vec()).unwrap();
+        assert_eq!(v.get(b(&notes), "a".into()).unwrap(), Some(b"1".to_vec()));
+        assert!(v.exists(b(&notes), "a".into()).unwrap());
+        assert!(!v.exists(b(&notes), "zz".into()).unwrap());
+        v.set_many(
+            b(&notes),
+            vec![("b".into(), b"2".to_vec()), ("c".into(), vec![])],
+        )
+        .unwrap();
+        assert_eq!(
+            v.get_many(b(&notes), vec!["c".into(), "nope".into(), "a".into()])
+                .unwrap(),
+            vec![
+                Some(("c".to_string(), vec![])),
+                None,
+                Some(("a".to_string(), b"1".to_vec()))
+            ]
+        );
+        assert_eq!(v.increment(b(&notes), "n".into(), 5).unwrap(), 5);
+        assert_eq!(v.increment(b(&notes), "n".into(), 2).unwrap(), 7);
+        let mut keys = v.list_keys(b(&notes), None).unwrap();
+        assert_eq!(keys.cursor, None);
+        keys.keys.sort();
+        assert_eq!(keys.keys, ["a", "b", "c", "n"]);
+        v.delete_many(b(&notes), vec!["a".into(), "b".into(), "missing".into()])
+            .unwrap();
+        v.delete(b(&notes), "c".into()).unwrap();
+        assert_eq!(v.list_keys(b(&notes), None).unwrap().keys, ["n"]);
+        v.drop(notes).unwrap();
+        assert!(f.table.is_empty());
+    }
+
+    #[test]
+    fn quota_is_an_error_value_with_the_numbers() {
+        let mut f = Fixture::new(vec![BucketGrant::new("notes").with_max_keys(2)]);
+        let mut v = f.view();
+        let notes = v.open("notes".into()).unwrap();
+        v.set(b(&notes), "a".into(), vec![1]).unwrap();
+        v.increment(b(&notes), "b".into(), 1).unwrap();
+        let err = v.set(b(&notes), "c".into(), vec![1]).unwrap_err();
+        let store::Error::Other(message) = v.convert_error(err).unwrap() else {
+            panic!("quota must map to other(message)");
+        };
+        assert!(message.contains("bucket `notes`"), "{message}");
+        assert!(message.contains("max-keys quota is 2 keys"), "{message}");
+        assert!(message.contains("holds 2"), "{message}");
+        assert!(message.contains("would make 3"), "{message}");
+        let err = v.increment(b(&notes), "c".into(), 1).unwrap_err();
+        assert!(matches!(
+            v.convert_error(err).unwrap(),
+            store::Error::Other(_)
+        ));
+        // Overwrites do not add keys.
+        v.set(b(&notes), "a".into(), vec![2]).unwrap();
+        v.increment(b(&notes), "b".into(), 1).unwrap();
+    }
+
+    #[test]
+    fn a_stale_handle_traps() {
+        let mut f = Fixture::new(vec![BucketGrant::new("notes")]);
+        let mut v = f.view();
+        let err = v.get(Resource::new_borrow(4242), "a".into()).unwrap_err();
+        assert!(matches!(err, Error::Table(_)));
+        assert!(v.convert_error(err).is_err());
+    }
+
+    #[test]
+    fn counter_errors_are_error_values() {
+        let mut f = Fixture::new(vec![BucketGrant::new("notes")]);
+        let mut v = f.view();
+        let notes = v.open("notes".into()).unwrap();
+        v.set(b(&notes), "text".into(), b"hello".to_vec()).unwrap();
+        let err = v.increment(b(&notes), "text".into(), 1).unwrap_err();
+        let store::Error::Other(message) = v.convert_error(err).unwrap() else {
+            panic!("expected other");
+        };
+        assert!(message.contains("does not hold a counter"), "{message}");
+    }
+
+    /// Records every span and event with its fields.
+    #[derive(Clone, Default)]
+    struct Recorder {
+        seen: Arc<Mutex<Vec<String>>>,
+        next: Arc<AtomicU64>,
+    }
+
+    /// The process-wide subscriber of this test binary. It is installed
+    /// before any host call (every fixture asks for it), so no callsite's
+    /// interest is cached as "never" by a test running without it, which a
+    /// scoped `with_default` in a multi-threaded test run cannot ensure.
+    fn recorder() -> &'static Recorder {
+        static RECORDER: OnceLock<Recorder> = OnceLock::new();
+        RECORDER.get_or_init(|| {
+            let recorder = Recorder::default();
+            tracing::subscriber::set_global_default(recorder.clone()).unwrap();
+            recorder
+        })
+    }
+
+    fn fields(record: impl FnOnce(&mut dyn tracing::field::Visit)) -> String {
+        let mut out = String::new();
+        let mut visit = |field: &Field, value: &dyn fmt::Debug| {
+            let _ = write!(out, " {}={value:?}", field.name());
+        };
+        record(&mut visit);
+        out
+    }
+
+    impl tracing::Subscriber for Recorder {
+        fn enabled(&self, _: &tracing::Metadata<'_>) -> bool {
+            true
+        }
+        fn new_span(&self, span: &span::Attributes<'_>) -> span::Id {
+            let line = format!("{}{}", span.metadata().name(), fields(|v| span.record(v)));
+            self.seen.lock().unwrap().push(line);
+            span::Id::from_u64(self.next.fetch_add(1, Ordering::Relaxed) + 1)
+        }
+        fn record(&self, _: &span::Id, _: &span::Record<'_>) {}
+        fn record_follows_from(&self, _: &span::Id, _: &span::Id) {}
+        fn event(&self, event: &tracing::Event<'_>) {
+            let line = format!("event{}", fields(|v| event.record(v)));
+            self.seen.lock().unwrap().push(line);
+        }
+        fn enter(&self, _: &span::Id) {}
+        fn exit(&self, _: &span::Id) {}
+    }
+
+    #[test]
+    fn every_call_has_a_span_without_values() {
+        let recorder = recorder();
+        let mut f = Fixture::new(vec![BucketGrant::new("notes").with_max_bytes(64)]);
+        f.ctx.plugin = "span-test".into();
+        {
+            let mut v = f.view();
+            let notes = v.open("notes".into()).unwrap();
+            v.set(b(&notes), "k".into(), b"VALUE-SECRET".to_vec())
+                .unwrap();
+            v.get(b(&notes), "k".into()).unwrap();
+            v.exists(b(&notes), "k".into()).unwrap();
+            v.list_keys(b(&notes), None).unwrap();
+            v.increment(b(&notes), "n".into(), 1).unwrap();
+            v.get_many(b(&notes), vec!["k".into()]).unwrap();
+            v.set_many(b(&notes), vec![("k".into(), b"VALUE-SECRET".to_vec())])
+                .unwrap();
+            let err = v
+                .set(b(&notes), "big".into(), b"VALUE-SECRET".repeat(10))
+                .unwrap_err();
+            v.convert_error(err).unwrap();
+            v.delete_many(b(&notes), vec!["n".into()]).unwrap();
+            v.delete(b(&notes), "k".into()).unwrap();
+            let err = v.open("other".into()).unwrap_err();
+            v.convert_error(err).unwrap();
+        }
+        let seen: Vec<String> = recorder
+            .seen
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|line| line.contains("span-test"))
+            .cloned()
+            .collect();
+        for name in [
+            "open",
+            "set",
+            "get",
+            "exists",
+            "list_keys",
+            "increment",
+            "get_many",
+            "set_many",
+            "delete_many",
+            "delete",
+        ] {
+            let prefix = format!("convergio.storage.{name} plugin=span-test bucket=");
+            assert!(
+                seen.iter().any(|line| line.starts_with(&prefix)),
+                "no span {prefix}…: {seen:#?}"
+            );
+        }
+        assert!(
+            seen.iter().all(|line| !line.contains("VALUE-SECRET")),
+            "{seen:#?}"
+        );
+        assert!(
+            seen.iter()
+                .any(|line| line.starts_with("event")
+                    && line.contains("may not open bucket `other`")),
+            "{seen:#?}"
+        );
+    }
+
+    #[test]
+    fn links_the_three_interfaces() {
+        struct Host {
+            storage: StorageCtx,
+            table: ResourceTable,
+        }
+        let engine = wasmtime::Engine::default();
+        let mut linker = Linker::<Host>::new(&engine);
+        add_to_linker(&mut linker, |h: &mut Host| {
+            StorageView::new(&h.storage, &mut h.table)
+        })
+        .unwrap();
+        // A component importing the three interfaces (a subset of each, as
+        // a guest may) links against them.
+        let component = wasmtime::component::Component::new(&engine, GUEST_IMPORTS).unwrap();
+        linker.instantiate_pre(&component).unwrap();
+        // Adding twice is refused rather than silently shadowing.
+        assert!(
+            add_to_linker(&mut linker, |h: &mut Host| {
+                StorageView::new(&h.storage, &mut h.table)
+            })
+            .is_err()
+        );
+    }
+
+    const GUEST_IMPORTS: &str = r#"
+(component
+  (import "wasi:keyvalue/store@0.2.0-draft" (instance $store
+    (export "bucket" (type $bucket (sub resource)))
+    (type $e (variant (case "no-such-store") (case "access-denied") (case "other" string)))
+    (export "error" (type $error (eq $e)))
+    (type $kr (record (field "keys" (list string)) (field "cursor" (option u64))))
+    (export "key-response" (type $key-response (eq $kr)))
+    (export "open" (func (param "identifier" string) (result (result (own $bucket) (error $error)))))
+    (export "[method]bucket.get" (func (param "self" (borrow $bucket)) (param "key" string)
+      (result (result (option (list u8)) (error $error)))))
+    (export "[method]bucket.list-keys" (func (param "self" (borrow $bucket)) (param "cursor" (option u64))
+      (result (result $key-response (error $error)))))
+  ))
+  (alias export $store "bucket" (type $bucket))
+  (alias export $store "error" (type $error))
+  (import "wasi:keyvalue/atomics@0.2.0-draft" (instance
+    (export "bucket" (type $b (eq $bucket)))
+    (export "error" (type $e (eq $error)))
+    (export "increment" (func (param "bucket" (borrow $b)) (param "key" string) (param "delta" u64)
+      (result (result u64 (error $e)))))
+  ))
+  (import "wasi:keyvalue/batch@0.2.0-draft" (instance
+    (export "bucket" (type $b (eq $bucket)))
+    (export "error" (type $e (eq $error)))
+    (export "get-many" (func (param "bucket" (borrow $b)) (param "keys" (list string))
+      (result (result (list (option (tuple string (list u8)))) (error $e)))))
+  ))
+)
+"#;
+}

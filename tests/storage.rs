@@ -1,0 +1,236 @@
+//! Storage through the host: `wasi:keyvalue` on SQLite, buckets granted per
+//! plugin, quotas, and durability across a `kill -9` of the host.
+
+// Test helpers outside #[test] functions may panic too.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use convergio_runtime::Runtime;
+use convergio_tests::{TestPlugin, start, test_component};
+use serde_json::{Value, json};
+
+fn storage_plugin(id: &str, grants: &str, limits: &str) -> TestPlugin {
+    TestPlugin::new(id, "tool", test_component("storage_tool"))
+        .declares(&["storage"])
+        .grants(grants)
+        .limits(limits)
+}
+
+async fn call(runtime: &Runtime, plugin: &str, tool: &str, args: &str) -> Value {
+    runtime
+        .invoke_json(plugin, "tool.invoke", &json!([tool, args]))
+        .await
+        .expect("the call itself succeeds; denials are error values")
+}
+
+fn data_dir(dir: &std::path::Path) -> String {
+    format!("data-dir = {:?}", dir.join("data"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn granted_buckets_work_and_others_are_denied() {
+    let dir = tempfile::tempdir().unwrap();
+    let runtime = start(
+        dir.path(),
+        &data_dir(dir.path()),
+        &[
+            storage_plugin("alice", "storage = [\"notes\"]", ""),
+            storage_plugin("bob", "storage = [\"secrets\"]", ""),
+        ],
+    )
+    .await;
+    assert_eq!(
+        call(&runtime, "alice", "set", "notes greeting hello").await,
+        json!({"ok": "ok"})
+    );
+    assert_eq!(
+        call(&runtime, "alice", "get", "notes greeting").await,
+        json!({"ok": "hello"})
+    );
+    assert_eq!(
+        call(&runtime, "alice", "incr", "notes counter 5").await,
+        json!({"ok": "5"})
+    );
+    assert_eq!(
+        call(&runtime, "alice", "incr", "notes counter 2").await,
+        json!({"ok": "7"})
+    );
+    assert_eq!(
+        call(&runtime, "alice", "keys", "notes").await,
+        json!({"ok": "counter\ngreeting"})
+    );
+
+    // Another plugin's bucket: denied, whichever way it is asked for.
+    assert_eq!(
+        call(&runtime, "bob", "get", "notes greeting").await,
+        json!({"err": {"denied": "access-denied"}})
+    );
+    assert_eq!(
+        call(&runtime, "bob", "set", "notes greeting pwned").await,
+        json!({"err": {"denied": "access-denied"}})
+    );
+    assert_eq!(
+        call(&runtime, "alice", "get", "secrets x").await,
+        json!({"err": {"denied": "access-denied"}})
+    );
+    assert_eq!(
+        call(&runtime, "alice", "get", "notes greeting").await,
+        json!({"ok": "hello"})
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn quotas_give_clear_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let runtime = start(
+        dir.path(),
+        &data_dir(dir.path()),
+        &[storage_plugin(
+            "small",
+            "storage = [\"tiny\"]",
+            "bucket-max-keys = 3\nbucket-max-bytes = 4096",
+        )],
+    )
+    .await;
+    assert_eq!(
+        call(&runtime, "small", "fill", "tiny 3 10").await,
+        json!({"ok": "ok"})
+    );
+    let out = call(&runtime, "small", "set", "tiny one-more x").await;
+    let message = out["err"]["failed"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{out}"));
+    assert!(message.contains("3 keys"), "{message}");
+    // Overwriting an existing key does not add a key.
+    assert_eq!(
+        call(&runtime, "small", "set", "tiny k0 y").await,
+        json!({"ok": "ok"})
+    );
+
+    let out = call(&runtime, "small", "fill", "tiny 1 5000").await;
+    let message = out["err"]["failed"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{out}"));
+    assert!(message.contains("4096 bytes"), "{message}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_increments_are_exact() {
+    let dir = tempfile::tempdir().unwrap();
+    let runtime = start(
+        dir.path(),
+        &data_dir(dir.path()),
+        &[storage_plugin(
+            "counter",
+            "storage = [\"c\"]",
+            "max-instances = 8",
+        )],
+    )
+    .await;
+    let mut tasks = Vec::new();
+    for _ in 0..8 {
+        let runtime = runtime.clone();
+        tasks.push(tokio::spawn(async move {
+            for _ in 0..25 {
+                let out = call(&runtime, "counter", "incr", "c n 1").await;
+                assert!(out.get("ok").is_some(), "{out}");
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    assert_eq!(
+        call(&runtime, "counter", "get", "c n").await["ok"],
+        json!("200")
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn data_survives_a_restart_of_the_host() {
+    let dir = tempfile::tempdir().unwrap();
+    let plugins = [storage_plugin("p", "storage = [\"keep\"]", "")];
+    {
+        let runtime = start(dir.path(), &data_dir(dir.path()), &plugins).await;
+        assert_eq!(
+            call(&runtime, "p", "set", "keep k v1").await,
+            json!({"ok": "ok"})
+        );
+    }
+    let runtime = start(dir.path(), &data_dir(dir.path()), &plugins).await;
+    assert_eq!(
+        call(&runtime, "p", "get", "keep k").await,
+        json!({"ok": "v1"})
+    );
+}
+
+const KILL_DIR: &str = "CONVERGIO_KILL_TEST_DIR";
+
+/// The writer half of `acknowledged_writes_survive_kill_9`, run in a child
+/// process: it writes keys through a plugin and prints each acknowledged one
+/// until it is killed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "the child process of acknowledged_writes_survive_kill_9"]
+async fn kill_9_writer() {
+    use std::io::Write;
+    let dir = std::path::PathBuf::from(std::env::var_os(KILL_DIR).expect("run by the parent test"));
+    let runtime = start(
+        &dir,
+        &data_dir(&dir),
+        &[storage_plugin("p", "storage = [\"keep\"]", "")],
+    )
+    .await;
+    for i in 0u64.. {
+        let out = call(&runtime, "p", "set", &format!("keep k{i} v{i}")).await;
+        assert_eq!(out, json!({"ok": "ok"}));
+        let mut stdout = std::io::stdout().lock();
+        writeln!(stdout, "acked {i}").unwrap();
+        stdout.flush().unwrap();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn acknowledged_writes_survive_kill_9() {
+    use std::io::BufRead;
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = std::process::Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--ignored",
+            "--exact",
+            "kill_9_writer",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env(KILL_DIR, dir.path())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut acked = 0u64;
+    for line in std::io::BufReader::new(child.stdout.take().unwrap()).lines() {
+        let line = line.unwrap();
+        if let Some(n) = line.strip_prefix("acked ") {
+            acked = n.parse::<u64>().unwrap() + 1;
+            if acked == 50 {
+                break;
+            }
+        }
+    }
+    child.kill().unwrap(); // SIGKILL: no destructor, no flush, no checkpoint
+    child.wait().unwrap();
+    assert_eq!(acked, 50, "the writer stopped early");
+
+    let runtime = start(
+        dir.path(),
+        &data_dir(dir.path()),
+        &[storage_plugin("p", "storage = [\"keep\"]", "")],
+    )
+    .await;
+    for i in 0..acked {
+        let out = call(&runtime, "p", "get", &format!("keep k{i}")).await;
+        assert_eq!(
+            out,
+            json!({"ok": format!("v{i}")}),
+            "acknowledged write {i} was lost"
+        );
+    }
+}
