@@ -1,8 +1,7 @@
 //! Master key from an environment variable holding base64 of 32 bytes.
 
-use crate::crypto::DataKey;
 use crate::error::{Error, Result};
-use crate::source::{LocalKey, MasterKeySource, WrappedKey, decode_master_key};
+use crate::source::{LocalKey, decode_master_key};
 
 /// The variable read by [`EnvSource::from_default_var`].
 pub const DEFAULT_MASTER_KEY_VAR: &str = "CONVERGIO_MASTER_KEY";
@@ -39,20 +38,4 @@ impl EnvSource {
     }
 }
 
-impl MasterKeySource for EnvSource {
-    fn describe(&self) -> String {
-        self.key.describe()
-    }
-
-    fn current_key_id(&self) -> Result<String> {
-        Ok(self.key.id().to_owned())
-    }
-
-    fn wrap(&self, data_key: &DataKey, context: &[u8]) -> Result<WrappedKey> {
-        self.key.wrap(data_key, context)
-    }
-
-    fn unwrap(&self, wrapped: &WrappedKey, context: &[u8]) -> Result<DataKey> {
-        self.key.unwrap(wrapped, context)
-    }
-}
+local_key_source!(EnvSource);

@@ -8,7 +8,7 @@ use zeroize::Zeroizing;
 
 use crate::crypto::{DataKey, KEY_LEN};
 use crate::error::{Error, Result};
-use crate::source::{LocalKey, MasterKeySource, WrappedKey, decode_master_key, encode_master_key};
+use crate::source::{LocalKey, decode_master_key, encode_master_key};
 
 /// A master key kept in a file: base64 of 32 bytes (or the 32 raw bytes).
 /// The file must not be accessible by group or others.
@@ -98,20 +98,4 @@ fn check_permissions(_path: &Path, _meta: &fs::Metadata) -> Result<()> {
     Ok(())
 }
 
-impl MasterKeySource for KeyFileSource {
-    fn describe(&self) -> String {
-        self.key.describe()
-    }
-
-    fn current_key_id(&self) -> Result<String> {
-        Ok(self.key.id().to_owned())
-    }
-
-    fn wrap(&self, data_key: &DataKey, context: &[u8]) -> Result<WrappedKey> {
-        self.key.wrap(data_key, context)
-    }
-
-    fn unwrap(&self, wrapped: &WrappedKey, context: &[u8]) -> Result<DataKey> {
-        self.key.unwrap(wrapped, context)
-    }
-}
+local_key_source!(KeyFileSource);

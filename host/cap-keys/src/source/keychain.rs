@@ -10,7 +10,7 @@ use zeroize::Zeroizing;
 
 use crate::crypto::DataKey;
 use crate::error::{Error, Result};
-use crate::source::{LocalKey, MasterKeySource, WrappedKey, decode_master_key, encode_master_key};
+use crate::source::{LocalKey, decode_master_key, encode_master_key};
 
 /// Service name used for the keychain entry unless another is given.
 pub const DEFAULT_SERVICE: &str = "convergio";
@@ -63,20 +63,4 @@ fn keychain_error(e: keyring::Error) -> Error {
     Error::Keychain(e.to_string())
 }
 
-impl MasterKeySource for KeychainSource {
-    fn describe(&self) -> String {
-        self.key.describe()
-    }
-
-    fn current_key_id(&self) -> Result<String> {
-        Ok(self.key.id().to_owned())
-    }
-
-    fn wrap(&self, data_key: &DataKey, context: &[u8]) -> Result<WrappedKey> {
-        self.key.wrap(data_key, context)
-    }
-
-    fn unwrap(&self, wrapped: &WrappedKey, context: &[u8]) -> Result<DataKey> {
-        self.key.unwrap(wrapped, context)
-    }
-}
+local_key_source!(KeychainSource);

@@ -14,6 +14,38 @@ use crate::crypto::{self, DataKey, KEY_LEN};
 use crate::error::{Error, Result};
 
 #[cfg(feature = "azure")]
+/// Implement [`MasterKeySource`] for a source that keeps its key in a
+/// `key: LocalKey` field (key file, environment, keychain, static).
+macro_rules! local_key_source {
+    ($source:ty) => {
+        impl $crate::source::MasterKeySource for $source {
+            fn describe(&self) -> String {
+                self.key.describe()
+            }
+
+            fn current_key_id(&self) -> $crate::error::Result<String> {
+                Ok(self.key.id().to_owned())
+            }
+
+            fn wrap(
+                &self,
+                data_key: &$crate::crypto::DataKey,
+                context: &[u8],
+            ) -> $crate::error::Result<$crate::source::WrappedKey> {
+                self.key.wrap(data_key, context)
+            }
+
+            fn unwrap(
+                &self,
+                wrapped: &$crate::source::WrappedKey,
+                context: &[u8],
+            ) -> $crate::error::Result<$crate::crypto::DataKey> {
+                self.key.unwrap(wrapped, context)
+            }
+        }
+    };
+}
+
 pub mod azure;
 pub mod env;
 pub mod file;
@@ -160,20 +192,4 @@ impl StaticSource {
     }
 }
 
-impl MasterKeySource for StaticSource {
-    fn describe(&self) -> String {
-        self.key.describe()
-    }
-
-    fn current_key_id(&self) -> Result<String> {
-        Ok(self.key.id().to_owned())
-    }
-
-    fn wrap(&self, data_key: &DataKey, context: &[u8]) -> Result<WrappedKey> {
-        self.key.wrap(data_key, context)
-    }
-
-    fn unwrap(&self, wrapped: &WrappedKey, context: &[u8]) -> Result<DataKey> {
-        self.key.unwrap(wrapped, context)
-    }
-}
+local_key_source!(StaticSource);
