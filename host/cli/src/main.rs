@@ -8,6 +8,7 @@ use anyhow::{Context, Result};
 use clap::{Parser, Subcommand, ValueEnum};
 use convergio_runtime::{Platform, Runtime};
 
+mod keys;
 mod scaffold;
 
 /// Convergio: a WebAssembly component host for multi-agent LLM systems.
@@ -65,6 +66,11 @@ enum Command {
     /// changes and print every event plugins publish, one JSON line each,
     /// until Ctrl-C.
     Run,
+    /// Manage BYOK provider keys (encrypted at rest; secrets are never printed).
+    Keys {
+        #[command(subcommand)]
+        command: keys::KeysCommand,
+    },
     /// Create a new plugin crate from a template.
     New {
         /// What to create.
@@ -140,6 +146,10 @@ fn run(cli: Cli) -> Result<ExitCode> {
             args,
         } => invoke(&cli.config, &plugin, &function, &args),
         Command::Run => serve(&cli.config),
+        Command::Keys { command } => {
+            keys::run(command, &data_dir(&cli.config)?)?;
+            Ok(ExitCode::SUCCESS)
+        }
         Command::New { kind, name, dir } => {
             let dir = dir.unwrap_or_else(|| PathBuf::from(&name));
             scaffold::create(kind, &name, &dir)?;
@@ -161,6 +171,19 @@ fn run(cli: Cli) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+/// The data directory: `[runtime] data-dir` of the platform if its file
+/// exists, else `$CONVERGIO_HOME`.
+fn data_dir(config: &std::path::Path) -> Result<PathBuf> {
+    if config.is_file()
+        && let Some(dir) = convergio_runtime::PlatformConfig::read(config)?
+            .runtime
+            .data_dir
+    {
+        return Ok(dir);
+    }
+    Ok(convergio_runtime::paths::home())
 }
 
 fn tokio() -> Result<tokio::runtime::Runtime> {

@@ -271,3 +271,97 @@ fn new_refuses_a_bad_name() {
         text(&out.stderr)
     );
 }
+
+/// Every file under `dir`, read as bytes.
+fn all_bytes(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap().flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            out.extend(all_bytes(&path));
+        } else {
+            out.push((path.clone(), std::fs::read(&path).unwrap()));
+        }
+    }
+    out
+}
+
+fn keys(home: &Path, args: &[&str], stdin: &str) -> Output {
+    use std::io::Write;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_convergio"))
+        .args(["--config", "/nonexistent/platform.toml", "keys"])
+        .args(args)
+        .env("CONVERGIO_HOME", home)
+        .env_remove("CONVERGIO_MASTER_KEY")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(stdin.as_bytes())
+        .unwrap();
+    child.wait_with_output().unwrap()
+}
+
+#[test]
+fn keys_lifecycle_never_shows_the_secret() {
+    let home = tempfile::tempdir().unwrap();
+    let marker = "sk-MARKER-5f3c9a7e1d2b4c6a8e0f";
+    let rotated = "sk-ROTATED-0a1b2c3d4e5f6a7b8c9d";
+    let mut printed = String::new();
+    let mut step = |args: &[&str], stdin: &str| {
+        let out = keys(home.path(), args, stdin);
+        let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));
+        printed.push_str(&stdout);
+        printed.push_str(&stderr);
+        assert!(out.status.success(), "keys {args:?}: {stdout}{stderr}");
+        stdout
+    };
+
+    let added = step(
+        &["add", "openai", "--expires", "2099-01-31"],
+        &format!("{marker}\n"),
+    );
+    assert!(added.contains("added openai/default version 1"), "{added}");
+    let listed = step(&["list"], "");
+    assert!(listed.contains("openai/default v1 active"), "{listed}");
+    assert!(
+        listed.contains("…8e0f"),
+        "masked to the last 4 characters: {listed}"
+    );
+
+    let out = step(&["rotate", "openai", "--grace", "1h"], rotated);
+    assert!(out.contains("version 2 is active"), "{out}");
+    let listed = step(&["list"], "");
+    assert!(
+        listed.contains("v2 active") && listed.contains("v1 grace"),
+        "{listed}"
+    );
+    step(&["usage"], "");
+    let out = step(&["remove", "openai"], "");
+    assert!(
+        out.contains("removed openai/default (2 version(s))"),
+        "{out}"
+    );
+
+    for secret in [marker, rotated] {
+        assert!(!printed.contains(secret), "a secret was printed");
+        for (path, bytes) in all_bytes(home.path()) {
+            let found = bytes.windows(secret.len()).any(|w| w == secret.as_bytes());
+            assert!(!found, "the secret is in {} in plain text", path.display());
+        }
+    }
+
+    // No secret on stdin is a clear error, not an empty key.
+    let out = keys(home.path(), &["add", "anthropic"], "");
+    assert!(!out.status.success());
+    assert!(
+        text(&out.stderr).contains("no secret given"),
+        "{}",
+        text(&out.stderr)
+    );
+}

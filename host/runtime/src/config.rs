@@ -21,6 +21,22 @@ pub struct PlatformConfig {
     pub plugins: Vec<PluginEntry>,
 }
 
+impl PlatformConfig {
+    /// Read `platform.toml` without loading its plugins, for commands that
+    /// need only the settings. Relative paths in `[runtime]` are resolved.
+    pub fn read(path: &Path) -> Result<Self> {
+        let (mut config, _): (Self, _) = toml_file::read(path)?;
+        let runtime = &mut config.runtime;
+        for dir in [&mut runtime.cache_dir, &mut runtime.data_dir]
+            .into_iter()
+            .flatten()
+        {
+            *dir = dir.join_relative_to(path);
+        }
+        Ok(config)
+    }
+}
+
 /// Engine-wide settings.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case", default)]
