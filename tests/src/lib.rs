@@ -113,13 +113,18 @@ impl TestPlugin {
 
 /// Write `platform.toml` and one manifest per plugin into `dir`; returns the platform path.
 pub fn write_platform(dir: &Path, runtime: &str, plugins: &[TestPlugin]) -> PathBuf {
-    // Tests compile afresh unless they ask for the cache.
+    // Tests compile afresh unless they ask for the cache, and keep their data in `dir`.
     let cache = if runtime.contains("compile-cache") {
         ""
     } else {
         "compile-cache = false\n"
     };
-    let mut platform = format!("[runtime]\n{cache}{runtime}\n");
+    let data = if runtime.contains("data-dir") {
+        ""
+    } else {
+        "data-dir = \"platform-data\"\n"
+    };
+    let mut platform = format!("[runtime]\n{cache}{data}{runtime}\n");
     for p in plugins {
         let manifest = dir.join(format!("{}.plugin.toml", p.id));
         let declares: Vec<String> = p.declares.iter().map(|c| format!("\"{c}\"")).collect();

@@ -153,6 +153,28 @@ fn row_label(provider: &str, name: &str, version: u32) -> String {
 }
 
 impl Vault {
+    /// The platform's vault in `data_dir`: `vault.db`, with the master key
+    /// from `CONVERGIO_MASTER_KEY` if set, else from `master.key` beside it
+    /// (created with mode 0600 on first use).
+    pub fn open_in(data_dir: &Path) -> Result<Self> {
+        let source: Arc<dyn MasterKeySource> =
+            if std::env::var_os(crate::DEFAULT_MASTER_KEY_VAR).is_some() {
+                Arc::new(crate::EnvSource::from_default_var()?)
+            } else {
+                let path = data_dir.join("master.key");
+                if path.exists() {
+                    Arc::new(crate::KeyFileSource::open(&path)?)
+                } else {
+                    std::fs::create_dir_all(data_dir).map_err(|source| Error::KeyFile {
+                        path: data_dir.to_path_buf(),
+                        source,
+                    })?;
+                    Arc::new(crate::KeyFileSource::generate(&path)?)
+                }
+            };
+        Self::open(data_dir.join("vault.db"), source)
+    }
+
     /// Open (or create) the vault at `path`, sealed with `source`'s master key.
     pub fn open(path: impl AsRef<Path>, source: Arc<dyn MasterKeySource>) -> Result<Self> {
         Self::open_with(path, source, VaultOptions::default())

@@ -4,17 +4,13 @@
 //! never from the command line, and are never printed.
 
 use std::io::{IsTerminal, Read};
-use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::path::Path;
 use std::time::{Duration, SystemTime};
 
 use anyhow::{Context, Result, bail};
 use clap::Subcommand;
 use convergio_cap_keys::secrecy::SecretString;
-use convergio_cap_keys::{
-    AuthScheme, DEFAULT_KEY_NAME, DEFAULT_MASTER_KEY_VAR, EnvSource, KeyFileSource,
-    MasterKeySource, Vault, default_bound_hosts,
-};
+use convergio_cap_keys::{AuthScheme, DEFAULT_KEY_NAME, Vault, default_bound_hosts};
 
 /// Key vault commands.
 #[derive(Debug, Subcommand)]
@@ -71,30 +67,8 @@ pub enum KeysCommand {
     },
 }
 
-/// Where the vault lives: `vault.db` in the data directory.
-fn vault_path(data_dir: &Path) -> PathBuf {
-    data_dir.join("vault.db")
-}
-
-/// The master key: `CONVERGIO_MASTER_KEY` if set, else `master.key` in the
-/// data directory (created with mode 0600 on first use).
-fn master_key(data_dir: &Path) -> Result<Arc<dyn MasterKeySource>> {
-    if std::env::var_os(DEFAULT_MASTER_KEY_VAR).is_some() {
-        return Ok(Arc::new(EnvSource::from_default_var()?));
-    }
-    let path = data_dir.join("master.key");
-    let source = if path.exists() {
-        KeyFileSource::open(&path)?
-    } else {
-        std::fs::create_dir_all(data_dir)
-            .with_context(|| format!("cannot create {}", data_dir.display()))?;
-        KeyFileSource::generate(&path)?
-    };
-    Ok(Arc::new(source))
-}
-
 fn open(data_dir: &Path) -> Result<Vault> {
-    Ok(Vault::open(vault_path(data_dir), master_key(data_dir)?)?)
+    Ok(Vault::open_in(data_dir)?)
 }
 
 /// Read a secret from stdin (piped) or a prompt that does not echo.

@@ -15,11 +15,20 @@ use crate::config::PluginSpec;
 mod generated {
     wasmtime::component::bindgen!({
         path: "../../wit",
-        world: "convergio:platform/plugin-base",
+        inline: "
+            package convergio:host;
+
+            /// What the runtime itself implements.
+            world runtime-capabilities {
+                include convergio:platform/plugin-base@0.1.0;
+                import convergio:platform/keys@0.1.0;
+            }
+        ",
+        world: "convergio:host/runtime-capabilities",
     });
 }
 
-use generated::convergio::platform::events;
+use generated::convergio::platform::{events, keys};
 use generated::wasi::config::store as config_store;
 use generated::wasi::logging::logging;
 
@@ -43,6 +52,8 @@ pub struct Event {
 pub struct HostState {
     pub(crate) plugin: Arc<PluginSpec>,
     pub(crate) storage: convergio_cap_storage::StorageCtx,
+    /// The platform's key vault, when some plugin is granted keys.
+    pub(crate) vault: Option<convergio_cap_keys::Vault>,
     pub(crate) wasi: WasiCtx,
     pub(crate) table: ResourceTable,
     pub(crate) limits: StoreLimits,
@@ -73,6 +84,7 @@ pub(crate) fn add_to_linker(linker: &mut Linker<HostState>) -> wasmtime::Result<
     logging::add_to_linker::<_, HasSelf<HostState>>(linker, |s| s)?;
     config_store::add_to_linker::<_, HasSelf<HostState>>(linker, |s| s)?;
     events::add_to_linker::<_, HasSelf<HostState>>(linker, |s| s)?;
+    keys::add_to_linker::<_, HasSelf<HostState>>(linker, |s| s)?;
     convergio_cap_storage::add_to_linker(linker, |s| {
         convergio_cap_storage::StorageView::new(&s.storage, &mut s.table)
     })?;
@@ -169,6 +181,78 @@ impl events::Host for HostState {
             timestamp_ms,
         });
         Ok(())
+    }
+}
+
+impl HostState {
+    /// `(provider, name)` if the plugin's `keys` grant names this key: a
+    /// grant is `provider` (every key of it) or `provider/name`.
+    fn key_granted(&self, provider: &str, name: &str) -> bool {
+        self.plugin
+            .grants
+            .keys
+            .iter()
+            .any(|g| match g.split_once('/') {
+                Some((p, n)) => p == provider && n == name,
+                None => g == provider,
+            })
+    }
+}
+
+fn key_error(err: convergio_cap_keys::Error) -> keys::KeyError {
+    use convergio_cap_keys::Error as E;
+    match err {
+        e @ E::Expired { .. } => keys::KeyError::Expired(e.to_string()),
+        e @ E::Revoked { .. } => keys::KeyError::Revoked(e.to_string()),
+        e => keys::KeyError::NotFound(e.to_string()),
+    }
+}
+
+impl keys::Host for HostState {
+    fn available(&mut self) -> Vec<keys::KeyInfo> {
+        let _span =
+            tracing::debug_span!("convergio.keys.available", plugin = %self.plugin.id).entered();
+        let Some(vault) = &self.vault else {
+            return Vec::new();
+        };
+        let Ok(listing) = vault.list() else {
+            return Vec::new();
+        };
+        let mut seen = std::collections::BTreeSet::new();
+        listing
+            .into_iter()
+            .filter(|k| self.key_granted(&k.key.provider, &k.key.name))
+            .filter(|k| seen.insert((k.key.provider.clone(), k.key.name.clone())))
+            .filter_map(|k| vault.info(&k.key.provider, &k.key.name).ok())
+            .map(|info| keys::KeyInfo {
+                key: keys::KeyRef {
+                    provider: info.key.provider,
+                    name: info.key.name,
+                },
+                version: info.version,
+                expires_at: info.expires.map(unix_ms),
+                bound_hosts: info.bound_hosts,
+            })
+            .collect()
+    }
+
+    fn reference(&mut self, key: keys::KeyRef) -> Result<String, keys::KeyError> {
+        let plugin = self.plugin.id.clone();
+        let _span = tracing::debug_span!("convergio.keys.reference", plugin, provider = %key.provider, name = %key.name).entered();
+        if !self.key_granted(&key.provider, &key.name) {
+            return Err(keys::KeyError::NotGranted(format!(
+                "plugin `{plugin}` is not granted key {}/{}; grant it with keys = [\"{}\"] under its [plugin.grants] in platform.toml",
+                key.provider, key.name, key.provider
+            )));
+        }
+        let Some(vault) = &self.vault else {
+            return Err(keys::KeyError::NotFound(format!(
+                "no key {}/{} is stored",
+                key.provider, key.name
+            )));
+        };
+        vault.info(&key.provider, &key.name).map_err(key_error)?;
+        Ok(convergio_cap_keys::reference(&key.provider, &key.name))
     }
 }
 

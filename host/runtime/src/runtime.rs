@@ -28,12 +28,13 @@ use crate::{Capability, Error, Result};
 
 /// Capabilities this host implements today. A granted capability outside this
 /// set fails the load with a clear message instead of a missing-import error.
-const PROVIDED: [Capability; 5] = [
+const PROVIDED: [Capability; 6] = [
     Capability::Logging,
     Capability::Config,
     Capability::Events,
     Capability::Plugins,
     Capability::Storage,
+    Capability::Keys,
 ];
 
 /// One exported function of a loaded component.
@@ -126,6 +127,7 @@ pub struct PluginInfo {
 pub(crate) struct Inner {
     engine: Engine,
     storage: Arc<dyn Backend>,
+    vault: Option<convergio_cap_keys::Vault>,
     slots: RwLock<BTreeMap<String, Arc<Slot>>>,
     events: broadcast::Sender<Event>,
     fuel: bool,
@@ -170,10 +172,12 @@ impl Runtime {
         let epoch = EpochTicker::start(&engine, tick)?;
         let (events, _) = broadcast::channel(1024);
         let storage = open_storage(platform)?;
+        let vault = open_vault(platform)?;
         let runtime = Self {
             inner: Arc::new(Inner {
                 engine,
                 storage,
+                vault,
                 slots: RwLock::new(BTreeMap::new()),
                 events,
                 fuel,
@@ -737,6 +741,7 @@ async fn call_in_store(
         let state = HostState {
             plugin: spec.clone(),
             storage: loaded.storage.clone(),
+            vault: inner.vault.clone(),
             wasi: wasi_ctx(spec)?,
             table: ResourceTable::new(),
             limits: StoreLimitsBuilder::new()
@@ -808,6 +813,27 @@ fn open_storage(platform: &Platform) -> Result<Arc<dyn Backend>> {
         ))
     })?;
     Ok(Arc::new(backend))
+}
+
+/// The key vault, opened only when some plugin is granted keys (so a platform
+/// without keys never creates a master key).
+fn open_vault(platform: &Platform) -> Result<Option<convergio_cap_keys::Vault>> {
+    if platform.plugins.iter().all(|p| p.grants.keys.is_empty()) {
+        return Ok(None);
+    }
+    let dir = platform
+        .runtime
+        .data_dir
+        .clone()
+        .unwrap_or_else(crate::paths::home);
+    convergio_cap_keys::Vault::open_in(&dir)
+        .map(Some)
+        .map_err(|e| {
+            Error::Config(format!(
+                "cannot open the key vault in {}: {e}",
+                dir.display()
+            ))
+        })
 }
 
 /// The plugin's WASI context: only its granted directories and environment.
