@@ -11,7 +11,7 @@ cargo xtask <task>
 Tasks:
   setup              install what a fresh machine needs (the wasm32-wasip2 target, wasm-tools, cargo-component)
   build-components   build every guest component for wasm32-wasip2 (--release for optimized builds)
-  bench              build-components --release, then run the benchmarks (docs/benchmarks.md)
+  bench              build-components --release, then run every benchmark (docs/benchmarks.md)
   test               build-components, then run every test of the workspace
   demo               build-components and the CLI, then run the demo platform
   wit-check          parse every WIT package and check it round-trips through wasm-tools
@@ -31,7 +31,9 @@ fn main() -> Result<()> {
         "build-components" => build_components(std::env::args().any(|a| a == "--release")),
         "bench" => {
             build_components(true)?;
-            run(cargo().args(["bench", "-p", "convergio-benches", "--bench", "overhead"]))
+            // Every target of convergio-benches, then the vault's request path.
+            run(cargo().args(["bench", "-p", "convergio-benches"]))?;
+            run(cargo().args(["bench", "-p", "convergio-cap-keys", "--bench", "resolve"]))
         }
         "test" => {
             // The scaffolding test builds with cargo-component too.
