@@ -14,6 +14,10 @@
 //! | `plain_tool`       | `tool-plugin`  | none                                               | healthy baseline and benchmarks                |
 //! | `ungranted_logger` | `tool-plugin`  | `wasi:logging/logging`                             | an import the operator did not grant           |
 //! | `caller_agent`     | `agent-plugin` | `convergio:platform/tool`                          | component → host → component linking           |
+//! | `bench_tool`       | `tool-plugin`  | `wasi:config/store`                                | benchmarks: `noop`, N guest → host calls       |
+//! | `fs_tool`          | `tool-plugin`  | `wasi:filesystem`, `wasi:clocks/wall-clock`        | directory and environment grants               |
+//! | `storage_tool`     | `tool-plugin`  | `wasi:keyvalue/{store,atomics}`                    | storage grants, quotas, durability             |
+//! | `keys_tool`        | `tool-plugin`  | `convergio:platform/keys`                          | key grants: references, never secrets          |
 //! | `reload_v1`/`_v2`  | `tool-plugin`  | none                                               | hot reload: same tool, two versions            |
 //!
 //! "Baseline WASI" is what Rust's standard library pulls in on
