@@ -6,6 +6,8 @@ use std::path::{Path, PathBuf};
 
 use convergio_runtime::{Platform, Runtime};
 
+pub mod upstream;
+
 /// The workspace root.
 pub fn workspace() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))

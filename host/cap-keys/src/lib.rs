@@ -48,7 +48,7 @@ pub use error::{Error, Result};
 pub use model::{
     AuthScheme, DEFAULT_KEY_NAME, KeyInfo, KeyListing, KeyPolicy, KeyRef, KeyState, KeyWarning,
     REFERENCE_PREFIX, ResolvedKey, UsageDelta, UsageRow, UsageTotals, default_bound_hosts,
-    host_matches, parse_reference, reference,
+    grant_allows, host_matches, parse_reference, reference,
 };
 #[cfg(feature = "azure")]
 pub use source::azure::{

@@ -240,6 +240,15 @@ pub fn host_matches(patterns: &[String], host: &str) -> bool {
         })
 }
 
+/// Whether a plugin's `keys` grants name the key `provider/name`: a grant is
+/// `provider` (every key of that provider) or `provider/name`.
+pub fn grant_allows(grants: &[String], provider: &str, name: &str) -> bool {
+    grants.iter().any(|g| match g.split_once('/') {
+        Some((p, n)) => p == provider && n == name,
+        None => g == provider,
+    })
+}
+
 /// The state of one version of a key.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum KeyState {

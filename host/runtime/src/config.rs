@@ -2,6 +2,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -26,13 +27,7 @@ impl PlatformConfig {
     /// need only the settings. Relative paths in `[runtime]` are resolved.
     pub fn read(path: &Path) -> Result<Self> {
         let (mut config, _): (Self, _) = toml_file::read(path)?;
-        let runtime = &mut config.runtime;
-        for dir in [&mut runtime.cache_dir, &mut runtime.data_dir]
-            .into_iter()
-            .flatten()
-        {
-            *dir = dir.join_relative_to(path);
-        }
+        config.runtime.resolve_paths(path);
         Ok(config)
     }
 }
@@ -58,6 +53,37 @@ pub struct RuntimeSettings {
     pub pool_memory_mib: u64,
     /// Limits of plugins that do not set their own.
     pub default_limits: Limits,
+    /// Outgoing HTTP settings shared by every plugin.
+    pub http: HttpSettings,
+}
+
+impl RuntimeSettings {
+    /// Make the paths of these settings relative to `config`'s folder.
+    fn resolve_paths(&mut self, config: &Path) {
+        for dir in [&mut self.cache_dir, &mut self.data_dir]
+            .into_iter()
+            .flatten()
+        {
+            *dir = dir.join_relative_to(config);
+        }
+        for file in &mut self.http.ca_files {
+            *file = file.join_relative_to(config);
+        }
+    }
+}
+
+/// `[runtime.http]`: what every plugin's outgoing HTTP shares.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case", default)]
+pub struct HttpSettings {
+    /// Fixed addresses for host names, answered before DNS (like curl's
+    /// `--resolve`), e.g. `{ "llm.internal" = ["203.0.113.7"] }`. The answers
+    /// pass the same checks as DNS answers: an internal address is still
+    /// refused unless a plugin is granted that address itself.
+    pub resolve: BTreeMap<String, Vec<std::net::IpAddr>>,
+    /// PEM files of certificates to trust besides the Mozilla root
+    /// certificates (a private CA), relative to `platform.toml`.
+    pub ca_files: Vec<PathBuf>,
 }
 
 impl Default for RuntimeSettings {
@@ -71,6 +97,7 @@ impl Default for RuntimeSettings {
             pool_instances: 256,
             pool_memory_mib: 512,
             default_limits: Limits::default(),
+            http: HttpSettings::default(),
         }
     }
 }
@@ -97,6 +124,15 @@ pub struct Limits {
     pub bucket_max_keys: Option<u64>,
     /// Most bytes (keys and values) in each storage bucket the plugin writes to (unlimited if unset).
     pub bucket_max_bytes: Option<u64>,
+    /// Outgoing HTTP: time to resolve, connect and finish TLS, in milliseconds (default 10000).
+    pub http_connect_timeout_ms: Option<u64>,
+    /// Outgoing HTTP: time for a whole request, to the last byte of the
+    /// response, in milliseconds (default 300000).
+    pub http_timeout_ms: Option<u64>,
+    /// Outgoing HTTP: largest response body, in bytes (default 33554432, 32 MiB).
+    pub http_max_response_bytes: Option<u64>,
+    /// Outgoing HTTP: requests of the plugin in flight at once (default 16).
+    pub http_max_concurrent: Option<u32>,
 }
 
 /// Limits with every value decided.
@@ -118,6 +154,8 @@ pub struct EffectiveLimits {
     pub bucket_max_keys: Option<u64>,
     /// Storage quota: bytes per bucket.
     pub bucket_max_bytes: Option<u64>,
+    /// Outgoing HTTP limits.
+    pub http: convergio_cap_http::HttpLimits,
 }
 
 impl Limits {
@@ -141,6 +179,32 @@ impl Limits {
             max_instances: self.max_instances.or(defaults.max_instances).unwrap_or(16),
             bucket_max_keys: self.bucket_max_keys.or(defaults.bucket_max_keys),
             bucket_max_bytes: self.bucket_max_bytes.or(defaults.bucket_max_bytes),
+            http: {
+                let builtin = convergio_cap_http::HttpLimits::default();
+                let ms = |own: Option<u64>, default: Option<u64>, fallback: Duration| {
+                    own.or(default).map_or(fallback, Duration::from_millis)
+                };
+                convergio_cap_http::HttpLimits {
+                    connect_timeout: ms(
+                        self.http_connect_timeout_ms,
+                        defaults.http_connect_timeout_ms,
+                        builtin.connect_timeout,
+                    ),
+                    total_timeout: ms(
+                        self.http_timeout_ms,
+                        defaults.http_timeout_ms,
+                        builtin.total_timeout,
+                    ),
+                    max_response_bytes: self
+                        .http_max_response_bytes
+                        .or(defaults.http_max_response_bytes)
+                        .unwrap_or(builtin.max_response_bytes),
+                    max_concurrent: self
+                        .http_max_concurrent
+                        .or(defaults.http_max_concurrent)
+                        .unwrap_or(builtin.max_concurrent),
+                }
+            },
         }
     }
 }
@@ -338,7 +402,21 @@ impl Platform {
                     ));
                 }
             }
+            if let Err(bad) = convergio_cap_http::HttpPolicy::parse(
+                &grants.http,
+                &grants.keys,
+                convergio_cap_http::HttpLimits::default(),
+            ) {
+                for e in bad {
+                    problems.push(format!("{at}: field `grants.http`: {e}"));
+                }
+            }
             let limits = entry.limits.resolve(&config.runtime.default_limits);
+            if limits.http.max_concurrent == 0 {
+                problems.push(format!(
+                    "{at}: field `limits.http-max-concurrent` must be at least 1"
+                ));
+            }
             let pool_bytes = config.runtime.pool_memory_mib.saturating_mul(1 << 20);
             if limits.memory_bytes as u64 > pool_bytes {
                 problems.push(format!(
@@ -395,12 +473,7 @@ impl Platform {
         }
 
         let mut runtime = config.runtime;
-        for dir in [&mut runtime.cache_dir, &mut runtime.data_dir]
-            .into_iter()
-            .flatten()
-        {
-            *dir = dir.join_relative_to(path);
-        }
+        runtime.resolve_paths(path);
         if problems.is_empty() {
             Ok(Self {
                 path: path.to_path_buf(),

@@ -54,6 +54,8 @@ pub struct HostState {
     pub(crate) storage: convergio_cap_storage::StorageCtx,
     /// The platform's key vault, when some plugin is granted keys.
     pub(crate) vault: Option<convergio_cap_keys::Vault>,
+    /// Outgoing HTTP under the plugin's policy.
+    pub(crate) http: convergio_cap_http::HttpState,
     pub(crate) wasi: WasiCtx,
     pub(crate) table: ResourceTable,
     pub(crate) limits: StoreLimits,
@@ -77,10 +79,17 @@ impl WasiView for HostState {
     }
 }
 
+impl wasmtime_wasi_http::WasiHttpView for HostState {
+    fn http(&mut self) -> wasmtime_wasi_http::WasiHttpCtxView<'_> {
+        self.http.view(&mut self.table)
+    }
+}
+
 /// Add baseline WASI and the runtime's own capabilities to `linker`. Whether
 /// a plugin may use them is decided before linking, from its grants.
 pub(crate) fn add_to_linker(linker: &mut Linker<HostState>) -> wasmtime::Result<()> {
     wasmtime_wasi::p2::add_to_linker_async(linker)?;
+    convergio_cap_http::add_to_linker(linker)?;
     logging::add_to_linker::<_, HasSelf<HostState>>(linker, |s| s)?;
     config_store::add_to_linker::<_, HasSelf<HostState>>(linker, |s| s)?;
     events::add_to_linker::<_, HasSelf<HostState>>(linker, |s| s)?;
@@ -185,17 +194,9 @@ impl events::Host for HostState {
 }
 
 impl HostState {
-    /// `(provider, name)` if the plugin's `keys` grant names this key: a
-    /// grant is `provider` (every key of it) or `provider/name`.
+    /// Whether the plugin's `keys` grant names this key.
     fn key_granted(&self, provider: &str, name: &str) -> bool {
-        self.plugin
-            .grants
-            .keys
-            .iter()
-            .any(|g| match g.split_once('/') {
-                Some((p, n)) => p == provider && n == name,
-                None => g == provider,
-            })
+        convergio_cap_keys::grant_allows(&self.plugin.grants.keys, provider, name)
     }
 }
 

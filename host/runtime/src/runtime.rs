@@ -7,6 +7,7 @@ use std::sync::{Arc, Mutex, RwLock, Weak};
 use std::time::{Duration, Instant, SystemTime};
 
 use arc_swap::ArcSwap;
+use convergio_cap_http::{HttpClient, HttpPlatform, HttpPolicy, HttpState};
 use convergio_cap_storage::{Backend, BucketGrant, SqliteBackend, StorageCtx, StoragePolicy};
 use serde::Serialize;
 use tokio::sync::{Semaphore, broadcast};
@@ -28,13 +29,14 @@ use crate::{Capability, Error, Result};
 
 /// Capabilities this host implements today. A granted capability outside this
 /// set fails the load with a clear message instead of a missing-import error.
-const PROVIDED: [Capability; 6] = [
+const PROVIDED: [Capability; 7] = [
     Capability::Logging,
     Capability::Config,
     Capability::Events,
     Capability::Plugins,
     Capability::Storage,
     Capability::Keys,
+    Capability::Http,
 ];
 
 /// One exported function of a loaded component.
@@ -82,6 +84,8 @@ struct Loaded {
     spec: Arc<PluginSpec>,
     /// The plugin's storage: its granted buckets and quotas on the shared backend.
     storage: StorageCtx,
+    /// The plugin's outgoing HTTP: its allow-list, limits and in-flight count.
+    http: HttpClient,
     pre: InstancePre<HostState>,
     exports: Vec<ExportFn>,
     generation: u64,
@@ -128,6 +132,7 @@ pub(crate) struct Inner {
     engine: Engine,
     storage: Arc<dyn Backend>,
     vault: Option<convergio_cap_keys::Vault>,
+    http: Arc<HttpPlatform>,
     slots: RwLock<BTreeMap<String, Arc<Slot>>>,
     events: broadcast::Sender<Event>,
     fuel: bool,
@@ -173,11 +178,13 @@ impl Runtime {
         let (events, _) = broadcast::channel(1024);
         let storage = open_storage(platform)?;
         let vault = open_vault(platform)?;
+        let http = open_http(platform, vault.clone())?;
         let runtime = Self {
             inner: Arc::new(Inner {
                 engine,
                 storage,
                 vault,
+                http,
                 slots: RwLock::new(BTreeMap::new()),
                 events,
                 fuel,
@@ -453,9 +460,21 @@ impl Runtime {
             self.inner.storage.clone(),
             Arc::new(StoragePolicy::new(buckets)),
         );
+        let policy = HttpPolicy::parse(&spec.grants.http, &spec.grants.keys, spec.limits.http)
+            .map_err(|problems| {
+                fail(
+                    problems
+                        .iter()
+                        .map(ToString::to_string)
+                        .collect::<Vec<_>>()
+                        .join("; "),
+                )
+            })?;
+        let http = HttpClient::new(spec.id.clone(), policy, self.inner.http.clone());
         Ok(Loaded {
             spec,
             storage,
+            http,
             pre,
             exports,
             generation,
@@ -742,6 +761,7 @@ async fn call_in_store(
             plugin: spec.clone(),
             storage: loaded.storage.clone(),
             vault: inner.vault.clone(),
+            http: HttpState::new(loaded.http.clone()),
             wasi: wasi_ctx(spec)?,
             table: ResourceTable::new(),
             limits: StoreLimitsBuilder::new()
@@ -834,6 +854,18 @@ fn open_vault(platform: &Platform) -> Result<Option<convergio_cap_keys::Vault>> 
                 dir.display()
             ))
         })
+}
+
+/// What every plugin's outgoing HTTP shares: name overrides, trusted
+/// certificates, the key vault.
+fn open_http(
+    platform: &Platform,
+    vault: Option<convergio_cap_keys::Vault>,
+) -> Result<Arc<HttpPlatform>> {
+    let settings = &platform.runtime.http;
+    HttpPlatform::new(settings.resolve.clone(), &settings.ca_files, vault)
+        .map(Arc::new)
+        .map_err(|e| Error::Config(e.to_string()))
 }
 
 /// The plugin's WASI context: only its granted directories and environment.

@@ -1,0 +1,172 @@
+//! Convergio's outgoing HTTP capability: `wasi:http/outgoing-handler` for
+//! plugins, on `wasmtime-wasi-http` with its [`WasiHttpHooks`].
+//!
+//! Deny by default, in this order for every request:
+//!
+//! 1. **Allow-list.** The destination (`scheme://host:port`) must match one
+//!    of the plugin's grants ([`HttpPolicy`], parsed once at load). Else
+//!    `http-request-denied`.
+//! 2. **Concurrency.** At most `max-concurrent` requests of the plugin are in
+//!    flight (a request holds its slot until its body is read or dropped).
+//!    Else `connection-limit-reached`.
+//! 3. **Keys.** A request may carry the header `convergio-key: key:PROVIDER/NAME`
+//!    (a reference from the `keys` interface). The host removes it and adds
+//!    the key's auth header only if the plugin is granted that key and the
+//!    key is bound to the request's host. Else `http-request-denied`. The
+//!    guest never sees the secret.
+//! 4. **Addresses.** The host name is resolved (operator overrides first,
+//!    then DNS) and every loopback, private, link-local, metadata and other
+//!    internal address is dropped ([`restricted`]) unless the grant is that
+//!    address literal. Nothing left: `destination-ip-prohibited`. The
+//!    connection goes to a checked address, so a second DNS answer cannot
+//!    change it (no rebinding).
+//! 5. **Limits.** Connect timeout (resolve + TCP + TLS), total timeout (to
+//!    the last byte of the body), largest response body. Each ends the
+//!    request with its `wasi:http` error code, never a trap.
+//!
+//! Every denial is logged at `warn` with the plugin, the destination and the
+//! `platform.toml` line that would allow it; the guest gets the error code.
+//! Every request runs in a tracing span `convergio.http.request` (method,
+//! scheme, host, port, path without query, key reference — never a secret).
+
+#![deny(missing_docs)]
+
+mod address;
+mod error;
+mod keys;
+mod policy;
+mod resolve;
+mod send;
+mod tls;
+
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use tokio::sync::Semaphore;
+use wasmtime::component::{Linker, ResourceTable};
+use wasmtime_wasi_http::{
+    RequestOptions, WasiBody, WasiHttpCtx, WasiHttpCtxView, WasiHttpHooks, WasiHttpView,
+};
+
+pub use address::restricted;
+pub use error::{Error, Result};
+pub use keys::KEY_HEADER;
+pub use policy::{Destination, HostPattern, HttpLimits, HttpPolicy, PortPattern, Scheme};
+pub use resolve::Resolver;
+
+/// What every plugin's client shares: the resolver, the TLS configuration
+/// and the key vault.
+#[derive(Debug)]
+pub struct HttpPlatform {
+    resolver: Resolver,
+    tls: Arc<rustls::ClientConfig>,
+    vault: Option<convergio_cap_keys::Vault>,
+}
+
+impl HttpPlatform {
+    /// Build from the platform-wide settings (`[runtime.http]`): `resolve`
+    /// gives fixed answers for host names, checked like DNS answers;
+    /// `ca_files` are PEM files of certificates to trust besides the Mozilla
+    /// roots; `vault` resolves keys attached to requests.
+    pub fn new(
+        resolve: BTreeMap<String, Vec<IpAddr>>,
+        ca_files: &[PathBuf],
+        vault: Option<convergio_cap_keys::Vault>,
+    ) -> Result<Self> {
+        Ok(Self {
+            resolver: Resolver::new(resolve),
+            tls: tls::client_config(ca_files)?,
+            vault,
+        })
+    }
+}
+
+/// One plugin's HTTP client: its policy, its in-flight counter and the
+/// shared platform. Built once per loaded plugin; stores hold cheap clones.
+#[derive(Debug, Clone)]
+pub struct HttpClient {
+    inner: Arc<ClientInner>,
+}
+
+#[derive(Debug)]
+struct ClientInner {
+    plugin: String,
+    policy: HttpPolicy,
+    in_flight: Arc<Semaphore>,
+    platform: Arc<HttpPlatform>,
+}
+
+impl HttpClient {
+    /// The client of `plugin` under `policy`.
+    pub fn new(plugin: impl Into<String>, policy: HttpPolicy, platform: Arc<HttpPlatform>) -> Self {
+        let permits = usize::try_from(policy.limits.max_concurrent.max(1)).unwrap_or(usize::MAX);
+        Self {
+            inner: Arc::new(ClientInner {
+                plugin: plugin.into(),
+                policy,
+                in_flight: Arc::new(Semaphore::new(permits)),
+                platform,
+            }),
+        }
+    }
+
+    /// The plugin's policy.
+    pub fn policy(&self) -> &HttpPolicy {
+        &self.inner.policy
+    }
+}
+
+/// The `wasi:http` state of one store: the context and the hooks that
+/// enforce the plugin's policy.
+#[derive(Debug)]
+pub struct HttpState {
+    ctx: WasiHttpCtx,
+    hooks: Hooks,
+}
+
+impl HttpState {
+    /// State for one store of the plugin that owns `client`.
+    pub fn new(client: HttpClient) -> Self {
+        Self {
+            ctx: WasiHttpCtx::new(),
+            hooks: Hooks(client),
+        }
+    }
+
+    /// Borrow as the view `wasmtime-wasi-http` works on.
+    pub fn view<'a>(&'a mut self, table: &'a mut ResourceTable) -> WasiHttpCtxView<'a> {
+        WasiHttpCtxView {
+            ctx: &mut self.ctx,
+            table,
+            hooks: &mut self.hooks,
+        }
+    }
+}
+
+/// Add `wasi:http/types` and `wasi:http/outgoing-handler` to `linker`.
+/// Whether a plugin may import the handler is decided before linking, from
+/// its grants; a plugin without destinations is refused every request.
+pub fn add_to_linker<T: WasiHttpView + 'static>(linker: &mut Linker<T>) -> wasmtime::Result<()> {
+    wasmtime_wasi_http::p2::add_only_http_to_linker_async(linker)
+}
+
+#[derive(Debug)]
+struct Hooks(HttpClient);
+
+type IoFuture = Box<dyn Future<Output = Result<(), wasmtime_wasi_http::Error>> + Send>;
+
+impl WasiHttpHooks for Hooks {
+    fn send_request(
+        &mut self,
+        request: http::Request<WasiBody>,
+        options: Option<RequestOptions>,
+        _fut: Box<dyn Future<Output = Result<(), wasmtime_wasi_http::Error>> + Send>,
+    ) -> Box<
+        dyn Future<Output = Result<(http::Response<WasiBody>, IoFuture), wasmtime_wasi_http::Error>>
+            + Send,
+    > {
+        Box::new(send::send(self.0.clone(), request, options))
+    }
+}
