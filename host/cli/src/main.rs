@@ -117,11 +117,32 @@ enum SchemaFile {
     Plugin,
 }
 
+/// Crates whose debug and trace output is about compiling code, not about
+/// the platform: millions of lines per component at `trace`.
+const COMPILER_TARGETS: [&str; 4] = [
+    "cranelift_codegen",
+    "cranelift_frontend",
+    "regalloc2",
+    "wasmtime_internal_cranelift",
+];
+
+/// The user's filter, with the compiler's internals kept at `info` unless the
+/// filter names them itself.
+fn log_filter(filter: &str) -> String {
+    let mut out = filter.to_owned();
+    for target in COMPILER_TARGETS {
+        if !filter.contains(target) {
+            out.push_str(&format!(",{target}=info"));
+        }
+    }
+    out
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let filter = std::env::var("RUST_LOG").unwrap_or_else(|_| cli.log.clone());
     tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
+        .with_env_filter(tracing_subscriber::EnvFilter::new(log_filter(&filter)))
         .with_writer(std::io::stderr)
         .with_ansi(std::io::stderr().is_terminal())
         .init();

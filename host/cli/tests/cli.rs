@@ -365,3 +365,100 @@ fn keys_lifecycle_never_shows_the_secret() {
         text(&out.stderr)
     );
 }
+
+/// The issue's leak test: a key with a known marker, a workload that sends it
+/// upstream, and the marker nowhere but on the wire to its bound host — not
+/// in the data directory, not in trace-level logs, not on stdout or stderr.
+#[test]
+fn a_used_key_never_leaks_into_files_logs_or_output() {
+    use convergio_tests::upstream::{Reply, Upstream};
+    use convergio_tests::{TestPlugin, test_component, write_platform};
+
+    let marker = "sk-LEAK-MARKER-9e8d7c6b5a4f3e2d1c0b";
+    let home = tempfile::tempdir().unwrap();
+    let out = keys(
+        home.path(),
+        &["add", "openai", "--host", "127.0.0.1"],
+        &format!("{marker}\n"),
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+
+    let server = tokio::runtime::Runtime::new().unwrap();
+    let upstream = server.block_on(Upstream::start(|r| {
+        let ok = r
+            .header("authorization")
+            .is_some_and(|a| a.starts_with("Bearer sk-"));
+        Reply::json(
+            if ok { 200 } else { 401 },
+            &serde_json::json!({"choices": []}),
+        )
+    }));
+    let platform_dir = tempfile::tempdir().unwrap();
+    let plugin = TestPlugin::new("fetcher", "tool", test_component("http_tool"))
+        .declares(&["http", "keys"])
+        .grants(&format!(
+            "http = [\"{}\"]\nkeys = [\"openai\"]",
+            upstream.origin()
+        ));
+    // The platform keeps its data in the same home as `convergio keys`.
+    let data_dir = format!("data-dir = {:?}\n", home.path());
+    let platform = write_platform(platform_dir.path(), &data_dir, &[plugin]);
+
+    let mut printed = String::new();
+    for (url, key) in [
+        (
+            format!("{}/v1/chat/completions", upstream.origin()),
+            "key:openai/default",
+        ),
+        // A refused attempt logs its reasons too.
+        (
+            "http://169.254.169.254/latest".to_owned(),
+            "key:openai/default",
+        ),
+    ] {
+        let args = serde_json::json!({ "url": url, "method": "POST", "body": "{}", "key": key });
+        let out = Command::new(env!("CARGO_BIN_EXE_convergio"))
+            .args([
+                "--config",
+                platform.to_str().unwrap(),
+                "--log",
+                "trace",
+                "invoke",
+            ])
+            .args(["fetcher", "tool.invoke"])
+            .arg(serde_json::json!(["fetch", args.to_string()]).to_string())
+            .env("CONVERGIO_HOME", home.path())
+            .env_remove("CONVERGIO_MASTER_KEY")
+            .env_remove("RUST_LOG")
+            .output()
+            .unwrap();
+        printed.push_str(&text(&out.stdout));
+        printed.push_str(&text(&out.stderr));
+    }
+    assert!(
+        printed.contains(r#"\"status\":200"#),
+        "the workload ran: {printed}"
+    );
+    assert!(
+        printed.contains("convergio.http.request"),
+        "trace logging was on: {printed}"
+    );
+    let sent = upstream.received();
+    assert_eq!(
+        sent[0].header("authorization"),
+        Some(format!("Bearer {marker}").as_str()),
+        "the key went to its bound host"
+    );
+
+    assert!(!printed.contains(marker), "the secret was printed");
+    assert!(
+        !printed.contains(&marker[3..]),
+        "part of the secret was printed"
+    );
+    for dir in [home.path(), platform_dir.path()] {
+        for (path, bytes) in all_bytes(dir) {
+            let found = bytes.windows(marker.len()).any(|w| w == marker.as_bytes());
+            assert!(!found, "the secret is in {} in plain text", path.display());
+        }
+    }
+}
