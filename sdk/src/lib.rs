@@ -60,12 +60,14 @@ pub mod bindings;
 mod world;
 
 pub mod agent;
+pub mod client;
 pub mod config;
 pub mod events;
 pub mod log;
 mod models;
 pub mod orchestrator;
 pub mod provider;
+pub mod sse;
 pub mod tool;
 pub mod vertical;
 
