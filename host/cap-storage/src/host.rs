@@ -12,7 +12,18 @@ mod generated {
     wasmtime::component::bindgen!({
         path: "../../wit",
         world: "wasi:keyvalue/imports@0.2.0-draft",
-        imports: { default: trappable },
+        // Writes wait for a flush to disk: they are async on the host and
+        // run their SQLite work on Tokio's blocking threads (see `blocking`).
+        // Reads take microseconds on a connection no writer holds, and stay
+        // synchronous: a thread hand-off would cost more than the read.
+        imports: {
+            "wasi:keyvalue/store.[method]bucket.set": async | trappable,
+            "wasi:keyvalue/store.[method]bucket.delete": async | trappable,
+            "wasi:keyvalue/atomics.increment": async | trappable,
+            "wasi:keyvalue/batch.set-many": async | trappable,
+            "wasi:keyvalue/batch.delete-many": async | trappable,
+            default: trappable,
+        },
         with: {
             "wasi:keyvalue/store.bucket": crate::host::Bucket,
         },
@@ -106,8 +117,14 @@ impl fmt::Debug for StorageView<'_> {
 }
 
 /// Add `wasi:keyvalue/store`, `atomics` and `batch` (0.2.0-draft) to `linker`.
-/// The host functions are synchronous (SQLite calls are short) and work in
-/// both sync and async stores.
+///
+/// The writes (`set`, `delete`, `increment`, `set-many`, `delete-many`) are
+/// async host functions, so a component that imports them must be
+/// instantiated and called with wasmtime's `_async` methods
+/// (`instantiate_async`, `call_async`). Each write runs on Tokio's blocking
+/// threads when called inside a Tokio runtime (in place otherwise): a durable
+/// commit waits for the disk, and must not hold one of the runtime's few
+/// worker threads meanwhile. Reads are synchronous.
 pub fn add_to_linker<T: Send + 'static>(
     linker: &mut Linker<T>,
     get: fn(&mut T) -> StorageView<'_>,
@@ -153,11 +170,37 @@ fn to_wit_error(plugin: &str, err: Error) -> wasmtime::Result<store::Error> {
     }
 }
 
-/// Enter the span of one host call on a bucket.
+/// The span of one host call on a bucket.
 macro_rules! bucket_span {
     ($name:literal, $view:expr, $bucket:expr) => {
-        tracing::debug_span!($name, plugin = %$view.ctx.plugin, bucket = %$bucket.name).entered()
+        tracing::debug_span!($name, plugin = %$view.ctx.plugin, bucket = %$bucket.name)
     };
+}
+
+/// Run a write in `span`, off the async worker threads.
+///
+/// A write commits with `synchronous = FULL`: it waits for the disk to flush
+/// (from microseconds to milliseconds, more when another process holds the
+/// database), and a blocked worker thread stalls every task queued on it. In
+/// a Tokio runtime the write goes to the blocking thread pool and the guest's
+/// call waits for it asynchronously; without one (a caller driving the
+/// future with another executor) it runs in place.
+///
+/// If the call is dropped while waiting (its deadline passed), the write
+/// still completes or fails on its own: like a write cut off by a crash, a
+/// write whose call did not return may or may not have been applied.
+async fn blocking<R: Send + 'static>(
+    span: tracing::Span,
+    write: impl FnOnce() -> Result<R> + Send + 'static,
+) -> Result<R> {
+    let write = move || span.in_scope(write);
+    match tokio::runtime::Handle::try_current() {
+        Ok(runtime) => runtime
+            .spawn_blocking(write)
+            .await
+            .map_err(|e| Error::Backend(Box::new(e)))?,
+        Err(_) => write(),
+    }
 }
 
 impl store::Host for StorageView<'_> {
@@ -183,27 +226,27 @@ impl store::Host for StorageView<'_> {
 impl store::HostBucket for StorageView<'_> {
     fn get(&mut self, bucket: Resource<Bucket>, key: String) -> Result<Option<Vec<u8>>> {
         let bucket = self.table.get(&bucket)?;
-        let _span = bucket_span!("convergio.storage.get", self, bucket);
+        let _span = bucket_span!("convergio.storage.get", self, bucket).entered();
         self.ctx.backend.get(&bucket.name, &key)
     }
 
-    fn set(&mut self, bucket: Resource<Bucket>, key: String, value: Vec<u8>) -> Result<()> {
+    async fn set(&mut self, bucket: Resource<Bucket>, key: String, value: Vec<u8>) -> Result<()> {
         let bucket = self.table.get(&bucket)?;
-        let _span = bucket_span!("convergio.storage.set", self, bucket);
-        self.ctx
-            .backend
-            .set(&bucket.name, &key, &value, bucket.quota)
+        let span = bucket_span!("convergio.storage.set", self, bucket);
+        let (backend, name, quota) = (self.ctx.backend.clone(), bucket.name.clone(), bucket.quota);
+        blocking(span, move || backend.set(&name, &key, &value, quota)).await
     }
 
-    fn delete(&mut self, bucket: Resource<Bucket>, key: String) -> Result<()> {
+    async fn delete(&mut self, bucket: Resource<Bucket>, key: String) -> Result<()> {
         let bucket = self.table.get(&bucket)?;
-        let _span = bucket_span!("convergio.storage.delete", self, bucket);
-        self.ctx.backend.delete(&bucket.name, &key)
+        let span = bucket_span!("convergio.storage.delete", self, bucket);
+        let (backend, name) = (self.ctx.backend.clone(), bucket.name.clone());
+        blocking(span, move || backend.delete(&name, &key)).await
     }
 
     fn exists(&mut self, bucket: Resource<Bucket>, key: String) -> Result<bool> {
         let bucket = self.table.get(&bucket)?;
-        let _span = bucket_span!("convergio.storage.exists", self, bucket);
+        let _span = bucket_span!("convergio.storage.exists", self, bucket).entered();
         self.ctx.backend.exists(&bucket.name, &key)
     }
 
@@ -213,7 +256,7 @@ impl store::HostBucket for StorageView<'_> {
         cursor: Option<u64>,
     ) -> Result<store::KeyResponse> {
         let bucket = self.table.get(&bucket)?;
-        let _span = bucket_span!("convergio.storage.list_keys", self, bucket);
+        let _span = bucket_span!("convergio.storage.list_keys", self, bucket).entered();
         let page = self.ctx.backend.list_keys(&bucket.name, cursor)?;
         Ok(store::KeyResponse {
             keys: page.keys,
@@ -228,12 +271,16 @@ impl store::HostBucket for StorageView<'_> {
 }
 
 impl atomics::Host for StorageView<'_> {
-    fn increment(&mut self, bucket: Resource<Bucket>, key: String, delta: u64) -> Result<u64> {
+    async fn increment(
+        &mut self,
+        bucket: Resource<Bucket>,
+        key: String,
+        delta: u64,
+    ) -> Result<u64> {
         let bucket = self.table.get(&bucket)?;
-        let _span = bucket_span!("convergio.storage.increment", self, bucket);
-        self.ctx
-            .backend
-            .increment(&bucket.name, &key, delta, bucket.quota)
+        let span = bucket_span!("convergio.storage.increment", self, bucket);
+        let (backend, name, quota) = (self.ctx.backend.clone(), bucket.name.clone(), bucket.quota);
+        blocking(span, move || backend.increment(&name, &key, delta, quota)).await
     }
 }
 
@@ -244,7 +291,7 @@ impl batch::Host for StorageView<'_> {
         keys: Vec<String>,
     ) -> Result<Vec<Option<(String, Vec<u8>)>>> {
         let bucket = self.table.get(&bucket)?;
-        let _span = bucket_span!("convergio.storage.get_many", self, bucket);
+        let _span = bucket_span!("convergio.storage.get_many", self, bucket).entered();
         let values = self.ctx.backend.get_many(&bucket.name, &keys)?;
         Ok(keys
             .into_iter()
@@ -253,22 +300,22 @@ impl batch::Host for StorageView<'_> {
             .collect())
     }
 
-    fn set_many(
+    async fn set_many(
         &mut self,
         bucket: Resource<Bucket>,
         key_values: Vec<(String, Vec<u8>)>,
     ) -> Result<()> {
         let bucket = self.table.get(&bucket)?;
-        let _span = bucket_span!("convergio.storage.set_many", self, bucket);
-        self.ctx
-            .backend
-            .set_many(&bucket.name, &key_values, bucket.quota)
+        let span = bucket_span!("convergio.storage.set_many", self, bucket);
+        let (backend, name, quota) = (self.ctx.backend.clone(), bucket.name.clone(), bucket.quota);
+        blocking(span, move || backend.set_many(&name, &key_values, quota)).await
     }
 
-    fn delete_many(&mut self, bucket: Resource<Bucket>, keys: Vec<String>) -> Result<()> {
+    async fn delete_many(&mut self, bucket: Resource<Bucket>, keys: Vec<String>) -> Result<()> {
         let bucket = self.table.get(&bucket)?;
-        let _span = bucket_span!("convergio.storage.delete_many", self, bucket);
-        self.ctx.backend.delete_many(&bucket.name, &keys)
+        let span = bucket_span!("convergio.storage.delete_many", self, bucket);
+        let (backend, name) = (self.ctx.backend.clone(), bucket.name.clone());
+        blocking(span, move || backend.delete_many(&name, &keys)).await
     }
 }
 
@@ -333,12 +380,12 @@ mod tests {
         assert!(f.table.is_empty());
     }
 
-    #[test]
-    fn interfaces_round_trip() {
+    #[tokio::test]
+    async fn interfaces_round_trip() {
         let mut f = Fixture::new(vec![BucketGrant::new("notes")]);
         let mut v = f.view();
         let notes = v.open("notes".into()).unwrap();
-        v.set(b(&notes), "a".into(), b"1".to_vec()).unwrap();
+        v.set(b(&notes), "a".into(), b"1".to_vec()).await.unwrap();
         assert_eq!(v.get(b(&notes), "a".into()).unwrap(), Some(b"1".to_vec()));
         assert!(v.exists(b(&notes), "a".into()).unwrap());
         assert!(!v.exists(b(&notes), "zz".into()).unwrap());
@@ -346,6 +393,7 @@ mod tests {
             b(&notes),
             vec![("b".into(), b"2".to_vec()), ("c".into(), vec![])],
         )
+        .await
         .unwrap();
         assert_eq!(
             v.get_many(b(&notes), vec!["c".into(), "nope".into(), "a".into()])
@@ -356,28 +404,29 @@ mod tests {
                 Some(("a".to_string(), b"1".to_vec()))
             ]
         );
-        assert_eq!(v.increment(b(&notes), "n".into(), 5).unwrap(), 5);
-        assert_eq!(v.increment(b(&notes), "n".into(), 2).unwrap(), 7);
+        assert_eq!(v.increment(b(&notes), "n".into(), 5).await.unwrap(), 5);
+        assert_eq!(v.increment(b(&notes), "n".into(), 2).await.unwrap(), 7);
         let mut keys = v.list_keys(b(&notes), None).unwrap();
         assert_eq!(keys.cursor, None);
         keys.keys.sort();
         assert_eq!(keys.keys, ["a", "b", "c", "n"]);
         v.delete_many(b(&notes), vec!["a".into(), "b".into(), "missing".into()])
+            .await
             .unwrap();
-        v.delete(b(&notes), "c".into()).unwrap();
+        v.delete(b(&notes), "c".into()).await.unwrap();
         assert_eq!(v.list_keys(b(&notes), None).unwrap().keys, ["n"]);
         v.drop(notes).unwrap();
         assert!(f.table.is_empty());
     }
 
-    #[test]
-    fn quota_is_an_error_value_with_the_numbers() {
+    #[tokio::test]
+    async fn quota_is_an_error_value_with_the_numbers() {
         let mut f = Fixture::new(vec![BucketGrant::new("notes").with_max_keys(2)]);
         let mut v = f.view();
         let notes = v.open("notes".into()).unwrap();
-        v.set(b(&notes), "a".into(), vec![1]).unwrap();
-        v.increment(b(&notes), "b".into(), 1).unwrap();
-        let err = v.set(b(&notes), "c".into(), vec![1]).unwrap_err();
+        v.set(b(&notes), "a".into(), vec![1]).await.unwrap();
+        v.increment(b(&notes), "b".into(), 1).await.unwrap();
+        let err = v.set(b(&notes), "c".into(), vec![1]).await.unwrap_err();
         let store::Error::Other(message) = v.convert_error(err).unwrap() else {
             panic!("quota must map to other(message)");
         };
@@ -385,14 +434,122 @@ mod tests {
         assert!(message.contains("max-keys quota is 2 keys"), "{message}");
         assert!(message.contains("holds 2"), "{message}");
         assert!(message.contains("would make 3"), "{message}");
-        let err = v.increment(b(&notes), "c".into(), 1).unwrap_err();
+        let err = v.increment(b(&notes), "c".into(), 1).await.unwrap_err();
         assert!(matches!(
             v.convert_error(err).unwrap(),
             store::Error::Other(_)
         ));
         // Overwrites do not add keys.
-        v.set(b(&notes), "a".into(), vec![2]).unwrap();
-        v.increment(b(&notes), "b".into(), 1).unwrap();
+        v.set(b(&notes), "a".into(), vec![2]).await.unwrap();
+        v.increment(b(&notes), "b".into(), 1).await.unwrap();
+    }
+
+    /// A backend that records the thread each write runs on.
+    struct ThreadRecorder {
+        inner: SqliteBackend,
+        writes: Mutex<Vec<std::thread::ThreadId>>,
+    }
+
+    impl ThreadRecorder {
+        fn record(&self) {
+            self.writes
+                .lock()
+                .unwrap()
+                .push(std::thread::current().id());
+        }
+    }
+
+    impl Backend for ThreadRecorder {
+        fn get(&self, bucket: &str, key: &str) -> Result<Option<Vec<u8>>> {
+            self.inner.get(bucket, key)
+        }
+        fn set(&self, bucket: &str, key: &str, value: &[u8], quota: Quota) -> Result<()> {
+            self.record();
+            self.inner.set(bucket, key, value, quota)
+        }
+        fn delete(&self, bucket: &str, key: &str) -> Result<()> {
+            self.record();
+            self.inner.delete(bucket, key)
+        }
+        fn exists(&self, bucket: &str, key: &str) -> Result<bool> {
+            self.inner.exists(bucket, key)
+        }
+        fn list_keys(&self, bucket: &str, cursor: Option<u64>) -> Result<crate::KeyPage> {
+            self.inner.list_keys(bucket, cursor)
+        }
+        fn increment(&self, bucket: &str, key: &str, delta: u64, quota: Quota) -> Result<u64> {
+            self.record();
+            self.inner.increment(bucket, key, delta, quota)
+        }
+        fn get_many(&self, bucket: &str, keys: &[String]) -> Result<Vec<Option<Vec<u8>>>> {
+            self.inner.get_many(bucket, keys)
+        }
+        fn set_many(
+            &self,
+            bucket: &str,
+            entries: &[(String, Vec<u8>)],
+            quota: Quota,
+        ) -> Result<()> {
+            self.record();
+            self.inner.set_many(bucket, entries, quota)
+        }
+        fn delete_many(&self, bucket: &str, keys: &[String]) -> Result<()> {
+            self.record();
+            self.inner.delete_many(bucket, keys)
+        }
+        fn usage(&self, bucket: &str) -> Result<crate::Usage> {
+            self.inner.usage(bucket)
+        }
+    }
+
+    /// Every write of the view, once each.
+    async fn write_all(ctx: &StorageCtx) {
+        let mut table = ResourceTable::new();
+        let mut v = StorageView::new(ctx, &mut table);
+        let notes = v.open("notes".into()).unwrap();
+        v.set(b(&notes), "a".into(), b"1".to_vec()).await.unwrap();
+        v.increment(b(&notes), "n".into(), 1).await.unwrap();
+        v.set_many(b(&notes), vec![("b".into(), b"2".to_vec())])
+            .await
+            .unwrap();
+        v.delete(b(&notes), "a".into()).await.unwrap();
+        v.delete_many(b(&notes), vec!["b".into()]).await.unwrap();
+        assert_eq!(v.get(b(&notes), "n".into()).unwrap(), Some(b"1".to_vec()));
+    }
+
+    fn recording_ctx() -> (tempfile::TempDir, Arc<ThreadRecorder>, StorageCtx) {
+        let dir = tempfile::tempdir().unwrap();
+        let backend = Arc::new(ThreadRecorder {
+            inner: SqliteBackend::open(dir.path().join("kv.db")).unwrap(),
+            writes: Mutex::new(Vec::new()),
+        });
+        let policy = Arc::new(StoragePolicy::new(vec![BucketGrant::new("notes")]));
+        let ctx = StorageCtx::new("writer", Arc::clone(&backend) as Arc<dyn Backend>, policy);
+        (dir, backend, ctx)
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn writes_leave_the_runtime_thread() {
+        let (_dir, backend, ctx) = recording_ctx();
+        write_all(&ctx).await;
+        let writes = backend.writes.lock().unwrap();
+        assert_eq!(writes.len(), 5);
+        // The runtime's only thread is this one: the writes ran elsewhere.
+        let here = std::thread::current().id();
+        assert!(writes.iter().all(|id| *id != here), "{writes:?}");
+    }
+
+    #[test]
+    fn writes_run_in_place_without_a_runtime() {
+        let (_dir, backend, ctx) = recording_ctx();
+        // No Tokio runtime: the future completes on its first poll, here.
+        let mut call = std::pin::pin!(write_all(&ctx));
+        let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+        assert!(call.as_mut().poll(&mut cx).is_ready());
+        let writes = backend.writes.lock().unwrap();
+        assert_eq!(writes.len(), 5);
+        let here = std::thread::current().id();
+        assert!(writes.iter().all(|id| *id == here), "{writes:?}");
     }
 
     #[test]
@@ -404,13 +561,15 @@ mod tests {
         assert!(v.convert_error(err).is_err());
     }
 
-    #[test]
-    fn counter_errors_are_error_values() {
+    #[tokio::test]
+    async fn counter_errors_are_error_values() {
         let mut f = Fixture::new(vec![BucketGrant::new("notes")]);
         let mut v = f.view();
         let notes = v.open("notes".into()).unwrap();
-        v.set(b(&notes), "text".into(), b"hello".to_vec()).unwrap();
-        let err = v.increment(b(&notes), "text".into(), 1).unwrap_err();
+        v.set(b(&notes), "text".into(), b"hello".to_vec())
+            .await
+            .unwrap();
+        let err = v.increment(b(&notes), "text".into(), 1).await.unwrap_err();
         let store::Error::Other(message) = v.convert_error(err).unwrap() else {
             panic!("expected other");
         };
@@ -465,8 +624,8 @@ mod tests {
         fn exit(&self, _: &span::Id) {}
     }
 
-    #[test]
-    fn every_call_has_a_span_without_values() {
+    #[tokio::test]
+    async fn every_call_has_a_span_without_values() {
         let recorder = recorder();
         let mut f = Fixture::new(vec![BucketGrant::new("notes").with_max_bytes(64)]);
         f.ctx.plugin = "span-test".into();
@@ -474,20 +633,23 @@ mod tests {
             let mut v = f.view();
             let notes = v.open("notes".into()).unwrap();
             v.set(b(&notes), "k".into(), b"VALUE-SECRET".to_vec())
+                .await
                 .unwrap();
             v.get(b(&notes), "k".into()).unwrap();
             v.exists(b(&notes), "k".into()).unwrap();
             v.list_keys(b(&notes), None).unwrap();
-            v.increment(b(&notes), "n".into(), 1).unwrap();
+            v.increment(b(&notes), "n".into(), 1).await.unwrap();
             v.get_many(b(&notes), vec!["k".into()]).unwrap();
             v.set_many(b(&notes), vec![("k".into(), b"VALUE-SECRET".to_vec())])
+                .await
                 .unwrap();
             let err = v
                 .set(b(&notes), "big".into(), b"VALUE-SECRET".repeat(10))
+                .await
                 .unwrap_err();
             v.convert_error(err).unwrap();
-            v.delete_many(b(&notes), vec!["n".into()]).unwrap();
-            v.delete(b(&notes), "k".into()).unwrap();
+            v.delete_many(b(&notes), vec!["n".into()]).await.unwrap();
+            v.delete(b(&notes), "k".into()).await.unwrap();
             let err = v.open("other".into()).unwrap_err();
             v.convert_error(err).unwrap();
         }

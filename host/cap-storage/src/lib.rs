@@ -12,7 +12,9 @@
 //! - [`StorageCtx`] holds the backend, the policy and the plugin id;
 //!   [`StorageView`] borrows it together with the store's `ResourceTable`
 //!   (open buckets are resources in that table), and [`add_to_linker`] links
-//!   the three interfaces.
+//!   the three interfaces. Writes are async host functions that run their
+//!   SQLite work on Tokio's blocking threads (a durable commit waits for the
+//!   disk); reads are synchronous, on a connection no writer holds.
 //!
 //! Every host call runs in a tracing span `convergio.storage.<function>` with
 //! the plugin and the bucket (never keys' values).
@@ -40,7 +42,8 @@
 //! let mut linker = Linker::<Host>::new(&engine);
 //! add_to_linker(&mut linker, |h: &mut Host| StorageView::new(&h.storage, &mut h.table))?;
 //! let store = Store::new(&engine, Host { storage, table: ResourceTable::new() });
-//! // ... instantiate a component that imports wasi:keyvalue with `linker` ...
+//! // ... instantiate a component that imports wasi:keyvalue with `linker`,
+//! // using `instantiate_async` and `call_async` (the writes are async) ...
 //! # drop(store);
 //! # Ok(())
 //! # }

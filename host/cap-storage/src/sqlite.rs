@@ -41,11 +41,15 @@ CREATE INDEX IF NOT EXISTS kv_bucket ON kv (bucket);
 /// for the whole read-check-write (`BEGIN IMMEDIATE`), so increments and
 /// quota checks stay atomic across processes.
 ///
-/// One connection serves all calls, guarded by a mutex; calls are short.
+/// Two connections, each guarded by a mutex: one for writes, one for reads.
+/// In WAL mode a reader does not wait for a writer, so a read never waits
+/// for another call's commit (and its flush to disk); it sees every write
+/// committed before it started.
 #[derive(Debug)]
 pub struct SqliteBackend {
     path: PathBuf,
     conn: Mutex<Connection>,
+    reader: Mutex<Connection>,
 }
 
 impl SqliteBackend {
@@ -73,9 +77,13 @@ impl SqliteBackend {
         conn.pragma_update(None, "synchronous", "FULL")
             .map_err(open_err)?;
         conn.execute_batch(SCHEMA).map_err(open_err)?;
+        // The file is in WAL mode now (the mode is persistent).
+        let reader = Connection::open(&path).map_err(open_err)?;
+        reader.busy_timeout(BUSY_TIMEOUT).map_err(open_err)?;
         Ok(Self {
             path,
             conn: Mutex::new(conn),
+            reader: Mutex::new(reader),
         })
     }
 
@@ -84,10 +92,16 @@ impl SqliteBackend {
         &self.path
     }
 
-    /// The connection. A panic while it was held cannot leave it half-used:
-    /// an open transaction is rolled back when dropped, so poisoning is ignored.
+    /// The write connection. A panic while it was held cannot leave it
+    /// half-used: an open transaction is rolled back when dropped, so
+    /// poisoning is ignored.
     fn conn(&self) -> MutexGuard<'_, Connection> {
         self.conn.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The read connection (poisoning ignored, as for [`Self::conn`]).
+    fn reader(&self) -> MutexGuard<'_, Connection> {
+        self.reader.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     /// A transaction holding the write lock from its start.
@@ -226,7 +240,7 @@ impl<'a> QuotaCheck<'a> {
 
 impl Backend for SqliteBackend {
     fn get(&self, bucket: &str, key: &str) -> Result<Option<Vec<u8>>> {
-        get_value(&self.conn(), bucket, key)
+        get_value(&self.reader(), bucket, key)
     }
 
     fn set(&self, bucket: &str, key: &str, value: &[u8], quota: Quota) -> Result<()> {
@@ -244,7 +258,7 @@ impl Backend for SqliteBackend {
 
     fn exists(&self, bucket: &str, key: &str) -> Result<bool> {
         Ok(self
-            .conn()
+            .reader()
             .prepare_cached("SELECT 1 FROM kv WHERE bucket = ?1 AND key = ?2")?
             .query_row(params![bucket, key], |_| Ok(()))
             .optional()?
@@ -256,7 +270,7 @@ impl Backend for SqliteBackend {
         let Ok(after) = i64::try_from(cursor.unwrap_or(0)) else {
             return Ok(KeyPage::default());
         };
-        let conn = self.conn();
+        let conn = self.reader();
         let mut stmt = conn.prepare_cached(
             "SELECT rowid, key FROM kv WHERE bucket = ?1 AND rowid > ?2 ORDER BY rowid LIMIT ?3",
         )?;
@@ -305,7 +319,7 @@ impl Backend for SqliteBackend {
     }
 
     fn get_many(&self, bucket: &str, keys: &[String]) -> Result<Vec<Option<Vec<u8>>>> {
-        let mut conn = self.conn();
+        let mut conn = self.reader();
         // One read transaction: every value comes from the same snapshot.
         let tx = conn.transaction()?;
         let values = keys
@@ -334,7 +348,7 @@ impl Backend for SqliteBackend {
     }
 
     fn usage(&self, bucket: &str) -> Result<Usage> {
-        usage(&self.conn(), bucket)
+        usage(&self.reader(), bucket)
     }
 }
 
@@ -360,6 +374,30 @@ mod tests {
             .query_row("PRAGMA synchronous", [], |r| r.get(0))
             .unwrap();
         assert_eq!(sync, 2, "synchronous must be FULL");
+        let mode: String = backend
+            .reader()
+            .query_row("PRAGMA journal_mode", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(mode, "wal");
+    }
+
+    #[test]
+    fn reads_do_not_wait_for_a_write_in_progress() {
+        let (_dir, backend) = backend();
+        backend.set("b", "k", b"old", Quota::UNLIMITED).unwrap();
+        let mut conn = backend.conn();
+        let tx = conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .unwrap();
+        put(&tx, "b", "k", b"new").unwrap();
+        // The writer holds the write lock and has not committed: reads
+        // answer at once, from the last commit.
+        assert_eq!(backend.get("b", "k").unwrap().unwrap(), b"old");
+        assert!(backend.exists("b", "k").unwrap());
+        assert_eq!(backend.list_keys("b", None).unwrap().keys, ["k"]);
+        tx.commit().unwrap();
+        drop(conn);
+        assert_eq!(backend.get("b", "k").unwrap().unwrap(), b"new");
     }
 
     #[test]
