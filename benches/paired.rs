@@ -9,6 +9,10 @@
 //! It prints the median of each case and the median ratio with its
 //! interquartile range over the rounds.
 //!
+//! The last two paths are storage get and set per operation through a guest
+//! (`storage_bench_tool`), beside rusqlite and `SqliteBackend` called
+//! directly on databases with the same pragmas (`benches/src/storage.rs`).
+//!
 //! Run: `cargo bench -p convergio-benches --bench paired` (after
 //! `cargo xtask build-components --release`). Under `cargo test` (no
 //! `--bench` argument) it runs one tiny round of each path as a smoke test.
@@ -19,21 +23,42 @@
 use std::time::Instant;
 
 use convergio_benches::baseline::{Raw, Target};
+use convergio_benches::storage::{
+    StorageBench, backend_gets, backend_sets, get_params, next_seed, set_params,
+};
 use convergio_benches::{AGENT, BENCH, Components, Convergio, TOOL, invoke_params, task};
 use wasmtime::component::Val;
 
 /// Rounds per path (odd, for a plain median), after one warm-up round.
 const ROUNDS: usize = 31;
+/// Storage gets per guest call (and per baseline batch).
+const GETS: usize = 1000;
+/// Storage sets per guest call (each waits for its `fsync`).
+const SETS: usize = 20;
 
 /// One way of running one call.
 #[derive(Clone, Copy)]
 enum Call<'a> {
     Convergio(&'a str, &'a str, &'a [Val]),
     Raw(&'a Target, &'a [Val]),
+    /// `storage_bench_tool` through Convergio.
+    StorageGuest(&'a StorageBench, &'a [Val]),
+    /// `storage_bench_tool` setting N keys to new values, through Convergio.
+    StorageSets(&'a StorageBench, usize),
+    /// Host code alone (the storage baselines).
+    Native(&'a dyn Fn()),
 }
 
 async fn once(convergio: &Convergio, call: Call<'_>) {
     match call {
+        Call::StorageGuest(bench, params) => {
+            std::hint::black_box(bench.guest(params).await.expect("storage guest call"));
+        }
+        Call::StorageSets(bench, n) => {
+            let params = set_params(n, next_seed());
+            std::hint::black_box(bench.guest(&params).await.expect("storage guest sets"));
+        }
+        Call::Native(f) => f(),
         Call::Convergio(plugin, function, params) => {
             let results = convergio
                 .runtime
@@ -188,6 +213,53 @@ fn main() {
         }));
         lines.push(report("forwarding (run - describe - tool)", &data, |t| {
             (t[0] - t[1] - t[2], t[3] - t[4] - t[5])
+        }));
+
+        // Storage: per operation through the guest, (t(N) - t(0)) / N, beside
+        // rusqlite and SqliteBackend called directly (t(N) / N).
+        let storage = StorageBench::start(GETS)
+            .await
+            .expect("storage benchmark setup");
+        let (get_zero, get_n) = (get_params(0), get_params(GETS));
+        let direct_gets = || {
+            std::hint::black_box(storage.direct.gets(GETS).expect("direct gets"));
+        };
+        let backend_get = || {
+            std::hint::black_box(backend_gets(&storage.backend, GETS).expect("backend gets"));
+        };
+        let cases = [
+            Call::StorageGuest(&storage, &get_zero),
+            Call::StorageGuest(&storage, &get_n),
+            Call::Native(&direct_gets),
+            Call::Native(&backend_get),
+        ];
+        let data = rounds(&convergio, &cases, batch(5), n, warm_up).await;
+        let per = GETS as f64;
+        lines.push(report("storage get per op: guest / rusqlite", &data, |t| {
+            ((t[1] - t[0]) / per, t[2] / per)
+        }));
+        lines.push(report("storage get per op: guest / backend", &data, |t| {
+            ((t[1] - t[0]) / per, t[3] / per)
+        }));
+
+        // A new seed for each set call, so every set writes a new value.
+        let set_zero = set_params(0, 0);
+        let direct_sets = || storage.direct.sets(SETS, next_seed()).expect("direct sets");
+        let backend_set =
+            || backend_sets(&storage.backend, SETS, next_seed()).expect("backend sets");
+        let cases = [
+            Call::StorageGuest(&storage, &set_zero),
+            Call::StorageSets(&storage, SETS),
+            Call::Native(&direct_sets),
+            Call::Native(&backend_set),
+        ];
+        let data = rounds(&convergio, &cases, 1, n, warm_up).await;
+        let per = SETS as f64;
+        lines.push(report("storage set per op: guest / rusqlite", &data, |t| {
+            ((t[1] - t[0]) / per, t[2] / per)
+        }));
+        lines.push(report("storage set per op: guest / backend", &data, |t| {
+            ((t[1] - t[0]) / per, t[3] / per)
         }));
         lines
     });

@@ -1,4 +1,5 @@
-//! Shared setup of Convergio's benchmarks (`overhead.rs` beside this crate).
+//! Shared setup of Convergio's benchmarks (`overhead.rs`, `paired.rs` and
+//! `storage.rs` beside this crate).
 //!
 //! Each benchmark runs one path twice: through Convergio (a [`Convergio`]
 //! platform built around the test components) and through raw wasmtime
@@ -14,6 +15,7 @@
 #![deny(missing_docs)]
 
 pub mod baseline;
+pub mod storage;
 
 use std::path::PathBuf;
 

@@ -17,6 +17,7 @@
 //! | `bench_tool`       | `tool-plugin`  | `wasi:config/store`                                | benchmarks: `noop`, N guest → host calls       |
 //! | `fs_tool`          | `tool-plugin`  | `wasi:filesystem`, `wasi:clocks/wall-clock`        | directory and environment grants               |
 //! | `storage_tool`     | `tool-plugin`  | `wasi:keyvalue/{store,atomics}`                    | storage grants, quotas, durability             |
+//! | `storage_bench_tool` | `tool-plugin` | `wasi:keyvalue/store`                            | storage benchmark: N gets or sets in one call  |
 //! | `keys_tool`        | `tool-plugin`  | `convergio:platform/keys`                          | key grants: references, never secrets          |
 //! | `reload_v1`/`_v2`  | `tool-plugin`  | none                                               | hot reload: same tool, two versions            |
 //!
