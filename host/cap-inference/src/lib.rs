@@ -1,0 +1,32 @@
+//! Convergio's inference router, the host side of the
+//! `convergio:platform/inference` interface that agents import.
+//!
+//! - [`Provider`] is one source of models: a provider adapter component
+//!   (OpenAI, Anthropic, Gemini…) or a native local backend. The router treats
+//!   them alike.
+//! - [`Router`] picks the model: by name (`provider/model`) with the
+//!   operator's fallback chain, or by policy (the cheapest or best model that
+//!   meets the request's requirements and what the request itself implies:
+//!   tools, JSON mode, context length). It retries retryable failures with
+//!   exponential backoff that honours `Retry-After`, keeps a circuit breaker
+//!   per model, fails over only to models the operator listed and that can
+//!   take the request, and in zero-cloud mode uses local models only.
+//! - [`Budgets`] hold the largest possible cost of a request before it is
+//!   sent and settle with the reported usage, so concurrent requests never
+//!   spend past a budget.
+//! - A [`UsageSink`] receives the tokens and cost of every call, for metering
+//!   per key and per plugin.
+
+#![deny(missing_docs)]
+
+mod breaker;
+mod budget;
+mod provider;
+mod router;
+mod types;
+
+pub use breaker::{Admit, Breakers};
+pub use budget::{Budgets, Reservation, Scope};
+pub use provider::{BoxFuture, DeltaStream, Provider};
+pub use router::{CallRecord, Caller, NoSink, RoutedStream, Router, RouterConfig, UsageSink};
+pub use types::*;

@@ -1,0 +1,399 @@
+//! The model types of `convergio:platform/types`, as plain Rust, so the
+//! router does not depend on any one set of generated bindings.
+
+use std::fmt;
+
+/// Who wrote a message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// Instructions.
+    System,
+    /// The user.
+    User,
+    /// The model.
+    Assistant,
+    /// A tool's result.
+    Tool,
+}
+
+/// A call the model asked for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ToolCall {
+    /// Id the tool result must echo.
+    pub id: String,
+    /// Tool name.
+    pub name: String,
+    /// Arguments, JSON object text.
+    pub arguments: String,
+}
+
+/// One chat message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Message {
+    /// Author.
+    pub role: Role,
+    /// Text.
+    pub content: String,
+    /// Calls made by the assistant.
+    pub tool_calls: Vec<ToolCall>,
+    /// For a tool result: the call it answers.
+    pub tool_call_id: Option<String>,
+}
+
+/// A tool the model may call.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ToolDefinition {
+    /// Name.
+    pub name: String,
+    /// What it does.
+    pub description: String,
+    /// JSON Schema of its arguments.
+    pub parameters: String,
+}
+
+/// Why generation ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FinishReason {
+    /// Natural end or a stop sequence.
+    Stop,
+    /// The token limit.
+    Length,
+    /// The model called tools.
+    ToolCalls,
+    /// The upstream filtered the content.
+    ContentFilter,
+}
+
+/// Tokens and cost of a call.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Usage {
+    /// Prompt tokens.
+    pub input_tokens: u32,
+    /// Completion tokens.
+    pub output_tokens: u32,
+    /// Cost in millionths of a US dollar.
+    pub cost_micro_usd: u64,
+}
+
+/// What a model can do.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Features {
+    /// Tool calling.
+    pub tools: bool,
+    /// Image input.
+    pub vision: bool,
+    /// A JSON-object answer mode.
+    pub json_mode: bool,
+    /// Streaming.
+    pub streaming: bool,
+    /// Embeddings.
+    pub embeddings: bool,
+}
+
+/// A coarse quality ranking.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum QualityTier {
+    /// Small, fast models.
+    Basic,
+    /// General-purpose models.
+    Standard,
+    /// The strongest models.
+    Premium,
+}
+
+/// A model as its provider declares it (prices may be overridden by the operator).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ModelInfo {
+    /// Model id as the provider names it.
+    pub id: String,
+    /// Prompt plus completion tokens.
+    pub context_window: u32,
+    /// Completion cap, if separate.
+    pub max_output_tokens: Option<u32>,
+    /// USD per million input tokens.
+    pub input_price_per_mtok: f64,
+    /// USD per million output tokens.
+    pub output_price_per_mtok: f64,
+    /// Features.
+    pub features: Features,
+    /// Quality tier.
+    pub quality: QualityTier,
+    /// Runs on this machine.
+    pub local: bool,
+}
+
+impl ModelInfo {
+    /// The cost of `input` and `output` tokens in millionths of a dollar.
+    pub fn cost_micro_usd(&self, input: u64, output: u64) -> u64 {
+        // Prices are dollars per million tokens: dollars/Mtok × tokens = micro-dollars.
+        let micro =
+            self.input_price_per_mtok * input as f64 + self.output_price_per_mtok * output as f64;
+        if micro.is_finite() && micro > 0.0 {
+            micro.ceil() as u64
+        } else {
+            0
+        }
+    }
+}
+
+/// Sampling settings.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Sampling {
+    /// Temperature.
+    pub temperature: Option<f32>,
+    /// Nucleus sampling.
+    pub top_p: Option<f32>,
+    /// Top-k sampling.
+    pub top_k: Option<u32>,
+    /// Seed.
+    pub seed: Option<u64>,
+    /// Completion cap.
+    pub max_tokens: Option<u32>,
+    /// Stop sequences.
+    pub stop: Vec<String>,
+}
+
+/// What the router sends a provider.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ProviderRequest {
+    /// Model id as the provider names it.
+    pub model: String,
+    /// The chat.
+    pub messages: Vec<Message>,
+    /// Tools the model may call.
+    pub tools: Vec<ToolDefinition>,
+    /// Sampling.
+    pub sampling: Sampling,
+    /// Ask for a JSON object.
+    pub json_mode: bool,
+}
+
+/// A finished completion.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Completion {
+    /// Provider that answered.
+    pub provider: String,
+    /// Model that answered.
+    pub model: String,
+    /// The answer.
+    pub message: Message,
+    /// Why it ended.
+    pub finish_reason: FinishReason,
+    /// Usage.
+    pub usage: Usage,
+}
+
+/// A piece of a streamed completion.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Delta {
+    /// Text appended.
+    pub content: String,
+    /// Completed tool calls.
+    pub tool_calls: Vec<ToolCall>,
+    /// Set on the last delta.
+    pub finish_reason: Option<FinishReason>,
+    /// Set on the last delta.
+    pub usage: Option<Usage>,
+}
+
+/// Embedding vectors, one per input.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Embeddings {
+    /// Model used.
+    pub model: String,
+    /// Vectors in input order.
+    pub vectors: Vec<Vec<f32>>,
+    /// Usage.
+    pub usage: Usage,
+}
+
+/// Every failure of a model call.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ModelError {
+    /// Slow down; retry after this many milliseconds if known.
+    RateLimited(Option<u64>),
+    /// Temporarily overloaded.
+    Overloaded(String),
+    /// The prompt does not fit.
+    ContextLengthExceeded(String),
+    /// The content was refused.
+    ContentFiltered(String),
+    /// The key was refused or not granted.
+    Auth(String),
+    /// The request is wrong.
+    BadRequest(String),
+    /// The upstream failed.
+    Upstream(String),
+    /// No answer in time.
+    Timeout(String),
+    /// Not the documented format.
+    MalformedResponse(String),
+    /// No model fits, or the model is unknown.
+    NoModel(String),
+    /// A budget would be exceeded.
+    BudgetExceeded(String),
+    /// Not granted.
+    AccessDenied(String),
+}
+
+impl ModelError {
+    /// Whether another try (same or another model) may succeed: rate limits,
+    /// overload, upstream failures, timeouts, garbled answers and refused
+    /// keys (another provider has its own key). A bad request, a prompt that
+    /// does not fit, filtered content, budgets and grants fail the same way
+    /// everywhere.
+    pub fn is_retryable(&self) -> bool {
+        matches!(
+            self,
+            ModelError::RateLimited(_)
+                | ModelError::Overloaded(_)
+                | ModelError::Upstream(_)
+                | ModelError::Timeout(_)
+                | ModelError::MalformedResponse(_)
+        )
+    }
+
+    /// Whether trying another provider may succeed where this one failed.
+    pub fn allows_failover(&self) -> bool {
+        self.is_retryable() || matches!(self, ModelError::Auth(_) | ModelError::AccessDenied(_))
+    }
+
+    /// The kind, for logs and metrics: `rate-limited`, `overloaded`, ….
+    pub fn kind(&self) -> &'static str {
+        match self {
+            ModelError::RateLimited(_) => "rate-limited",
+            ModelError::Overloaded(_) => "overloaded",
+            ModelError::ContextLengthExceeded(_) => "context-length-exceeded",
+            ModelError::ContentFiltered(_) => "content-filtered",
+            ModelError::Auth(_) => "auth",
+            ModelError::BadRequest(_) => "bad-request",
+            ModelError::Upstream(_) => "upstream",
+            ModelError::Timeout(_) => "timeout",
+            ModelError::MalformedResponse(_) => "malformed-response",
+            ModelError::NoModel(_) => "no-model",
+            ModelError::BudgetExceeded(_) => "budget-exceeded",
+            ModelError::AccessDenied(_) => "access-denied",
+        }
+    }
+}
+
+impl fmt::Display for ModelError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ModelError::RateLimited(Some(ms)) => write!(f, "rate-limited: retry after {ms} ms"),
+            ModelError::RateLimited(None) => f.write_str("rate-limited"),
+            ModelError::Overloaded(m)
+            | ModelError::ContextLengthExceeded(m)
+            | ModelError::ContentFiltered(m)
+            | ModelError::Auth(m)
+            | ModelError::BadRequest(m)
+            | ModelError::Upstream(m)
+            | ModelError::Timeout(m)
+            | ModelError::MalformedResponse(m)
+            | ModelError::NoModel(m)
+            | ModelError::BudgetExceeded(m)
+            | ModelError::AccessDenied(m) => write!(f, "{}: {m}", self.kind()),
+        }
+    }
+}
+
+impl std::error::Error for ModelError {}
+
+/// What a request needs from a model, for policy selection.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Requirements {
+    /// Tool calling.
+    pub tools: bool,
+    /// Image input.
+    pub vision: bool,
+    /// JSON mode.
+    pub json_mode: bool,
+    /// Smallest context window.
+    pub min_context: Option<u32>,
+    /// Lowest quality tier.
+    pub min_quality: Option<QualityTier>,
+    /// Only local models.
+    pub local_only: bool,
+}
+
+/// How to choose among the models that qualify.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Strategy {
+    /// Lowest price.
+    Cheapest,
+    /// Highest tier, then lowest price.
+    BestQuality,
+}
+
+/// Which model answers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ModelSelector {
+    /// `provider/model`.
+    Named(String),
+    /// Let the router choose.
+    Policy(Strategy, Requirements),
+}
+
+/// A chat request from a plugin.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ChatRequest {
+    /// Which model.
+    pub model: ModelSelector,
+    /// The chat.
+    pub messages: Vec<Message>,
+    /// Tools.
+    pub tools: Vec<ToolDefinition>,
+    /// Sampling.
+    pub sampling: Sampling,
+    /// JSON mode.
+    pub json_mode: bool,
+}
+
+impl ChatRequest {
+    /// The most prompt tokens this request can count as: a token of a
+    /// byte-level tokenizer covers at least one byte, plus a few tokens of
+    /// chat formatting per message. Budgets hold this much, so that no
+    /// request can cost more than it held.
+    pub fn max_input_tokens(&self) -> u64 {
+        let bytes: usize = self
+            .messages
+            .iter()
+            .map(|m| {
+                m.content.len()
+                    + m.tool_calls
+                        .iter()
+                        .map(|c| c.id.len() + c.name.len() + c.arguments.len())
+                        .sum::<usize>()
+            })
+            .sum::<usize>()
+            + self
+                .tools
+                .iter()
+                .map(|t| t.name.len() + t.description.len() + t.parameters.len())
+                .sum::<usize>();
+        bytes as u64 + 8 * self.messages.len() as u64 + 16
+    }
+
+    /// A rough count of prompt tokens (4 characters per token), for
+    /// admission checks before the provider reports the real count.
+    pub fn estimated_input_tokens(&self) -> u64 {
+        let chars: usize = self
+            .messages
+            .iter()
+            .map(|m| {
+                m.content.len()
+                    + m.tool_calls
+                        .iter()
+                        .map(|c| c.name.len() + c.arguments.len())
+                        .sum::<usize>()
+            })
+            .sum::<usize>()
+            + self
+                .tools
+                .iter()
+                .map(|t| t.name.len() + t.description.len() + t.parameters.len())
+                .sum::<usize>();
+        // Per-message overhead of chat formats, roughly.
+        (chars as u64).div_ceil(4) + 4 * self.messages.len() as u64
+    }
+}
