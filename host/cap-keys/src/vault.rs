@@ -249,7 +249,19 @@ impl Vault {
         (self.inner.clock)()
     }
 
-    /// Drop the cached entry of a key after a change.
+    /// Drop the cached entry of a key that a transaction is about to change:
+    /// call it with the connection held, before the commit. Lookups that miss
+    /// the cache then wait for the connection and read the committed change,
+    /// and a load that read the database before the change cannot cache what
+    /// it read (the generation moved). Invalidating after the commit instead
+    /// would leave a window in which one caller reads the new version from
+    /// the database and then another (or the same) gets the old one from the
+    /// cache.
+    fn invalidate_before_commit(&self, provider: &str, name: &str) {
+        self.invalidate(provider, name);
+    }
+
+    /// Drop the cached entry of a key.
     fn invalidate(&self, provider: &str, name: &str) {
         let mut cache = self
             .inner
@@ -329,9 +341,9 @@ impl Vault {
             &hosts,
             &sealed,
         )?;
+        self.invalidate_before_commit(provider, name);
         tx.commit()?;
         drop(conn);
-        self.invalidate(provider, name);
         tracing::info!(provider, name, version, "key added");
         Ok(version)
     }
@@ -393,9 +405,9 @@ impl Vault {
             &active.bound_hosts,
             &sealed,
         )?;
+        self.invalidate_before_commit(provider, name);
         tx.commit()?;
         drop(conn);
-        self.invalidate(provider, name);
         tracing::info!(
             provider,
             name,
@@ -428,9 +440,9 @@ impl Vault {
                 }
             });
         }
+        self.invalidate_before_commit(provider, name);
         tx.commit()?;
         drop(conn);
-        self.invalidate(provider, name);
         tracing::info!(provider, name, version, "key version revoked");
         Ok(())
     }
@@ -458,14 +470,16 @@ impl Vault {
     /// pages). Its usage history stays. Returns how many versions were removed.
     #[instrument(name = "convergio.keys.remove", skip(self))]
     pub fn remove(&self, provider: &str, name: &str) -> Result<usize> {
-        let n = self.conn().execute(
+        let conn = self.conn();
+        self.invalidate_before_commit(provider, name);
+        let n = conn.execute(
             "DELETE FROM keys WHERE provider = ?1 AND name = ?2",
             params![provider, name],
         )?;
+        drop(conn);
         if n == 0 {
             return Err(Error::not_found(provider, name));
         }
-        self.invalidate(provider, name);
         tracing::info!(provider, name, versions = n, "key removed");
         Ok(n)
     }
