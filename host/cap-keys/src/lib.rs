@@ -38,6 +38,7 @@
 
 mod crypto;
 mod error;
+mod maintenance;
 mod model;
 pub mod source;
 mod store;
@@ -45,6 +46,7 @@ mod vault;
 
 pub use crypto::{DataKey, KEY_LEN};
 pub use error::{Error, Result};
+pub use maintenance::{KeyAlert, MaintenanceReport, MaintenanceTask, MasterCheck};
 pub use model::{
     AuthScheme, DEFAULT_KEY_NAME, KeyInfo, KeyListing, KeyPolicy, KeyRef, KeyState, KeyWarning,
     REFERENCE_PREFIX, ResolvedKey, UsageDelta, UsageRow, UsageTotals, default_bound_hosts,

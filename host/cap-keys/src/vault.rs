@@ -245,7 +245,7 @@ impl Vault {
         )
     }
 
-    fn now(&self) -> SystemTime {
+    pub(crate) fn now(&self) -> SystemTime {
         (self.inner.clock)()
     }
 
@@ -751,8 +751,43 @@ impl Vault {
     pub fn rotate_master(&self) -> Result<MasterRotation> {
         let source = self.source();
         source.refresh()?;
+        self.rewrap_with(source.as_ref())
+    }
+
+    /// [`Vault::rotate_master`] only when it has something to do: ask the
+    /// source for its newest version, and re-wrap if the vault's check value
+    /// or any data key is wrapped with another version. `None` when
+    /// everything is wrapped with the current version already: no write, so
+    /// it is cheap to call periodically (see [`Vault::maintain`]).
+    ///
+    /// The decision comes from the database, not from whether
+    /// [`MasterKeySource::refresh`] saw a change in this call, so a re-wrap
+    /// that failed once (the KMS was unreachable) is retried on the next call.
+    #[instrument(name = "convergio.keys.refresh_master", skip(self))]
+    pub fn refresh_master(&self) -> Result<Option<MasterRotation>> {
+        let source = self.source();
+        source.refresh()?;
+        let current = source.current_key_id()?;
+        let stale = {
+            let conn = self.conn();
+            let check_id = store::meta_get(&conn, META_CHECK_KEY_ID)?;
+            let other: i64 = conn.query_row(
+                "SELECT COUNT(*) FROM keys WHERE master_key_id != ?1 AND length(wrapped_key) > 0",
+                [&current],
+                |r| r.get(0),
+            )?;
+            check_id.as_deref() != Some(current.as_bytes()) || other > 0
+        };
+        if !stale {
+            return Ok(None);
+        }
+        self.rewrap_with(source.as_ref()).map(Some)
+    }
+
+    /// Re-wrap everything not wrapped with `source`'s current version.
+    fn rewrap_with(&self, source: &dyn MasterKeySource) -> Result<MasterRotation> {
         let mut conn = self.conn();
-        let rotation = rewrap_all(&mut conn, source.as_ref(), source.as_ref())?;
+        let rotation = rewrap_all(&mut conn, source, source)?;
         if rotation.rewrapped > 0 {
             tracing::info!(key_id = %rotation.key_id, rewrapped = rotation.rewrapped, "master key rotated");
         }
