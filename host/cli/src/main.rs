@@ -64,8 +64,15 @@ enum Command {
     },
     /// Keep the platform loaded: hot-reload plugins whose component file
     /// changes and print every event plugins publish, one JSON line each,
-    /// until Ctrl-C.
-    Run,
+    /// until Ctrl-C. When plugins are granted keys, the key vault is
+    /// maintained in the background: at start and then periodically, grace
+    /// periods that ended are swept, a newer master key version is picked up,
+    /// and keys near their expiry or maximum age are logged as warnings.
+    Run {
+        /// How often to run the key vault's maintenance (`1h`, `30m`, …).
+        #[arg(long, default_value = "1h", value_parser = humantime::parse_duration)]
+        key_maintenance_every: std::time::Duration,
+    },
     /// Manage BYOK provider keys (encrypted at rest; secrets are never printed).
     Keys {
         #[command(subcommand)]
@@ -166,7 +173,9 @@ fn run(cli: Cli) -> Result<ExitCode> {
             function,
             args,
         } => invoke(&cli.config, &plugin, &function, &args),
-        Command::Run => serve(&cli.config),
+        Command::Run {
+            key_maintenance_every,
+        } => serve(&cli.config, key_maintenance_every),
         Command::Keys { command } => {
             keys::run(command, &data_dir(&cli.config)?)?;
             Ok(ExitCode::SUCCESS)
@@ -272,8 +281,19 @@ fn list(config: &std::path::Path, json: bool) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn serve(config: &std::path::Path) -> Result<ExitCode> {
+fn serve(config: &std::path::Path, key_maintenance_every: std::time::Duration) -> Result<ExitCode> {
     let (rt, runtime) = load(config)?;
+    // Stops when dropped, on the way out.
+    let _maintenance = runtime
+        .vault()
+        .map(|vault| {
+            vault.spawn_maintenance(key_maintenance_every, |pass| match pass {
+                Ok(report) => report.log(),
+                Err(error) => tracing::warn!(%error, "key vault maintenance failed"),
+            })
+        })
+        .transpose()
+        .context("cannot start the key vault's maintenance")?;
     rt.block_on(async {
         let _watch = runtime.watch()?;
         let mut events = runtime.subscribe();

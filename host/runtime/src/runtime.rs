@@ -671,6 +671,12 @@ impl Runtime {
     ) -> Result<()> {
         call_in_store(&self.inner, slot, loaded, export, params, results).await
     }
+
+    /// The platform's key vault, open when some plugin is granted keys; for
+    /// upkeep such as [`convergio_cap_keys::Vault::spawn_maintenance`].
+    pub fn vault(&self) -> Option<&convergio_cap_keys::Vault> {
+        self.inner.vault.as_ref()
+    }
 }
 
 /// A function of another plugin, as linked into a caller.
