@@ -18,15 +18,21 @@ mod generated {
         inline: "
             package convergio:host;
 
-            /// What the runtime itself implements.
+            /// What the runtime itself implements, and the provider
+            /// interface it calls in provider plugins.
             world runtime-capabilities {
                 include convergio:platform/plugin-base@0.1.0;
                 import convergio:platform/keys@0.1.0;
+                export convergio:platform/provider@0.1.0;
             }
         ",
         world: "convergio:host/runtime-capabilities",
+        exports: { default: async },
     });
 }
+
+pub(crate) use generated::convergio::platform::types as wit_types;
+pub(crate) use generated::exports::convergio::platform::provider as wit_provider;
 
 use generated::convergio::platform::{events, keys};
 use generated::wasi::config::store as config_store;

@@ -28,7 +28,9 @@ mod engine;
 mod error;
 mod host;
 pub mod manifest;
+mod model_types;
 pub mod paths;
+mod provider;
 mod runtime;
 pub mod schema;
 mod toml_file;
@@ -42,3 +44,6 @@ pub use host::{Event, HostState};
 pub use manifest::{PluginKind, PluginManifest};
 pub use runtime::{ExportFn, PluginInfo, Runtime};
 pub use watch::WatchHandle;
+
+/// The inference router's types, as [`Runtime::providers`] returns them.
+pub use convergio_cap_inference as inference;

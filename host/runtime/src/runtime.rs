@@ -80,21 +80,21 @@ impl ExportFn {
 }
 
 /// One compiled and linked version of a plugin.
-struct Loaded {
-    spec: Arc<PluginSpec>,
+pub(crate) struct Loaded {
+    pub(crate) spec: Arc<PluginSpec>,
     /// The plugin's storage: its granted buckets and quotas on the shared backend.
     storage: StorageCtx,
     /// The plugin's outgoing HTTP: its allow-list, limits and in-flight count.
     http: HttpClient,
-    pre: InstancePre<HostState>,
+    pub(crate) pre: InstancePre<HostState>,
     exports: Vec<ExportFn>,
     generation: u64,
     loaded_at: SystemTime,
 }
 
 /// A plugin's place in the runtime; its current version is swapped atomically.
-struct Slot {
-    current: ArcSwap<Loaded>,
+pub(crate) struct Slot {
+    pub(crate) current: ArcSwap<Loaded>,
     permits: Arc<Semaphore>,
     /// Signatures other plugins were linked against (`interface#fn` → signature);
     /// a reload must keep them.
@@ -287,6 +287,51 @@ impl Runtime {
         self.call(&slot, &loaded, export, params, &mut results)
             .await?;
         Ok(results)
+    }
+
+    /// The provider plugins (kind `provider`), for the inference router:
+    /// each is asked for its id (`info()`); its key is its `key` config
+    /// value, else `ID/default` when it is granted keys.
+    pub async fn providers(&self) -> Result<Vec<Arc<dyn convergio_cap_inference::Provider>>> {
+        let slots: Vec<(String, Arc<Slot>)> = self
+            .read_slots()
+            .iter()
+            .filter(|(_, slot)| {
+                slot.current.load().spec.manifest.kind == crate::PluginKind::Provider
+            })
+            .map(|(id, slot)| (id.clone(), slot.clone()))
+            .collect();
+        let mut out: Vec<Arc<dyn convergio_cap_inference::Provider>> = Vec::new();
+        for (plugin, slot) in slots {
+            let loaded = slot.current.load_full();
+            let fail = |message: String| Error::Load {
+                plugin: plugin.clone(),
+                message,
+            };
+            let indices = host::wit_provider::GuestIndices::new(&loaded.pre)
+                .map_err(|e| fail(format!("no provider interface: {e}")))?;
+            let mut session = Session::open(&self.inner, &slot, &loaded).await?;
+            let guest = indices
+                .load(&mut session.store, &session.instance)
+                .map_err(|e| fail(e.to_string()))?;
+            let info = session
+                .run(async |store, _| guest.call_info(store).await)
+                .await?;
+            let grants = &loaded.spec.grants;
+            let key = grants
+                .config
+                .as_ref()
+                .and_then(|c| c.get("key").cloned())
+                .or_else(|| (!grants.keys.is_empty()).then(|| format!("{}/default", info.id)));
+            out.push(Arc::new(crate::provider::ComponentProvider {
+                inner: Arc::downgrade(&self.inner),
+                slot: Arc::downgrade(&slot),
+                plugin: plugin.clone(),
+                id: info.id,
+                key,
+            }));
+        }
+        Ok(out)
     }
 
     /// Recompile `plugin` from its file and swap it in. Calls in flight finish
@@ -746,12 +791,44 @@ async fn call_in_store(
         generation = loaded.generation
     );
     async {
+        let mut session = Session::open(inner, slot, loaded).await?;
+        session
+            .run(async |store, instance| {
+                let func = instance
+                    .get_func(&mut *store, export.index)
+                    .ok_or_else(|| {
+                        wasmtime::format_err!("export `{}` is not a function", export.qualified())
+                    })?;
+                func.call_async(&mut *store, params, results).await
+            })
+            .await
+    }
+    .instrument(span)
+    .await
+}
+
+/// A live instance of one plugin: its store (with the plugin's limits and
+/// grants), the instance and the slot it occupies. A call uses one session;
+/// a stream keeps its session until it ends. The plugin's deadline counts
+/// from the opening.
+pub(crate) struct Session {
+    pub(crate) store: Store<HostState>,
+    pub(crate) instance: wasmtime::component::Instance,
+    spec: Arc<PluginSpec>,
+    deadline_at: Instant,
+    grace: Duration,
+    _permit: tokio::sync::OwnedSemaphorePermit,
+}
+
+impl Session {
+    /// Wait for a free instance slot, then instantiate the plugin.
+    pub(crate) async fn open(inner: &Inner, slot: &Slot, loaded: &Loaded) -> Result<Self> {
+        let spec = &loaded.spec;
         let limits = spec.limits;
         let deadline = Duration::from_millis(limits.deadline_ms);
         let started = Instant::now();
         let queue = Duration::from_millis(limits.queue_ms);
-        let _permit = match tokio::time::timeout(queue, slot.permits.clone().acquire_owned()).await
-        {
+        let permit = match tokio::time::timeout(queue, slot.permits.clone().acquire_owned()).await {
             Ok(Ok(permit)) => permit,
             _ => {
                 return Err(Error::Busy {
@@ -761,7 +838,7 @@ async fn call_in_store(
                 });
             }
         };
-        let remaining = deadline.saturating_sub(started.elapsed());
+        let deadline_at = Instant::now() + deadline.saturating_sub(started.elapsed());
 
         let state = HostState {
             plugin: spec.clone(),
@@ -781,7 +858,6 @@ async fn call_in_store(
         store.limiter(|s| &mut s.limits);
         // Guest code yields to the executor every epoch tick, so a busy plugin never
         // holds a worker thread; once its deadline has passed it is interrupted.
-        let deadline_at = Instant::now() + remaining;
         store.epoch_deadline_callback(move |_| {
             if Instant::now() >= deadline_at {
                 Ok(UpdateDeadline::Interrupt)
@@ -793,17 +869,44 @@ async fn call_in_store(
         if inner.fuel {
             store.set_fuel(limits.fuel.unwrap_or(u64::MAX))?;
         }
-
-        let run = async {
-            let instance = loaded.pre.instantiate_async(&mut store).await?;
-            let func = instance.get_func(&mut store, export.index).ok_or_else(|| {
-                wasmtime::format_err!("export `{}` is not a function", export.qualified())
-            })?;
-            func.call_async(&mut store, params, results).await
-        };
-        // The epoch deadline stops guest code; this also bounds time spent in host calls.
+        // The epoch deadline stops guest code; the timeout also bounds time in host calls.
         let grace = Duration::from_millis(100) + inner.tick * 2;
-        let outcome = tokio::time::timeout(remaining + grace, run).await;
+        let pre = loaded.pre.clone();
+        let outcome = tokio::time::timeout(
+            deadline_at.saturating_duration_since(Instant::now()) + grace,
+            pre.instantiate_async(&mut store),
+        )
+        .await;
+        let instance = Self::settle(spec, outcome)?;
+        Ok(Self {
+            store,
+            instance,
+            spec: spec.clone(),
+            deadline_at,
+            grace,
+            _permit: permit,
+        })
+    }
+
+    /// Run `f` on the instance, within what is left of the deadline; a trap
+    /// or the deadline becomes [`Error::Stopped`] with a one-line reason.
+    pub(crate) async fn run<T>(
+        &mut self,
+        f: impl AsyncFnOnce(
+            &mut Store<HostState>,
+            &wasmtime::component::Instance,
+        ) -> wasmtime::Result<T>,
+    ) -> Result<T> {
+        let left = self.deadline_at.saturating_duration_since(Instant::now());
+        let outcome =
+            tokio::time::timeout(left + self.grace, f(&mut self.store, &self.instance)).await;
+        Self::settle(&self.spec, outcome)
+    }
+
+    fn settle<T>(
+        spec: &PluginSpec,
+        outcome: std::result::Result<wasmtime::Result<T>, tokio::time::error::Elapsed>,
+    ) -> Result<T> {
         let stopped = |reason: String| {
             tracing::warn!(plugin = %spec.id, %reason, "plugin stopped");
             Error::Stopped {
@@ -812,16 +915,14 @@ async fn call_in_store(
             }
         };
         match outcome {
-            Ok(Ok(())) => Ok(()),
+            Ok(Ok(value)) => Ok(value),
             Ok(Err(err)) => Err(stopped(describe_failure(&err, spec))),
             Err(_) => Err(stopped(format!(
                 "deadline of {} ms exceeded",
-                limits.deadline_ms
+                spec.limits.deadline_ms
             ))),
         }
     }
-    .instrument(span)
-    .await
 }
 
 /// The storage backend: the platform's SQLite database in its data directory.

@@ -1,0 +1,188 @@
+//! Provider plugins as the router's providers: each call opens a session of
+//! the plugin (its limits and grants apply), a stream keeps its session
+//! until it ends.
+
+use std::sync::Weak;
+
+use convergio_cap_inference as ci;
+use convergio_cap_inference::{BoxFuture, DeltaStream, ModelError};
+use wasmtime::component::ResourceAny;
+
+use crate::host::wit_provider;
+use crate::model_types::{FromWit, ToWit};
+use crate::runtime::{Inner, Session, Slot};
+
+/// A loaded provider plugin, called through `convergio:platform/provider`.
+pub(crate) struct ComponentProvider {
+    pub(crate) inner: Weak<Inner>,
+    pub(crate) slot: Weak<Slot>,
+    /// Plugin id.
+    pub(crate) plugin: String,
+    /// Provider id from its `info()`, used in `provider/model` names.
+    pub(crate) id: String,
+    /// The key it attaches (`provider/name`), from its `key` config value.
+    pub(crate) key: Option<String>,
+}
+
+impl ComponentProvider {
+    /// Open a session and load the provider exports in it.
+    async fn session(&self) -> Result<(Session, wit_provider::Guest), ModelError> {
+        let (Some(inner), Some(slot)) = (self.inner.upgrade(), self.slot.upgrade()) else {
+            return Err(ModelError::Upstream("the runtime is shutting down".into()));
+        };
+        let loaded = slot.current.load_full();
+        let indices = wit_provider::GuestIndices::new(&loaded.pre).map_err(|e| {
+            ModelError::BadRequest(format!(
+                "plugin `{}` does not export the provider interface: {e}",
+                self.plugin
+            ))
+        })?;
+        let mut session = Session::open(&inner, &slot, &loaded)
+            .await
+            .map_err(|e| self.failed(&e))?;
+        let guest = indices
+            .load(&mut session.store, &session.instance)
+            .map_err(|e| ModelError::BadRequest(format!("plugin `{}`: {e}", self.plugin)))?;
+        Ok((session, guest))
+    }
+
+    /// A host-side failure (trap, deadline, busy) as a model error.
+    fn failed(&self, err: &crate::Error) -> ModelError {
+        let text = format!("provider plugin `{}`: {err}", self.plugin);
+        if text.contains("deadline") {
+            ModelError::Timeout(text)
+        } else if matches!(err, crate::Error::Busy { .. }) {
+            ModelError::Overloaded(text)
+        } else {
+            ModelError::Upstream(text)
+        }
+    }
+}
+
+impl ci::Provider for ComponentProvider {
+    fn id(&self) -> &str {
+        &self.id
+    }
+
+    fn key(&self) -> Option<&str> {
+        self.key.as_deref()
+    }
+
+    fn models(&self) -> BoxFuture<'_, Result<Vec<ci::ModelInfo>, ModelError>> {
+        Box::pin(async move {
+            let (mut session, guest) = self.session().await?;
+            let listed = session
+                .run(async |store, _| guest.call_models(store).await)
+                .await
+                .map_err(|e| self.failed(&e))?;
+            listed
+                .map(|models| models.into_iter().map(ci::ModelInfo::from_wit).collect())
+                .map_err(ModelError::from_wit)
+        })
+    }
+
+    fn complete(
+        &self,
+        request: ci::ProviderRequest,
+    ) -> BoxFuture<'_, Result<ci::Completion, ModelError>> {
+        Box::pin(async move {
+            let (mut session, guest) = self.session().await?;
+            let request = provider_request(&request);
+            let done = session
+                .run(async |store, _| guest.call_complete(store, &request).await)
+                .await
+                .map_err(|e| self.failed(&e))?;
+            done.map(ci::Completion::from_wit)
+                .map_err(ModelError::from_wit)
+        })
+    }
+
+    fn stream(
+        &self,
+        request: ci::ProviderRequest,
+    ) -> BoxFuture<'_, Result<Box<dyn DeltaStream>, ModelError>> {
+        Box::pin(async move {
+            let (mut session, guest) = self.session().await?;
+            let request = provider_request(&request);
+            let opened = session
+                .run(async |store, _| guest.call_stream(store, &request).await)
+                .await
+                .map_err(|e| self.failed(&e))?;
+            let stream = opened.map_err(ModelError::from_wit)?;
+            Ok(Box::new(ComponentStream {
+                session: Some(session),
+                guest,
+                stream,
+                plugin: self.plugin.clone(),
+            }) as Box<dyn DeltaStream>)
+        })
+    }
+
+    fn embed(
+        &self,
+        model: String,
+        inputs: Vec<String>,
+    ) -> BoxFuture<'_, Result<ci::Embeddings, ModelError>> {
+        Box::pin(async move {
+            let (mut session, guest) = self.session().await?;
+            let done = session
+                .run(async |store, _| guest.call_embed(store, &model, &inputs).await)
+                .await
+                .map_err(|e| self.failed(&e))?;
+            done.map(ci::Embeddings::from_wit)
+                .map_err(ModelError::from_wit)
+        })
+    }
+}
+
+fn provider_request(request: &ci::ProviderRequest) -> wit_provider::ProviderRequest {
+    wit_provider::ProviderRequest {
+        model: request.model.clone(),
+        messages: request.messages.iter().map(ToWit::to_wit).collect(),
+        tools: request.tools.iter().map(ToWit::to_wit).collect(),
+        sampling: request.sampling.to_wit(),
+        json_mode: request.json_mode,
+    }
+}
+
+/// A `completion-stream` resource of a provider plugin, with the session
+/// that owns it. The session ends (and its instance slot frees) with the
+/// stream.
+struct ComponentStream {
+    session: Option<Session>,
+    guest: wit_provider::Guest,
+    stream: ResourceAny,
+    plugin: String,
+}
+
+impl DeltaStream for ComponentStream {
+    fn next(&mut self) -> BoxFuture<'_, Option<Result<ci::Delta, ModelError>>> {
+        Box::pin(async move {
+            let session = self.session.as_mut()?;
+            let stream = self.stream;
+            let guest = &self.guest;
+            let outcome = session
+                .run(async |store, _| guest.completion_stream().call_next(store, stream).await)
+                .await;
+            let item = match outcome {
+                Err(e) => Some(Err(ModelError::Upstream(format!(
+                    "provider plugin `{}`: {e}",
+                    self.plugin
+                )))),
+                Ok(None) => None,
+                Ok(Some(delta)) => {
+                    Some(delta.map(ci::Delta::from_wit).map_err(ModelError::from_wit))
+                }
+            };
+            if !matches!(item, Some(Ok(_))) {
+                // Done or failed: drop the resource and free the instance.
+                if let Some(mut session) = self.session.take() {
+                    let _ = session
+                        .run(async |store, _| stream.resource_drop_async(store).await)
+                        .await;
+                }
+            }
+            item
+        })
+    }
+}

@@ -1,0 +1,136 @@
+//! Provider plugins behind the inference router: the router calls a
+//! provider component through `convergio:platform/provider`, each call in
+//! its own session under the plugin's limits, a stream in a session that
+//! lives until the stream ends.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::sync::Arc;
+
+use convergio_runtime::inference::{
+    Caller, ChatRequest, Message, ModelError, ModelSelector, NoSink, Role, Router, RouterConfig,
+    Sampling, Strategy,
+};
+use convergio_tests::{TestPlugin, start, test_component};
+
+fn chat(model: &str, text: &str) -> ChatRequest {
+    ChatRequest {
+        model: ModelSelector::Named(model.into()),
+        messages: vec![
+            Message {
+                role: Role::System,
+                content: "be brief".into(),
+                tool_calls: vec![],
+                tool_call_id: None,
+            },
+            Message {
+                role: Role::User,
+                content: text.into(),
+                tool_calls: vec![],
+                tool_call_id: None,
+            },
+        ],
+        tools: vec![],
+        sampling: Sampling::default(),
+        json_mode: false,
+    }
+}
+
+fn caller() -> Caller {
+    Caller {
+        plugin: "cli".into(),
+        agent: None,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_provider_component_answers_and_streams_through_the_router() {
+    let dir = tempfile::tempdir().unwrap();
+    let plugin = TestPlugin::new("echo", "provider", test_component("echo_provider"))
+        .limits("max-instances = 2");
+    let runtime = start(dir.path(), "", &[plugin]).await;
+    let providers = runtime.providers().await.unwrap();
+    assert_eq!(providers.len(), 1);
+    assert_eq!(providers[0].id(), "echo");
+    assert_eq!(providers[0].key(), None, "no keys granted");
+    let router = Router::new(RouterConfig::default(), providers, Arc::new(NoSink));
+
+    let models = router.models().await;
+    assert_eq!(
+        models.iter().map(|(n, _)| n.as_str()).collect::<Vec<_>>(),
+        ["echo/echo-1", "echo/echo-broken"]
+    );
+
+    let done = router
+        .complete(&caller(), chat("echo/echo-1", "hello world"))
+        .await
+        .unwrap();
+    assert_eq!(done.message.content, "echo: hello world");
+    // 4 words in, 3 out, at $1 and $2 per million: 4 + 6 micro-dollars.
+    assert_eq!(
+        (
+            done.usage.input_tokens,
+            done.usage.output_tokens,
+            done.usage.cost_micro_usd
+        ),
+        (4, 3, 10)
+    );
+
+    // A policy request picks the same model.
+    let picked = router
+        .complete(
+            &caller(),
+            ChatRequest {
+                model: ModelSelector::Policy(Strategy::Cheapest, Default::default()),
+                ..chat("", "hi")
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(picked.provider, "echo");
+
+    // Streams: one delta per word, then usage; more streams than instance slots
+    // work one after the other because a finished stream frees its slot.
+    for _ in 0..3 {
+        let mut stream = router
+            .stream(&caller(), chat("echo/echo-1", "one two three"))
+            .await
+            .unwrap();
+        let mut pieces = Vec::new();
+        let mut usage = None;
+        while let Some(delta) = stream.next().await {
+            let delta = delta.unwrap();
+            if !delta.content.is_empty() {
+                pieces.push(delta.content);
+            }
+            usage = usage.or(delta.usage);
+        }
+        assert_eq!(pieces.concat(), "echo: one two three ");
+        assert_eq!(pieces.len(), 4, "streamed word by word");
+        assert_eq!(usage.unwrap().output_tokens, 4);
+    }
+
+    // A stream that breaks after its first delta reports the error, then ends.
+    let mut stream = router
+        .stream(&caller(), chat("echo/echo-broken", "a b c d"))
+        .await
+        .unwrap();
+    let mut failed = false;
+    while let Some(delta) = stream.next().await {
+        if let Err(e) = delta {
+            assert!(matches!(e, ModelError::Upstream(_)), "{e}");
+            failed = true;
+        }
+    }
+    assert!(failed);
+
+    let err = router
+        .embed(
+            &caller(),
+            ModelSelector::Named("echo/echo-1".into()),
+            vec!["x".into()],
+        )
+        .await
+        .unwrap_err();
+    assert!(matches!(err, ModelError::BadRequest(m) if m.contains("no embeddings")));
+}
