@@ -1,0 +1,172 @@
+//! The models this adapter declares, with the Gemini Developer API's
+//! Standard (paid tier) prices in US dollars per million tokens.
+//!
+//! Read on 2026-11-25 from Google's pages (ai.google.dev/gemini-api/docs/pricing,
+//! …/docs/models/…, …/docs/generate-content/latest-model and the Gemini 4
+//! guides); see the README for the per-model sources and caveats.
+//! Introductory prices that end soon are not declared: the declared price is
+//! the one that applies after the introduction, so costs are an upper bound
+//! until then. Prices over 200k-token prompts and cached-input discounts are
+//! not modelled. Operators override prices in `platform.toml`.
+
+use convergio_sdk::provider::{ModelFeatures, ModelInfo, QualityTier};
+
+/// What a declared model is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    /// generateContent: text in (and images), text and function calls out.
+    Chat,
+    /// batchEmbedContents.
+    Embedding,
+}
+
+/// One row of the table.
+#[derive(Debug, Clone, Copy)]
+struct Declared {
+    id: &'static str,
+    kind: Kind,
+    context_window: u32,
+    max_output_tokens: Option<u32>,
+    input_per_mtok: f64,
+    output_per_mtok: f64,
+    quality: Quality,
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Quality {
+    Basic,
+    Standard,
+    Premium,
+}
+
+const ONE_M: u32 = 1_048_576;
+const OUT_64K: Option<u32> = Some(65_536);
+
+const fn chat(id: &'static str, input: f64, output: f64, quality: Quality) -> Declared {
+    Declared {
+        id,
+        kind: Kind::Chat,
+        context_window: ONE_M,
+        max_output_tokens: OUT_64K,
+        input_per_mtok: input,
+        output_per_mtok: output,
+        quality,
+    }
+}
+
+const fn embedding(id: &'static str, context_window: u32, input: f64) -> Declared {
+    Declared {
+        id,
+        kind: Kind::Embedding,
+        context_window,
+        max_output_tokens: None,
+        input_per_mtok: input,
+        output_per_mtok: 0.0,
+        quality: Quality::Standard,
+    }
+}
+
+/// Newest first within each family.
+const TABLE: &[Declared] = &[
+    // Gemini 4: one 1,048,576-token window shared by input and output;
+    // 65,536 output tokens per request (long decode is not used).
+    chat("gemini-4-carbon", 4.00, 20.00, Quality::Premium),
+    chat("gemini-4-argon", 4.00, 20.00, Quality::Premium),
+    chat("gemini-4-neon", 3.00, 15.00, Quality::Premium),
+    chat("gemini-4-hydrogen", 1.50, 7.50, Quality::Standard),
+    // Gemini 3.x
+    chat("gemini-3.8-flash", 1.50, 7.50, Quality::Standard),
+    chat("gemini-3.5-flash", 1.50, 9.00, Quality::Standard),
+    chat("gemini-3.5-flash-lite", 0.30, 2.50, Quality::Basic),
+    chat("gemini-3.1-pro-preview", 2.00, 12.00, Quality::Premium),
+    // Gemini 2.5
+    chat("gemini-2.5-pro", 1.25, 10.00, Quality::Premium),
+    chat("gemini-2.5-flash", 0.30, 2.50, Quality::Standard),
+    chat("gemini-2.5-flash-lite", 0.10, 0.40, Quality::Basic),
+    // Embeddings
+    embedding("gemini-embedding-2", 8_192, 0.20),
+    embedding("gemini-embedding-001", 2_048, 0.15),
+];
+
+/// Every declared model.
+pub fn declared() -> Vec<ModelInfo> {
+    TABLE.iter().map(info).collect()
+}
+
+fn info(model: &Declared) -> ModelInfo {
+    let features = match model.kind {
+        Kind::Chat => {
+            ModelFeatures::TOOLS
+                | ModelFeatures::VISION
+                | ModelFeatures::JSON_MODE
+                | ModelFeatures::STREAMING
+        }
+        Kind::Embedding => ModelFeatures::EMBEDDINGS,
+    };
+    ModelInfo {
+        id: model.id.to_owned(),
+        context_window: model.context_window,
+        max_output_tokens: model.max_output_tokens,
+        input_price_per_mtok: model.input_per_mtok,
+        output_price_per_mtok: model.output_per_mtok,
+        features,
+        quality: match model.quality {
+            Quality::Basic => QualityTier::Basic,
+            Quality::Standard => QualityTier::Standard,
+            Quality::Premium => QualityTier::Premium,
+        },
+        local: false,
+    }
+}
+
+/// Declared prices of `model` (input, output per million tokens), if declared.
+pub fn prices(model: &str) -> Option<(f64, f64)> {
+    let model = model.strip_prefix("models/").unwrap_or(model);
+    TABLE
+        .iter()
+        .find(|m| m.id == model)
+        .map(|m| (m.input_per_mtok, m.output_per_mtok))
+}
+
+/// Cost in millionths of a dollar: one token at $1 per million tokens costs
+/// exactly one micro-dollar. Unknown models cost 0.
+pub fn cost_micro_usd(model: &str, input_tokens: u32, output_tokens: u32) -> u64 {
+    match prices(model) {
+        Some((input, output)) => {
+            let cost = f64::from(input_tokens) * input + f64::from(output_tokens) * output;
+            cost.round() as u64
+        }
+        None => 0,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_are_unique_and_prices_sane() {
+        let models = declared();
+        for (i, m) in models.iter().enumerate() {
+            assert!(
+                models[i + 1..].iter().all(|o| o.id != m.id),
+                "duplicate {}",
+                m.id
+            );
+            assert!(m.input_price_per_mtok > 0.0 && m.output_price_per_mtok >= 0.0);
+            assert!(!m.local);
+            let embeds = m.features.contains(ModelFeatures::EMBEDDINGS);
+            assert_eq!(embeds, m.id.contains("embedding"), "{}", m.id);
+            assert_eq!(embeds, !m.features.contains(ModelFeatures::STREAMING));
+        }
+    }
+
+    #[test]
+    fn cost_is_tokens_times_price() {
+        // 1,000 in × $0.30 + 500 out × $2.50 = 300 + 1,250 micro-dollars.
+        assert_eq!(cost_micro_usd("gemini-2.5-flash", 1_000, 500), 1_550);
+        assert_eq!(cost_micro_usd("models/gemini-2.5-flash", 1_000, 500), 1_550);
+        assert_eq!(cost_micro_usd("gemini-4-argon", 1_000_000, 0), 4_000_000);
+        assert_eq!(cost_micro_usd("gemini-unknown", 1_000, 500), 0);
+    }
+}
