@@ -194,6 +194,18 @@ impl Request {
         let invalid = |what: &str| HttpError::Invalid(format!("{what} of `{}`", self.url));
 
         let headers = Fields::new();
+        // A known body goes with its length rather than chunked: some servers
+        // and proxies accept only that.
+        if let Some(body) = &self.body
+            && !self
+                .headers
+                .iter()
+                .any(|(n, _)| n.eq_ignore_ascii_case("content-length"))
+        {
+            headers
+                .append("content-length", body.len().to_string().as_bytes())
+                .map_err(|e| HttpError::Invalid(format!("header `content-length`: {e:?}")))?;
+        }
         for (name, value) in &self.headers {
             headers
                 .append(name, value)
@@ -215,22 +227,21 @@ impl Request {
         let options = self.options();
         let body = request.body().map_err(|()| invalid("body"))?;
         let future = outgoing_handler::handle(request, options).map_err(HttpError::Code)?;
-        if let Some(bytes) = &self.body {
-            let stream = body.write().map_err(|()| invalid("body stream"))?;
-            for chunk in bytes.chunks(4096) {
-                stream
-                    .blocking_write_and_flush(chunk)
-                    .map_err(|e| HttpError::Stream(stream_error(e)))?;
-            }
-        }
-        OutgoingBody::finish(body, None).map_err(HttpError::Code)?;
-
-        let response = loop {
+        let wait = || loop {
             match future.get() {
                 Some(result) => break result,
                 None => future.subscribe().block(),
             }
         };
+        if let Err(write_error) = write_body(body, self.body.as_deref()) {
+            // A refused request closes the body: the response's error code
+            // says why, so prefer it to the write error.
+            return match wait() {
+                Ok(Err(code)) => Err(HttpError::Code(code)),
+                _ => Err(write_error),
+            };
+        }
+        let response = wait();
         match response {
             Ok(Ok(response)) => Response::new(response),
             Ok(Err(code)) => Err(HttpError::Code(code)),
@@ -255,6 +266,21 @@ impl Request {
         let _ = options.set_between_bytes_timeout(self.between_bytes_timeout.map(nanos));
         Some(options)
     }
+}
+
+/// Write `bytes` (if any) into `body` and finish it.
+fn write_body(body: OutgoingBody, bytes: Option<&[u8]>) -> Result<(), HttpError> {
+    if let Some(bytes) = bytes {
+        let stream = body
+            .write()
+            .map_err(|()| HttpError::Invalid("the body stream was already taken".to_owned()))?;
+        for chunk in bytes.chunks(4096) {
+            stream
+                .blocking_write_and_flush(chunk)
+                .map_err(|e| HttpError::Stream(stream_error(e)))?;
+        }
+    }
+    OutgoingBody::finish(body, None).map_err(HttpError::Code)
 }
 
 /// A response whose body has not been read yet.
