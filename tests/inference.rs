@@ -134,3 +134,67 @@ async fn a_provider_component_answers_and_streams_through_the_router() {
         .unwrap_err();
     assert!(matches!(err, ModelError::BadRequest(m) if m.contains("no embeddings")));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_agent_asks_models_through_the_inference_interface() {
+    let dir = tempfile::tempdir().unwrap();
+    let provider = TestPlugin::new("echo", "provider", test_component("echo_provider"));
+    let agent = TestPlugin::new("tutor", "agent", test_component("chat_agent"))
+        .declares(&["inference"])
+        .grants("inference = true");
+    // A budget that pays for one small call and not for a second.
+    let settings = "[inference.budgets]\nagents = { tutor = 0.001 }\n";
+    let path = convergio_tests::write_platform(dir.path(), "", &[provider, agent]);
+    let text = std::fs::read_to_string(&path).unwrap();
+    std::fs::write(&path, format!("{settings}\n{text}")).unwrap();
+    let platform = convergio_runtime::Platform::load(&path).unwrap();
+    let runtime = convergio_runtime::Runtime::new(&platform).await.unwrap();
+
+    let run = |input: serde_json::Value| {
+        let runtime = runtime.clone();
+        async move {
+            runtime
+                .invoke_json(
+                    "tutor",
+                    "agent.run",
+                    &serde_json::json!([{ "run-id": "r1", "node-id": "n1", "input": input.to_string(), "state": [] }]),
+                )
+                .await
+                .unwrap()
+        }
+    };
+    let out = run(serde_json::json!({ "model": "echo/echo-1", "prompt": "what is 2+2" })).await;
+    let output: serde_json::Value =
+        serde_json::from_str(out["ok"]["output"].as_str().unwrap()).unwrap();
+    assert_eq!(output["text"], "echo: what is 2+2");
+    assert_eq!(output["model"], "echo/echo-1");
+
+    let out = run(serde_json::json!({ "prompt": "stream me", "stream": true })).await;
+    let output: serde_json::Value =
+        serde_json::from_str(out["ok"]["output"].as_str().unwrap()).unwrap();
+    assert_eq!(output["text"], "echo: stream me ");
+    assert!(output["deltas"].as_u64().unwrap() >= 3, "{output}");
+
+    // The agent's budget ($0.001 = 1000 µ$) is spent by holds of up to
+    // (prompt bytes + overhead) × $1/M + 64 × $2/M each; keep asking until refused.
+    let mut refused = None;
+    for _ in 0..200 {
+        let out =
+            run(serde_json::json!({ "model": "echo/echo-1", "prompt": "x".repeat(2000) })).await;
+        if let Some(err) = out["err"]["inference-failed"].as_str() {
+            refused = Some(err.to_owned());
+            break;
+        }
+    }
+    let refused = refused.expect("the budget ran out");
+    assert!(
+        refused.contains("BudgetExceeded") && refused.contains("agent tutor"),
+        "{refused}"
+    );
+
+    // Without the grant the agent does not load.
+    let denied =
+        TestPlugin::new("sneaky", "agent", test_component("chat_agent")).declares(&["inference"]);
+    let err = convergio_tests::start_err(tempfile::tempdir().unwrap().path(), "", &[denied]).await;
+    assert!(err.contains("not granted `inference`"), "{err}");
+}

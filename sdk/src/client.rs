@@ -59,7 +59,7 @@ impl HttpError {
                     | ErrorCode::HttpResponseTimeout
                     | ErrorCode::DnsTimeout
             ),
-            HttpError::Stream(message) => message.contains("timeout"),
+            HttpError::Stream(message) => message.to_ascii_lowercase().contains("timeout"),
             HttpError::Invalid(_) => false,
         }
     }

@@ -17,9 +17,124 @@ pub struct PlatformConfig {
     /// Engine-wide settings.
     #[serde(default)]
     pub runtime: RuntimeSettings,
+    /// The inference router: fallback chains, retries, prices, budgets.
+    #[serde(default)]
+    pub inference: InferenceSettings,
     /// Plugins to load, in any order.
     #[serde(default, rename = "plugin")]
     pub plugins: Vec<PluginEntry>,
+}
+
+/// `[inference]`: how model calls are routed.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case", default)]
+pub struct InferenceSettings {
+    /// Only local models: cloud providers are never called.
+    pub zero_cloud: bool,
+    /// Fallbacks of a named model that has no chain of its own, as
+    /// `provider/model`, tried in order.
+    pub fallback: Vec<String>,
+    /// Fallbacks per named model: `"openai/gpt-4o-mini" = ["anthropic/…"]`.
+    pub chains: BTreeMap<String, Vec<String>>,
+    /// Retries of one model before failing over.
+    pub retries: u32,
+    /// First retry delay in milliseconds; doubles per retry, with jitter.
+    pub backoff_base_ms: u64,
+    /// Longest retry delay; an upstream asking for a longer pause fails over instead.
+    pub backoff_max_ms: u64,
+    /// Failures in a row that take a model out of rotation.
+    pub breaker_failures: u32,
+    /// How long a failing model stays out, in milliseconds.
+    pub breaker_cooldown_ms: u64,
+    /// A stream that sends nothing for this long fails over, in milliseconds.
+    pub first_token_timeout_ms: u64,
+    /// Price overrides per `provider/model`, USD per million tokens.
+    pub prices: BTreeMap<String, PriceOverride>,
+    /// Spending limits in USD.
+    pub budgets: BudgetSettings,
+}
+
+impl Default for InferenceSettings {
+    fn default() -> Self {
+        Self {
+            zero_cloud: false,
+            fallback: Vec::new(),
+            chains: BTreeMap::new(),
+            retries: 2,
+            backoff_base_ms: 250,
+            backoff_max_ms: 10_000,
+            breaker_failures: 5,
+            breaker_cooldown_ms: 30_000,
+            first_token_timeout_ms: 30_000,
+            prices: BTreeMap::new(),
+            budgets: BudgetSettings::default(),
+        }
+    }
+}
+
+/// A price override.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct PriceOverride {
+    /// USD per million input tokens.
+    pub input: f64,
+    /// USD per million output tokens.
+    pub output: f64,
+}
+
+/// `[inference.budgets]`: USD limits per key, plugin and agent.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case", default)]
+pub struct BudgetSettings {
+    /// Per provider key, `provider/name` → USD.
+    pub keys: BTreeMap<String, f64>,
+    /// Per plugin id → USD.
+    pub plugins: BTreeMap<String, f64>,
+    /// Per agent id → USD.
+    pub agents: BTreeMap<String, f64>,
+}
+
+impl InferenceSettings {
+    /// The router's configuration.
+    pub fn router_config(&self) -> convergio_cap_inference::RouterConfig {
+        use convergio_cap_inference::Scope;
+        let micro = |usd: f64| (usd.max(0.0) * 1_000_000.0).round() as u64;
+        let budgets = self
+            .budgets
+            .keys
+            .iter()
+            .map(|(k, usd)| (Scope::Key(k.clone()), micro(*usd)))
+            .chain(
+                self.budgets
+                    .plugins
+                    .iter()
+                    .map(|(p, usd)| (Scope::Plugin(p.clone()), micro(*usd))),
+            )
+            .chain(
+                self.budgets
+                    .agents
+                    .iter()
+                    .map(|(a, usd)| (Scope::Agent(a.clone()), micro(*usd))),
+            )
+            .collect();
+        convergio_cap_inference::RouterConfig {
+            zero_cloud: self.zero_cloud,
+            chains: self.chains.clone(),
+            fallback: self.fallback.clone(),
+            retries: self.retries,
+            backoff_base: Duration::from_millis(self.backoff_base_ms),
+            backoff_max: Duration::from_millis(self.backoff_max_ms),
+            breaker_threshold: self.breaker_failures,
+            breaker_cooldown: Duration::from_millis(self.breaker_cooldown_ms),
+            first_token_timeout: Duration::from_millis(self.first_token_timeout_ms),
+            prices: self
+                .prices
+                .iter()
+                .map(|(m, p)| (m.clone(), (p.input, p.output)))
+                .collect(),
+            budgets,
+        }
+    }
 }
 
 impl PlatformConfig {
@@ -338,6 +453,8 @@ pub struct Platform {
     pub path: PathBuf,
     /// Settings.
     pub runtime: RuntimeSettings,
+    /// The inference router's settings.
+    pub inference: InferenceSettings,
     /// Plugins, in file order.
     pub plugins: Vec<PluginSpec>,
 }
@@ -478,6 +595,7 @@ impl Platform {
             Ok(Self {
                 path: path.to_path_buf(),
                 runtime,
+                inference: config.inference,
                 plugins,
             })
         } else {

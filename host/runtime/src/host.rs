@@ -23,13 +23,20 @@ mod generated {
             world runtime-capabilities {
                 include convergio:platform/plugin-base@0.1.0;
                 import convergio:platform/keys@0.1.0;
+                import convergio:platform/inference@0.1.0;
                 export convergio:platform/provider@0.1.0;
             }
         ",
         world: "convergio:host/runtime-capabilities",
+        imports: { "convergio:platform/inference": async },
         exports: { default: async },
+        with: {
+            "convergio:platform/inference.completion-stream": crate::inference_host::InferenceStream,
+        },
     });
 }
+
+pub(crate) use generated::convergio::platform::inference as wit_inference;
 
 pub(crate) use generated::convergio::platform::types as wit_types;
 pub(crate) use generated::exports::convergio::platform::provider as wit_provider;
@@ -62,6 +69,8 @@ pub struct HostState {
     pub(crate) vault: Option<convergio_cap_keys::Vault>,
     /// Outgoing HTTP under the plugin's policy.
     pub(crate) http: convergio_cap_http::HttpState,
+    /// The inference router, for plugins granted `inference`.
+    pub(crate) router: Option<Arc<convergio_cap_inference::Router>>,
     pub(crate) wasi: WasiCtx,
     pub(crate) table: ResourceTable,
     pub(crate) limits: StoreLimits,
@@ -100,6 +109,7 @@ pub(crate) fn add_to_linker(linker: &mut Linker<HostState>) -> wasmtime::Result<
     config_store::add_to_linker::<_, HasSelf<HostState>>(linker, |s| s)?;
     events::add_to_linker::<_, HasSelf<HostState>>(linker, |s| s)?;
     keys::add_to_linker::<_, HasSelf<HostState>>(linker, |s| s)?;
+    wit_inference::add_to_linker::<_, HasSelf<HostState>>(linker, |s| s)?;
     convergio_cap_storage::add_to_linker(linker, |s| {
         convergio_cap_storage::StorageView::new(&s.storage, &mut s.table)
     })?;

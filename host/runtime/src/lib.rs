@@ -27,6 +27,7 @@ pub mod config;
 mod engine;
 mod error;
 mod host;
+mod inference_host;
 pub mod manifest;
 mod model_types;
 pub mod paths;
@@ -38,7 +39,7 @@ pub mod values;
 mod watch;
 
 pub use capability::{Capability, ImportClass, classify_import};
-pub use config::{Grants, Limits, Platform, PlatformConfig, PluginSpec};
+pub use config::{Grants, InferenceSettings, Limits, Platform, PlatformConfig, PluginSpec};
 pub use error::{Error, Result};
 pub use host::{Event, HostState};
 pub use manifest::{PluginKind, PluginManifest};

@@ -186,3 +186,50 @@ impl DeltaStream for ComponentStream {
         })
     }
 }
+
+/// Reports every model call: a tracing event (target `usage`), and tokens,
+/// cost and failures against the key version in the vault (the request
+/// itself is counted by the HTTP capability when it leaves).
+pub(crate) struct MeteringSink {
+    pub(crate) vault: Option<convergio_cap_keys::Vault>,
+}
+
+impl ci::UsageSink for MeteringSink {
+    fn record(&self, call: &ci::CallRecord<'_>) {
+        tracing::info!(
+            target: "usage",
+            plugin = %call.caller.plugin,
+            agent = call.caller.agent.as_deref(),
+            provider = call.provider,
+            model = call.model,
+            input_tokens = call.usage.input_tokens,
+            output_tokens = call.usage.output_tokens,
+            cost_micro_usd = call.usage.cost_micro_usd,
+            error = call.error.map(ModelError::kind),
+            "model call"
+        );
+        let (Some(vault), Some(key)) = (self.vault.clone(), call.key) else {
+            return;
+        };
+        let Some((provider, name)) = key.split_once('/') else {
+            return;
+        };
+        let (provider, name) = (provider.to_owned(), name.to_owned());
+        let usage = convergio_cap_keys::UsageDelta {
+            requests: 0,
+            input_tokens: u64::from(call.usage.input_tokens),
+            output_tokens: u64::from(call.usage.output_tokens),
+            cost_micro_usd: call.usage.cost_micro_usd,
+            errors: u64::from(call.error.is_some()),
+        };
+        // SQLite may wait on a lock: keep it off the async workers.
+        tokio::task::spawn_blocking(move || {
+            let recorded = vault
+                .info(&provider, &name)
+                .and_then(|info| vault.record_usage(&provider, &name, info.version, &usage));
+            if let Err(e) = recorded {
+                tracing::warn!(key = %format!("{provider}/{name}"), error = %e, "could not record model usage");
+            }
+        });
+    }
+}

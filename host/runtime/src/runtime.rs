@@ -8,6 +8,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use arc_swap::ArcSwap;
 use convergio_cap_http::{HttpClient, HttpPlatform, HttpPolicy, HttpState};
+use convergio_cap_inference::Router;
 use convergio_cap_storage::{Backend, BucketGrant, SqliteBackend, StorageCtx, StoragePolicy};
 use serde::Serialize;
 use tokio::sync::{Semaphore, broadcast};
@@ -29,7 +30,7 @@ use crate::{Capability, Error, Result};
 
 /// Capabilities this host implements today. A granted capability outside this
 /// set fails the load with a clear message instead of a missing-import error.
-const PROVIDED: [Capability; 7] = [
+const PROVIDED: [Capability; 8] = [
     Capability::Logging,
     Capability::Config,
     Capability::Events,
@@ -37,6 +38,7 @@ const PROVIDED: [Capability; 7] = [
     Capability::Storage,
     Capability::Keys,
     Capability::Http,
+    Capability::Inference,
 ];
 
 /// One exported function of a loaded component.
@@ -133,6 +135,8 @@ pub(crate) struct Inner {
     storage: Arc<dyn Backend>,
     vault: Option<convergio_cap_keys::Vault>,
     http: Arc<HttpPlatform>,
+    /// The inference router over the provider plugins, set once they are loaded.
+    router: std::sync::OnceLock<Arc<Router>>,
     slots: RwLock<BTreeMap<String, Arc<Slot>>>,
     events: broadcast::Sender<Event>,
     fuel: bool,
@@ -185,6 +189,7 @@ impl Runtime {
                 storage,
                 vault,
                 http,
+                router: std::sync::OnceLock::new(),
                 slots: RwLock::new(BTreeMap::new()),
                 events,
                 fuel,
@@ -216,6 +221,8 @@ impl Runtime {
         if !problems.is_empty() {
             return Err(Error::Invalid(problems));
         }
+        let router = runtime.start_router(platform).await?;
+        let _ = runtime.inner.router.set(router);
         if platform.runtime.watch {
             let handle = runtime.watch()?;
             *runtime
@@ -289,6 +296,54 @@ impl Runtime {
         Ok(results)
     }
 
+    /// The inference router over the provider plugins; every plugin granted
+    /// `inference` calls through it.
+    pub fn router(&self) -> Option<Arc<Router>> {
+        self.inner.router.get().cloned()
+    }
+
+    /// Build the router from `[inference]` and the loaded provider plugins;
+    /// a chain or price naming a provider that is not loaded is an error.
+    async fn start_router(&self, platform: &Platform) -> Result<Arc<Router>> {
+        let providers = self.providers().await?;
+        let ids: BTreeSet<&str> = providers.iter().map(|p| p.id()).collect();
+        let settings = &platform.inference;
+        let mut problems = Vec::new();
+        let named = settings
+            .fallback
+            .iter()
+            .map(|m| ("fallback", m))
+            .chain(settings.chains.iter().flat_map(|(from, to)| {
+                std::iter::once(("chains", from)).chain(to.iter().map(|m| ("chains", m)))
+            }))
+            .chain(settings.prices.keys().map(|m| ("prices", m)));
+        for (field, model) in named {
+            match model.split_once('/') {
+                Some((provider, _)) if ids.contains(provider) => {}
+                Some((provider, _)) => problems.push(format!(
+                    "{}: field `inference.{field}`: `{model}` names provider `{provider}`, but the loaded providers are: {}",
+                    platform.path.display(),
+                    if ids.is_empty() { "none".to_string() } else { ids.iter().copied().collect::<Vec<_>>().join(", ") }
+                )),
+                None => problems.push(format!(
+                    "{}: field `inference.{field}`: `{model}` must be written provider/model",
+                    platform.path.display()
+                )),
+            }
+        }
+        if !problems.is_empty() {
+            return Err(Error::Invalid(problems));
+        }
+        let sink = Arc::new(crate::provider::MeteringSink {
+            vault: self.inner.vault.clone(),
+        });
+        Ok(Arc::new(Router::new(
+            settings.router_config(),
+            providers,
+            sink,
+        )))
+    }
+
     /// The provider plugins (kind `provider`), for the inference router:
     /// each is asked for its id (`info()`); its key is its `key` config
     /// value, else `ID/default` when it is granted keys.
@@ -322,6 +377,8 @@ impl Runtime {
                 .config
                 .as_ref()
                 .and_then(|c| c.get("key").cloned())
+                // `NAME` alone is a key of this provider, as the adapters read it.
+                .map(|k| if k.contains('/') { k } else { format!("{}/{k}", info.id) })
                 .or_else(|| (!grants.keys.is_empty()).then(|| format!("{}/default", info.id)));
             out.push(Arc::new(crate::provider::ComponentProvider {
                 inner: Arc::downgrade(&self.inner),
@@ -845,6 +902,7 @@ impl Session {
             storage: loaded.storage.clone(),
             vault: inner.vault.clone(),
             http: HttpState::new(loaded.http.clone()),
+            router: inner.router.get().cloned(),
             wasi: wasi_ctx(spec)?,
             table: ResourceTable::new(),
             limits: StoreLimitsBuilder::new()
