@@ -8,6 +8,7 @@ use anyhow::{Context, Result};
 use clap::{Parser, Subcommand, ValueEnum};
 use convergio_runtime::{Platform, Runtime};
 
+mod chat;
 mod keys;
 mod scaffold;
 
@@ -72,6 +73,28 @@ enum Command {
         /// How often to run the key vault's maintenance (`1h`, `30m`, …).
         #[arg(long, default_value = "1h", value_parser = humantime::parse_duration)]
         key_maintenance_every: std::time::Duration,
+    },
+    /// Ask a model through the platform's router, printing tokens as they
+    /// arrive (usage and cost go to stderr).
+    Chat {
+        /// `provider/model`, e.g. `openai/gpt-6-luna`; default: chosen by --policy.
+        #[arg(long, short)]
+        model: Option<String>,
+        /// How to choose when no model is named.
+        #[arg(long, value_enum, default_value = "cheapest")]
+        policy: chat::Policy,
+        /// A system message.
+        #[arg(long)]
+        system: Option<String>,
+        /// Most tokens to generate.
+        #[arg(long)]
+        max_tokens: Option<u32>,
+        /// List the models the router can use, with prices, and exit.
+        #[arg(long)]
+        list: bool,
+        /// The prompt (`-` reads it from stdin).
+        #[arg(default_value = "", required_unless_present = "list")]
+        prompt: String,
     },
     /// Manage BYOK provider keys (encrypted at rest; secrets are never printed).
     Keys {
@@ -176,6 +199,24 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::Run {
             key_maintenance_every,
         } => serve(&cli.config, key_maintenance_every),
+        Command::Chat {
+            model,
+            policy,
+            system,
+            max_tokens,
+            list,
+            prompt,
+        } => chat::run(
+            &cli.config,
+            chat::ChatArgs {
+                model,
+                policy,
+                system,
+                max_tokens,
+                prompt,
+                list,
+            },
+        ),
         Command::Keys { command } => {
             keys::run(command, &data_dir(&cli.config)?)?;
             Ok(ExitCode::SUCCESS)
@@ -223,7 +264,7 @@ fn tokio() -> Result<tokio::runtime::Runtime> {
         .context("cannot start the async runtime")
 }
 
-fn load(config: &std::path::Path) -> Result<(tokio::runtime::Runtime, Runtime)> {
+pub(crate) fn load(config: &std::path::Path) -> Result<(tokio::runtime::Runtime, Runtime)> {
     let platform = Platform::load(config)?;
     let rt = tokio()?;
     let runtime = rt.block_on(Runtime::new(&platform))?;

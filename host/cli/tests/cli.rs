@@ -462,3 +462,47 @@ fn a_used_key_never_leaks_into_files_logs_or_output() {
         }
     }
 }
+
+#[test]
+fn chat_streams_an_answer_through_the_router() {
+    use convergio_tests::{TestPlugin, test_component, write_platform};
+
+    let dir = tempfile::tempdir().unwrap();
+    let provider = TestPlugin::new("echo", "provider", test_component("echo_provider"));
+    let platform = write_platform(dir.path(), "", &[provider]);
+    let config = platform.to_str().unwrap();
+
+    let out = convergio(&[
+        "--config",
+        config,
+        "chat",
+        "--model",
+        "echo/echo-1",
+        "hello there",
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stdout), "echo: hello there \n");
+    assert!(
+        text(&out.stderr).contains("[echo/echo-1: 2 tokens in, 3 out, $0.000008]"),
+        "{}",
+        text(&out.stderr)
+    );
+
+    // The cheapest model by default; the list shows prices.
+    let out = convergio(&["--config", config, "chat", "hi"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let out = convergio(&["--config", config, "chat", "--list"]);
+    assert!(
+        text(&out.stdout).contains("echo/echo-1  context 4096  $1/$2 per Mtok"),
+        "{}",
+        text(&out.stdout)
+    );
+
+    let out = convergio(&["--config", config, "chat", "--model", "nope/x", "hi"]);
+    assert!(!out.status.success());
+    assert!(
+        text(&out.stderr).contains("no provider `nope`"),
+        "{}",
+        text(&out.stderr)
+    );
+}
