@@ -19,6 +19,9 @@
 //! | `storage_tool`     | `tool-plugin`  | `wasi:keyvalue/{store,atomics}`                    | storage grants, quotas, durability             |
 //! | `storage_bench_tool` | `tool-plugin` | `wasi:keyvalue/store`                            | storage benchmark: N gets or sets in one call  |
 //! | `keys_tool`        | `tool-plugin`  | `convergio:platform/keys`                          | key grants: references, never secrets          |
+//! | `http_tool`        | `tool-plugin`  | `wasi:http/{types,outgoing-handler}`               | outgoing HTTP policy, keys, limits             |
+//! | `echo_provider`    | `provider-plugin` | none                                            | the router calling a provider component        |
+//! | `chat_agent`       | `agent-plugin` | `convergio:platform/inference`                     | an agent asking models through the host        |
 //! | `reload_v1`/`_v2`  | `tool-plugin`  | none                                               | hot reload: same tool, two versions            |
 //!
 //! "Baseline WASI" is what Rust's standard library pulls in on
