@@ -192,6 +192,24 @@ async fn an_agent_asks_models_through_the_inference_interface() {
         "{refused}"
     );
 
+    // What was spent is in the ledger: a restarted platform still refuses.
+    drop(run);
+    drop(runtime);
+    let runtime = convergio_runtime::Runtime::new(&platform).await.unwrap();
+    let input = serde_json::json!({ "model": "echo/echo-1", "prompt": "x".repeat(2000) });
+    let out = runtime
+        .invoke_json(
+            "tutor",
+            "agent.run",
+            &serde_json::json!([{ "run-id": "r2", "node-id": "n1", "input": input.to_string(), "state": [] }]),
+        )
+        .await
+        .unwrap();
+    let err = out["err"]["inference-failed"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{out}"));
+    assert!(err.contains("BudgetExceeded"), "{err}");
+
     // Without the grant the agent does not load.
     let denied =
         TestPlugin::new("sneaky", "agent", test_component("chat_agent")).declares(&["inference"]);

@@ -1,6 +1,6 @@
-//! Spending limits per key, per plugin and per agent, safe under
-//! concurrency: a request reserves its largest possible cost before it is
-//! sent and settles with what the provider reports after.
+//! Spending limits per key, per plugin and per agent, per UTC calendar
+//! month, safe under concurrency: a request reserves its largest possible
+//! cost before it is sent and settles with what the provider reports after.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -36,9 +36,30 @@ struct Account {
 }
 
 /// The budgets of the platform. Scopes without a limit are not tracked.
+/// Spending starts over on the first day of each UTC month.
 #[derive(Debug, Default)]
 pub struct Budgets {
-    accounts: Mutex<HashMap<Scope, Account>>,
+    accounts: Mutex<Accounts>,
+}
+
+#[derive(Debug, Default)]
+struct Accounts {
+    /// First day of the month the spending is for.
+    month: i64,
+    by_scope: HashMap<Scope, Account>,
+}
+
+impl Accounts {
+    /// Start a new month's spending if the month has changed.
+    fn roll(&mut self) {
+        let month = crate::ledger::month_start(crate::ledger::day_of(std::time::SystemTime::now()));
+        if month != self.month {
+            self.month = month;
+            for account in self.by_scope.values_mut() {
+                account.spent = 0;
+            }
+        }
+    }
 }
 
 /// Money held for one request until it settles; dropping it unsettled
@@ -52,26 +73,43 @@ pub struct Reservation {
 impl Budgets {
     /// Budgets with these limits, in millionths of a dollar.
     pub fn new(limits: impl IntoIterator<Item = (Scope, u64)>) -> Self {
+        let mut accounts = Accounts {
+            month: 0,
+            by_scope: limits
+                .into_iter()
+                .map(|(scope, limit)| {
+                    (
+                        scope,
+                        Account {
+                            limit,
+                            ..Account::default()
+                        },
+                    )
+                })
+                .collect(),
+        };
+        accounts.roll();
         Self {
-            accounts: Mutex::new(
-                limits
-                    .into_iter()
-                    .map(|(scope, limit)| {
-                        (
-                            scope,
-                            Account {
-                                limit,
-                                ..Account::default()
-                            },
-                        )
-                    })
-                    .collect(),
-            ),
+            accounts: Mutex::new(accounts),
         }
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<Scope, Account>> {
-        self.accounts.lock().unwrap_or_else(|e| e.into_inner())
+    fn lock(&self) -> std::sync::MutexGuard<'_, Accounts> {
+        let mut accounts = self.accounts.lock().unwrap_or_else(|e| e.into_inner());
+        accounts.roll();
+        accounts
+    }
+
+    /// The scopes that have a budget.
+    pub fn scopes(&self) -> Vec<Scope> {
+        self.lock().by_scope.keys().cloned().collect()
+    }
+
+    /// What `scope` already spent this month, e.g. from the [`crate::Ledger`] at start.
+    pub fn set_spent(&self, scope: &Scope, spent: u64) {
+        if let Some(a) = self.lock().by_scope.get_mut(scope) {
+            a.spent = spent;
+        }
     }
 
     /// Hold `amount` in every scope that has a budget, or none if any of
@@ -83,7 +121,7 @@ impl Budgets {
     ) -> Result<Reservation, ModelError> {
         let mut accounts = self.lock();
         for scope in scopes {
-            if let Some(a) = accounts.get(scope) {
+            if let Some(a) = accounts.by_scope.get(scope) {
                 let committed = a.spent.saturating_add(a.reserved);
                 if committed.saturating_add(amount) > a.limit {
                     return Err(ModelError::BudgetExceeded(format!(
@@ -97,7 +135,7 @@ impl Budgets {
         }
         let mut held = Vec::new();
         for scope in scopes {
-            if let Some(a) = accounts.get_mut(scope) {
+            if let Some(a) = accounts.by_scope.get_mut(scope) {
                 a.reserved = a.reserved.saturating_add(amount);
                 held.push((scope.clone(), amount));
             }
@@ -110,7 +148,7 @@ impl Budgets {
 
     /// Spent so far in `scope` (settled requests only), micro-dollars.
     pub fn spent(&self, scope: &Scope) -> Option<u64> {
-        self.lock().get(scope).map(|a| a.spent)
+        self.lock().by_scope.get(scope).map(|a| a.spent)
     }
 }
 
@@ -124,7 +162,7 @@ impl Reservation {
     pub fn settle(mut self, actual: u64) {
         let mut accounts = self.budgets.lock();
         for (scope, amount) in self.held.drain(..) {
-            if let Some(a) = accounts.get_mut(&scope) {
+            if let Some(a) = accounts.by_scope.get_mut(&scope) {
                 a.reserved = a.reserved.saturating_sub(amount);
                 a.spent = a.spent.saturating_add(actual);
             }
@@ -139,7 +177,7 @@ impl Drop for Reservation {
         }
         let mut accounts = self.budgets.lock();
         for (scope, amount) in self.held.drain(..) {
-            if let Some(a) = accounts.get_mut(&scope) {
+            if let Some(a) = accounts.by_scope.get_mut(&scope) {
                 a.reserved = a.reserved.saturating_sub(amount);
             }
         }

@@ -15,18 +15,21 @@
 //!   sent and settle with the reported usage, so concurrent requests never
 //!   spend past a budget.
 //! - A [`UsageSink`] receives the tokens and cost of every call, for metering
-//!   per key and per plugin.
+//!   per key and per plugin; the [`Ledger`] keeps them in SQLite per day,
+//!   and budgets count the current UTC month from it, across restarts.
 
 #![deny(missing_docs)]
 
 mod breaker;
 mod budget;
+mod ledger;
 mod provider;
 mod router;
 mod types;
 
 pub use breaker::{Admit, Breakers};
 pub use budget::{Budgets, Reservation, Scope};
+pub use ledger::{Ledger, LedgerError, UsageLine, day_of, month_start};
 pub use provider::{BoxFuture, DeltaStream, Provider};
 pub use router::{CallRecord, Caller, NoSink, RoutedStream, Router, RouterConfig, UsageSink};
 pub use types::*;

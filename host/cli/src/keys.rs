@@ -91,7 +91,7 @@ fn read_secret(what: &str) -> Result<SecretString> {
     Ok(SecretString::from(trimmed))
 }
 
-fn date(text: &str) -> Result<SystemTime> {
+pub(crate) fn date(text: &str) -> Result<SystemTime> {
     let full = if text.len() == 10 {
         format!("{text}T00:00:00Z")
     } else {

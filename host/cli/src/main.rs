@@ -96,6 +96,13 @@ enum Command {
         #[arg(default_value = "", required_unless_present = "list")]
         prompt: String,
     },
+    /// Model calls per plugin, agent and model, with tokens and cost (from
+    /// the usage ledger; this month unless --since is given).
+    Usage {
+        /// Only usage since this date (`2026-11-01` or RFC 3339).
+        #[arg(long)]
+        since: Option<String>,
+    },
     /// Manage BYOK provider keys (encrypted at rest; secrets are never printed).
     Keys {
         #[command(subcommand)]
@@ -217,6 +224,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 list,
             },
         ),
+        Command::Usage { since } => usage(&cli.config, since.as_deref()),
         Command::Keys { command } => {
             keys::run(command, &data_dir(&cli.config)?)?;
             Ok(ExitCode::SUCCESS)
@@ -255,6 +263,45 @@ fn data_dir(config: &std::path::Path) -> Result<PathBuf> {
         return Ok(dir);
     }
     Ok(convergio_runtime::paths::home())
+}
+
+fn usage(config: &std::path::Path, since: Option<&str>) -> Result<ExitCode> {
+    use convergio_runtime::inference::{Ledger, day_of, month_start};
+    let path = data_dir(config)?.join("usage.db");
+    if !path.is_file() {
+        println!(
+            "no model calls recorded yet ({} does not exist)",
+            path.display()
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
+    let since_day = match since {
+        Some(text) => day_of(keys::date(text)?),
+        None => month_start(day_of(std::time::SystemTime::now())),
+    };
+    let ledger = Ledger::open(&path)?;
+    let lines = ledger.report(since_day)?;
+    if lines.is_empty() {
+        println!("no model calls in this period");
+    }
+    for l in lines {
+        println!(
+            "{}{}  {}  {} calls  {} in  {} out  ${:.6}{}",
+            l.plugin,
+            l.agent.map(|a| format!(" (agent {a})")).unwrap_or_default(),
+            l.model,
+            l.calls,
+            l.input_tokens,
+            l.output_tokens,
+            l.cost_micro_usd as f64 / 1_000_000.0,
+            if l.errors > 0 {
+                format!("  {} failed", l.errors)
+            } else {
+                String::new()
+            }
+        );
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 fn tokio() -> Result<tokio::runtime::Runtime> {

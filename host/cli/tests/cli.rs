@@ -498,6 +498,14 @@ fn chat_streams_an_answer_through_the_router() {
         text(&out.stdout)
     );
 
+    // Both calls are in the usage ledger of the platform's data directory.
+    let out = convergio(&["--config", config, "usage"]);
+    assert!(
+        text(&out.stdout).contains("cli  echo/echo-1  2 calls  3 in  5 out  $0.000013"),
+        "{}",
+        text(&out.stdout)
+    );
+
     let out = convergio(&["--config", config, "chat", "--model", "nope/x", "hi"]);
     assert!(!out.status.success());
     assert!(

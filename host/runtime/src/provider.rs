@@ -192,6 +192,8 @@ impl DeltaStream for ComponentStream {
 /// itself is counted by the HTTP capability when it leaves).
 pub(crate) struct MeteringSink {
     pub(crate) vault: Option<convergio_cap_keys::Vault>,
+    /// Every call, per day, plugin, agent and model (`usage.db`).
+    pub(crate) ledger: std::sync::Arc<ci::Ledger>,
 }
 
 impl ci::UsageSink for MeteringSink {
@@ -208,6 +210,10 @@ impl ci::UsageSink for MeteringSink {
             error = call.error.map(ModelError::kind),
             "model call"
         );
+        // One small upsert on a WAL database; budgets reload from it at start.
+        if let Err(e) = self.ledger.record(call, std::time::SystemTime::now()) {
+            tracing::warn!(error = %e, "could not record model usage in the ledger");
+        }
         let (Some(vault), Some(key)) = (self.vault.clone(), call.key) else {
             return;
         };

@@ -334,14 +334,23 @@ impl Runtime {
         if !problems.is_empty() {
             return Err(Error::Invalid(problems));
         }
+        let ledger = open_ledger(platform)?;
         let sink = Arc::new(crate::provider::MeteringSink {
             vault: self.inner.vault.clone(),
+            ledger: ledger.clone(),
         });
-        Ok(Arc::new(Router::new(
-            settings.router_config(),
-            providers,
-            sink,
-        )))
+        let router = Router::new(settings.router_config(), providers, sink);
+        // Budgets count the month: what was spent before this start still counts.
+        let month = convergio_cap_inference::month_start(convergio_cap_inference::day_of(
+            SystemTime::now(),
+        ));
+        for scope in router.budgets().scopes() {
+            let spent = ledger
+                .spent(&scope, month)
+                .map_err(|e| Error::Config(e.to_string()))?;
+            router.budgets().set_spent(&scope, spent);
+        }
+        Ok(Arc::new(router))
     }
 
     /// The provider plugins (kind `provider`), for the inference router:
@@ -998,6 +1007,19 @@ fn open_storage(platform: &Platform) -> Result<Arc<dyn Backend>> {
         ))
     })?;
     Ok(Arc::new(backend))
+}
+
+/// The usage ledger of model calls: `usage.db` in the data directory.
+fn open_ledger(platform: &Platform) -> Result<Arc<convergio_cap_inference::Ledger>> {
+    let path = platform
+        .runtime
+        .data_dir
+        .clone()
+        .unwrap_or_else(crate::paths::home)
+        .join("usage.db");
+    convergio_cap_inference::Ledger::open(&path)
+        .map(Arc::new)
+        .map_err(|e| Error::Config(format!("cannot open {}: {e}", path.display())))
 }
 
 /// The key vault, opened only when some plugin is granted keys (so a platform
