@@ -477,3 +477,41 @@ async fn callers_keep_succeeding_while_the_key_rotates() {
         versions.len()
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_are_kept_alive_and_replaced_when_closed() {
+    let upstream = Upstream::start(|r| {
+        if r.path == "/close" {
+            Reply::text("bye").header("connection", "close")
+        } else {
+            Reply::text("ok")
+        }
+    })
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let grants = format!("http = [\"{}\"]", upstream.origin());
+    let runtime = start(dir.path(), "", &[plugin(&grants, "")]).await;
+    let url = |path: &str| format!("{}{path}", upstream.origin());
+
+    for _ in 0..5 {
+        let out = fetch_one(&runtime, json!({ "url": url("/a") })).await;
+        assert_eq!(out["body"], "ok", "{out}");
+    }
+    assert_eq!(
+        upstream.connections(),
+        1,
+        "one connection for five requests"
+    );
+
+    // The server closes after this answer; the next request opens a new connection.
+    let out = fetch_one(&runtime, json!({ "url": url("/close") })).await;
+    assert_eq!(out["body"], "bye");
+    let out = fetch_one(&runtime, json!({ "url": url("/a") })).await;
+    assert_eq!(out["body"], "ok", "{out}");
+    assert_eq!(upstream.connections(), 2);
+
+    // Two requests at once: the idle connection serves one, a new one the other.
+    let outs = fetch(&runtime, json!({ "url": url("/a"), "count": 2 })).await;
+    assert!(outs.iter().all(|o| o["body"] == "ok"), "{outs:?}");
+    assert_eq!(upstream.connections(), 3);
+}

@@ -193,7 +193,6 @@ async fn an_agent_asks_models_through_the_inference_interface() {
     );
 
     // What was spent is in the ledger: a restarted platform still refuses.
-    drop(run);
     drop(runtime);
     let runtime = convergio_runtime::Runtime::new(&platform).await.unwrap();
     let input = serde_json::json!({ "model": "echo/echo-1", "prompt": "x".repeat(2000) });

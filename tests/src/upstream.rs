@@ -107,6 +107,7 @@ type Handler = Arc<dyn Fn(&Received) -> Reply + Send + Sync>;
 pub struct Upstream {
     addr: SocketAddr,
     received: Arc<Mutex<Vec<Received>>>,
+    connections: Arc<std::sync::atomic::AtomicUsize>,
     task: tokio::task::JoinHandle<()>,
     tls: bool,
 }
@@ -140,12 +141,15 @@ impl Upstream {
         let addr = listener.local_addr().expect("local address");
         let received = Arc::new(Mutex::new(Vec::new()));
         let log = received.clone();
+        let connections = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let accepted = connections.clone();
         let is_tls = tls.is_some();
         let task = tokio::spawn(async move {
             loop {
                 let Ok((socket, _)) = listener.accept().await else {
                     return;
                 };
+                accepted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
                 let handler = handler.clone();
                 let log = log.clone();
                 let tls = tls.clone();
@@ -174,6 +178,7 @@ impl Upstream {
         Self {
             addr,
             received,
+            connections,
             task,
             tls: is_tls,
         }
@@ -188,6 +193,11 @@ impl Upstream {
     pub fn origin(&self) -> String {
         let scheme = if self.tls { "https" } else { "http" };
         format!("{scheme}://127.0.0.1:{}", self.addr.port())
+    }
+
+    /// TCP connections accepted so far.
+    pub fn connections(&self) -> usize {
+        self.connections.load(std::sync::atomic::Ordering::SeqCst)
     }
 
     /// Every request received so far.

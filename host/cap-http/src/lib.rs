@@ -96,6 +96,8 @@ struct ClientInner {
     policy: HttpPolicy,
     in_flight: Arc<Semaphore>,
     platform: Arc<HttpPlatform>,
+    /// Kept-alive connections, per destination.
+    pool: send::Pool,
 }
 
 impl HttpClient {
@@ -108,6 +110,7 @@ impl HttpClient {
                 policy,
                 in_flight: Arc::new(Semaphore::new(permits)),
                 platform,
+                pool: send::Pool::default(),
             }),
         }
     }
@@ -115,6 +118,11 @@ impl HttpClient {
     /// The plugin's policy.
     pub fn policy(&self) -> &HttpPolicy {
         &self.inner.policy
+    }
+
+    /// Idle kept-alive connections the plugin holds.
+    pub fn idle_connections(&self) -> usize {
+        self.inner.pool.idle()
     }
 }
 

@@ -1,7 +1,9 @@
 //! One outgoing request, from the guest's `handle` to the response body.
 
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll, ready};
 use std::time::Duration;
 
@@ -9,6 +11,7 @@ use bytes::Bytes;
 use http::{Request, Response};
 use http_body::{Body, Frame, SizeHint};
 use http_body_util::BodyExt as _;
+use hyper::client::conn::http1::SendRequest;
 use rustls_pki_types::ServerName;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
@@ -19,7 +22,7 @@ use wasmtime_wasi_http::io::TokioIo;
 use wasmtime_wasi_http::{Error as HttpError, RequestOptions, WasiBody};
 
 use crate::keys::{self, AttachedKey};
-use crate::{HttpClient, IoFuture, Scheme, restricted};
+use crate::{ClientInner, HttpClient, IoFuture, Scheme, restricted};
 
 trait Stream: AsyncRead + AsyncWrite + Send + Unpin + 'static {}
 impl<T: AsyncRead + AsyncWrite + Send + Unpin + 'static> Stream for T {}
@@ -139,77 +142,6 @@ async fn exchange(
         options.and_then(|o| o.connect_timeout),
     );
     let connect_deadline = (Instant::now() + connect_timeout).min(total_deadline);
-    let addresses = match grant.ip() {
-        // An address literal in the grant is the operator's explicit permission.
-        Some(ip) => vec![SocketAddr::new(ip, target.port)],
-        None => {
-            let resolved = inner
-                .platform
-                .resolver
-                .resolve(&target.host, target.port, connect_deadline - Instant::now())
-                .await
-                .map_err(&fail)?;
-            let (allowed, refused): (Vec<SocketAddr>, Vec<SocketAddr>) = resolved
-                .into_iter()
-                .partition(|a| restricted(a.ip()).is_none());
-            if allowed.is_empty() {
-                let reasons: Vec<String> = refused
-                    .iter()
-                    .map(|a| {
-                        format!(
-                            "{} is {}",
-                            a.ip(),
-                            restricted(a.ip()).unwrap_or("restricted")
-                        )
-                    })
-                    .collect();
-                tracing::warn!(
-                    plugin,
-                    destination = %origin,
-                    "request denied: `{}` resolves only to internal addresses ({}); only a grant of the address itself, e.g. \"{}://{}:{}\", allows that",
-                    target.host,
-                    reasons.join(", "),
-                    target.scheme.as_str(),
-                    refused.first().map(|a| a.ip().to_string()).unwrap_or_default(),
-                    target.port
-                );
-                return Err(fail(HttpError::DestinationIpProhibited));
-            }
-            allowed
-        }
-    };
-
-    let stream = connect(&addresses, connect_deadline).await.map_err(&fail)?;
-    let stream: Box<dyn Stream> = match target.scheme {
-        Scheme::Http => Box::new(stream),
-        Scheme::Https => {
-            let name = match target.host.parse::<std::net::IpAddr>() {
-                Ok(ip) => ServerName::IpAddress(ip.into()),
-                Err(_) => ServerName::try_from(target.host.clone())
-                    .map_err(|_| fail(HttpError::HttpRequestUriInvalid))?,
-            };
-            let connector = tokio_rustls::TlsConnector::from(inner.platform.tls.clone());
-            match tokio::time::timeout_at(connect_deadline, connector.connect(name, stream)).await {
-                Err(_) => return Err(fail(HttpError::ConnectionTimeout)),
-                Ok(Err(e)) => {
-                    tracing::warn!(plugin, destination = %origin, error = %e, "TLS handshake failed");
-                    return Err(fail(HttpError::Tls(e)));
-                }
-                Ok(Ok(tls)) => Box::new(tls),
-            }
-        }
-    };
-    let (mut sender, connection) = match tokio::time::timeout_at(
-        connect_deadline,
-        hyper::client::conn::http1::handshake(TokioIo::new(stream)),
-    )
-    .await
-    {
-        Err(_) => return Err(fail(HttpError::ConnectionTimeout)),
-        Ok(Err(e)) => return Err(fail(HttpError::Hyper(e))),
-        Ok(Ok(parts)) => parts,
-    };
-    let driver = tokio::spawn(connection);
 
     // Origin form on the wire: the scheme and authority travel in `Host`.
     let path = request
@@ -224,12 +156,44 @@ async fn exchange(
     let first_byte_deadline = options
         .and_then(|o| o.first_byte_timeout)
         .map_or(total_deadline, |t| (Instant::now() + t).min(total_deadline));
-    let response =
-        match tokio::time::timeout_at(first_byte_deadline, sender.send_request(request)).await {
-            Err(_) => return Err(fail(HttpError::HttpResponseTimeout)),
-            Ok(Err(e)) => return Err(fail(HttpError::Hyper(e))),
-            Ok(Ok(response)) => response,
+    let pool_key = PoolKey {
+        scheme: target.scheme,
+        host: target.host.clone(),
+        port: target.port,
+    };
+    // A kept-alive connection to this destination if there is one (its
+    // address was checked when it was opened), else a new one. A pooled
+    // connection that the server closed meanwhile gives the request back
+    // unsent; it then goes on a new connection.
+    let mut request = Some(request);
+    let mut pooled = inner.pool.checkout(&pool_key);
+    let (sender, response) = loop {
+        let Some(next) = request.take() else {
+            return Err(fail(HttpError::InternalError(Some(
+                "the request was lost".to_owned(),
+            ))));
         };
+        let (mut sender, reused) = match pooled.take() {
+            Some(sender) => (sender, true),
+            None => (
+                open_connection(inner, &grant, &target, connect_deadline)
+                    .await
+                    .map_err(&fail)?,
+                false,
+            ),
+        };
+        match tokio::time::timeout_at(first_byte_deadline, sender.try_send_request(next)).await {
+            Err(_) => return Err(fail(HttpError::HttpResponseTimeout)),
+            Ok(Ok(response)) => break (sender, response),
+            Ok(Err(mut e)) => match e.take_message() {
+                Some(unsent) if reused => {
+                    tracing::debug!(plugin, destination = %origin, "a kept-alive connection was closed; opening a new one");
+                    request = Some(unsent);
+                }
+                _ => return Err(fail(HttpError::Hyper(e.into_error()))),
+            },
+        }
+    };
     let status = response.status();
     tracing::Span::current().record("status", status.as_u16());
     tracing::debug!(
@@ -276,19 +240,160 @@ async fn exchange(
             between_bytes: between_bytes.map(|d| (d, Box::pin(tokio::time::sleep(d)))),
             _permit: permit,
             failed: false,
+            reuse: Some((client.inner.clone(), pool_key, sender)),
         }
         .boxed_unsync()
     });
-    let io: IoFuture = Box::new(async move {
-        match driver.await {
-            Ok(Ok(())) => Ok(()),
-            Ok(Err(e)) => Err(HttpError::Hyper(e)),
-            Err(e) => Err(HttpError::InternalError(Some(format!(
-                "the connection task failed: {e}"
-            )))),
+    // The connection outlives the request when it is kept alive; its task
+    // logs its own failure, and the body reports what the guest must know.
+    let io: IoFuture = Box::new(async { Ok(()) });
+    Ok((response, io))
+}
+
+/// Resolve, check the addresses, connect, do TLS and the HTTP/1.1
+/// handshake; the connection is driven by a task of its own.
+async fn open_connection(
+    inner: &ClientInner,
+    grant: &crate::Destination,
+    target: &Target,
+    deadline: Instant,
+) -> Result<SendRequest<WasiBody>, HttpError> {
+    let plugin = inner.plugin.as_str();
+    let origin = target.origin();
+    let addresses = match grant.ip() {
+        // An address literal in the grant is the operator's explicit permission.
+        Some(ip) => vec![SocketAddr::new(ip, target.port)],
+        None => {
+            let resolved = inner
+                .platform
+                .resolver
+                .resolve(&target.host, target.port, deadline - Instant::now())
+                .await?;
+            let (allowed, refused): (Vec<SocketAddr>, Vec<SocketAddr>) = resolved
+                .into_iter()
+                .partition(|a| restricted(a.ip()).is_none());
+            if allowed.is_empty() {
+                let reasons: Vec<String> = refused
+                    .iter()
+                    .map(|a| {
+                        format!(
+                            "{} is {}",
+                            a.ip(),
+                            restricted(a.ip()).unwrap_or("restricted")
+                        )
+                    })
+                    .collect();
+                tracing::warn!(
+                    plugin,
+                    destination = %origin,
+                    "request denied: `{}` resolves only to internal addresses ({}); only a grant of the address itself, e.g. \"{}://{}:{}\", allows that",
+                    target.host,
+                    reasons.join(", "),
+                    target.scheme.as_str(),
+                    refused.first().map(|a| a.ip().to_string()).unwrap_or_default(),
+                    target.port
+                );
+                return Err(HttpError::DestinationIpProhibited);
+            }
+            allowed
+        }
+    };
+
+    let stream = connect(&addresses, deadline).await?;
+    let stream: Box<dyn Stream> = match target.scheme {
+        Scheme::Http => Box::new(stream),
+        Scheme::Https => {
+            let name = match target.host.parse::<std::net::IpAddr>() {
+                Ok(ip) => ServerName::IpAddress(ip.into()),
+                Err(_) => ServerName::try_from(target.host.clone())
+                    .map_err(|_| HttpError::HttpRequestUriInvalid)?,
+            };
+            let connector = tokio_rustls::TlsConnector::from(inner.platform.tls.clone());
+            match tokio::time::timeout_at(deadline, connector.connect(name, stream)).await {
+                Err(_) => return Err(HttpError::ConnectionTimeout),
+                Ok(Err(e)) => {
+                    tracing::warn!(plugin, destination = %origin, error = %e, "TLS handshake failed");
+                    return Err(HttpError::Tls(e));
+                }
+                Ok(Ok(tls)) => Box::new(tls),
+            }
+        }
+    };
+    let (sender, connection) = match tokio::time::timeout_at(
+        deadline,
+        hyper::client::conn::http1::handshake(TokioIo::new(stream)),
+    )
+    .await
+    {
+        Err(_) => return Err(HttpError::ConnectionTimeout),
+        Ok(Err(e)) => return Err(HttpError::Hyper(e)),
+        Ok(Ok(parts)) => parts,
+    };
+    let plugin = plugin.to_owned();
+    tokio::spawn(async move {
+        if let Err(e) = connection.await {
+            tracing::debug!(plugin, destination = %origin, error = %e, "connection ended with an error");
         }
     });
-    Ok((response, io))
+    Ok(sender)
+}
+
+/// Where a kept-alive connection may be reused: the same destination.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub(crate) struct PoolKey {
+    scheme: Scheme,
+    host: String,
+    port: u16,
+}
+
+/// Idle connections per destination, each with the time it became idle.
+type IdleConnections = HashMap<PoolKey, Vec<(SendRequest<WasiBody>, Instant)>>;
+
+/// Idle kept-alive connections of one plugin, per destination.
+#[derive(Debug, Default)]
+pub(crate) struct Pool {
+    idle: std::sync::Mutex<IdleConnections>,
+}
+
+/// Most idle connections kept per destination.
+const MAX_IDLE_PER_DESTINATION: usize = 8;
+/// How long an idle connection is kept.
+const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+
+impl Pool {
+    fn lock(&self) -> std::sync::MutexGuard<'_, IdleConnections> {
+        self.idle.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// A usable idle connection to `key`, most recently used first.
+    fn checkout(&self, key: &PoolKey) -> Option<SendRequest<WasiBody>> {
+        let mut idle = self.lock();
+        let list = idle.get_mut(key)?;
+        while let Some((sender, since)) = list.pop() {
+            if since.elapsed() < IDLE_TIMEOUT && sender.is_ready() && !sender.is_closed() {
+                return Some(sender);
+            }
+        }
+        None
+    }
+
+    /// Keep `sender` for the next request to `key`.
+    fn checkin(&self, key: PoolKey, sender: SendRequest<WasiBody>) {
+        if sender.is_closed() {
+            return;
+        }
+        let mut idle = self.lock();
+        let list = idle.entry(key).or_default();
+        list.retain(|(s, since)| since.elapsed() < IDLE_TIMEOUT && !s.is_closed());
+        if list.len() < MAX_IDLE_PER_DESTINATION {
+            list.push((sender, Instant::now()));
+        }
+    }
+
+    /// Idle connections kept, for tests and metrics.
+    pub(crate) fn idle(&self) -> usize {
+        self.lock().values().map(Vec::len).sum()
+    }
 }
 
 /// The shorter of the plugin's limit and the guest's own option.
@@ -329,6 +434,9 @@ struct LimitedBody {
     /// The plugin's in-flight slot, released when the body is done or dropped.
     _permit: OwnedSemaphorePermit,
     failed: bool,
+    /// The connection, kept alive for the next request once the body has
+    /// been read to its end (never after an error or an early drop).
+    reuse: Option<(Arc<ClientInner>, PoolKey, SendRequest<WasiBody>)>,
 }
 
 impl LimitedBody {
@@ -376,7 +484,12 @@ impl Body for LimitedBody {
                 self.failed = true;
                 Poll::Ready(Some(Err(err)))
             }
-            Poll::Ready(None) => Poll::Ready(None),
+            Poll::Ready(None) => {
+                if let Some((client, key, sender)) = self.reuse.take() {
+                    client.pool.checkin(key, sender);
+                }
+                Poll::Ready(None)
+            }
             Poll::Pending => {
                 if self.total.as_mut().poll(cx).is_ready() {
                     return self.fail(
