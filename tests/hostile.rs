@@ -100,9 +100,10 @@ async fn fuel_limit_stops_a_loop() {
 async fn concurrency_limit_reports_busy() {
     let dir = tempfile::tempdir().unwrap();
     // One instance at a time; a call waits at most 100 ms for it.
-    let plugin = misbehaving().limits("deadline-ms = 2000\nmax-instances = 1\nqueue-ms = 100");
+    let plugin = misbehaving().limits("deadline-ms = 5000\nmax-instances = 1\nqueue-ms = 100");
     let runtime = start(dir.path(), "", &[plugin]).await;
-    // A call of 200 ms holds the only instance...
+    // A call of 1.5 s holds the only instance (long enough to have started
+    // on a loaded machine by the time the second call comes)...
     let slow: Vec<_> = (0..1)
         .map(|_| {
             let runtime = runtime.clone();
@@ -111,13 +112,13 @@ async fn concurrency_limit_reports_busy() {
                     .invoke_json(
                         "misbehaving",
                         "tool.invoke",
-                        &json!(["sleep-ms", "{\"ms\": 200}"]),
+                        &json!(["sleep-ms", "{\"ms\": 1500}"]),
                     )
                     .await
             })
         })
         .collect();
-    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
     // ...so a second call cannot get it within its 100 ms of queueing.
     let err = runtime
         .invoke_json("misbehaving", "tool.invoke", &json!(["echo", "1"]))
