@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 
 use convergio_runtime::{Platform, Runtime};
 
+pub mod fake_providers;
 pub mod upstream;
 
 /// The workspace root.

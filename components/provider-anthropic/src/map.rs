@@ -223,7 +223,14 @@ fn tool(definition: &ToolDefinition) -> Result<Tool, ModelError> {
 
 /// The completion in a successful non-streamed response body.
 pub fn parse_completion(body: &[u8], request_model: &str) -> Result<Completion, ModelError> {
-    let response: MessagesResponse = provider::parse_response(body)?;
+    let response: MessagesResponse = provider::parse_response(body).map_err(|e| match e {
+        // Say whose answer it was and what it looked like.
+        ModelError::MalformedResponse(why) => ModelError::MalformedResponse(format!(
+            "Anthropic API answered with a body that is not a message ({why}): {}",
+            snippet(body)
+        )),
+        other => other,
+    })?;
     let model = response
         .model
         .filter(|m| !m.is_empty())
@@ -1034,8 +1041,16 @@ mod tests {
     fn unparseable_responses_are_malformed() {
         for body in [&b"<html>502</html>"[..], b"{\"content\": 3}", b""] {
             let err = parse_completion(body, "claude-opus-5-5").unwrap_err();
-            assert!(matches!(err, ModelError::MalformedResponse(_)), "{err:?}");
+            assert!(
+                matches!(&err, ModelError::MalformedResponse(m) if m.starts_with("Anthropic API answered with a body that is not a message")),
+                "{err:?}"
+            );
         }
+        let err = parse_completion(b"<html>502</html>", "claude-opus-5-5").unwrap_err();
+        assert!(
+            matches!(&err, ModelError::MalformedResponse(m) if m.ends_with(": <html>502</html>")),
+            "{err:?}"
+        );
     }
 
     #[test]

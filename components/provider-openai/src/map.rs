@@ -337,9 +337,26 @@ fn tool(definition: &ToolDefinition) -> Result<Tool, ModelError> {
     })
 }
 
+/// A 2xx body as `T`; one that is not says whose answer it was and what
+/// it looked like.
+fn parse<T: serde::de::DeserializeOwned>(
+    body: &[u8],
+    api: &Api,
+    what: &str,
+) -> Result<T, ModelError> {
+    provider::parse_response(body).map_err(|e| match e {
+        ModelError::MalformedResponse(why) => ModelError::MalformedResponse(format!(
+            "{} answered with a body that is not {what} ({why}): {}",
+            api.name,
+            snippet(body)
+        )),
+        other => other,
+    })
+}
+
 /// The completion in a successful non-streamed response body.
 pub fn parse_completion(body: &[u8], call: &Call) -> Result<Completion, ModelError> {
-    let response: ChatResponse = provider::parse_response(body)?;
+    let response: ChatResponse = parse(body, &call.api, "a chat completion")?;
     let model = response.model.as_deref();
     let Some(choice) = response
         .choices
@@ -422,7 +439,7 @@ pub fn build_embeddings_request(
 
 /// The vectors of a successful embeddings response, in input order.
 pub fn parse_embeddings(body: &[u8], call: &Call, inputs: usize) -> Result<Embeddings, ModelError> {
-    let response: EmbeddingsResponse = provider::parse_response(body)?;
+    let response: EmbeddingsResponse = parse(body, &call.api, "an embeddings list")?;
     let mut data = response.data;
     data.sort_by_key(|d| d.index);
     let in_order = data.iter().enumerate().all(|(i, d)| d.index == i);
@@ -1305,11 +1322,21 @@ mod tests {
             assert!(
                 matches!(
                     parse_completion(body.as_bytes(), &call),
-                    Err(ModelError::MalformedResponse(_))
+                    Err(ModelError::MalformedResponse(m)) if m.starts_with("OpenAI API answered")
                 ),
                 "{body}"
             );
         }
+        assert!(matches!(
+            parse_completion(b"not json", &call),
+            Err(ModelError::MalformedResponse(m))
+                if m.contains("not a chat completion") && m.ends_with(": not json")
+        ));
+        assert!(matches!(
+            parse_embeddings(b"<html>", &call, 1),
+            Err(ModelError::MalformedResponse(m))
+                if m.contains("not an embeddings list") && m.ends_with(": <html>")
+        ));
     }
 
     fn feed(decoder: &mut StreamDecoder, data: &[Value]) -> Vec<Delta> {
