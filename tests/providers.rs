@@ -1227,7 +1227,6 @@ async fn a_refused_key_fails_over_to_a_provider_with_its_own_key() {
 /// should refuse to start. Today the router keys providers by id and keeps
 /// the last one silently: every `anthropic/…` request goes to one account.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "runtime/router bug: provider plugins of one adapter share `info().id`; Router::new keeps only the last, silently (see docs/providers.md)"]
 async fn two_plugins_of_one_adapter_are_both_reachable() {
     let eu = FakeProvider::start(Flavor::Anthropic, &secret(Flavor::Anthropic)).await;
     let us = FakeProvider::start(Flavor::Anthropic, &secret(Flavor::Anthropic)).await;
@@ -1240,13 +1239,17 @@ async fn two_plugins_of_one_adapter_are_both_reachable() {
     assert_eq!(platform.providers.len(), 2, "both plugins are providers");
     let ids: std::collections::BTreeSet<&str> = platform.providers.iter().map(|p| p.id()).collect();
     let models = platform.router.models().await;
-    let (model, _) = chat_model(&models, "anthropic");
-    for _ in 0..4 {
-        platform
-            .router
-            .complete(&caller(), plain_chat(&model))
-            .await
-            .unwrap();
+    // Both report `anthropic`, so each is named by its plugin id.
+    for account in ["anthropic-eu", "anthropic-us"] {
+        let (model, _) = chat_model(&models, account);
+        for _ in 0..2 {
+            let done = platform
+                .router
+                .complete(&caller(), plain_chat(&model))
+                .await
+                .unwrap();
+            assert_eq!(done.provider, account);
+        }
     }
     assert!(
         ids.len() == 2 || (!eu.exchanges().is_empty() && !us.exchanges().is_empty()),

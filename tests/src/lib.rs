@@ -47,6 +47,11 @@ pub fn crate_component(crate_name: &str) -> PathBuf {
     built("debug", &format!("{crate_name}.wasm"))
 }
 
+/// A built component of a workspace crate (its cdylib), release build.
+pub fn release_crate_component(crate_name: &str) -> PathBuf {
+    built("release", &format!("{crate_name}.wasm"))
+}
+
 fn built(profile: &str, relative: &str) -> PathBuf {
     let path = target_dir()
         .join("wasm32-wasip2")

@@ -150,6 +150,8 @@ impl Upstream {
                     return;
                 };
                 accepted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                // Like production servers: no Nagle delay on small writes.
+                let _ = socket.set_nodelay(true);
                 let handler = handler.clone();
                 let log = log.clone();
                 let tls = tls.clone();

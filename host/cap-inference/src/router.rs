@@ -395,6 +395,8 @@ impl Router {
                 .await;
             match outcome {
                 Ok(mut completion) => {
+                    // The routed name, which tells two accounts of one provider apart.
+                    completion.provider = entry.provider.id().to_owned();
                     completion.usage = Self::priced(entry, completion.usage);
                     reservation.settle(completion.usage.cost_micro_usd);
                     self.report(caller, entry, completion.usage, None);

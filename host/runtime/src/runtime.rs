@@ -353,9 +353,11 @@ impl Runtime {
         Ok(Arc::new(router))
     }
 
-    /// The provider plugins (kind `provider`), for the inference router:
-    /// each is asked for its id (`info()`); its key is its `key` config
-    /// value, else `ID/default` when it is granted keys.
+    /// The provider plugins (kind `provider`), for the inference router.
+    /// Each is named by the id its `info()` reports (`openai/…`), unless
+    /// several plugins report the same id (two accounts of one provider):
+    /// then each of those is named by its plugin id. Its key is its `key`
+    /// config value, else `ID/default` when it is granted keys.
     pub async fn providers(&self) -> Result<Vec<Arc<dyn convergio_cap_inference::Provider>>> {
         let slots: Vec<(String, Arc<Slot>)> = self
             .read_slots()
@@ -365,7 +367,7 @@ impl Runtime {
             })
             .map(|(id, slot)| (id.clone(), slot.clone()))
             .collect();
-        let mut out: Vec<Arc<dyn convergio_cap_inference::Provider>> = Vec::new();
+        let mut found = Vec::new();
         for (plugin, slot) in slots {
             let loaded = slot.current.load_full();
             let fail = |message: String| Error::Load {
@@ -387,15 +389,34 @@ impl Runtime {
                 .as_ref()
                 .and_then(|c| c.get("key").cloned())
                 // `NAME` alone is a key of this provider, as the adapters read it.
-                .map(|k| if k.contains('/') { k } else { format!("{}/{k}", info.id) })
+                .map(|k| {
+                    if k.contains('/') {
+                        k
+                    } else {
+                        format!("{}/{k}", info.id)
+                    }
+                })
                 .or_else(|| (!grants.keys.is_empty()).then(|| format!("{}/default", info.id)));
-            out.push(Arc::new(crate::provider::ComponentProvider {
+            found.push(crate::provider::ComponentProvider {
                 inner: Arc::downgrade(&self.inner),
                 slot: Arc::downgrade(&slot),
                 plugin: plugin.clone(),
                 id: info.id,
                 key,
-            }));
+            });
+        }
+        let found_ids: Vec<String> = found
+            .iter()
+            .map(|p: &crate::provider::ComponentProvider| p.id.clone())
+            .collect();
+        let mut out: Vec<Arc<dyn convergio_cap_inference::Provider>> = Vec::new();
+        for mut provider in std::mem::take(&mut found) {
+            let shared = found_ids.iter().filter(|id| **id == provider.id).count() > 1;
+            if shared {
+                tracing::info!(plugin = %provider.plugin, provider = %provider.id, "several plugins provide `{}`; this one is named `{}`", provider.id, provider.plugin);
+                provider.id = provider.plugin.clone();
+            }
+            out.push(Arc::new(provider));
         }
         Ok(out)
     }
