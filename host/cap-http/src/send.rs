@@ -440,6 +440,13 @@ struct LimitedBody {
 }
 
 impl LimitedBody {
+    /// Return the connection to the pool: the whole body has arrived.
+    fn give_back(&mut self) {
+        if let Some((client, key, sender)) = self.reuse.take() {
+            client.pool.checkin(key, sender);
+        }
+    }
+
     fn fail(&mut self, err: HttpError, why: &str) -> Poll<Option<Result<Frame<Bytes>, HttpError>>> {
         self.failed = true;
         tracing::warn!(plugin = %self.plugin, key = self.key.as_ref().map(AttachedKey::reference), "response body ended: {why}");
@@ -473,6 +480,11 @@ impl Body for LimitedBody {
                 if let Some((every, sleep)) = &mut self.between_bytes {
                     sleep.as_mut().reset(Instant::now() + *every);
                 }
+                // The last frame of a body of known length: the connection is
+                // free for the next request before the guest reads this one.
+                if self.inner.is_end_stream() {
+                    self.give_back();
+                }
                 Poll::Ready(Some(Ok(frame)))
             }
             Poll::Ready(Some(Err(e))) => {
@@ -485,9 +497,7 @@ impl Body for LimitedBody {
                 Poll::Ready(Some(Err(err)))
             }
             Poll::Ready(None) => {
-                if let Some((client, key, sender)) = self.reuse.take() {
-                    client.pool.checkin(key, sender);
-                }
+                self.give_back();
                 Poll::Ready(None)
             }
             Poll::Pending => {
