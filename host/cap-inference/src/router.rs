@@ -378,10 +378,35 @@ impl Router {
         caller: &Caller,
         request: ChatRequest,
     ) -> Result<Completion, ModelError> {
-        let candidates = self.candidates(&request).await?;
+        let (mut completion, entry, reservation) = self
+            .route(caller, &request, |entry, provider_request| {
+                entry.provider.complete(provider_request)
+            })
+            .await?;
+        // The routed name, which tells two accounts of one provider apart.
+        completion.provider = entry.provider.id().to_owned();
+        completion.usage = Self::priced(&entry, completion.usage);
+        reservation.settle(completion.usage.cost_micro_usd);
+        self.report(caller, &entry, completion.usage, None);
+        Ok(completion)
+    }
+
+    /// Try the candidates of `request` in order: skip open circuits, hold
+    /// the budget, call `attempt` with retries, fail over on failures that
+    /// another model may not have. The winner comes back with its hold.
+    async fn route<T, F>(
+        &self,
+        caller: &Caller,
+        request: &ChatRequest,
+        mut attempt: F,
+    ) -> Result<(T, Entry, Reservation), ModelError>
+    where
+        F: for<'a> FnMut(&'a Entry, ProviderRequest) -> BoxFuture<'a, Result<T, ModelError>>,
+    {
+        let candidates = self.candidates(request).await?;
         let mut last = None;
         for entry in &candidates {
-            let reservation = match self.admit(caller, &request, entry) {
+            let reservation = match self.admit(caller, request, entry) {
                 Ok(Some(r)) => r,
                 Ok(None) => continue,
                 Err(e) => {
@@ -389,19 +414,12 @@ impl Router {
                     continue;
                 }
             };
-            let provider_request = Self::provider_request(&request, entry);
+            let provider_request = Self::provider_request(request, entry);
             let outcome = self
-                .with_retries(entry, || entry.provider.complete(provider_request.clone()))
+                .with_retries(entry, || attempt(entry, provider_request.clone()))
                 .await;
             match outcome {
-                Ok(mut completion) => {
-                    // The routed name, which tells two accounts of one provider apart.
-                    completion.provider = entry.provider.id().to_owned();
-                    completion.usage = Self::priced(entry, completion.usage);
-                    reservation.settle(completion.usage.cost_micro_usd);
-                    self.report(caller, entry, completion.usage, None);
-                    return Ok(completion);
-                }
+                Ok(value) => return Ok((value, entry.clone(), reservation)),
                 Err(e) => {
                     drop(reservation);
                     self.report(caller, entry, Usage::default(), Some(&e));
@@ -507,52 +525,25 @@ impl Router {
         caller: &Caller,
         request: ChatRequest,
     ) -> Result<RoutedStream, ModelError> {
-        let candidates = self.candidates(&request).await?;
-        let mut last = None;
-        for entry in &candidates {
-            let reservation = match self.admit(caller, &request, entry) {
-                Ok(Some(r)) => r,
-                Ok(None) => continue,
-                Err(e) => {
-                    last = Some(e);
-                    continue;
-                }
-            };
-            let provider_request = Self::provider_request(&request, entry);
-            let opened = self
-                .with_retries(entry, || {
-                    let provider = entry.provider.clone();
-                    let request = provider_request.clone();
-                    let timeout = self.config.first_token_timeout;
-                    Box::pin(async move { first_delta(provider, request, timeout).await })
-                })
-                .await;
-            match opened {
-                Ok((stream, first)) => {
-                    return Ok(RoutedStream {
-                        stream,
-                        first: Some(first),
-                        entry: entry.clone(),
-                        caller: caller.clone(),
-                        reservation: Some(reservation),
-                        sink: self.sink.clone(),
-                        done: false,
-                    });
-                }
-                Err(e) => {
-                    drop(reservation);
-                    self.report(caller, entry, Usage::default(), Some(&e));
-                    if !e.allows_failover() {
-                        return Err(e);
-                    }
-                    tracing::warn!(model = %entry.name, error = %e, "stream failed before its first delta; failing over");
-                    last = Some(e);
-                }
-            }
-        }
-        Err(last.unwrap_or_else(|| {
-            ModelError::Overloaded("every candidate model is cooling down after failures".into())
-        }))
+        let timeout = self.config.first_token_timeout;
+        let ((stream, first), entry, reservation) = self
+            .route(caller, &request, |entry, provider_request| {
+                Box::pin(first_delta(
+                    entry.provider.clone(),
+                    provider_request,
+                    timeout,
+                ))
+            })
+            .await?;
+        Ok(RoutedStream {
+            stream,
+            first: Some(first),
+            entry,
+            caller: caller.clone(),
+            reservation: Some(reservation),
+            sink: self.sink.clone(),
+            done: false,
+        })
     }
 
     /// Embed texts with a named model, or the cheapest embedding model.
