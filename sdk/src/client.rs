@@ -175,6 +175,11 @@ impl Request {
         self
     }
 
+    /// The URL the request goes to.
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
     /// Send the request and wait for the response headers.
     pub fn send(self) -> Result<Response, HttpError> {
         let (scheme, rest) = self
@@ -324,6 +329,11 @@ impl Response {
             .iter()
             .find(|(n, _)| n.eq_ignore_ascii_case(name))
             .and_then(|(_, v)| std::str::from_utf8(v).ok())
+    }
+
+    /// Every header, in the order received (names as sent, values as bytes).
+    pub fn headers(&self) -> &[(String, Vec<u8>)] {
+        &self.headers
     }
 
     /// The next piece of the body as it arrives; `None` at the end.

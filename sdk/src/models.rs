@@ -2,7 +2,7 @@
 //! `convergio:platform/inference`, so that a request fits in a few lines.
 
 use crate::inference::{ChatRequest, ModelSelector, Requirements, Strategy};
-use crate::types::{Completion, Message, Role, Sampling};
+use crate::types::{Completion, Message, Role, Sampling, Usage};
 
 impl Message {
     /// A message of `role` with text `content`, no tool calls.
@@ -94,6 +94,26 @@ impl ChatRequest {
             sampling: Sampling::default(),
             json_mode: false,
         }
+    }
+}
+
+impl Usage {
+    /// Token counts as an API reports them (saturated to `u32`) and their
+    /// cost, e.g. from [`crate::provider::cost_micro_usd`].
+    pub fn new(input_tokens: u64, output_tokens: u64, cost_micro_usd: u64) -> Self {
+        let clamp = |n: u64| u32::try_from(n).unwrap_or(u32::MAX);
+        Self {
+            input_tokens: clamp(input_tokens),
+            output_tokens: clamp(output_tokens),
+            cost_micro_usd,
+        }
+    }
+}
+
+/// No tokens, no cost (e.g. an API that reports no usage).
+impl Default for Usage {
+    fn default() -> Self {
+        Self::new(0, 0, 0)
     }
 }
 

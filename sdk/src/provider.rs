@@ -4,8 +4,30 @@
 //! and register it with [`export_provider!`](crate::export_provider). An
 //! adapter reaches its upstream API only through [`crate::http`], naming its
 //! key with [`crate::keys::reference`].
+//!
+//! What every adapter needs besides its API's own mapping is here, so that
+//! an adapter keeps only what is specific to its API:
+//!
+//! | helper | what |
+//! | --- | --- |
+//! | [`ProviderConfig`], [`KeyName`], [`check_base_url`], [`wasi_config`] | read and check the operator's settings; errors name the key and the `platform.toml` line that fixes it |
+//! | [`Upstream`] | the API's name, origin and key: POST JSON with the key by reference ([`Upstream::post_json`], [`Upstream::send`]), and the errors of transport failures, refused keys and broken streams |
+//! | [`ErrorResponse`], [`retry_after_ms`], [`http_date`], [`now_unix_secs`] | a response that is not 2xx, its `Retry-After` header (seconds or HTTP date) |
+//! | [`SseStream`], [`EventDecoder`] | the `completion-stream` resource over server-sent events |
+//! | [`cost_micro_usd`], [`Usage::new`] | usage and its cost from declared prices |
+//! | [`tool_parameters`], [`tool_call_arguments`] | a tool's JSON Schema and a call's arguments as JSON objects |
+//! | [`parse_response`], [`excerpt`] | a JSON answer, a body quoted in an error message |
 
 use serde::de::DeserializeOwned;
+use serde_json::Value;
+
+pub mod settings;
+pub mod stream;
+pub mod upstream;
+
+pub use settings::{KeyName, ProviderConfig, check_base_url, wasi_config};
+pub use stream::{EventDecoder, EventSource, SseStream};
+pub use upstream::{ErrorResponse, Upstream, excerpt, http_date, now_unix_secs, retry_after_ms};
 
 #[doc(hidden)]
 #[allow(missing_docs, unsafe_code, unused_qualifications, clippy::all)]
@@ -42,4 +64,135 @@ pub type Result<T, E = ModelError> = core::result::Result<T, E>;
 /// Parses an upstream's JSON answer; a failure becomes [`ModelError::MalformedResponse`].
 pub fn parse_response<T: DeserializeOwned>(body: &[u8]) -> Result<T> {
     serde_json::from_slice(body).map_err(|e| ModelError::MalformedResponse(e.to_string()))
+}
+
+/// The parameters of `definition` as a JSON Schema object; empty text is
+/// an object schema without properties. Anything else is a `bad-request`.
+pub fn tool_parameters(definition: &ToolDefinition) -> Result<Value> {
+    if definition.parameters.trim().is_empty() {
+        return Ok(serde_json::json!({"type": "object", "properties": {}}));
+    }
+    match serde_json::from_str::<Value>(&definition.parameters) {
+        Ok(schema @ Value::Object(_)) => Ok(schema),
+        Ok(_) => Err(ModelError::BadRequest(format!(
+            "the parameters of tool `{}` are not a JSON Schema object",
+            definition.name
+        ))),
+        Err(e) => Err(ModelError::BadRequest(format!(
+            "the parameters of tool `{}` are not valid JSON: {e}",
+            definition.name
+        ))),
+    }
+}
+
+/// The arguments of `call` (an assistant's tool call sent back in a
+/// conversation) as a JSON object; empty text is `{}`. Anything else is a
+/// `bad-request` naming the call.
+pub fn tool_call_arguments(call: &ToolCall) -> Result<Value> {
+    if call.arguments.trim().is_empty() {
+        return Ok(Value::Object(serde_json::Map::new()));
+    }
+    match serde_json::from_str::<Value>(&call.arguments) {
+        Ok(arguments @ Value::Object(_)) => Ok(arguments),
+        Ok(_) => Err(ModelError::BadRequest(format!(
+            "the arguments of tool call `{}` ({}) are not a JSON object",
+            call.id, call.name
+        ))),
+        Err(e) => Err(ModelError::BadRequest(format!(
+            "the arguments of tool call `{}` ({}) are not valid JSON: {e}",
+            call.id, call.name
+        ))),
+    }
+}
+
+/// The cost in millionths of a US dollar of `(tokens, usd_per_mtok)` pairs,
+/// e.g. `[(input_tokens, input_price), (output_tokens, output_price)]`
+/// with list prices in US dollars per million tokens (which is
+/// micro-dollars per token). Rounded to the nearest micro-dollar; a sum that
+/// is not a positive number costs 0.
+pub fn cost_micro_usd(priced: impl IntoIterator<Item = (u64, f64)>) -> u64 {
+    let micro: f64 = priced
+        .into_iter()
+        .map(|(tokens, usd_per_mtok)| tokens as f64 * usd_per_mtok)
+        .sum();
+    if micro.is_finite() && micro > 0.0 {
+        // `as` saturates: a huge cost caps at `u64::MAX`.
+        micro.round() as u64
+    } else {
+        0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cost_is_tokens_times_price_per_million() {
+        // 1000 × $4/M + 500 × $20/M = $0.004 + $0.010.
+        assert_eq!(cost_micro_usd([(1_000, 4.0), (500, 20.0)]), 14_000);
+        assert_eq!(cost_micro_usd([(1, 0.4), (1, 0.4)]), 1);
+        assert_eq!(cost_micro_usd([(3, 0.5)]), 2);
+        assert_eq!(cost_micro_usd([]), 0);
+        assert_eq!(cost_micro_usd([(10, -1.0)]), 0);
+        assert_eq!(cost_micro_usd([(10, f64::NAN)]), 0);
+    }
+
+    #[test]
+    fn tool_schemas_and_arguments_are_json_objects() {
+        let tool = |parameters: &str| ToolDefinition {
+            name: "f".into(),
+            description: String::new(),
+            parameters: parameters.into(),
+        };
+        assert_eq!(
+            tool_parameters(&tool(" ")).unwrap(),
+            serde_json::json!({"type": "object", "properties": {}})
+        );
+        assert_eq!(
+            tool_parameters(&tool(r#"{"type":"object"}"#)).unwrap(),
+            serde_json::json!({"type": "object"})
+        );
+        for (bad, why) in [("[]", "not a JSON Schema object"), ("{", "not valid JSON")] {
+            assert!(
+                matches!(tool_parameters(&tool(bad)), Err(ModelError::BadRequest(m)) if m.contains(why) && m.contains("`f`"))
+            );
+        }
+        let call = |arguments: &str| ToolCall {
+            id: "call_1".into(),
+            name: "f".into(),
+            arguments: arguments.into(),
+        };
+        assert_eq!(
+            tool_call_arguments(&call("")).unwrap(),
+            serde_json::json!({})
+        );
+        assert_eq!(
+            tool_call_arguments(&call(r#"{"a": 1}"#)).unwrap(),
+            serde_json::json!({"a": 1})
+        );
+        for (bad, why) in [("1", "not a JSON object"), ("{", "not valid JSON")] {
+            assert!(
+                matches!(tool_call_arguments(&call(bad)), Err(ModelError::BadRequest(m)) if m.contains(why) && m.contains("`call_1` (f)"))
+            );
+        }
+    }
+
+    #[test]
+    fn usage_saturates_token_counts() {
+        let usage = Usage::new(u64::MAX, 7, 9);
+        assert_eq!(
+            (
+                usage.input_tokens,
+                usage.output_tokens,
+                usage.cost_micro_usd
+            ),
+            (u32::MAX, 7, 9)
+        );
+        let none = Usage::default();
+        assert_eq!(
+            (none.input_tokens, none.output_tokens, none.cost_micro_usd),
+            (0, 0, 0)
+        );
+    }
 }
