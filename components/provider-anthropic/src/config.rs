@@ -2,7 +2,7 @@
 //! sets under the plugin's `[plugin.grants]` in `platform.toml`) and checked
 //! before any request is sent.
 
-use convergio_sdk::provider::ModelError;
+use convergio_sdk::provider::{KeyName, ModelError, ProviderConfig, Upstream};
 
 /// Where the API lives unless `base-url` says otherwise.
 pub const DEFAULT_BASE_URL: &str = "https://api.anthropic.com";
@@ -22,10 +22,8 @@ pub const KEYS: [&str; 4] = ["base-url", "key", "anthropic-version", "default-ma
 pub struct Settings {
     /// `scheme://host[:port][/prefix]`, without a trailing slash.
     pub base_url: String,
-    /// The key's provider in the vault (`anthropic` unless named).
-    pub key_provider: String,
-    /// The key's name (`default` unless named).
-    pub key_name: String,
+    /// The key (`anthropic/default` unless named).
+    pub key: KeyName,
     /// Value of the `anthropic-version` header.
     pub api_version: String,
     /// `max_tokens` for requests that set none.
@@ -38,118 +36,63 @@ impl Settings {
         format!("{}/v1/messages", self.base_url)
     }
 
+    /// The API, for requests and error messages.
+    pub fn upstream(&self) -> Upstream {
+        Upstream::new("Anthropic API", &self.base_url, self.key.clone())
+    }
+
     /// Read and check every setting; `get` returns the value of a key, `None`
     /// when the operator did not set it, or why it could not be read.
     pub fn load(get: impl Fn(&str) -> Result<Option<String>, String>) -> Result<Self, ModelError> {
-        let read = |key: &str| {
-            get(key).map_err(|e| {
-                ModelError::BadRequest(format!(
-                    "configuration `{key}` of the anthropic provider could not be read: {e}"
-                ))
-            })
-        };
-        let base_url = match read("base-url")? {
-            Some(url) => base_url(&url)?,
-            None => DEFAULT_BASE_URL.to_owned(),
-        };
-        let key = read("key")?.unwrap_or_else(|| DEFAULT_KEY.to_owned());
-        let (key_provider, key_name) = key_name(&key)?;
-        let api_version = match read("anthropic-version")? {
-            Some(v) => api_version(&v)?,
+        let config = ProviderConfig::new("anthropic", get);
+        let base_url = config.base_url(DEFAULT_BASE_URL)?;
+        let key = config.key(DEFAULT_KEY)?;
+        let api_version = match config.optional("anthropic-version")? {
+            Some(v) if is_header_value(&v) => v.trim().to_owned(),
+            Some(v) => {
+                return Err(config.invalid(
+                    "anthropic-version",
+                    &v,
+                    "is not a header value",
+                    DEFAULT_API_VERSION,
+                ));
+            }
             None => DEFAULT_API_VERSION.to_owned(),
         };
-        let default_max_tokens = match read("default-max-tokens")? {
-            Some(v) => max_tokens(&v)?,
+        let default_max_tokens = match config.optional("default-max-tokens")? {
+            Some(v) => match v.trim().parse::<u32>() {
+                Ok(n) if n > 0 => n,
+                _ => {
+                    return Err(config.invalid(
+                        "default-max-tokens",
+                        &v,
+                        "is not a positive whole number",
+                        "4096",
+                    ));
+                }
+            },
             None => DEFAULT_MAX_TOKENS,
         };
         Ok(Self {
             base_url,
-            key_provider,
-            key_name,
+            key,
             api_version,
             default_max_tokens,
         })
     }
 }
 
-/// A config error naming the key, what is wrong and the `platform.toml` line
-/// that fixes it.
-fn invalid(key: &str, value: &str, problem: &str, example: &str) -> ModelError {
-    ModelError::BadRequest(format!(
-        "configuration `{key}` = `{value}` of the anthropic provider {problem}; set it under the \
-         provider's [plugin.grants] in platform.toml, e.g. config = {{ {key} = {example} }}"
-    ))
-}
-
-fn base_url(value: &str) -> Result<String, ModelError> {
-    let bad = |problem| invalid("base-url", value, problem, "\"https://api.anthropic.com\"");
-    let trimmed = value.trim().trim_end_matches('/');
-    let rest = trimmed
-        .strip_prefix("https://")
-        .or_else(|| trimmed.strip_prefix("http://"))
-        .ok_or_else(|| bad("is not an http:// or https:// URL"))?;
-    let host = rest.split('/').next().unwrap_or_default();
-    if host.is_empty() {
-        return Err(bad("has no host"));
-    }
-    if trimmed.contains(['?', '#']) || trimmed.chars().any(|c| c.is_whitespace() || c.is_control())
-    {
-        return Err(bad(
-            "must be a plain base URL (no query, fragment or spaces)",
-        ));
-    }
-    Ok(trimmed.to_owned())
-}
-
-/// `PROVIDER/NAME`, or just `NAME` for a key of provider `anthropic`.
-fn key_name(value: &str) -> Result<(String, String), ModelError> {
-    let (provider, name) = value.split_once('/').unwrap_or(("anthropic", value));
-    let valid = |s: &str| {
-        (1..=64).contains(&s.len())
-            && s.starts_with(|c: char| c.is_ascii_lowercase() || c.is_ascii_digit())
-            && s.chars().all(|c| {
-                c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '.' | '_' | '-')
-            })
-    };
-    if valid(provider) && valid(name) {
-        Ok((provider.to_owned(), name.to_owned()))
-    } else {
-        Err(invalid(
-            "key",
-            value,
-            "is not a key name: it must be PROVIDER/NAME or NAME, of a-z 0-9 . _ -",
-            "\"anthropic/default\"",
-        ))
-    }
-}
-
-fn api_version(value: &str) -> Result<String, ModelError> {
+fn is_header_value(value: &str) -> bool {
     let v = value.trim();
-    if v.is_empty() || !v.chars().all(|c| c.is_ascii_graphic()) {
-        return Err(invalid(
-            "anthropic-version",
-            value,
-            "is not a header value",
-            "\"2023-06-01\"",
-        ));
-    }
-    Ok(v.to_owned())
-}
-
-fn max_tokens(value: &str) -> Result<u32, ModelError> {
-    match value.trim().parse::<u32>() {
-        Ok(n) if n > 0 => Ok(n),
-        _ => Err(invalid(
-            "default-max-tokens",
-            value,
-            "is not a positive whole number",
-            "\"4096\"",
-        )),
-    }
+    !v.is_empty() && v.chars().all(|c| c.is_ascii_graphic())
 }
 
 #[cfg(test)]
 mod tests {
+    use convergio_sdk::client::HttpError;
+    use convergio_sdk::http::types::ErrorCode;
+    use convergio_sdk::keys::KeyError;
+
     use super::*;
 
     fn load(pairs: &[(&str, &str)]) -> Result<Settings, ModelError> {
@@ -174,7 +117,7 @@ mod tests {
         let s = load(&[]).unwrap();
         assert_eq!(s.messages_url(), "https://api.anthropic.com/v1/messages");
         assert_eq!(
-            (s.key_provider.as_str(), s.key_name.as_str()),
+            (s.key.provider.as_str(), s.key.name.as_str()),
             ("anthropic", "default")
         );
         assert_eq!(s.api_version, "2023-06-01");
@@ -192,14 +135,14 @@ mod tests {
         .unwrap();
         assert_eq!(s.messages_url(), "http://127.0.0.1:8080/proxy/v1/messages");
         assert_eq!(
-            (s.key_provider.as_str(), s.key_name.as_str()),
+            (s.key.provider.as_str(), s.key.name.as_str()),
             ("anthropic", "team-b")
         );
         assert_eq!(s.api_version, "2024-01-01");
         assert_eq!(s.default_max_tokens, 1024);
         let s = load(&[("key", "anthropic-eu/prod")]).unwrap();
         assert_eq!(
-            (s.key_provider.as_str(), s.key_name.as_str()),
+            (s.key.provider.as_str(), s.key.name.as_str()),
             ("anthropic-eu", "prod")
         );
     }
@@ -223,6 +166,66 @@ mod tests {
                 "{m}"
             );
         }
+    }
+
+    #[test]
+    fn the_upstream_names_the_grants_it_needs() {
+        let api = load(&[
+            ("base-url", "http://127.0.0.1:8080/proxy"),
+            ("key", "team-b"),
+        ])
+        .unwrap()
+        .upstream();
+        assert_eq!(
+            (api.name.as_str(), api.origin.as_str()),
+            ("Anthropic API", "http://127.0.0.1:8080")
+        );
+        assert_eq!(api.key.to_string(), "anthropic/team-b");
+    }
+
+    #[test]
+    fn transport_errors() {
+        let api = load(&[]).unwrap().upstream();
+        let text = |err: &ModelError| format!("{err:?}");
+        let denied = api.transport_error(&HttpError::Code(ErrorCode::HttpRequestDenied));
+        assert!(matches!(denied, ModelError::AccessDenied(_)));
+        assert!(
+            text(&denied).contains("platform.toml")
+                && text(&denied).contains("https://api.anthropic.com"),
+            "{denied:?}"
+        );
+        let internal = api.transport_error(&HttpError::Code(ErrorCode::DestinationIpProhibited));
+        assert!(matches!(internal, ModelError::AccessDenied(_)));
+        let slow = api.transport_error(&HttpError::Code(ErrorCode::HttpResponseTimeout));
+        assert!(matches!(slow, ModelError::Timeout(_)));
+        let stalled =
+            api.transport_error(&HttpError::Stream("ConnectionReadTimeout timeout".into()));
+        assert!(matches!(stalled, ModelError::Timeout(_)));
+        let refused = api.transport_error(&HttpError::Code(ErrorCode::ConnectionRefused));
+        assert!(matches!(refused, ModelError::Upstream(_)));
+        let invalid = api.transport_error(&HttpError::Invalid("unsupported scheme `ftp`".into()));
+        assert!(matches!(invalid, ModelError::BadRequest(_)));
+        let closed = api.send_error(&HttpError::Stream("the stream closed".into()));
+        assert!(matches!(closed, ModelError::Upstream(_)));
+        assert!(text(&closed).contains("host log"), "{closed:?}");
+        let denied = api.send_error(&HttpError::Code(ErrorCode::HttpRequestDenied));
+        assert!(matches!(denied, ModelError::AccessDenied(_)));
+    }
+
+    #[test]
+    fn key_errors_are_auth_errors_with_the_host_message() {
+        let api = load(&[]).unwrap().upstream();
+        let err = api.key_error(KeyError::NotGranted(
+            "plugin `provider-anthropic` is not granted key anthropic/default".into(),
+        ));
+        let ModelError::Auth(text) = &err else {
+            panic!("{err:?}");
+        };
+        assert!(text.contains("not granted") && text.contains("anthropic/default"));
+        assert!(matches!(
+            api.key_error(KeyError::NotFound("x".into())),
+            ModelError::Auth(_)
+        ));
     }
 
     #[test]

@@ -4,13 +4,11 @@
 
 use std::collections::BTreeMap;
 
-use convergio_sdk::client::HttpError;
-use convergio_sdk::http::types::ErrorCode;
-use convergio_sdk::keys::KeyError;
 use convergio_sdk::provider::{
-    self, Completion, Delta, FinishReason, Message, ModelError, ProviderRequest, Role, ToolCall,
-    ToolDefinition, Usage,
+    self, Completion, Delta, EventDecoder, FinishReason, Message, ModelError, ProviderRequest,
+    Role, ToolCall, ToolDefinition, Usage, excerpt, retry_after_ms,
 };
+use convergio_sdk::sse::SseEvent;
 use serde_json::Value;
 
 use crate::models::{self, Tokens};
@@ -54,7 +52,7 @@ pub fn build_request(
                     blocks.push(RequestBlock::ToolUse {
                         id: call.id.clone(),
                         name: call.name.clone(),
-                        input: tool_input(call)?,
+                        input: provider::tool_call_arguments(call)?,
                     });
                 }
                 push(&mut messages, WireRole::Assistant, blocks);
@@ -176,44 +174,8 @@ fn push(messages: &mut Vec<RequestMessage>, role: WireRole, blocks: Vec<RequestB
     }
 }
 
-/// The `input` object of an assistant's earlier tool call.
-fn tool_input(call: &ToolCall) -> Result<Value, ModelError> {
-    if call.arguments.trim().is_empty() {
-        return Ok(Value::Object(serde_json::Map::new()));
-    }
-    match serde_json::from_str::<Value>(&call.arguments) {
-        Ok(value @ Value::Object(_)) => Ok(value),
-        Ok(_) => Err(ModelError::BadRequest(format!(
-            "the arguments of tool call `{}` ({}) are not a JSON object",
-            call.id, call.name
-        ))),
-        Err(e) => Err(ModelError::BadRequest(format!(
-            "the arguments of tool call `{}` ({}) are not valid JSON: {e}",
-            call.id, call.name
-        ))),
-    }
-}
-
 fn tool(definition: &ToolDefinition) -> Result<Tool, ModelError> {
-    let input_schema = if definition.parameters.trim().is_empty() {
-        serde_json::json!({"type": "object", "properties": {}})
-    } else {
-        match serde_json::from_str::<Value>(&definition.parameters) {
-            Ok(schema @ Value::Object(_)) => schema,
-            Ok(_) => {
-                return Err(ModelError::BadRequest(format!(
-                    "the parameters of tool `{}` are not a JSON Schema object",
-                    definition.name
-                )));
-            }
-            Err(e) => {
-                return Err(ModelError::BadRequest(format!(
-                    "the parameters of tool `{}` are not valid JSON: {e}",
-                    definition.name
-                )));
-            }
-        }
-    };
+    let input_schema = provider::tool_parameters(definition)?;
     Ok(Tool {
         name: definition.name.clone(),
         description: Some(definition.description.clone()).filter(|d| !d.is_empty()),
@@ -227,7 +189,7 @@ pub fn parse_completion(body: &[u8], request_model: &str) -> Result<Completion, 
         // Say whose answer it was and what it looked like.
         ModelError::MalformedResponse(why) => ModelError::MalformedResponse(format!(
             "Anthropic API answered with a body that is not a message ({why}): {}",
-            snippet(body)
+            excerpt(body)
         )),
         other => other,
     })?;
@@ -300,12 +262,11 @@ fn usage(tokens: &Tokens, model: &str, request_model: &str) -> Usage {
     } else {
         request_model
     };
-    let clamp = |n: u64| u32::try_from(n).unwrap_or(u32::MAX);
-    Usage {
-        input_tokens: clamp(tokens.total_input()),
-        output_tokens: clamp(tokens.output),
-        cost_micro_usd: models::cost_micro_usd(priced, tokens),
-    }
+    Usage::new(
+        tokens.total_input(),
+        tokens.output,
+        models::cost_micro_usd(priced, tokens),
+    )
 }
 
 /// `embed` on a provider without an embeddings API.
@@ -314,51 +275,6 @@ pub fn no_embeddings(model: &str) -> ModelError {
         "anthropic/{model}: Anthropic has no embeddings API; route embeddings to a provider \
          that has one (e.g. openai, gemini or a local model)"
     ))
-}
-
-/// A failed key lookup: the operator must store or grant the key.
-pub fn key_error(err: KeyError) -> ModelError {
-    let (what, detail) = match err {
-        KeyError::NotGranted(m) => ("is not granted", m),
-        KeyError::NotFound(m) => ("is not stored", m),
-        KeyError::Expired(m) => ("has expired", m),
-        KeyError::Revoked(m) => ("was revoked", m),
-    };
-    ModelError::Auth(format!("the Anthropic API key {what}: {detail}"))
-}
-
-/// A request that failed before an HTTP status arrived.
-pub fn transport_error(err: &HttpError) -> ModelError {
-    if err.is_timeout() {
-        return ModelError::Timeout(format!("Anthropic API: {err}"));
-    }
-    match err {
-        HttpError::Code(ErrorCode::HttpRequestDenied | ErrorCode::DestinationIpProhibited) => {
-            ModelError::AccessDenied(format!(
-                "Anthropic API: {err}. The operator must grant this provider the API's \
-                 destination (http = [\"https://api.anthropic.com\"], or the configured \
-                 base-url) and its key (keys = [\"anthropic\"]) under its [plugin.grants] in \
-                 platform.toml"
-            ))
-        }
-        HttpError::Invalid(_) => ModelError::BadRequest(format!("Anthropic API: {err}")),
-        HttpError::Code(_) | HttpError::Stream(_) => {
-            ModelError::Upstream(format!("Anthropic API: {err}"))
-        }
-    }
-}
-
-/// A request that failed while being sent. With a body to write, the SDK's
-/// client reports a request the host refused as a closed body stream, so
-/// that case says where to look.
-pub fn send_error(err: &HttpError) -> ModelError {
-    match (transport_error(err), err) {
-        (ModelError::Upstream(m), HttpError::Stream(_)) => ModelError::Upstream(format!(
-            "{m} (if the host refused the request, the host log says why: a destination or key \
-             not granted to this provider)"
-        )),
-        (other, _) => other,
-    }
 }
 
 /// The error of a response with a status other than 2xx.
@@ -379,7 +295,7 @@ pub fn http_error(status: u16, retry_after: Option<&str>, body: &[u8], now: u64)
         ),
         None => format!(
             "Anthropic API answered HTTP {status} with a body that is not its error format: {}",
-            snippet(body)
+            excerpt(body)
         ),
     };
     match (status, &api) {
@@ -435,75 +351,6 @@ fn invalid_request(api_message: &str, message: String) -> ModelError {
     } else {
         ModelError::BadRequest(message)
     }
-}
-
-/// The start of a body for an error message.
-fn snippet(body: &[u8]) -> String {
-    const MAX: usize = 200;
-    let text = String::from_utf8_lossy(body);
-    let text = text.trim();
-    if text.is_empty() {
-        return "(empty)".to_owned();
-    }
-    match text.char_indices().nth(MAX) {
-        Some((cut, _)) => format!("{}…", &text[..cut]),
-        None => text.to_owned(),
-    }
-}
-
-/// Milliseconds to wait from a `retry-after` value: delay seconds (whole or
-/// fractional) or an HTTP date (IMF-fixdate), relative to `now` (Unix
-/// seconds). A date in the past means 0.
-pub fn retry_after_ms(value: &str, now: u64) -> Option<u64> {
-    let value = value.trim();
-    if let Ok(seconds) = value.parse::<u64>() {
-        return Some(seconds.saturating_mul(1000));
-    }
-    if let Ok(seconds) = value.parse::<f64>() {
-        return (seconds.is_finite() && seconds >= 0.0).then(|| (seconds * 1000.0).round() as u64);
-    }
-    let at = http_date(value)?;
-    Some(at.saturating_sub(now).saturating_mul(1000))
-}
-
-/// Unix seconds of an IMF-fixdate such as `Sun, 06 Nov 1994 08:49:37 GMT`.
-fn http_date(value: &str) -> Option<u64> {
-    let parts: Vec<&str> = value.split_whitespace().collect();
-    let [weekday, day, month, year, time, "GMT"] = parts.as_slice() else {
-        return None;
-    };
-    if !weekday.ends_with(',') {
-        return None;
-    }
-    let day: u64 = day.parse().ok().filter(|d| (1..=31).contains(d))?;
-    let month = [
-        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
-    ]
-    .iter()
-    .position(|m| m == month)? as u64
-        + 1;
-    let year: u64 = year.parse().ok().filter(|y| *y >= 1970)?;
-    let mut hms = time.split(':').map(|p| p.parse::<u64>().ok());
-    let (Some(Some(h)), Some(Some(m)), Some(Some(s)), None) =
-        (hms.next(), hms.next(), hms.next(), hms.next())
-    else {
-        return None;
-    };
-    if h > 23 || m > 59 || s > 60 {
-        return None;
-    }
-    // Days since 1970-01-01 of a proleptic Gregorian date (years ≥ 1970).
-    let (y, mo) = if month <= 2 {
-        (year - 1, month + 9)
-    } else {
-        (year, month - 3)
-    };
-    let era = y / 400;
-    let yoe = y % 400;
-    let doy = (153 * mo + 2) / 5 + day - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    let days = (era * 146_097 + doe).checked_sub(719_468)?;
-    Some(days * 86_400 + h * 3600 + m * 60 + s)
 }
 
 /// Turns the events of a streamed response into deltas: text as it comes,
@@ -655,6 +502,22 @@ impl StreamDecoder {
     }
 }
 
+/// The glue of [`convergio_sdk::provider::SseStream`]: each event by its
+/// name, and a body that ends before `message_stop` is [`StreamDecoder::cut_off`].
+impl EventDecoder for StreamDecoder {
+    fn event(&mut self, event: &SseEvent) -> Result<Option<Delta>, ModelError> {
+        self.push(event.event.as_deref(), &event.data)
+    }
+
+    fn finished(&self) -> bool {
+        self.finished
+    }
+
+    fn end(&mut self) -> Result<Delta, ModelError> {
+        Err(self.cut_off())
+    }
+}
+
 impl PendingTool {
     fn finish(self) -> Result<ToolCall, ModelError> {
         let arguments = if self.json.trim().is_empty() {
@@ -668,7 +531,7 @@ impl PendingTool {
                          object: {}",
                         self.id,
                         self.name,
-                        snippet(self.json.as_bytes())
+                        excerpt(self.json.as_bytes())
                     )));
                 }
             }
@@ -1195,57 +1058,6 @@ mod tests {
         assert_eq!(retry(Some("Sun, 06 Nov 1994 08:00:00 GMT")), Some(0));
         assert_eq!(retry(Some("soon")), None);
         assert_eq!(retry(None), None);
-    }
-
-    #[test]
-    fn http_dates_parse() {
-        assert_eq!(
-            http_date("Sun, 06 Nov 1994 08:49:37 GMT"),
-            Some(784_111_777)
-        );
-        assert_eq!(http_date("Thu, 01 Jan 1970 00:00:00 GMT"), Some(0));
-        assert_eq!(
-            http_date("Tue, 29 Feb 2028 23:59:59 GMT"),
-            Some(1_835_481_599)
-        );
-        assert_eq!(http_date("Sunday, 06-Nov-94 08:49:37 GMT"), None);
-        assert_eq!(http_date("Sun, 06 Nov 1994 25:49:37 GMT"), None);
-        assert_eq!(http_date("Sun, 06 Foo 1994 08:49:37 GMT"), None);
-    }
-
-    #[test]
-    fn transport_errors() {
-        let denied = transport_error(&HttpError::Code(ErrorCode::HttpRequestDenied));
-        assert!(matches!(denied, ModelError::AccessDenied(_)));
-        assert!(text(&denied).contains("platform.toml"), "{denied:?}");
-        let internal = transport_error(&HttpError::Code(ErrorCode::DestinationIpProhibited));
-        assert!(matches!(internal, ModelError::AccessDenied(_)));
-        let slow = transport_error(&HttpError::Code(ErrorCode::HttpResponseTimeout));
-        assert!(matches!(slow, ModelError::Timeout(_)));
-        let stalled = transport_error(&HttpError::Stream("ConnectionReadTimeout timeout".into()));
-        assert!(matches!(stalled, ModelError::Timeout(_)));
-        let refused = transport_error(&HttpError::Code(ErrorCode::ConnectionRefused));
-        assert!(matches!(refused, ModelError::Upstream(_)));
-        let invalid = transport_error(&HttpError::Invalid("unsupported scheme `ftp`".into()));
-        assert!(matches!(invalid, ModelError::BadRequest(_)));
-        let closed = send_error(&HttpError::Stream("the stream closed".into()));
-        assert!(matches!(closed, ModelError::Upstream(_)));
-        assert!(text(&closed).contains("host log"), "{closed:?}");
-        let denied = send_error(&HttpError::Code(ErrorCode::HttpRequestDenied));
-        assert!(matches!(denied, ModelError::AccessDenied(_)));
-    }
-
-    #[test]
-    fn key_errors_are_auth_errors_with_the_host_message() {
-        let err = key_error(KeyError::NotGranted(
-            "plugin `provider-anthropic` is not granted key anthropic/default".into(),
-        ));
-        assert!(matches!(err, ModelError::Auth(_)));
-        assert!(text(&err).contains("not granted") && text(&err).contains("anthropic/default"));
-        assert!(matches!(
-            key_error(KeyError::NotFound("x".into())),
-            ModelError::Auth(_)
-        ));
     }
 
     #[test]

@@ -6,7 +6,7 @@
 //! 2026-11-25. Operators override prices in `platform.toml`; the router reads
 //! the overrides.
 
-use convergio_sdk::provider::{ModelFeatures, ModelInfo, QualityTier};
+use convergio_sdk::provider::{self, ModelFeatures, ModelInfo, QualityTier};
 
 /// A declared model.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -193,13 +193,12 @@ pub fn cost_micro_usd(model: &str, tokens: &Tokens) -> u64 {
         }
         _ => (spec.input_per_mtok, spec.output_per_mtok),
     };
-    // US dollars per million tokens is millionths of a dollar per token.
-    let micro = tokens.input as f64 * input_price
-        + tokens.cache_write as f64 * input_price * CACHE_WRITE_FACTOR
-        + tokens.cache_read as f64 * input_price * CACHE_READ_FACTOR
-        + tokens.output as f64 * output_price;
-    // `as` saturates: a negative or NaN cost cannot occur, a huge one caps.
-    micro.round() as u64
+    provider::cost_micro_usd([
+        (tokens.input, input_price),
+        (tokens.cache_write, input_price * CACHE_WRITE_FACTOR),
+        (tokens.cache_read, input_price * CACHE_READ_FACTOR),
+        (tokens.output, output_price),
+    ])
 }
 
 #[cfg(test)]
