@@ -5,7 +5,9 @@
 //! One component speaks to OpenAI or, with `flavor = "azure"`, to an Azure
 //! OpenAI resource, where the model named in a request is a deployment.
 
-use convergio_sdk::provider::{ModelError, ModelInfo};
+use convergio_sdk::provider::{
+    KeyName, ModelError, ModelInfo, ProviderConfig, Upstream, check_base_url,
+};
 
 use crate::models::{self, ModelSpec};
 
@@ -56,10 +58,8 @@ pub struct Settings {
     pub flavor: Flavor,
     /// `scheme://host[:port][/prefix]`, without a trailing slash.
     pub base_url: String,
-    /// The key's provider in the vault.
-    pub key_provider: String,
-    /// The key's name.
-    pub key_name: String,
+    /// The key (`openai/default` or `azure-openai/default` unless named).
+    pub key: KeyName,
 }
 
 impl Flavor {
@@ -67,7 +67,7 @@ impl Flavor {
     /// unreadable or unknown value reads as OpenAI here; [`Settings::load`]
     /// reports it.
     pub fn is_azure(get: impl Fn(&str) -> Result<Option<String>, String>) -> bool {
-        matches!(get("flavor"), Ok(Some(v)) if matches!(flavor(&v), Ok(true)))
+        matches!(get("flavor"), Ok(Some(v)) if flavor(&v) == Some(true))
     }
 }
 
@@ -75,49 +75,62 @@ impl Settings {
     /// Read and check every setting; `get` returns the value of a key, `None`
     /// when the operator did not set it, or why it could not be read.
     pub fn load(get: impl Fn(&str) -> Result<Option<String>, String>) -> Result<Self, ModelError> {
-        let read = |key: &str| {
-            get(key).map_err(|e| {
-                ModelError::BadRequest(format!(
-                    "configuration `{key}` of the OpenAI provider could not be read: {e}"
-                ))
-            })
-        };
-        let azure = match read("flavor")? {
-            Some(v) => flavor(&v)?,
+        let config = ProviderConfig::new("OpenAI", get);
+        let azure = match config.optional("flavor")? {
+            Some(v) => flavor(&v).ok_or_else(|| {
+                config.invalid("flavor", &v, "is neither \"openai\" nor \"azure\"", "azure")
+            })?,
             None => false,
         };
         if !azure {
             for key in ["api-version", "deployments"] {
-                if read(key)?.is_some() {
-                    return Err(invalid(
+                if config.optional(key)?.is_some() {
+                    return Err(config.error(
                         key,
-                        "(set)",
+                        Some("(set)"),
                         "applies only to Azure OpenAI (flavor = \"azure\")",
-                        "\"azure\"",
-                        Some("flavor"),
+                        "flavor = \"azure\"",
                     ));
                 }
             }
         }
-        let base_url = match read("base-url")? {
-            Some(url) => base_url(&url, azure)?,
-            None if azure => return Err(missing_endpoint()),
-            None => DEFAULT_OPENAI_BASE_URL.to_owned(),
+        let base_url = if azure {
+            match config.optional("base-url")? {
+                Some(url) => azure_endpoint(&url)
+                    .map_err(|problem| config.invalid("base-url", &url, problem, AZURE_EXAMPLE))?,
+                None => {
+                    return Err(config.error(
+                        "base-url",
+                        None,
+                        "is not set: Azure OpenAI has no default endpoint",
+                        &format!("flavor = \"azure\", base-url = \"{AZURE_EXAMPLE}\""),
+                    ));
+                }
+            }
+        } else {
+            config.base_url(DEFAULT_OPENAI_BASE_URL)?
         };
-        let default_key = if azure {
+        let key = config.key(if azure {
             DEFAULT_AZURE_KEY
         } else {
             DEFAULT_OPENAI_KEY
-        };
-        let key = read("key")?.unwrap_or_else(|| default_key.to_owned());
-        let (key_provider, key_name) = key_name(&key, default_key)?;
+        })?;
         let flavor = if azure {
-            let api = match read("api-version")? {
-                Some(v) => api_version(&v)?,
+            let api = match config.optional("api-version")? {
+                Some(v) => api_version(&v).ok_or_else(|| {
+                    config.invalid(
+                        "api-version",
+                        &v,
+                        "is not an Azure OpenAI API version (YYYY-MM-DD[-preview] or v1)",
+                        DEFAULT_AZURE_API_VERSION,
+                    )
+                })?,
                 None => AzureApi::Dated(DEFAULT_AZURE_API_VERSION.to_owned()),
             };
-            let deployments = match read("deployments")? {
-                Some(v) => deployments(&v)?,
+            let deployments = match config.optional("deployments")? {
+                Some(v) => deployments(&v).map_err(|problem| {
+                    config.invalid("deployments", &v, &problem, DEPLOYMENTS_EXAMPLE)
+                })?,
                 None => Vec::new(),
             };
             Flavor::Azure { api, deployments }
@@ -127,9 +140,17 @@ impl Settings {
         Ok(Self {
             flavor,
             base_url,
-            key_provider,
-            key_name,
+            key,
         })
+    }
+
+    /// The API, for requests and error messages.
+    pub fn upstream(&self) -> Upstream {
+        let name = match self.flavor {
+            Flavor::OpenAi => "OpenAI API",
+            Flavor::Azure { .. } => "Azure OpenAI API",
+        };
+        Upstream::new(name, &self.base_url, self.key.clone())
     }
 
     /// The id in `provider/model` names.
@@ -211,104 +232,32 @@ pub fn provider_id(azure: bool) -> &'static str {
     if azure { "azure-openai" } else { "openai" }
 }
 
-/// A config error naming the key, what is wrong and the `platform.toml` line
-/// that fixes it (`fix_key` when another key is the fix).
-fn invalid(
-    key: &str,
-    value: &str,
-    problem: &str,
-    example: &str,
-    fix_key: Option<&str>,
-) -> ModelError {
-    let fix = fix_key.unwrap_or(key);
-    ModelError::BadRequest(format!(
-        "configuration `{key}` = `{value}` of the OpenAI provider {problem}; set it under the \
-         provider's [plugin.grants] in platform.toml, e.g. config = {{ {fix} = {example} }}"
-    ))
-}
+/// The example of an Azure endpoint.
+const AZURE_EXAMPLE: &str = "https://NAME.openai.azure.com";
+/// The example of `deployments`.
+const DEPLOYMENTS_EXAMPLE: &str = "chat=gpt-6-luna, embed=text-embedding-3-small";
 
-fn missing_endpoint() -> ModelError {
-    ModelError::BadRequest(
-        "configuration `base-url` of the azure-openai provider is not set: Azure OpenAI has no \
-         default endpoint; set it under the provider's [plugin.grants] in platform.toml, e.g. \
-         config = { flavor = \"azure\", base-url = \"https://NAME.openai.azure.com\" }"
-            .to_owned(),
-    )
-}
-
-/// `true` for Azure.
-fn flavor(value: &str) -> Result<bool, ModelError> {
+/// `true` for Azure, `None` for an unknown flavor.
+fn flavor(value: &str) -> Option<bool> {
     match value.trim() {
-        "openai" => Ok(false),
-        "azure" | "azure-openai" => Ok(true),
-        _ => Err(invalid(
-            "flavor",
-            value,
-            "is neither \"openai\" nor \"azure\"",
-            "\"azure\"",
-            None,
-        )),
+        "openai" => Some(false),
+        "azure" | "azure-openai" => Some(true),
+        _ => None,
     }
 }
 
-fn base_url(value: &str, azure: bool) -> Result<String, ModelError> {
-    let example = if azure {
-        "\"https://NAME.openai.azure.com\""
-    } else {
-        "\"https://api.openai.com/v1\""
-    };
-    let bad = |problem| invalid("base-url", value, problem, example, None);
-    let mut trimmed = value.trim().trim_end_matches('/');
-    if azure {
-        // The resource endpoint; `/openai` is added per request.
-        trimmed = trimmed.strip_suffix("/openai").unwrap_or(trimmed);
-    }
-    let rest = trimmed
-        .strip_prefix("https://")
-        .or_else(|| trimmed.strip_prefix("http://"))
-        .ok_or_else(|| bad("is not an http:// or https:// URL"))?;
-    let host = rest.split('/').next().unwrap_or_default();
-    if host.is_empty() {
-        return Err(bad("has no host"));
-    }
-    if trimmed.contains(['?', '#']) || trimmed.chars().any(|c| c.is_whitespace() || c.is_control())
-    {
-        return Err(bad(
-            "must be a plain base URL (no query, fragment or spaces)",
-        ));
-    }
-    Ok(trimmed.to_owned())
-}
-
-/// `PROVIDER/NAME`, or just `NAME` for a key of the default provider.
-fn key_name(value: &str, default_key: &str) -> Result<(String, String), ModelError> {
-    let default_provider = default_key.split('/').next().unwrap_or(default_key);
-    let (provider, name) = value.split_once('/').unwrap_or((default_provider, value));
-    let valid = |s: &str| {
-        (1..=64).contains(&s.len())
-            && s.starts_with(|c: char| c.is_ascii_lowercase() || c.is_ascii_digit())
-            && s.chars().all(|c| {
-                c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '.' | '_' | '-')
-            })
-    };
-    if valid(provider) && valid(name) {
-        Ok((provider.to_owned(), name.to_owned()))
-    } else {
-        Err(invalid(
-            "key",
-            value,
-            "is not a key name: it must be PROVIDER/NAME or NAME, of a-z 0-9 . _ -",
-            &format!("\"{default_key}\""),
-            None,
-        ))
-    }
+/// An Azure resource endpoint: a base URL without the `/openai` that is
+/// added per request.
+fn azure_endpoint(value: &str) -> Result<String, &'static str> {
+    let trimmed = value.trim().trim_end_matches('/');
+    check_base_url(trimmed.strip_suffix("/openai").unwrap_or(trimmed))
 }
 
 /// `v1`, or a dated version such as `2024-10-21` or `2025-04-01-preview`.
-fn api_version(value: &str) -> Result<AzureApi, ModelError> {
+fn api_version(value: &str) -> Option<AzureApi> {
     let v = value.trim();
     if v == "v1" {
-        return Ok(AzureApi::V1);
+        return Some(AzureApi::V1);
     }
     let dated = v.len() >= 10
         && v.as_bytes()[..10].iter().enumerate().all(|(i, b)| {
@@ -319,17 +268,7 @@ fn api_version(value: &str) -> Result<AzureApi, ModelError> {
             }
         })
         && v[10..].chars().all(|c| c.is_ascii_lowercase() || c == '-');
-    if dated {
-        Ok(AzureApi::Dated(v.to_owned()))
-    } else {
-        Err(invalid(
-            "api-version",
-            value,
-            "is not an Azure OpenAI API version (YYYY-MM-DD[-preview] or v1)",
-            &format!("\"{DEFAULT_AZURE_API_VERSION}\""),
-            None,
-        ))
-    }
+    dated.then(|| AzureApi::Dated(v.to_owned()))
 }
 
 fn is_deployment_name(name: &str) -> bool {
@@ -339,10 +278,9 @@ fn is_deployment_name(name: &str) -> bool {
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
 }
 
-/// `DEPLOYMENT=MODEL, …`; a bare `MODEL` is a deployment named like its model.
-fn deployments(value: &str) -> Result<Vec<Deployment>, ModelError> {
-    const EXAMPLE: &str = "\"chat=gpt-6-luna, embed=text-embedding-3-small\"";
-    let bad = |problem: String| invalid("deployments", value, &problem, EXAMPLE, None);
+/// `DEPLOYMENT=MODEL, …`; a bare `MODEL` is a deployment named like its
+/// model. The error is what is wrong with the value.
+fn deployments(value: &str) -> Result<Vec<Deployment>, String> {
     let mut out: Vec<Deployment> = Vec::new();
     for entry in value.split(',').map(str::trim).filter(|e| !e.is_empty()) {
         let (name, model) = match entry.split_once('=') {
@@ -350,20 +288,20 @@ fn deployments(value: &str) -> Result<Vec<Deployment>, ModelError> {
             None => (entry, entry),
         };
         if !is_deployment_name(name) {
-            return Err(bad(format!(
+            return Err(format!(
                 "names `{name}`, which is not a deployment name (letters, digits, '.', '_', '-')"
-            )));
+            ));
         }
         let Some(spec) = models::find(model) else {
             let known: Vec<&str> = models::MODELS.iter().map(|m| m.id).collect();
-            return Err(bad(format!(
+            return Err(format!(
                 "maps `{name}` to `{model}`, which is not a declared model; name the declared \
                  model closest to the deployment's (its prices and limits are used): {}",
                 known.join(", ")
-            )));
+            ));
         };
         if out.iter().any(|d| d.name == name) {
-            return Err(bad(format!("lists deployment `{name}` twice")));
+            return Err(format!("lists deployment `{name}` twice"));
         }
         out.push(Deployment {
             name: name.to_owned(),
@@ -371,7 +309,7 @@ fn deployments(value: &str) -> Result<Vec<Deployment>, ModelError> {
         });
     }
     if out.is_empty() {
-        return Err(bad("lists no deployment".to_owned()));
+        return Err("lists no deployment".to_owned());
     }
     Ok(out)
 }
@@ -410,7 +348,7 @@ mod tests {
             "https://api.openai.com/v1/embeddings"
         );
         assert_eq!(
-            (s.key_provider.as_str(), s.key_name.as_str()),
+            (s.key.provider.as_str(), s.key.name.as_str()),
             ("openai", "default")
         );
         assert_eq!(s.model_infos().unwrap().len(), models::MODELS.len());
@@ -425,12 +363,12 @@ mod tests {
             "http://127.0.0.1:8080/v1/chat/completions"
         );
         assert_eq!(
-            (s.key_provider.as_str(), s.key_name.as_str()),
+            (s.key.provider.as_str(), s.key.name.as_str()),
             ("openai", "team-b")
         );
         let s = load(&[("key", "openai-eu/prod")]).unwrap();
         assert_eq!(
-            (s.key_provider.as_str(), s.key_name.as_str()),
+            (s.key.provider.as_str(), s.key.name.as_str()),
             ("openai-eu", "prod")
         );
     }
@@ -448,7 +386,7 @@ mod tests {
         .unwrap();
         assert_eq!(s.provider_id(), "azure-openai");
         assert_eq!(
-            (s.key_provider.as_str(), s.key_name.as_str()),
+            (s.key.provider.as_str(), s.key.name.as_str()),
             ("azure-openai", "default")
         );
         assert_eq!(
@@ -483,7 +421,7 @@ mod tests {
             "https://contoso.openai.azure.com/openai/v1/chat/completions"
         );
         assert_eq!(
-            (v1.key_provider.as_str(), v1.key_name.as_str()),
+            (v1.key.provider.as_str(), v1.key.name.as_str()),
             ("azure-openai", "prod")
         );
         // No deployments: models() says how to list them.

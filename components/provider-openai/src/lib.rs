@@ -17,16 +17,12 @@ pub mod map;
 pub mod models;
 pub mod wire;
 
-use std::cell::RefCell;
-use std::time::{SystemTime, UNIX_EPOCH};
-
-use convergio_sdk::client::{Events, Request, Response};
-use convergio_sdk::keys::{self, KeyRef};
+use convergio_sdk::client::Response;
+use convergio_sdk::log;
 use convergio_sdk::provider::{
-    self, Completion, CompletionStream, Delta, Embeddings, Guest, GuestCompletionStream,
-    ModelError, ModelInfo, ProviderInfo, ProviderRequest,
+    self, Completion, CompletionStream, Embeddings, Guest, ModelInfo, ProviderInfo,
+    ProviderRequest, SseStream, now_unix_secs, wasi_config,
 };
-use convergio_sdk::{config as wasi_config, log};
 use serde::Serialize;
 
 use crate::config::{Flavor, Settings};
@@ -37,10 +33,10 @@ use crate::map::{Api, Call, StreamDecoder};
 pub struct OpenAi;
 
 impl Guest for OpenAi {
-    type CompletionStream = OpenAiStream;
+    type CompletionStream = SseStream<StreamDecoder>;
 
     fn info() -> ProviderInfo {
-        let azure = Flavor::is_azure(read_config);
+        let azure = Flavor::is_azure(wasi_config);
         ProviderInfo {
             id: config::provider_id(azure).to_owned(),
             name: if azure { "Azure OpenAI" } else { "OpenAI" }.to_owned(),
@@ -55,9 +51,7 @@ impl Guest for OpenAi {
         let settings = settings()?;
         let call = call(&settings, &request.model);
         let response = send_chat(&settings, &call, &request, false)?;
-        let body = response
-            .bytes()
-            .map_err(|e| map::transport_error(&call.api, &e))?;
+        let body = call.api.upstream.read_body(response)?;
         map::parse_completion(&body, &call)
     }
 
@@ -65,14 +59,12 @@ impl Guest for OpenAi {
         let settings = settings()?;
         let call = call(&settings, &request.model);
         let response = send_chat(&settings, &call, &request, true)?;
-        Ok(CompletionStream::new(OpenAiStream(RefCell::new(
-            StreamState {
-                events: response.events(),
-                api: call.api.clone(),
-                decoder: StreamDecoder::new(call),
-                done: false,
-            },
-        ))))
+        let upstream = call.api.upstream.clone();
+        Ok(CompletionStream::new(SseStream::new(
+            &upstream,
+            response.events(),
+            StreamDecoder::new(call),
+        )))
     }
 
     fn embed(model: String, inputs: Vec<String>) -> provider::Result<Embeddings> {
@@ -83,79 +75,14 @@ impl Guest for OpenAi {
             return Ok(map::no_embeddings(&call));
         }
         let url = settings.embeddings_url(&model)?;
-        let response = post(&settings, &call.api, &url, &body)?;
-        let bytes = response
-            .bytes()
-            .map_err(|e| map::transport_error(&call.api, &e))?;
+        let response = post(&call.api, &url, &body)?;
+        let bytes = call.api.upstream.read_body(response)?;
         map::parse_embeddings(&bytes, &call, inputs.len())
     }
 }
 
-/// A streamed completion: the upstream's server-sent events, decoded as
-/// [`GuestCompletionStream::next`] asks for them.
-#[derive(Debug)]
-pub struct OpenAiStream(RefCell<StreamState>);
-
-#[derive(Debug)]
-struct StreamState {
-    events: Events,
-    api: Api,
-    decoder: StreamDecoder,
-    /// The last delta or an error was returned: `next` answers `None`.
-    done: bool,
-}
-
-impl GuestCompletionStream for OpenAiStream {
-    fn next(&self) -> Option<provider::Result<Delta>> {
-        let mut state = self.0.borrow_mut();
-        let StreamState {
-            events,
-            api,
-            decoder,
-            done,
-        } = &mut *state;
-        if *done {
-            return None;
-        }
-        loop {
-            let event = match events.next_event() {
-                Ok(Some(event)) => event,
-                Ok(None) => {
-                    *done = true;
-                    return Some(Err(decoder.cut_off()));
-                }
-                Err(e) => {
-                    *done = true;
-                    return Some(Err(map::transport_error(api, &e)));
-                }
-            };
-            match decoder.push(&event.data) {
-                Ok(Some(delta)) => {
-                    *done = decoder.finished();
-                    return Some(Ok(delta));
-                }
-                Ok(None) if decoder.finished() => {
-                    *done = true;
-                    return None;
-                }
-                Ok(None) => {}
-                Err(e) => {
-                    *done = true;
-                    return Some(Err(e));
-                }
-            }
-        }
-    }
-}
-
-fn read_config(key: &str) -> Result<Option<String>, String> {
-    wasi_config::get(key).map_err(|e| match e {
-        wasi_config::Error::Upstream(m) | wasi_config::Error::Io(m) => m,
-    })
-}
-
 fn settings() -> provider::Result<Settings> {
-    Settings::load(read_config)
+    Settings::load(wasi_config)
 }
 
 fn call(settings: &Settings, model: &str) -> Call {
@@ -190,46 +117,18 @@ fn send_chat(
         ));
     }
     let url = settings.chat_url(&request.model)?;
-    post(settings, &call.api, &url, &built.body)
+    post(&call.api, &url, &built.body)
 }
 
 /// POST `body` as JSON to `url` with the key attached by reference; a
 /// response whose status is not 2xx becomes its error.
-fn post(
-    settings: &Settings,
-    api: &Api,
-    url: &str,
-    body: &impl Serialize,
-) -> provider::Result<Response> {
-    let reference = keys::reference(&KeyRef {
-        provider: settings.key_provider.clone(),
-        name: settings.key_name.clone(),
+fn post(api: &Api, url: &str, body: &impl Serialize) -> provider::Result<Response> {
+    let request = api.upstream.post_json(url, body)?;
+    api.upstream.send(request, |failure| {
+        let header = |name: &str| failure.header(name).map(str::to_owned);
+        let retry_after = map::retry_after_ms(header, now_unix_secs());
+        map::http_error(api, failure.status, retry_after, &failure.body)
     })
-    .map_err(|e| map::key_error(api, e))?;
-    let body = serde_json::to_vec(body)
-        .map_err(|e| ModelError::BadRequest(format!("the request cannot be encoded: {e}")))?;
-    let response = Request::post(url)
-        .header("content-type", "application/json")
-        .key(&reference)
-        .body(body)
-        .send()
-        .map_err(|e| map::transport_error(api, &e))?;
-    let status = response.status();
-    if (200..300).contains(&status) {
-        return Ok(response);
-    }
-    let retry_after = map::retry_after_ms(|name| response.header(name).map(str::to_owned), now());
-    // A body that cannot be read still leaves the status to map.
-    let body = response.bytes().unwrap_or_default();
-    let error = map::http_error(api, status, retry_after, &body);
-    log::warn(&format!("POST {url}: HTTP {status}: {error:?}"));
-    Err(error)
-}
-
-fn now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
 }
 
 // Native builds (the unit tests) cannot link the component's export symbols.

@@ -4,13 +4,11 @@
 
 use std::collections::BTreeMap;
 
-use convergio_sdk::client::HttpError;
-use convergio_sdk::http::types::ErrorCode;
-use convergio_sdk::keys::KeyError;
 use convergio_sdk::provider::{
-    self, Completion, Delta, Embeddings, FinishReason, Message, ModelError, ProviderRequest, Role,
-    ToolCall, ToolDefinition, Usage,
+    self, Completion, Delta, Embeddings, EventDecoder, FinishReason, Message, ModelError,
+    ProviderRequest, Role, ToolCall, ToolDefinition, Upstream, Usage, excerpt,
 };
+use convergio_sdk::sse::SseEvent;
 use serde_json::Value;
 
 use crate::config::{Flavor, Settings};
@@ -35,12 +33,8 @@ pub const MAX_STOP: usize = 4;
 pub struct Api {
     /// `openai` or `azure-openai`.
     pub provider: &'static str,
-    /// `OpenAI API` or `Azure OpenAI API`.
-    pub name: &'static str,
-    /// `scheme://host[:port]` of the base URL: the `http` grant it needs.
-    pub origin: String,
-    /// The key's provider: the `keys` grant it needs.
-    pub key_provider: String,
+    /// `OpenAI API` or `Azure OpenAI API`, its origin and key.
+    pub upstream: Upstream,
     /// Completions name the deployment asked for, not the model the
     /// response names (Azure reports the underlying model).
     pub azure: bool,
@@ -48,21 +42,10 @@ pub struct Api {
 
 impl Api {
     pub fn new(settings: &Settings) -> Self {
-        let azure = matches!(settings.flavor, Flavor::Azure { .. });
-        let after_scheme = settings.base_url.find("://").map_or(0, |i| i + "://".len());
-        let origin_end = settings.base_url[after_scheme..]
-            .find('/')
-            .map_or(settings.base_url.len(), |i| after_scheme + i);
         Self {
             provider: settings.provider_id(),
-            name: if azure {
-                "Azure OpenAI API"
-            } else {
-                "OpenAI API"
-            },
-            origin: settings.base_url[..origin_end].to_owned(),
-            key_provider: settings.key_provider.clone(),
-            azure,
+            upstream: settings.upstream(),
+            azure: matches!(settings.flavor, Flavor::Azure { .. }),
         }
     }
 }
@@ -91,12 +74,11 @@ impl Call {
     fn usage(&self, usage: Option<&WireUsage>, response_model: Option<&str>) -> Usage {
         let tokens = tokens(usage);
         let spec = self.spec.or_else(|| response_model.and_then(models::find));
-        let clamp = |n: u64| u32::try_from(n).unwrap_or(u32::MAX);
-        Usage {
-            input_tokens: clamp(tokens.input),
-            output_tokens: clamp(tokens.output),
-            cost_micro_usd: models::cost_micro_usd(spec, &tokens),
-        }
+        Usage::new(
+            tokens.input,
+            tokens.output,
+            models::cost_micro_usd(spec, &tokens),
+        )
     }
 
     /// `provider/model` for messages.
@@ -289,44 +271,19 @@ fn message_to_wire(message: &Message) -> Result<RequestMessage, ModelError> {
     })
 }
 
-/// An earlier tool call's arguments as JSON object text.
+/// An earlier tool call's arguments as JSON object text: the caller's
+/// text as it is, `{}` for none.
 fn arguments_object(call: &ToolCall) -> Result<String, ModelError> {
-    if call.arguments.trim().is_empty() {
-        return Ok("{}".to_owned());
-    }
-    match serde_json::from_str::<Value>(&call.arguments) {
-        Ok(Value::Object(_)) => Ok(call.arguments.clone()),
-        Ok(_) => Err(ModelError::BadRequest(format!(
-            "the arguments of tool call `{}` ({}) are not a JSON object",
-            call.id, call.name
-        ))),
-        Err(e) => Err(ModelError::BadRequest(format!(
-            "the arguments of tool call `{}` ({}) are not valid JSON: {e}",
-            call.id, call.name
-        ))),
-    }
+    provider::tool_call_arguments(call)?;
+    Ok(if call.arguments.trim().is_empty() {
+        "{}".to_owned()
+    } else {
+        call.arguments.clone()
+    })
 }
 
 fn tool(definition: &ToolDefinition) -> Result<Tool, ModelError> {
-    let parameters = if definition.parameters.trim().is_empty() {
-        serde_json::json!({"type": "object", "properties": {}})
-    } else {
-        match serde_json::from_str::<Value>(&definition.parameters) {
-            Ok(schema @ Value::Object(_)) => schema,
-            Ok(_) => {
-                return Err(ModelError::BadRequest(format!(
-                    "the parameters of tool `{}` are not a JSON Schema object",
-                    definition.name
-                )));
-            }
-            Err(e) => {
-                return Err(ModelError::BadRequest(format!(
-                    "the parameters of tool `{}` are not valid JSON: {e}",
-                    definition.name
-                )));
-            }
-        }
-    };
+    let parameters = provider::tool_parameters(definition)?;
     Ok(Tool {
         kind: "function",
         function: FunctionDefinition {
@@ -347,8 +304,8 @@ fn parse<T: serde::de::DeserializeOwned>(
     provider::parse_response(body).map_err(|e| match e {
         ModelError::MalformedResponse(why) => ModelError::MalformedResponse(format!(
             "{} answered with a body that is not {what} ({why}): {}",
-            api.name,
-            snippet(body)
+            api.upstream.name,
+            excerpt(body)
         )),
         other => other,
     })
@@ -366,7 +323,7 @@ pub fn parse_completion(body: &[u8], call: &Call) -> Result<Completion, ModelErr
     else {
         return Err(ModelError::MalformedResponse(format!(
             "{} answered a chat completion without any choice",
-            call.api.name
+            call.api.upstream.name
         )));
     };
     let message = &choice.message;
@@ -446,7 +403,7 @@ pub fn parse_embeddings(body: &[u8], call: &Call, inputs: usize) -> Result<Embed
     if data.len() != inputs || !in_order {
         return Err(ModelError::MalformedResponse(format!(
             "{} answered {} embeddings (indexes {:?}) for {inputs} inputs",
-            call.api.name,
+            call.api.upstream.name,
             data.len(),
             data.iter().map(|d| d.index).take(8).collect::<Vec<_>>()
         )));
@@ -464,46 +421,7 @@ pub fn no_embeddings(call: &Call) -> Embeddings {
     Embeddings {
         model: call.model.clone(),
         vectors: Vec::new(),
-        usage: Usage {
-            input_tokens: 0,
-            output_tokens: 0,
-            cost_micro_usd: 0,
-        },
-    }
-}
-
-/// A failed key lookup: the operator must store or grant the key.
-pub fn key_error(api: &Api, err: KeyError) -> ModelError {
-    let (what, detail) = match err {
-        KeyError::NotGranted(m) => ("is not granted", m),
-        KeyError::NotFound(m) => ("is not stored", m),
-        KeyError::Expired(m) => ("has expired", m),
-        KeyError::Revoked(m) => ("was revoked", m),
-    };
-    ModelError::Auth(format!("the {} key {what}: {detail}", api.name))
-}
-
-/// A request that failed before an HTTP status arrived.
-pub fn transport_error(api: &Api, err: &HttpError) -> ModelError {
-    // A body stream error carries the host's code name, e.g. `HttpResponseTimeout`.
-    let stream_timeout =
-        matches!(err, HttpError::Stream(m) if m.to_ascii_lowercase().contains("timeout"));
-    if err.is_timeout() || stream_timeout {
-        return ModelError::Timeout(format!("{}: {err}", api.name));
-    }
-    match err {
-        HttpError::Code(ErrorCode::HttpRequestDenied | ErrorCode::DestinationIpProhibited) => {
-            ModelError::AccessDenied(format!(
-                "{}: {err}. The operator must grant this provider the API's destination \
-                 (http = [\"{}\"]) and its key (keys = [\"{}\"]) under its [plugin.grants] in \
-                 platform.toml, and bind the key to that host",
-                api.name, api.origin, api.key_provider
-            ))
-        }
-        HttpError::Invalid(_) => ModelError::BadRequest(format!("{}: {err}", api.name)),
-        HttpError::Code(_) | HttpError::Stream(_) => {
-            ModelError::Upstream(format!("{}: {err}", api.name))
-        }
+        usage: Usage::default(),
     }
 }
 
@@ -518,11 +436,15 @@ pub fn http_error(api: &Api, status: u16, retry_after_ms: Option<u64>, body: &[u
         .ok()
         .map(|b| b.error);
     let message = match &error {
-        Some(e) => format!("{} answered HTTP {status}: {}", api.name, describe(e)),
+        Some(e) => format!(
+            "{} answered HTTP {status}: {}",
+            api.upstream.name,
+            describe(e)
+        ),
         None => format!(
             "{} answered HTTP {status} with a body that is not its error format: {}",
-            api.name,
-            snippet(body)
+            api.upstream.name,
+            excerpt(body)
         ),
     };
     let code = error.as_ref().and_then(ApiError::code);
@@ -546,7 +468,7 @@ pub fn http_error(api: &Api, status: u16, retry_after_ms: Option<u64>, body: &[u
 pub fn stream_error(api: &Api, error: &ApiError) -> ModelError {
     by_kind(
         error,
-        format!("{} stream error: {}", api.name, describe(error)),
+        format!("{} stream error: {}", api.upstream.name, describe(error)),
     )
 }
 
@@ -626,20 +548,6 @@ fn specific(error: &ApiError, message: &str) -> Option<ModelError> {
     }
 }
 
-/// The start of a body for an error message.
-fn snippet(body: &[u8]) -> String {
-    const MAX: usize = 200;
-    let text = String::from_utf8_lossy(body);
-    let text = text.trim();
-    if text.is_empty() {
-        return "(empty)".to_owned();
-    }
-    match text.char_indices().nth(MAX) {
-        Some((cut, _)) => format!("{}…", &text[..cut]),
-        None => text.to_owned(),
-    }
-}
-
 /// Milliseconds to wait before retrying a 429, from its headers (`header`
 /// returns a header's value): Azure's `retry-after-ms`, then `retry-after`
 /// (delay seconds or an HTTP date, relative to `now` in Unix seconds), then
@@ -650,14 +558,8 @@ pub fn retry_after_ms(header: impl Fn(&str) -> Option<String>, now: u64) -> Opti
     if let Some(ms) = header("retry-after-ms").and_then(|v| seconds_ms(&v, 1)) {
         return Some(ms);
     }
-    if let Some(v) = header("retry-after") {
-        let v = v.trim();
-        if let Some(ms) = seconds_ms(v, 1000) {
-            return Some(ms);
-        }
-        if let Some(at) = http_date(v) {
-            return Some(at.saturating_sub(now).saturating_mul(1000));
-        }
+    if let Some(ms) = header("retry-after").and_then(|v| provider::retry_after_ms(&v, now)) {
+        return Some(ms);
     }
     ["requests", "tokens"]
         .iter()
@@ -707,46 +609,6 @@ fn duration_ms(value: &str) -> Option<u64> {
         rest = &rest[unit_len..];
     }
     (total.is_finite() && total >= 0.0).then(|| total.round() as u64)
-}
-
-/// Unix seconds of an IMF-fixdate such as `Sun, 06 Nov 1994 08:49:37 GMT`.
-fn http_date(value: &str) -> Option<u64> {
-    let parts: Vec<&str> = value.split_whitespace().collect();
-    let [weekday, day, month, year, time, "GMT"] = parts.as_slice() else {
-        return None;
-    };
-    if !weekday.ends_with(',') {
-        return None;
-    }
-    let day: u64 = day.parse().ok().filter(|d| (1..=31).contains(d))?;
-    let month = [
-        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
-    ]
-    .iter()
-    .position(|m| m == month)? as u64
-        + 1;
-    let year: u64 = year.parse().ok().filter(|y| *y >= 1970)?;
-    let mut hms = time.split(':').map(|p| p.parse::<u64>().ok());
-    let (Some(Some(h)), Some(Some(m)), Some(Some(s)), None) =
-        (hms.next(), hms.next(), hms.next(), hms.next())
-    else {
-        return None;
-    };
-    if h > 23 || m > 59 || s > 60 {
-        return None;
-    }
-    // Days since 1970-01-01 of a proleptic Gregorian date (years ≥ 1970).
-    let (y, mo) = if month <= 2 {
-        (year - 1, month + 9)
-    } else {
-        (year, month - 3)
-    };
-    let era = y / 400;
-    let yoe = y % 400;
-    let doy = (153 * mo + 2) / 5 + day - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    let days = (era * 146_097 + doe).checked_sub(719_468)?;
-    Some(days * 86_400 + h * 3600 + m * 60 + s)
 }
 
 /// Turns the `data:` payloads of a streamed response into deltas: text as it
@@ -808,8 +670,8 @@ impl StreamDecoder {
         let chunk: ChatChunk = serde_json::from_str(data).map_err(|e| {
             ModelError::MalformedResponse(format!(
                 "{} stream chunk is not in its documented format: {e}: {}",
-                self.call.api.name,
-                snippet(data.as_bytes())
+                self.call.api.upstream.name,
+                excerpt(data.as_bytes())
             ))
         })?;
         if let Some(error) = &chunk.error {
@@ -914,14 +776,30 @@ impl StreamDecoder {
         if self.started {
             ModelError::Upstream(format!(
                 "{} stream ended before data: [DONE]: the connection was cut",
-                self.call.api.name
+                self.call.api.upstream.name
             ))
         } else {
             ModelError::MalformedResponse(format!(
                 "{} answered without any chat.completion.chunk: not a Chat Completions stream",
-                self.call.api.name
+                self.call.api.upstream.name
             ))
         }
+    }
+}
+
+/// The glue of [`convergio_sdk::provider::SseStream`]: each event's `data`,
+/// and a body that ends before `[DONE]` is [`StreamDecoder::cut_off`].
+impl EventDecoder for StreamDecoder {
+    fn event(&mut self, event: &SseEvent) -> Result<Option<Delta>, ModelError> {
+        self.push(&event.data)
+    }
+
+    fn finished(&self) -> bool {
+        self.finished
+    }
+
+    fn end(&mut self) -> Result<Delta, ModelError> {
+        Err(self.cut_off())
     }
 }
 
@@ -938,16 +816,16 @@ impl PendingTool {
         if self.id.is_empty() || self.name.is_empty() {
             return Err(ModelError::MalformedResponse(format!(
                 "{} stream: a tool call without id or function name (id `{}`, name `{}`)",
-                api.name, self.id, self.name
+                api.upstream.name, self.id, self.name
             )));
         }
         if !self.is_whole() {
             return Err(ModelError::MalformedResponse(format!(
                 "{} stream: the arguments of tool call `{}` ({}) are not a JSON object: {}",
-                api.name,
+                api.upstream.name,
                 self.id,
                 self.name,
-                snippet(self.arguments.as_bytes())
+                excerpt(self.arguments.as_bytes())
             )));
         }
         let arguments = if self.arguments.trim().is_empty() {
@@ -965,6 +843,9 @@ impl PendingTool {
 
 #[cfg(test)]
 mod tests {
+    use convergio_sdk::client::HttpError;
+    use convergio_sdk::http::types::ErrorCode;
+    use convergio_sdk::keys::KeyError;
     use convergio_sdk::provider::Sampling;
     use serde_json::json;
 
@@ -1034,12 +915,22 @@ mod tests {
     fn api_names_the_grants_it_needs() {
         let api = openai("gpt-6-luna").api;
         assert_eq!(
-            (api.provider, api.origin.as_str(), api.key_provider.as_str()),
+            (
+                api.provider,
+                api.upstream.origin.as_str(),
+                api.upstream.key.provider.as_str()
+            ),
             ("openai", "https://api.openai.com", "openai")
         );
+        assert_eq!(api.upstream.name, "OpenAI API");
         let api = azure("chat").api;
+        assert_eq!(api.upstream.name, "Azure OpenAI API");
         assert_eq!(
-            (api.provider, api.origin.as_str(), api.key_provider.as_str()),
+            (
+                api.provider,
+                api.upstream.origin.as_str(),
+                api.upstream.key.provider.as_str()
+            ),
             (
                 "azure-openai",
                 "https://contoso.openai.azure.com",
@@ -1047,7 +938,7 @@ mod tests {
             )
         );
         let local = Api::new(&settings(&[("base-url", "http://127.0.0.1:8080")]));
-        assert_eq!(local.origin, "http://127.0.0.1:8080");
+        assert_eq!(local.upstream.origin, "http://127.0.0.1:8080");
     }
 
     #[test]
@@ -1740,7 +1631,9 @@ mod tests {
     #[test]
     fn transport_and_key_errors() {
         let api = azure("chat").api;
-        let denied = transport_error(&api, &HttpError::Code(ErrorCode::HttpRequestDenied));
+        let denied = api
+            .upstream
+            .transport_error(&HttpError::Code(ErrorCode::HttpRequestDenied));
         match denied {
             ModelError::AccessDenied(m) => {
                 assert!(m.contains("https://contoso.openai.azure.com"), "{m}");
@@ -1752,37 +1645,44 @@ mod tests {
             other => panic!("{other:?}"),
         }
         assert!(matches!(
-            transport_error(&api, &HttpError::Code(ErrorCode::DestinationIpProhibited)),
+            api.upstream
+                .transport_error(&HttpError::Code(ErrorCode::DestinationIpProhibited)),
             ModelError::AccessDenied(_)
         ));
         assert!(matches!(
-            transport_error(&api, &HttpError::Code(ErrorCode::ConnectionTimeout)),
+            api.upstream
+                .transport_error(&HttpError::Code(ErrorCode::ConnectionTimeout)),
             ModelError::Timeout(_)
         ));
         assert!(matches!(
-            transport_error(&api, &HttpError::Stream("HttpResponseTimeout".into())),
+            api.upstream
+                .transport_error(&HttpError::Stream("HttpResponseTimeout".into())),
             ModelError::Timeout(_)
         ));
         assert!(matches!(
-            transport_error(
-                &api,
-                &HttpError::Stream("HttpResponseBodySize(None)".into())
-            ),
+            api.upstream
+                .transport_error(&HttpError::Stream("HttpResponseBodySize(None)".into())),
             ModelError::Upstream(_)
         ));
         assert!(matches!(
-            transport_error(&api, &HttpError::Stream("read timeout".into())),
+            api.upstream
+                .transport_error(&HttpError::Stream("read timeout".into())),
             ModelError::Timeout(_)
         ));
         assert!(matches!(
-            transport_error(&api, &HttpError::Code(ErrorCode::ConnectionRefused)),
+            api.upstream
+                .transport_error(&HttpError::Code(ErrorCode::ConnectionRefused)),
             ModelError::Upstream(_)
         ));
         assert!(matches!(
-            transport_error(&api, &HttpError::Invalid("bad".into())),
+            api.upstream
+                .transport_error(&HttpError::Invalid("bad".into())),
             ModelError::BadRequest(_)
         ));
-        match key_error(&api, KeyError::NotGranted("azure-openai/default".into())) {
+        match api
+            .upstream
+            .key_error(KeyError::NotGranted("azure-openai/default".into()))
+        {
             ModelError::Auth(m) => assert!(m.contains("not granted") && m.contains("Azure"), "{m}"),
             other => panic!("{other:?}"),
         }

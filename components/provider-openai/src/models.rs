@@ -10,7 +10,7 @@
 //! Operators override prices in `platform.toml`; the router reads the
 //! overrides.
 
-use convergio_sdk::provider::{ModelFeatures, ModelInfo, QualityTier};
+use convergio_sdk::provider::{self, ModelFeatures, ModelInfo, QualityTier};
 
 /// A declared model.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -240,16 +240,11 @@ pub fn cost_micro_usd(spec: Option<&ModelSpec>, tokens: &Tokens) -> u64 {
         _ => (1.0, 1.0),
     };
     let cached = tokens.cached.min(tokens.input);
-    let uncached = tokens.input - cached;
-    let micro = (uncached as f64 * spec.input_per_mtok
-        + cached as f64 * spec.cached_input_per_mtok)
-        * input_factor
-        + tokens.output as f64 * spec.output_per_mtok * output_factor;
-    if micro.is_finite() && micro > 0.0 {
-        micro.round() as u64
-    } else {
-        0
-    }
+    provider::cost_micro_usd([
+        (tokens.input - cached, spec.input_per_mtok * input_factor),
+        (cached, spec.cached_input_per_mtok * input_factor),
+        (tokens.output, spec.output_per_mtok * output_factor),
+    ])
 }
 
 #[cfg(test)]
