@@ -3,12 +3,12 @@
 //! embeddings and errors. Nothing here touches the network, so all of it is
 //! unit-tested natively.
 
-use convergio_sdk::client::HttpError;
-use convergio_sdk::http::types::ErrorCode;
 use convergio_sdk::provider::{
-    Completion, Delta, Embeddings, FinishReason, Message, ModelError, ProviderRequest, Role,
-    ToolCall, ToolDefinition, Usage,
+    self, Completion, Delta, Embeddings, EventDecoder, FinishReason, KeyName, Message, ModelError,
+    ProviderConfig, ProviderRequest, Role, ToolCall, ToolDefinition, Upstream, Usage, excerpt,
+    retry_after_ms,
 };
+use convergio_sdk::sse::SseEvent;
 use serde_json::{Map, Value};
 
 use crate::models;
@@ -42,72 +42,63 @@ pub struct Settings {
     /// Scheme, host, optional port and path prefix; no trailing `/`.
     pub base_url: String,
     pub api_version: String,
-    pub key_provider: String,
-    pub key_name: String,
+    /// The key (`gemini/default` unless named).
+    pub key: KeyName,
 }
 
 impl Settings {
+    /// Reads `base-url`, `api-version` and `key` through `get` (the value,
+    /// `None` when unset, or why it cannot be read) and checks them.
+    pub fn load(get: impl Fn(&str) -> Result<Option<String>, String>) -> Result<Self, ModelError> {
+        let config = ProviderConfig::new(PROVIDER_ID, get);
+        let base_url = config.base_url(DEFAULT_BASE_URL)?;
+        let api_version = match config.optional("api-version")? {
+            Some(v) => {
+                let version = v.trim();
+                if version.is_empty()
+                    || !version
+                        .chars()
+                        .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit())
+                {
+                    return Err(config.invalid(
+                        "api-version",
+                        &v,
+                        "must be an API version such as v1beta or v1alpha",
+                        DEFAULT_API_VERSION,
+                    ));
+                }
+                version.to_owned()
+            }
+            None => DEFAULT_API_VERSION.to_owned(),
+        };
+        let key = config.key(DEFAULT_KEY)?;
+        Ok(Self {
+            base_url,
+            api_version,
+            key,
+        })
+    }
+
     /// From the values of `base-url`, `api-version` and `key` (`None` when unset).
     pub fn from_values(
         base_url: Option<&str>,
         api_version: Option<&str>,
         key: Option<&str>,
     ) -> Result<Self, ModelError> {
-        let base_url = base_url.map(str::trim).unwrap_or(DEFAULT_BASE_URL);
-        let base_url = base_url.trim_end_matches('/');
-        let host = base_url
-            .strip_prefix("https://")
-            .or_else(|| base_url.strip_prefix("http://"));
-        match host {
-            Some(rest)
-                if !rest.is_empty()
-                    && !rest.starts_with('/')
-                    && !rest.contains(['?', '#', ' ', '@']) => {}
-            _ => {
-                return Err(config_error(
-                    "base-url",
-                    base_url,
-                    "must be an http(s) URL without query, user or fragment",
-                    DEFAULT_BASE_URL,
-                ));
+        Self::load(|name| {
+            Ok(match name {
+                "base-url" => base_url,
+                "api-version" => api_version,
+                "key" => key,
+                _ => None,
             }
-        }
-
-        let api_version = api_version.map(str::trim).unwrap_or(DEFAULT_API_VERSION);
-        if api_version.is_empty()
-            || !api_version
-                .chars()
-                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit())
-        {
-            return Err(config_error(
-                "api-version",
-                api_version,
-                "must be an API version such as v1beta or v1alpha",
-                DEFAULT_API_VERSION,
-            ));
-        }
-
-        let key = key.map(str::trim).unwrap_or(DEFAULT_KEY);
-        let (key_provider, key_name) = key.split_once('/').unwrap_or((PROVIDER_ID, key));
-        let valid = |s: &str| {
-            !s.is_empty()
-                && s.chars()
-                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.')
-        };
-        if !valid(key_provider) || !valid(key_name) {
-            return Err(config_error(
-                "key",
-                key,
-                "must name a stored key as PROVIDER/NAME (or NAME of a gemini key)",
-                DEFAULT_KEY,
-            ));
-        }
-        Ok(Self {
-            base_url: base_url.to_owned(),
-            api_version: api_version.to_owned(),
-            key_provider: key_provider.to_owned(),
-            key_name: key_name.to_owned(),
+            .map(str::to_owned))
         })
+    }
+
+    /// The API, for requests and error messages.
+    pub fn upstream(&self) -> Upstream {
+        Upstream::new("Gemini API", &self.base_url, self.key.clone())
     }
 
     /// `{base}/{version}/models/{model}:{method}`; `method` may carry a query.
@@ -118,13 +109,6 @@ impl Settings {
             self.base_url, self.api_version
         ))
     }
-}
-
-fn config_error(key: &str, value: &str, why: &str, example: &str) -> ModelError {
-    ModelError::BadRequest(format!(
-        "provider-gemini: config `{key}` = `{value}` {why}; fix it in platform.toml under \
-         [plugin.grants] of this plugin, e.g. config = {{ {key} = \"{example}\" }}"
-    ))
 }
 
 /// The model id as it goes in the URL path: `models/` prefix removed,
@@ -250,7 +234,7 @@ fn contents(
                         function_call: Some(FunctionCall {
                             id: None,
                             name: call.name.clone(),
-                            args: Some(call_arguments(call)?),
+                            args: Some(provider::tool_call_arguments(call)?),
                         }),
                         thought_signature: signature,
                         ..Part::default()
@@ -310,24 +294,6 @@ fn answered_call<'a>(earlier: &'a [Message], id: &str) -> Option<&'a str> {
         .flat_map(|m| m.tool_calls.iter())
         .find(|call| call.id == id)
         .map(|call| call.name.as_str())
-}
-
-/// The arguments of an assistant's tool call as the JSON object Gemini takes.
-fn call_arguments(call: &ToolCall) -> Result<Value, ModelError> {
-    if call.arguments.trim().is_empty() {
-        return Ok(Value::Object(Map::new()));
-    }
-    match serde_json::from_str::<Value>(&call.arguments) {
-        Ok(value @ Value::Object(_)) => Ok(value),
-        Ok(_) => Err(ModelError::BadRequest(format!(
-            "the arguments of tool call `{}` are not a JSON object",
-            call.name
-        ))),
-        Err(e) => Err(ModelError::BadRequest(format!(
-            "the arguments of tool call `{}` are not JSON: {e}",
-            call.name
-        ))),
-    }
 }
 
 /// A tool's result as a `functionResponse.response` object: a JSON object
@@ -675,6 +641,24 @@ impl StreamState {
     }
 }
 
+/// The glue of [`convergio_sdk::provider::SseStream`]: each event's `data`;
+/// the last delta comes when the body ends.
+impl EventDecoder for StreamState {
+    fn event(&mut self, event: &SseEvent) -> Result<Option<Delta>, ModelError> {
+        self.on_data(&event.data)
+    }
+
+    /// Usage may follow the finishing chunk: the answer is complete only
+    /// when the body ends.
+    fn finished(&self) -> bool {
+        false
+    }
+
+    fn end(&mut self) -> Result<Delta, ModelError> {
+        self.on_end()
+    }
+}
+
 // -------------------------------------------------------------- embeddings
 
 /// The body of `batchEmbedContents` for `inputs` (at most [`EMBED_BATCH`]).
@@ -715,11 +699,7 @@ pub fn embeddings(model: &str, vectors: Vec<Vec<f32>>) -> Embeddings {
     Embeddings {
         model: model.to_owned(),
         vectors,
-        usage: Usage {
-            input_tokens: 0,
-            output_tokens: 0,
-            cost_micro_usd: 0,
-        },
+        usage: Usage::default(),
     }
 }
 
@@ -734,7 +714,7 @@ pub fn status_error(
     now_unix_secs: u64,
 ) -> ModelError {
     let error = error_body(body);
-    let retry_after_ms = retry_after.and_then(|v| parse_retry_after(v, now_unix_secs));
+    let retry_after_ms = retry_after.and_then(|v| retry_after_ms(v, now_unix_secs));
     classify(status, retry_after_ms, error.as_ref(), &excerpt(body))
 }
 
@@ -843,103 +823,10 @@ fn parse_duration_ms(value: &str) -> Option<u64> {
     (seconds.is_finite() && seconds >= 0.0).then(|| (seconds * 1000.0).round() as u64)
 }
 
-/// A `retry-after` header in milliseconds: delay-seconds, or an HTTP date
-/// (IMF-fixdate, `Wed, 21 Oct 2015 07:28:00 GMT`) relative to `now`.
-pub fn parse_retry_after(value: &str, now_unix_secs: u64) -> Option<u64> {
-    let value = value.trim();
-    if let Ok(seconds) = value.parse::<u64>() {
-        return Some(seconds.saturating_mul(1000));
-    }
-    let date = parse_http_date(value)?;
-    Some(date.saturating_sub(now_unix_secs).saturating_mul(1000))
-}
-
-/// Unix seconds of an IMF-fixdate.
-fn parse_http_date(value: &str) -> Option<u64> {
-    let fields: Vec<&str> = value.split_whitespace().collect();
-    let [_weekday, day, month, year, time, "GMT"] = fields.as_slice() else {
-        return None;
-    };
-    let day: u64 = day.parse().ok()?;
-    let month = 1 + [
-        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
-    ]
-    .iter()
-    .position(|m| m == month)? as u64;
-    let year: u64 = year.parse().ok()?;
-    let mut hms = time.split(':').map(str::parse::<u64>);
-    let (Some(Ok(h)), Some(Ok(m)), Some(Ok(s)), None) =
-        (hms.next(), hms.next(), hms.next(), hms.next())
-    else {
-        return None;
-    };
-    if !(1..=31).contains(&day) || year < 1970 || h > 23 || m > 59 || s > 60 {
-        return None;
-    }
-    // Days from 1970-01-01 to the date (proleptic Gregorian calendar).
-    let (y, mo) = if month <= 2 {
-        (year - 1, month + 9)
-    } else {
-        (year, month - 3)
-    };
-    let era = y / 400;
-    let yoe = y - era * 400;
-    let doy = (153 * mo + 2) / 5 + day - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    let days = (era * 146_097 + doe).checked_sub(719_468)?;
-    Some(days * 86_400 + h * 3_600 + m * 60 + s)
-}
-
-/// A transport failure (no HTTP answer, or a body cut short).
-pub fn http_error(error: &HttpError) -> ModelError {
-    if error.is_timeout() {
-        return ModelError::Timeout(format!("no answer from Gemini in time: {error}"));
-    }
-    match error {
-        HttpError::Code(ErrorCode::HttpRequestDenied | ErrorCode::DestinationIpProhibited) => {
-            ModelError::AccessDenied(format!(
-                "{error}. The operator must grant this plugin the Gemini origin (e.g. \
-                 http = [\"{DEFAULT_BASE_URL}\"]) and its key (keys = [\"{PROVIDER_ID}\"]) under \
-                 [plugin.grants] in platform.toml, and bind the key to that host"
-            ))
-        }
-        HttpError::Invalid(message) => ModelError::BadRequest(format!(
-            "the request to Gemini cannot be sent ({message}); check the `base-url` config"
-        )),
-        other => ModelError::Upstream(format!("the request to Gemini failed: {other}")),
-    }
-}
-
-/// A failure of sending a request. The SDK's client reports a host refusal
-/// that happens while the body is written as a closed stream, without the
-/// `wasi:http` code, so such a failure says where to look.
-pub fn send_error(error: &HttpError) -> ModelError {
-    match error {
-        HttpError::Stream(message) if !error.is_timeout() => ModelError::Upstream(format!(
-            "sending the request to Gemini failed ({message}); if the host log says the request \
-             was denied, the operator must grant this plugin the Gemini origin under `http` and \
-             its key under `keys` in [plugin.grants] of platform.toml"
-        )),
-        other => http_error(other),
-    }
-}
-
-/// The first characters of a body, for messages.
-fn excerpt(body: &[u8]) -> String {
-    let text = String::from_utf8_lossy(body);
-    let text = text.trim();
-    if text.is_empty() {
-        return "(empty body)".to_owned();
-    }
-    let mut cut: String = text.chars().take(300).collect();
-    if cut.len() < text.len() {
-        cut.push('…');
-    }
-    cut
-}
-
 #[cfg(test)]
 mod tests {
+    use convergio_sdk::client::HttpError;
+    use convergio_sdk::http::types::ErrorCode;
     use convergio_sdk::provider::Sampling;
     use serde_json::json;
 
@@ -977,7 +864,7 @@ mod tests {
         let s = Settings::from_values(None, None, None).unwrap();
         assert_eq!(s.base_url, DEFAULT_BASE_URL);
         assert_eq!(
-            (s.key_provider.as_str(), s.key_name.as_str()),
+            (s.key.provider.as_str(), s.key.name.as_str()),
             ("gemini", "default")
         );
         assert_eq!(
@@ -996,12 +883,12 @@ mod tests {
             "http://127.0.0.1:8089/v1alpha/models/gemini-4-argon:streamGenerateContent?alt=sse"
         );
         assert_eq!(
-            (s.key_provider.as_str(), s.key_name.as_str()),
+            (s.key.provider.as_str(), s.key.name.as_str()),
             ("gemini", "team-b")
         );
         let s = Settings::from_values(None, None, Some("google/prod")).unwrap();
         assert_eq!(
-            (s.key_provider.as_str(), s.key_name.as_str()),
+            (s.key.provider.as_str(), s.key.name.as_str()),
             ("google", "prod")
         );
     }
@@ -1677,27 +1564,15 @@ mod tests {
     }
 
     #[test]
-    fn http_dates() {
-        assert_eq!(parse_http_date("Wed, 21 Oct 2015 07:28:00 GMT"), Some(NOW));
-        assert_eq!(parse_http_date("Thu, 01 Jan 1970 00:00:00 GMT"), Some(0));
-        assert_eq!(
-            parse_http_date("Sun, 29 Feb 2032 12:00:00 GMT"),
-            Some(1_961_668_800)
-        );
-        assert_eq!(parse_http_date("Wed, 21 Oct 2015 07:28:00 CET"), None);
-        assert_eq!(parse_http_date("Wed, 32 Oct 2015 07:28:00 GMT"), None);
-        // A date in the past means "now".
-        assert_eq!(
-            parse_retry_after("Thu, 01 Jan 1970 00:00:00 GMT", NOW),
-            Some(0)
-        );
-    }
-
-    #[test]
     fn transport_errors() {
+        let api = Settings::from_values(None, None, None).unwrap().upstream();
+        let http_error = |e: &HttpError| api.transport_error(e);
+        let send_error = |e: &HttpError| api.send_error(e);
         assert!(matches!(
             http_error(&HttpError::Code(ErrorCode::HttpRequestDenied)),
             ModelError::AccessDenied(m) if m.contains("platform.toml")
+                && m.contains("https://generativelanguage.googleapis.com")
+                && m.contains("keys = [\"gemini\"]")
         ));
         assert!(matches!(
             http_error(&HttpError::Code(ErrorCode::DestinationIpProhibited)),

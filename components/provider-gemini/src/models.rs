@@ -9,7 +9,7 @@
 //! until then. Prices over 200k-token prompts and cached-input discounts are
 //! not modelled. Operators override prices in `platform.toml`.
 
-use convergio_sdk::provider::{ModelFeatures, ModelInfo, QualityTier};
+use convergio_sdk::provider::{self, ModelFeatures, ModelInfo, QualityTier};
 
 /// What a declared model is for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -133,8 +133,7 @@ pub fn prices(model: &str) -> Option<(f64, f64)> {
 pub fn cost_micro_usd(model: &str, input_tokens: u32, output_tokens: u32) -> u64 {
     match prices(model) {
         Some((input, output)) => {
-            let cost = f64::from(input_tokens) * input + f64::from(output_tokens) * output;
-            cost.round() as u64
+            provider::cost_micro_usd([(input_tokens.into(), input), (output_tokens.into(), output)])
         }
         None => 0,
     }
