@@ -24,6 +24,10 @@
 //!    the last byte of the body), largest response body. Each ends the
 //!    request with its `wasi:http` error code, never a trap.
 //!
+//! Connections are kept alive per plugin and destination and reused once a
+//! response has been read to its end; the address of a kept connection was
+//! checked when it was opened.
+//!
 //! Every denial is logged at `warn` with the plugin, the destination and the
 //! `platform.toml` line that would allow it; the guest gets the error code.
 //! Every request runs in a tracing span `convergio.http.request` (method,
