@@ -4,6 +4,7 @@
 use std::fmt;
 use std::sync::Arc;
 
+use tokio::runtime::RuntimeFlavor;
 use wasmtime::component::{HasData, Linker, Resource, ResourceTable};
 
 use crate::{Backend, Error, Quota, Result, StoragePolicy};
@@ -13,9 +14,9 @@ mod generated {
         path: "../../wit",
         world: "wasi:keyvalue/imports@0.2.0-draft",
         // Writes wait for a flush to disk: they are async on the host and
-        // run their SQLite work on Tokio's blocking threads (see `blocking`).
+        // keep the runtime's other tasks running meanwhile (see `blocking`).
         // Reads take microseconds on a connection no writer holds, and stay
-        // synchronous: a thread hand-off would cost more than the read.
+        // synchronous.
         imports: {
             "wasi:keyvalue/store.[method]bucket.set": async | trappable,
             "wasi:keyvalue/store.[method]bucket.delete": async | trappable,
@@ -121,10 +122,11 @@ impl fmt::Debug for StorageView<'_> {
 /// The writes (`set`, `delete`, `increment`, `set-many`, `delete-many`) are
 /// async host functions, so a component that imports them must be
 /// instantiated and called with wasmtime's `_async` methods
-/// (`instantiate_async`, `call_async`). Each write runs on Tokio's blocking
-/// threads when called inside a Tokio runtime (in place otherwise): a durable
-/// commit waits for the disk, and must not hold one of the runtime's few
-/// worker threads meanwhile. Reads are synchronous.
+/// (`instantiate_async`, `call_async`). A durable commit waits for the disk,
+/// and must not stall the other tasks of the runtime's few worker threads
+/// meanwhile: in a multi-threaded Tokio runtime a write runs in
+/// `block_in_place`, in a current-thread runtime on the blocking thread pool,
+/// outside Tokio in place. Reads are synchronous.
 pub fn add_to_linker<T: Send + 'static>(
     linker: &mut Linker<T>,
     get: fn(&mut T) -> StorageView<'_>,
@@ -177,24 +179,35 @@ macro_rules! bucket_span {
     };
 }
 
-/// Run a write in `span`, off the async worker threads.
+/// Run a write in `span` without stalling the runtime's other tasks.
 ///
 /// A write commits with `synchronous = FULL`: it waits for the disk to flush
 /// (from microseconds to milliseconds, more when another process holds the
-/// database), and a blocked worker thread stalls every task queued on it. In
-/// a Tokio runtime the write goes to the blocking thread pool and the guest's
-/// call waits for it asynchronously; without one (a caller driving the
-/// future with another executor) it runs in place.
+/// database), and a blocked worker thread stalls every task queued on it.
 ///
-/// If the call is dropped while waiting (its deadline passed), the write
-/// still completes or fails on its own: like a write cut off by a crash, a
-/// write whose call did not return may or may not have been applied.
+/// - In a multi-threaded Tokio runtime (Convergio's): `block_in_place`. The
+///   write runs on the calling thread, which first hands its worker role and
+///   queued tasks to another thread. No hand-off of the write itself, so it
+///   costs about what the write costs; on the 2-vCPU development machine a
+///   `spawn_blocking` round trip added 40–65 µs to each write
+///   (`benches/storage.rs`, `docs/benchmarks.md`).
+/// - In a current-thread runtime, where `block_in_place` is not allowed: the
+///   blocking thread pool, awaited.
+/// - Outside Tokio (a caller driving the future with another executor): in
+///   place.
+///
+/// A write that has started runs to completion: if the call's deadline
+/// passes meanwhile, the call can fail although the write was applied. As
+/// after a crash, only an acknowledged write is guaranteed.
 async fn blocking<R: Send + 'static>(
     span: tracing::Span,
     write: impl FnOnce() -> Result<R> + Send + 'static,
 ) -> Result<R> {
     let write = move || span.in_scope(write);
     match tokio::runtime::Handle::try_current() {
+        Ok(runtime) if runtime.runtime_flavor() == RuntimeFlavor::MultiThread => {
+            tokio::task::block_in_place(write)
+        }
         Ok(runtime) => runtime
             .spawn_blocking(write)
             .await
@@ -445,9 +458,17 @@ mod tests {
     }
 
     /// A backend that records the thread each write runs on.
+    /// With a gate, `set` reports that it started and then waits (up to
+    /// 5 s) for the gate to open, as a write waits for the disk.
     struct ThreadRecorder {
         inner: SqliteBackend,
         writes: Mutex<Vec<std::thread::ThreadId>>,
+        gate: Option<Mutex<Gate>>,
+    }
+
+    struct Gate {
+        started: std::sync::mpsc::Sender<()>,
+        open: std::sync::mpsc::Receiver<()>,
     }
 
     impl ThreadRecorder {
@@ -456,6 +477,13 @@ mod tests {
                 .lock()
                 .unwrap()
                 .push(std::thread::current().id());
+            if let Some(gate) = &self.gate {
+                let gate = gate.lock().unwrap();
+                gate.started.send(()).unwrap();
+                gate.open
+                    .recv_timeout(std::time::Duration::from_secs(5))
+                    .expect("the gate was not opened: the other task never ran");
+            }
         }
     }
 
@@ -518,10 +546,15 @@ mod tests {
     }
 
     fn recording_ctx() -> (tempfile::TempDir, Arc<ThreadRecorder>, StorageCtx) {
+        gated_ctx(None)
+    }
+
+    fn gated_ctx(gate: Option<Gate>) -> (tempfile::TempDir, Arc<ThreadRecorder>, StorageCtx) {
         let dir = tempfile::tempdir().unwrap();
         let backend = Arc::new(ThreadRecorder {
             inner: SqliteBackend::open(dir.path().join("kv.db")).unwrap(),
             writes: Mutex::new(Vec::new()),
+            gate: gate.map(Mutex::new),
         });
         let policy = Arc::new(StoragePolicy::new(vec![BucketGrant::new("notes")]));
         let ctx = StorageCtx::new("writer", Arc::clone(&backend) as Arc<dyn Backend>, policy);
@@ -529,7 +562,7 @@ mod tests {
     }
 
     #[tokio::test(flavor = "current_thread")]
-    async fn writes_leave_the_runtime_thread() {
+    async fn in_a_current_thread_runtime_writes_leave_its_thread() {
         let (_dir, backend, ctx) = recording_ctx();
         write_all(&ctx).await;
         let writes = backend.writes.lock().unwrap();
@@ -537,6 +570,36 @@ mod tests {
         // The runtime's only thread is this one: the writes ran elsewhere.
         let here = std::thread::current().id();
         assert!(writes.iter().all(|id| *id != here), "{writes:?}");
+    }
+
+    /// One worker thread: a write waiting for the disk must let the other
+    /// tasks of that thread run. Here the write waits for a task spawned
+    /// after it started; holding the worker would make it wait in vain.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 1)]
+    async fn a_waiting_write_does_not_stall_the_worker_thread() {
+        let (started_tx, started) = std::sync::mpsc::channel();
+        let (open, open_rx) = std::sync::mpsc::channel();
+        let (_dir, backend, ctx) = gated_ctx(Some(Gate {
+            started: started_tx,
+            open: open_rx,
+        }));
+        let writer = tokio::spawn(async move {
+            let mut table = ResourceTable::new();
+            let mut v = StorageView::new(&ctx, &mut table);
+            let notes = v.open("notes".into()).unwrap();
+            v.set(b(&notes), "a".into(), b"1".to_vec()).await
+        });
+        // The write is waiting on the worker thread; only now spawn the task
+        // that opens its gate.
+        started
+            .recv_timeout(std::time::Duration::from_secs(5))
+            .unwrap();
+        tokio::spawn(async move { open.send(()).unwrap() })
+            .await
+            .unwrap();
+        writer.await.unwrap().unwrap();
+        assert_eq!(backend.writes.lock().unwrap().len(), 1);
+        assert_eq!(backend.get("notes", "a").unwrap(), Some(b"1".to_vec()));
     }
 
     #[test]

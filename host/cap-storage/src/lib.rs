@@ -12,9 +12,10 @@
 //! - [`StorageCtx`] holds the backend, the policy and the plugin id;
 //!   [`StorageView`] borrows it together with the store's `ResourceTable`
 //!   (open buckets are resources in that table), and [`add_to_linker`] links
-//!   the three interfaces. Writes are async host functions that run their
-//!   SQLite work on Tokio's blocking threads (a durable commit waits for the
-//!   disk); reads are synchronous, on a connection no writer holds.
+//!   the three interfaces. Writes are async host functions that keep the
+//!   runtime's other tasks running while a durable commit waits for the disk
+//!   (`block_in_place`); reads are synchronous, on a connection no writer
+//!   holds.
 //!
 //! Every host call runs in a tracing span `convergio.storage.<function>` with
 //! the plugin and the bucket (never keys' values).
