@@ -13,7 +13,9 @@
 //! - [`StorageBench::backend`]: `convergio-cap-storage`'s `SqliteBackend`
 //!   called directly (no guest, no host call), on a database of its own.
 //!
-//! The three databases sit in one temporary directory, on the same disk.
+//! The three databases sit in one temporary directory, on the same disk
+//! (`$CONVERGIO_BENCH_DIR` chooses where: a tmpfs such as `/dev/shm` makes
+//! every flush free, which leaves the CPU cost of each path).
 
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -157,8 +159,15 @@ impl StorageBench {
     /// Build the three sides, each holding keys `k0` … `k{keys-1}` with
     /// [`VALUE_SIZE`]-byte values, so gets find what they look for.
     /// `storage_bench_tool` must be built (`cargo xtask build-components --release`).
+    ///
+    /// The databases go in a temporary directory under
+    /// `$CONVERGIO_BENCH_DIR` if set (e.g. `/dev/shm`, to take the disk out
+    /// of the measurement), else under the system's temporary directory.
     pub async fn start(keys: usize) -> Result<Self, BoxError> {
-        let dir = tempfile::tempdir()?;
+        let dir = match std::env::var_os("CONVERGIO_BENCH_DIR") {
+            Some(base) => tempfile::tempdir_in(base)?,
+            None => tempfile::tempdir()?,
+        };
         let plugin = TestPlugin::new(STORE, "tool", release_test_component("storage_bench_tool"))
             .declares(&["storage"])
             .grants(&format!("storage = [\"{BUCKET}\"]"))
