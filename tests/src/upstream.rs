@@ -250,13 +250,18 @@ async fn respond(
     };
     let reply = handler(&received);
     log.lock().unwrap_or_else(|e| e.into_inner()).push(received);
-    tokio::time::sleep(reply.delay).await;
+    // A zero sleep still waits for the timer's next millisecond tick.
+    if !reply.delay.is_zero() {
+        tokio::time::sleep(reply.delay).await;
+    }
 
     let (tx, rx) = mpsc::channel::<Bytes>(4);
     let chunks = reply.chunks;
     tokio::spawn(async move {
         for (pause, chunk) in chunks {
-            tokio::time::sleep(pause).await;
+            if !pause.is_zero() {
+                tokio::time::sleep(pause).await;
+            }
             if tx.send(chunk).await.is_err() {
                 return;
             }
