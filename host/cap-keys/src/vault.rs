@@ -157,6 +157,11 @@ impl Vault {
     /// from `CONVERGIO_MASTER_KEY` if set, else from `master.key` beside it
     /// (created with mode 0600 on first use).
     pub fn open_in(data_dir: &Path) -> Result<Self> {
+        Self::open_in_with(data_dir, VaultOptions::default())
+    }
+
+    /// [`Vault::open_in`] with options (e.g. the operator's key policy).
+    pub fn open_in_with(data_dir: &Path, options: VaultOptions) -> Result<Self> {
         let source: Arc<dyn MasterKeySource> =
             if std::env::var_os(crate::DEFAULT_MASTER_KEY_VAR).is_some() {
                 Arc::new(crate::EnvSource::from_default_var()?)
@@ -172,7 +177,7 @@ impl Vault {
                     Arc::new(crate::KeyFileSource::generate(&path)?)
                 }
             };
-        Self::open(data_dir.join("vault.db"), source)
+        Self::open_with(data_dir.join("vault.db"), source, options)
     }
 
     /// Open (or create) the vault at `path`, sealed with `source`'s master key.

@@ -67,8 +67,8 @@ pub enum KeysCommand {
     },
 }
 
-fn open(data_dir: &Path) -> Result<Vault> {
-    Ok(Vault::open_in(data_dir)?)
+fn open(data_dir: &Path, options: convergio_cap_keys::VaultOptions) -> Result<Vault> {
+    Ok(Vault::open_in_with(data_dir, options)?)
 }
 
 /// Read a secret from stdin (piped) or a prompt that does not echo.
@@ -109,8 +109,14 @@ fn show(time: Option<SystemTime>) -> String {
 }
 
 /// Run a `keys` command against the vault in `data_dir`.
-pub fn run(command: KeysCommand, data_dir: &Path) -> Result<()> {
-    let vault = open(data_dir)?;
+/// Run a `keys` command on the vault in `data_dir`, under the `[keys]`
+/// policy of platform.toml.
+pub fn run(
+    command: KeysCommand,
+    data_dir: &Path,
+    options: convergio_cap_keys::VaultOptions,
+) -> Result<()> {
+    let vault = open(data_dir, options)?;
     match command {
         KeysCommand::Add {
             provider,

@@ -226,7 +226,12 @@ fn run(cli: Cli) -> Result<ExitCode> {
         ),
         Command::Usage { since } => usage(&cli.config, since.as_deref()),
         Command::Keys { command } => {
-            keys::run(command, &data_dir(&cli.config)?)?;
+            let policy = if cli.config.is_file() {
+                convergio_runtime::PlatformConfig::read(&cli.config)?.keys
+            } else {
+                convergio_runtime::KeySettings::default()
+            };
+            keys::run(command, &data_dir(&cli.config)?, policy.vault_options())?;
             Ok(ExitCode::SUCCESS)
         }
         Command::New { kind, name, dir } => {

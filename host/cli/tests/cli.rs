@@ -514,3 +514,56 @@ fn chat_streams_an_answer_through_the_router() {
         text(&out.stderr)
     );
 }
+
+#[test]
+fn keys_list_warns_by_the_platforms_key_policy() {
+    use std::io::Write as _;
+
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("platform.toml");
+    std::fs::write(
+        &config,
+        "[runtime]\ndata-dir = \"data\"\n\n[keys]\nmax-age-days = { openai = 5 }\nwarn-days = 7\n",
+    )
+    .unwrap();
+    let keys = |args: &[&str], stdin: &str| {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_convergio"))
+            .args(["--config", config.to_str().unwrap(), "keys"])
+            .args(args)
+            .env_remove("CONVERGIO_MASTER_KEY")
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(stdin.as_bytes())
+            .unwrap();
+        child.wait_with_output().unwrap()
+    };
+    let out = keys(&["add", "openai"], "sk-policy-test-0123456789\n");
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let out = keys(&["add", "anthropic"], "sk-ant-policy-test-0123456789\n");
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let listed = text(&keys(&["list"], "").stdout);
+    let line = |provider: &str| {
+        listed
+            .lines()
+            .skip_while(|l| !l.starts_with(provider))
+            .take_while(|l| l.starts_with(provider) || l.starts_with(' '))
+            .collect::<Vec<_>>()
+            .join("\n")
+    };
+    assert!(
+        line("openai").contains("the policy's maximum age is 5 days"),
+        "{listed}"
+    );
+    assert!(!line("anthropic").contains("maximum age"), "{listed}");
+    assert!(
+        dir.path().join("data/vault.db").is_file(),
+        "data-dir is used"
+    );
+}

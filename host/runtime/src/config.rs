@@ -20,9 +20,53 @@ pub struct PlatformConfig {
     /// The inference router: fallback chains, retries, prices, budgets.
     #[serde(default)]
     pub inference: InferenceSettings,
+    /// The key vault's rotation policy.
+    #[serde(default)]
+    pub keys: KeySettings,
     /// Plugins to load, in any order.
     #[serde(default, rename = "plugin")]
     pub plugins: Vec<PluginEntry>,
+}
+
+/// `[keys]`: how old a provider key may get before `convergio keys list`
+/// and the maintenance of `convergio run` warn.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case", default)]
+pub struct KeySettings {
+    /// Maximum age in days per provider, e.g. `{ openai = 90 }`.
+    pub max_age_days: BTreeMap<String, u32>,
+    /// Maximum age of keys of providers not listed; unset: no limit.
+    pub default_max_age_days: Option<u32>,
+    /// Warn this many days before a key reaches its maximum age or expiry.
+    pub warn_days: u32,
+}
+
+impl Default for KeySettings {
+    fn default() -> Self {
+        Self {
+            max_age_days: BTreeMap::new(),
+            default_max_age_days: None,
+            warn_days: 7,
+        }
+    }
+}
+
+impl KeySettings {
+    /// The vault's options with this policy.
+    pub fn vault_options(&self) -> convergio_cap_keys::VaultOptions {
+        convergio_cap_keys::VaultOptions {
+            policy: convergio_cap_keys::KeyPolicy {
+                max_age_days: self
+                    .max_age_days
+                    .iter()
+                    .map(|(p, d)| (p.clone(), *d))
+                    .collect(),
+                default_max_age_days: self.default_max_age_days,
+                warn_days: self.warn_days,
+            },
+            ..convergio_cap_keys::VaultOptions::default()
+        }
+    }
 }
 
 /// `[inference]`: how model calls are routed.
@@ -455,6 +499,8 @@ pub struct Platform {
     pub runtime: RuntimeSettings,
     /// The inference router's settings.
     pub inference: InferenceSettings,
+    /// The key vault's rotation policy.
+    pub keys: KeySettings,
     /// Plugins, in file order.
     pub plugins: Vec<PluginSpec>,
 }
@@ -596,6 +642,7 @@ impl Platform {
                 path: path.to_path_buf(),
                 runtime,
                 inference: config.inference,
+                keys: config.keys,
                 plugins,
             })
         } else {

@@ -39,7 +39,9 @@ pub mod values;
 mod watch;
 
 pub use capability::{Capability, ImportClass, classify_import};
-pub use config::{Grants, InferenceSettings, Limits, Platform, PlatformConfig, PluginSpec};
+pub use config::{
+    Grants, InferenceSettings, KeySettings, Limits, Platform, PlatformConfig, PluginSpec,
+};
 pub use error::{Error, Result};
 pub use host::{Event, HostState};
 pub use manifest::{PluginKind, PluginManifest};

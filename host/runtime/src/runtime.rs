@@ -1054,7 +1054,7 @@ fn open_vault(platform: &Platform) -> Result<Option<convergio_cap_keys::Vault>> 
         .data_dir
         .clone()
         .unwrap_or_else(crate::paths::home);
-    convergio_cap_keys::Vault::open_in(&dir)
+    convergio_cap_keys::Vault::open_in_with(&dir, platform.keys.vault_options())
         .map(Some)
         .map_err(|e| {
             Error::Config(format!(
