@@ -287,17 +287,25 @@ fn all_bytes(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
 }
 
 fn keys(home: &Path, args: &[&str], stdin: &str) -> Output {
+    keys_with("/nonexistent/platform.toml", Some(home), args, stdin)
+}
+
+/// `convergio --config CONFIG keys ARGS` with `stdin` piped in (and
+/// `CONVERGIO_HOME` set to `home`, if given).
+fn keys_with(config: &str, home: Option<&Path>, args: &[&str], stdin: &str) -> Output {
     use std::io::Write;
-    let mut child = Command::new(env!("CARGO_BIN_EXE_convergio"))
-        .args(["--config", "/nonexistent/platform.toml", "keys"])
+    let mut command = Command::new(env!("CARGO_BIN_EXE_convergio"));
+    command
+        .args(["--config", config, "keys"])
         .args(args)
-        .env("CONVERGIO_HOME", home)
         .env_remove("CONVERGIO_MASTER_KEY")
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
+        .stderr(std::process::Stdio::piped());
+    if let Some(home) = home {
+        command.env("CONVERGIO_HOME", home);
+    }
+    let mut child = command.spawn().unwrap();
     child
         .stdin
         .take()
@@ -517,8 +525,6 @@ fn chat_streams_an_answer_through_the_router() {
 
 #[test]
 fn keys_list_warns_by_the_platforms_key_policy() {
-    use std::io::Write as _;
-
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("platform.toml");
     std::fs::write(
@@ -526,24 +532,7 @@ fn keys_list_warns_by_the_platforms_key_policy() {
         "[runtime]\ndata-dir = \"data\"\n\n[keys]\nmax-age-days = { openai = 5 }\nwarn-days = 7\n",
     )
     .unwrap();
-    let keys = |args: &[&str], stdin: &str| {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_convergio"))
-            .args(["--config", config.to_str().unwrap(), "keys"])
-            .args(args)
-            .env_remove("CONVERGIO_MASTER_KEY")
-            .stdin(std::process::Stdio::piped())
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .unwrap();
-        child
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(stdin.as_bytes())
-            .unwrap();
-        child.wait_with_output().unwrap()
-    };
+    let keys = |args: &[&str], stdin: &str| keys_with(config.to_str().unwrap(), None, args, stdin);
     let out = keys(&["add", "openai"], "sk-policy-test-0123456789\n");
     assert!(out.status.success(), "{}", text(&out.stderr));
     let out = keys(&["add", "anthropic"], "sk-ant-policy-test-0123456789\n");
