@@ -58,4 +58,31 @@ async fn compiled_components_are_cached_on_disk() {
         .await
         .unwrap();
     assert_eq!(out, json!({"ok": "2"}));
+
+    // A function answers to its qualified name, its short name and its bare name.
+    for name in [
+        "convergio:platform/tool@0.1.0#invoke",
+        "tool.invoke",
+        "invoke",
+    ] {
+        let out = runtime
+            .invoke_json("plain", name, &json!(["echo", "3"]))
+            .await
+            .unwrap();
+        assert_eq!(out, json!({"ok": "3"}), "{name}");
+    }
+    for wrong in [
+        "tool.invok",
+        "toolx.invoke",
+        "convergio:platform/tool@0.1.0#invokes",
+    ] {
+        let err = runtime
+            .invoke_json("plain", wrong, &json!(["echo", "3"]))
+            .await
+            .unwrap_err();
+        assert!(
+            err.to_string().contains("tool@0.1.0#invoke"),
+            "{wrong}: {err}"
+        );
+    }
 }

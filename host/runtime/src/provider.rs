@@ -31,9 +31,9 @@ impl ComponentProvider {
             return Err(ModelError::Upstream("the runtime is shutting down".into()));
         };
         let loaded = slot.current.load_full();
-        let indices = wit_provider::GuestIndices::new(&loaded.pre).map_err(|e| {
+        let indices = loaded.provider.clone().ok_or_else(|| {
             ModelError::BadRequest(format!(
-                "plugin `{}` does not export the provider interface: {e}",
+                "plugin `{}` does not export the provider interface",
                 self.plugin
             ))
         })?;

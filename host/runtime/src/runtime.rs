@@ -66,18 +66,29 @@ impl ExportFn {
     /// Whether `query` names this function: `interface#name`, `short.name`
     /// (the interface's name without package and version, e.g. `tool.invoke`), or `name`.
     fn matches(&self, query: &str) -> bool {
-        if query == self.qualified() || query == self.name {
+        if query == self.name {
             return true;
         }
         let Some(interface) = &self.interface else {
             return false;
         };
+        // `interface#name`, compared without building the string.
+        if query
+            .strip_prefix(interface.as_str())
+            .and_then(|rest| rest.strip_prefix('#'))
+            == Some(self.name.as_str())
+        {
+            return true;
+        }
         let short = interface
             .split('@')
             .next()
             .and_then(|i| i.rsplit('/').next())
             .unwrap_or(interface);
-        query == format!("{short}.{}", self.name)
+        query
+            .strip_prefix(short)
+            .and_then(|rest| rest.strip_prefix('.'))
+            == Some(self.name.as_str())
     }
 }
 
@@ -89,6 +100,8 @@ pub(crate) struct Loaded {
     /// The plugin's outgoing HTTP: its allow-list, limits and in-flight count.
     http: HttpClient,
     pub(crate) pre: InstancePre<HostState>,
+    /// Where the provider interface's functions are, for provider plugins.
+    pub(crate) provider: Option<host::wit_provider::GuestIndices>,
     exports: Vec<ExportFn>,
     generation: u64,
     loaded_at: SystemTime,
@@ -374,8 +387,9 @@ impl Runtime {
                 plugin: plugin.clone(),
                 message,
             };
-            let indices = host::wit_provider::GuestIndices::new(&loaded.pre)
-                .map_err(|e| fail(format!("no provider interface: {e}")))?;
+            let indices = loaded.provider.clone().ok_or_else(|| {
+                fail("it is a provider but does not export the provider interface".to_owned())
+            })?;
             let mut session = Session::open(&self.inner, &slot, &loaded).await?;
             let guest = indices
                 .load(&mut session.store, &session.instance)
@@ -603,11 +617,13 @@ impl Runtime {
                 )
             })?;
         let http = HttpClient::new(spec.id.clone(), policy, self.inner.http.clone());
+        let provider = host::wit_provider::GuestIndices::new(&pre).ok();
         Ok(Loaded {
             spec,
             storage,
             http,
             pre,
+            provider,
             exports,
             generation,
             loaded_at: SystemTime::now(),
