@@ -131,6 +131,8 @@ async fn main() {
 
     let mut through = Vec::with_capacity(calls);
     let mut direct = Vec::with_capacity(calls);
+    // The provider component alone: a fresh instance answering `info()`.
+    let mut instance_only = Vec::with_capacity(calls);
     for i in 0..calls + calls / 10 {
         let started = Instant::now();
         let done = router
@@ -159,10 +161,20 @@ async fn main() {
         std::hint::black_box(parsed);
         let plain = started.elapsed();
 
+        let started = Instant::now();
+        std::hint::black_box(
+            runtime
+                .invoke_json("openai", "provider.info", &serde_json::json!([]))
+                .await
+                .expect("info"),
+        );
+        let instance = started.elapsed();
+
         // The first tenth warms caches and connections up.
         if i >= calls / 10 {
             through.push(routed);
             direct.push(plain);
+            instance_only.push(instance);
         }
     }
     let mut added: Vec<Duration> = through
@@ -173,6 +185,7 @@ async fn main() {
     through.sort();
     direct.sort();
     added.sort();
+    instance_only.sort();
     println!(
         "router + provider-openai component vs direct hyper call, {calls} calls each, alternating"
     );
@@ -181,6 +194,10 @@ async fn main() {
         ("through the platform", &through),
         ("direct", &direct),
         ("added (per call)", &added),
+        (
+            "of which: a provider instance answering info()",
+            &instance_only,
+        ),
     ] {
         println!(
             "| {name} | {} | {} |",
