@@ -769,26 +769,12 @@ impl RoutedStream {
     /// A stream that fails midway may have cost up to its hold: book that.
     fn fail(&mut self, error: &ModelError) {
         self.done = true;
-        if let Some(r) = self.reservation.take() {
-            let held = Router::ceiling_from_reservation(&r);
-            r.settle(held);
-            self.sink.record(&CallRecord {
-                caller: &self.caller,
-                provider: self.entry.provider.id(),
-                key: self.entry.provider.key(),
-                model: &self.entry.info.id,
-                usage: Usage {
-                    cost_micro_usd: held,
-                    ..Usage::default()
-                },
-                error: Some(error),
-            });
+        if let Some(held) = self.reservation.as_ref().map(Reservation::amount) {
+            let usage = Usage {
+                cost_micro_usd: held,
+                ..Usage::default()
+            };
+            self.finish(usage, Some(error));
         }
-    }
-}
-
-impl Router {
-    fn ceiling_from_reservation(r: &Reservation) -> u64 {
-        r.amount()
     }
 }

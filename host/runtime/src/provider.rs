@@ -26,7 +26,7 @@ pub(crate) struct ComponentProvider {
 
 impl ComponentProvider {
     /// Open a session and load the provider exports in it.
-    async fn session(&self) -> Result<(Session, wit_provider::Guest), ModelError> {
+    pub(crate) async fn session(&self) -> Result<(Session, wit_provider::Guest), ModelError> {
         let (Some(inner), Some(slot)) = (self.inner.upgrade(), self.slot.upgrade()) else {
             return Err(ModelError::Upstream("the runtime is shutting down".into()));
         };

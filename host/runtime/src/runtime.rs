@@ -382,23 +382,22 @@ impl Runtime {
             .collect();
         let mut found = Vec::new();
         for (plugin, slot) in slots {
-            let loaded = slot.current.load_full();
-            let fail = |message: String| Error::Load {
+            let mut provider = crate::provider::ComponentProvider {
+                inner: Arc::downgrade(&self.inner),
+                slot: Arc::downgrade(&slot),
                 plugin: plugin.clone(),
-                message,
+                id: String::new(),
+                key: None,
             };
-            let indices = loaded.provider.clone().ok_or_else(|| {
-                fail("it is a provider but does not export the provider interface".to_owned())
+            let (mut session, guest) = provider.session().await.map_err(|e| Error::Load {
+                plugin: plugin.clone(),
+                message: e.to_string(),
             })?;
-            let mut session = Session::open(&self.inner, &slot, &loaded).await?;
-            let guest = indices
-                .load(&mut session.store, &session.instance)
-                .map_err(|e| fail(e.to_string()))?;
             let info = session
                 .run(async |store, _| guest.call_info(store).await)
                 .await?;
-            let grants = &loaded.spec.grants;
-            let key = grants
+            let grants = &slot.current.load().spec.grants;
+            provider.key = grants
                 .config
                 .as_ref()
                 .and_then(|c| c.get("key").cloned())
@@ -411,13 +410,8 @@ impl Runtime {
                     }
                 })
                 .or_else(|| (!grants.keys.is_empty()).then(|| format!("{}/default", info.id)));
-            found.push(crate::provider::ComponentProvider {
-                inner: Arc::downgrade(&self.inner),
-                slot: Arc::downgrade(&slot),
-                plugin: plugin.clone(),
-                id: info.id,
-                key,
-            });
+            provider.id = info.id;
+            found.push(provider);
         }
         let found_ids: Vec<String> = found
             .iter()
