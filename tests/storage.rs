@@ -145,6 +145,75 @@ async fn concurrent_increments_are_exact() {
     );
 }
 
+/// Read-modify-write through `wasi:keyvalue/atomics` compare-and-swap from
+/// eight instances at once: every append lands, none is lost, and a swap over
+/// a value changed behind its back fails with a handle on the new value.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn compare_and_swap_loses_no_update() {
+    let dir = tempfile::tempdir().unwrap();
+    let runtime = start(
+        dir.path(),
+        &data_dir(dir.path()),
+        &[storage_plugin(
+            "writer",
+            "storage = [\"c\"]",
+            "max-instances = 8",
+        )],
+    )
+    .await;
+    assert_eq!(
+        call(&runtime, "writer", "cas-race", "c race").await,
+        json!({"ok": "failed:theirs"})
+    );
+    assert_eq!(
+        call(&runtime, "writer", "get", "c race").await,
+        json!({"ok": "mine"})
+    );
+
+    let (writers, appends) = (8, 20);
+    let mut tasks = Vec::new();
+    for w in 0..writers {
+        let runtime = runtime.clone();
+        tasks.push(tokio::spawn(async move {
+            let letter = char::from(b'a' + w);
+            let out = call(
+                &runtime,
+                "writer",
+                "append",
+                &format!("c log {letter} {appends}"),
+            )
+            .await;
+            out["ok"]
+                .as_str()
+                .unwrap_or_else(|| panic!("{out}"))
+                .parse::<u64>()
+                .unwrap()
+        }));
+    }
+    let mut failed_swaps = 0;
+    for t in tasks {
+        failed_swaps += t.await.unwrap();
+    }
+    let log = call(&runtime, "writer", "get", "c log").await["ok"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert_eq!(
+        log.len(),
+        usize::from(writers) * appends,
+        "{failed_swaps} swaps failed and were retried: {log}"
+    );
+    for w in 0..writers {
+        let letter = char::from(b'a' + w);
+        assert_eq!(log.matches(letter).count(), appends, "{log}");
+    }
+    // Counters are signed.
+    assert_eq!(
+        call(&runtime, "writer", "incr", "c n -3").await,
+        json!({"ok": "-3"})
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn data_survives_a_restart_of_the_host() {
     let dir = tempfile::tempdir().unwrap();

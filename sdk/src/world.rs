@@ -22,9 +22,9 @@ macro_rules! world_bindings {
             with: {
                 "wasi:logging/logging@0.1.0-draft": convergio_sdk::bindings::wasi::logging::logging,
                 "wasi:config/store@0.2.0-rc.1": convergio_sdk::bindings::wasi::config::store,
-                "wasi:keyvalue/store@0.2.0-draft": convergio_sdk::bindings::wasi::keyvalue::store,
-                "wasi:keyvalue/atomics@0.2.0-draft": convergio_sdk::bindings::wasi::keyvalue::atomics,
-                "wasi:keyvalue/batch@0.2.0-draft": convergio_sdk::bindings::wasi::keyvalue::batch,
+                "wasi:keyvalue/store@0.2.0-draft2": convergio_sdk::bindings::wasi::keyvalue::store,
+                "wasi:keyvalue/atomics@0.2.0-draft2": convergio_sdk::bindings::wasi::keyvalue::atomics,
+                "wasi:keyvalue/batch@0.2.0-draft2": convergio_sdk::bindings::wasi::keyvalue::batch,
                 "convergio:platform/events@0.1.0": convergio_sdk::bindings::convergio::platform::events,
                 $($with)*
             },

@@ -42,6 +42,45 @@ pub struct KeyPage {
     pub cursor: Option<u64>,
 }
 
+/// The values a counter may take: what the caller's interface can represent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum CounterRange {
+    /// Any `i64` (`wasi:keyvalue@0.2.0-draft2`: signed deltas and values).
+    Signed,
+    /// `0..=i64::MAX` (`wasi:keyvalue@0.2.0-draft`: unsigned deltas and
+    /// values; counters are stored as `i64` for both versions).
+    NonNegative,
+}
+
+impl CounterRange {
+    /// Whether `value` is in the range.
+    pub fn contains(self, value: i64) -> bool {
+        match self {
+            CounterRange::Signed => true,
+            CounterRange::NonNegative => value >= 0,
+        }
+    }
+}
+
+impl std::fmt::Display for CounterRange {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            CounterRange::Signed => write!(f, "{}..={}", i64::MIN, i64::MAX),
+            CounterRange::NonNegative => write!(f, "0..={}", i64::MAX),
+        }
+    }
+}
+
+/// The outcome of [`Backend::compare_and_swap`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Swap {
+    /// The key held the expected value and now holds the new one.
+    Done,
+    /// The key no longer held the expected value; nothing was written. This
+    /// is what it holds now (`None`: missing).
+    Changed(Option<Vec<u8>>),
+}
+
 /// A storage engine: buckets of byte values under string keys.
 ///
 /// Buckets need no creation: a bucket holds what was written to it. Access
@@ -72,9 +111,31 @@ pub trait Backend: Send + Sync + 'static {
     /// worse than with an empty or partial page.
     fn list_keys(&self, bucket: &str, cursor: Option<u64>) -> Result<KeyPage>;
 
-    /// Atomically add `delta` to the counter at `key` (a decimal `u64` in
-    /// ASCII; a missing key counts as 0) and return the new value.
-    fn increment(&self, bucket: &str, key: &str, delta: u64, quota: Quota) -> Result<u64>;
+    /// Atomically add `delta` to the counter at `key` (a decimal `i64` in
+    /// ASCII; a missing key counts as 0) and return the new value. A new
+    /// value outside `range` fails with
+    /// [`Error::OutOfRange`](crate::Error::OutOfRange) and changes nothing.
+    fn increment(
+        &self,
+        bucket: &str,
+        key: &str,
+        delta: i64,
+        range: CounterRange,
+        quota: Quota,
+    ) -> Result<i64>;
+
+    /// Atomically set `key` to `value` if it still holds `expected` (`None`:
+    /// if it is still missing). Otherwise change nothing and return what it
+    /// holds now. Values are compared by content: a value changed and then
+    /// changed back counts as unchanged.
+    fn compare_and_swap(
+        &self,
+        bucket: &str,
+        key: &str,
+        expected: Option<&[u8]>,
+        value: &[u8],
+        quota: Quota,
+    ) -> Result<Swap>;
 
     /// The values of `keys`, in the same order (`None` where missing).
     fn get_many(&self, bucket: &str, keys: &[String]) -> Result<Vec<Option<Vec<u8>>>>;

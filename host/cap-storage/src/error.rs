@@ -7,6 +7,8 @@ use std::path::PathBuf;
 
 use wasmtime::component::ResourceTableError;
 
+use crate::CounterRange;
+
 /// Result with the storage capability's [`Error`].
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
@@ -76,9 +78,9 @@ pub enum Error {
         after: u64,
     },
 
-    /// `increment` on a value that is not a decimal `u64`. Guests see `other(message)`.
+    /// `increment` on a value that is not a decimal `i64`. Guests see `other(message)`.
     #[error(
-        "key `{key}` in bucket `{bucket}` does not hold a counter (a decimal u64 in ASCII), so it cannot be incremented"
+        "key `{key}` in bucket `{bucket}` does not hold a counter (a decimal i64 in ASCII), so it cannot be incremented"
     )]
     NotACounter {
         /// Bucket.
@@ -87,15 +89,60 @@ pub enum Error {
         key: String,
     },
 
-    /// `increment` would overflow `u64`. Guests see `other(message)`.
-    #[error("incrementing key `{key}` in bucket `{bucket}` by {delta} overflows u64")]
-    Overflow {
+    /// `increment` would take the counter out of the range the caller's
+    /// interface can represent. Nothing was written. Guests see `other(message)`.
+    #[error(
+        "incrementing key `{key}` in bucket `{bucket}` (now {current}) by {delta} leaves the counter range {range}; nothing was written"
+    )]
+    OutOfRange {
+        /// Bucket.
+        bucket: String,
+        /// Key.
+        key: String,
+        /// The counter's value.
+        current: i64,
+        /// The increment asked for.
+        delta: i64,
+        /// The range.
+        range: CounterRange,
+    },
+
+    /// `increment` through `wasi:keyvalue@0.2.0-draft` with a delta past
+    /// `i64::MAX`. Guests see `other(message)`.
+    #[error(
+        "increment of key `{key}` in bucket `{bucket}` by {delta}: counters hold at most {max}",
+        max = i64::MAX
+    )]
+    DeltaTooLarge {
         /// Bucket.
         bucket: String,
         /// Key.
         key: String,
         /// The increment asked for.
         delta: u64,
+    },
+
+    /// A `list-keys` cursor that no `list-keys` call returned. Guests see `other(message)`.
+    #[error(
+        "list-keys cursor `{cursor}` was not returned by list-keys; pass none to start from the beginning"
+    )]
+    BadCursor {
+        /// The cursor.
+        cursor: String,
+    },
+
+    /// Opening one more compare-and-swap handle would hold more bytes than
+    /// the plugin may hold in open handles. Guests see `other(message)`.
+    #[error(
+        "plugin `{plugin}` holds {held} bytes in open compare-and-swap handles and may hold {limit}; swap or drop handles before opening more"
+    )]
+    CasHeldLimit {
+        /// Plugin id.
+        plugin: String,
+        /// Bytes held in open handles, this one included.
+        held: u64,
+        /// The limit.
+        limit: u64,
     },
 
     /// The folder of the database file could not be created.

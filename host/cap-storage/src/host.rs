@@ -3,44 +3,67 @@
 
 use std::fmt;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use tokio::runtime::RuntimeFlavor;
 use wasmtime::component::{HasData, Linker, Resource, ResourceTable};
 
-use crate::{Backend, Error, Quota, Result, StoragePolicy};
-
-mod generated {
-    wasmtime::component::bindgen!({
-        path: "../../wit",
-        world: "wasi:keyvalue/imports@0.2.0-draft",
-        // Writes wait for a flush to disk: they are async on the host and
-        // keep the runtime's other tasks running meanwhile (see `blocking`).
-        // Reads take microseconds on a connection no writer holds, and stay
-        // synchronous.
-        imports: {
-            "wasi:keyvalue/store.[method]bucket.set": async | trappable,
-            "wasi:keyvalue/store.[method]bucket.delete": async | trappable,
-            "wasi:keyvalue/atomics.increment": async | trappable,
-            "wasi:keyvalue/batch.set-many": async | trappable,
-            "wasi:keyvalue/batch.delete-many": async | trappable,
-            default: trappable,
-        },
-        with: {
-            "wasi:keyvalue/store.bucket": crate::host::Bucket,
-        },
-        trappable_error_type: {
-            "wasi:keyvalue/store.error" => crate::Error,
-        },
-    });
-}
-
-use generated::wasi::keyvalue::{atomics, batch, store};
+use crate::{Backend, CounterRange, Error, KeyPage, Quota, Result, StoragePolicy, Swap};
 
 /// An open bucket: the resource behind a guest's `bucket` handle.
 #[derive(Debug)]
 pub struct Bucket {
     name: String,
     quota: Quota,
+}
+
+/// Most bytes one plugin may hold in open compare-and-swap handles (each
+/// holds the value it observed, and its key): 64 MiB.
+pub const CAS_HELD_BYTES_LIMIT: u64 = 64 << 20;
+
+/// What one handle counts against [`CAS_HELD_BYTES_LIMIT`] beyond its key
+/// and value, so that empty values are not free.
+const CAS_HANDLE_OVERHEAD: u64 = 64;
+
+/// An open compare-and-swap: the resource behind a guest's `cas` handle
+/// (`wasi:keyvalue@0.2.0-draft2`). It holds the value the key had when the
+/// handle was made; `swap` writes only if the key still holds it.
+#[derive(Debug)]
+pub struct Cas {
+    bucket: String,
+    quota: Quota,
+    key: String,
+    observed: Option<Vec<u8>>,
+    _held: HeldBytes,
+}
+
+/// Bytes counted against a plugin's [`CAS_HELD_BYTES_LIMIT`] until dropped.
+#[derive(Debug)]
+struct HeldBytes {
+    counter: Arc<AtomicU64>,
+    bytes: u64,
+}
+
+impl HeldBytes {
+    fn take(ctx: &StorageCtx, bytes: u64) -> Result<Self> {
+        let counter = Arc::clone(&ctx.cas_held);
+        let held = counter.fetch_add(bytes, Ordering::Relaxed) + bytes;
+        if held > CAS_HELD_BYTES_LIMIT {
+            counter.fetch_sub(bytes, Ordering::Relaxed);
+            return Err(Error::CasHeldLimit {
+                plugin: ctx.plugin.clone(),
+                held,
+                limit: CAS_HELD_BYTES_LIMIT,
+            });
+        }
+        Ok(Self { counter, bytes })
+    }
+}
+
+impl Drop for HeldBytes {
+    fn drop(&mut self) {
+        self.counter.fetch_sub(self.bytes, Ordering::Relaxed);
+    }
 }
 
 /// What the storage capability needs for one plugin: the backend, the
@@ -51,6 +74,8 @@ pub struct StorageCtx {
     backend: Arc<dyn Backend>,
     policy: Arc<StoragePolicy>,
     plugin: String,
+    /// Bytes held in the plugin's open compare-and-swap handles.
+    cas_held: Arc<AtomicU64>,
 }
 
 impl StorageCtx {
@@ -64,6 +89,7 @@ impl StorageCtx {
             backend,
             policy,
             plugin: plugin.into(),
+            cas_held: Arc::default(),
         }
     }
 
@@ -117,11 +143,15 @@ impl fmt::Debug for StorageView<'_> {
     }
 }
 
-/// Add `wasi:keyvalue/store`, `atomics` and `batch` (0.2.0-draft) to `linker`.
+/// Add `wasi:keyvalue/store`, `atomics` and `batch` to `linker`, in both
+/// versions a guest may import: `0.2.0-draft2` (the platform's contract, with
+/// compare-and-swap, signed counters and string cursors) and `0.2.0-draft`
+/// (what `wasmtime-wasi-keyvalue` and older guests speak). Both reach the
+/// same buckets.
 ///
-/// The writes (`set`, `delete`, `increment`, `set-many`, `delete-many`) are
-/// async host functions, so a component that imports them must be
-/// instantiated and called with wasmtime's `_async` methods
+/// The writes (`set`, `delete`, `increment`, `swap`, `set-many`,
+/// `delete-many`) are async host functions, so a component that imports
+/// them must be instantiated and called with wasmtime's `_async` methods
 /// (`instantiate_async`, `call_async`). A durable commit waits for the disk,
 /// and must not stall the other tasks of the runtime's few worker threads
 /// meanwhile: in a multi-threaded Tokio runtime a write runs in
@@ -131,9 +161,8 @@ pub fn add_to_linker<T: Send + 'static>(
     linker: &mut Linker<T>,
     get: fn(&mut T) -> StorageView<'_>,
 ) -> wasmtime::Result<()> {
-    store::add_to_linker::<T, HasStorage>(linker, get)?;
-    atomics::add_to_linker::<T, HasStorage>(linker, get)?;
-    batch::add_to_linker::<T, HasStorage>(linker, get)?;
+    draft2::add_to_linker(linker, get)?;
+    draft::add_to_linker(linker, get)?;
     Ok(())
 }
 
@@ -143,31 +172,38 @@ impl HasData for HasStorage {
     type Data<'a> = StorageView<'a>;
 }
 
+/// What a crate error is for a guest: the cases of `wasi:keyvalue/store.error`
+/// that the host returns (the same in both versions).
+enum WitError {
+    AccessDenied,
+    Other(String),
+}
+
 /// How a crate error reaches the guest: the one mapping to the WIT
 /// `wasi:keyvalue/store.error` variant.
 ///
 /// - `AccessDenied` → `access-denied` (the case has no payload, so the
 ///   message with the fix goes to the host log).
-/// - `Table` (a bucket handle missing from the table: a host bug) → trap.
-/// - everything else (quotas, counters, overflow, database failures) →
+/// - `Table` (a handle missing from the table: a host bug) → trap.
+/// - everything else (quotas, counters, cursors, database failures) →
 ///   `other(message)`.
 ///
 /// `no-such-store` is never returned: a granted bucket always exists, and an
 /// ungranted one is `access-denied` whether or not it holds data.
-fn to_wit_error(plugin: &str, err: Error) -> wasmtime::Result<store::Error> {
+fn classify(plugin: &str, err: Error) -> wasmtime::Result<WitError> {
     match err {
         Error::AccessDenied { .. } => {
             tracing::warn!(plugin, "{err}");
-            Ok(store::Error::AccessDenied)
+            Ok(WitError::AccessDenied)
         }
         Error::Table(_) => Err(wasmtime::Error::new(err)),
-        Error::QuotaExceeded { .. } => {
+        Error::QuotaExceeded { .. } | Error::CasHeldLimit { .. } => {
             tracing::info!(plugin, "{err}");
-            Ok(store::Error::Other(err.to_string()))
+            Ok(WitError::Other(err.to_string()))
         }
         _ => {
             tracing::debug!(plugin, "{err}");
-            Ok(store::Error::Other(err.to_string()))
+            Ok(WitError::Other(err.to_string()))
         }
     }
 }
@@ -216,8 +252,13 @@ async fn blocking<R: Send + 'static>(
     }
 }
 
-impl store::Host for StorageView<'_> {
-    fn open(&mut self, identifier: String) -> Result<Resource<Bucket>> {
+/// One result of `get-many`: the key and its value, or `None` if missing.
+type Entry = Option<(String, Vec<u8>)>;
+
+/// The operations of both interface versions; `draft` and `draft2`
+/// implement the generated traits with these.
+impl StorageView<'_> {
+    fn open_bucket(&mut self, identifier: String) -> Result<Resource<Bucket>> {
         let _span = tracing::debug_span!(
             "convergio.storage.open",
             plugin = %self.ctx.plugin,
@@ -231,78 +272,65 @@ impl store::Host for StorageView<'_> {
         })?)
     }
 
-    fn convert_error(&mut self, err: Error) -> wasmtime::Result<store::Error> {
-        to_wit_error(&self.ctx.plugin, err)
-    }
-}
-
-impl store::HostBucket for StorageView<'_> {
-    fn get(&mut self, bucket: Resource<Bucket>, key: String) -> Result<Option<Vec<u8>>> {
+    fn get_value(&mut self, bucket: Resource<Bucket>, key: String) -> Result<Option<Vec<u8>>> {
         let bucket = self.table.get(&bucket)?;
         let _span = bucket_span!("convergio.storage.get", self, bucket).entered();
         self.ctx.backend.get(&bucket.name, &key)
     }
 
-    async fn set(&mut self, bucket: Resource<Bucket>, key: String, value: Vec<u8>) -> Result<()> {
+    async fn set_value(
+        &mut self,
+        bucket: Resource<Bucket>,
+        key: String,
+        value: Vec<u8>,
+    ) -> Result<()> {
         let bucket = self.table.get(&bucket)?;
         let span = bucket_span!("convergio.storage.set", self, bucket);
         let (backend, name, quota) = (self.ctx.backend.clone(), bucket.name.clone(), bucket.quota);
         blocking(span, move || backend.set(&name, &key, &value, quota)).await
     }
 
-    async fn delete(&mut self, bucket: Resource<Bucket>, key: String) -> Result<()> {
+    async fn delete_value(&mut self, bucket: Resource<Bucket>, key: String) -> Result<()> {
         let bucket = self.table.get(&bucket)?;
         let span = bucket_span!("convergio.storage.delete", self, bucket);
         let (backend, name) = (self.ctx.backend.clone(), bucket.name.clone());
         blocking(span, move || backend.delete(&name, &key)).await
     }
 
-    fn exists(&mut self, bucket: Resource<Bucket>, key: String) -> Result<bool> {
+    fn key_exists(&mut self, bucket: Resource<Bucket>, key: String) -> Result<bool> {
         let bucket = self.table.get(&bucket)?;
         let _span = bucket_span!("convergio.storage.exists", self, bucket).entered();
         self.ctx.backend.exists(&bucket.name, &key)
     }
 
-    fn list_keys(
-        &mut self,
-        bucket: Resource<Bucket>,
-        cursor: Option<u64>,
-    ) -> Result<store::KeyResponse> {
+    fn key_page(&mut self, bucket: Resource<Bucket>, cursor: Option<u64>) -> Result<KeyPage> {
         let bucket = self.table.get(&bucket)?;
         let _span = bucket_span!("convergio.storage.list_keys", self, bucket).entered();
-        let page = self.ctx.backend.list_keys(&bucket.name, cursor)?;
-        Ok(store::KeyResponse {
-            keys: page.keys,
-            cursor: page.cursor,
-        })
+        self.ctx.backend.list_keys(&bucket.name, cursor)
     }
 
-    fn drop(&mut self, bucket: Resource<Bucket>) -> wasmtime::Result<()> {
+    fn drop_bucket(&mut self, bucket: Resource<Bucket>) -> wasmtime::Result<()> {
         self.table.delete(bucket)?;
         Ok(())
     }
-}
 
-impl atomics::Host for StorageView<'_> {
-    async fn increment(
+    async fn add(
         &mut self,
         bucket: Resource<Bucket>,
         key: String,
-        delta: u64,
-    ) -> Result<u64> {
+        delta: i64,
+        range: CounterRange,
+    ) -> Result<i64> {
         let bucket = self.table.get(&bucket)?;
         let span = bucket_span!("convergio.storage.increment", self, bucket);
         let (backend, name, quota) = (self.ctx.backend.clone(), bucket.name.clone(), bucket.quota);
-        blocking(span, move || backend.increment(&name, &key, delta, quota)).await
+        blocking(span, move || {
+            backend.increment(&name, &key, delta, range, quota)
+        })
+        .await
     }
-}
 
-impl batch::Host for StorageView<'_> {
-    fn get_many(
-        &mut self,
-        bucket: Resource<Bucket>,
-        keys: Vec<String>,
-    ) -> Result<Vec<Option<(String, Vec<u8>)>>> {
+    fn values(&mut self, bucket: Resource<Bucket>, keys: Vec<String>) -> Result<Vec<Entry>> {
         let bucket = self.table.get(&bucket)?;
         let _span = bucket_span!("convergio.storage.get_many", self, bucket).entered();
         let values = self.ctx.backend.get_many(&bucket.name, &keys)?;
@@ -313,24 +341,180 @@ impl batch::Host for StorageView<'_> {
             .collect())
     }
 
-    async fn set_many(
+    async fn set_values(
         &mut self,
         bucket: Resource<Bucket>,
-        key_values: Vec<(String, Vec<u8>)>,
+        entries: Vec<(String, Vec<u8>)>,
     ) -> Result<()> {
         let bucket = self.table.get(&bucket)?;
         let span = bucket_span!("convergio.storage.set_many", self, bucket);
         let (backend, name, quota) = (self.ctx.backend.clone(), bucket.name.clone(), bucket.quota);
-        blocking(span, move || backend.set_many(&name, &key_values, quota)).await
+        blocking(span, move || backend.set_many(&name, &entries, quota)).await
     }
 
-    async fn delete_many(&mut self, bucket: Resource<Bucket>, keys: Vec<String>) -> Result<()> {
+    async fn delete_values(&mut self, bucket: Resource<Bucket>, keys: Vec<String>) -> Result<()> {
         let bucket = self.table.get(&bucket)?;
         let span = bucket_span!("convergio.storage.delete_many", self, bucket);
         let (backend, name) = (self.ctx.backend.clone(), bucket.name.clone());
         blocking(span, move || backend.delete_many(&name, &keys)).await
     }
+
+    /// A compare-and-swap handle on `key`, holding the value it has now.
+    fn cas_open(&mut self, bucket: Resource<Bucket>, key: String) -> Result<Resource<Cas>> {
+        let bucket = self.table.get(&bucket)?;
+        let _span = bucket_span!("convergio.storage.cas_new", self, bucket).entered();
+        let observed = self.ctx.backend.get(&bucket.name, &key)?;
+        let cas = self.cas(bucket.name.clone(), bucket.quota, key, observed)?;
+        Ok(self.table.push(cas)?)
+    }
+
+    fn cas(
+        &self,
+        bucket: String,
+        quota: Quota,
+        key: String,
+        observed: Option<Vec<u8>>,
+    ) -> Result<Cas> {
+        let bytes = CAS_HANDLE_OVERHEAD
+            + key.len() as u64
+            + observed.as_ref().map_or(0, |value| value.len() as u64);
+        let held = HeldBytes::take(self.ctx, bytes)?;
+        Ok(Cas {
+            bucket,
+            quota,
+            key,
+            observed,
+            _held: held,
+        })
+    }
+
+    fn cas_observed(&mut self, cas: Resource<Cas>) -> Result<Option<Vec<u8>>> {
+        Ok(self.table.get(&cas)?.observed.clone())
+    }
+
+    /// Write `value` if the key still holds what `cas` observed, consuming
+    /// `cas`. Otherwise `Err` with a new handle holding the key's value now.
+    async fn cas_swap(
+        &mut self,
+        cas: Resource<Cas>,
+        value: Vec<u8>,
+    ) -> Result<std::result::Result<(), Resource<Cas>>> {
+        let Cas {
+            bucket,
+            quota,
+            key,
+            observed,
+            _held,
+        } = self.table.delete(cas)?;
+        let span = tracing::debug_span!(
+            "convergio.storage.swap",
+            plugin = %self.ctx.plugin,
+            bucket = %bucket
+        );
+        let backend = self.ctx.backend.clone();
+        let (name, cas_key) = (bucket.clone(), key.clone());
+        let outcome = blocking(span, move || {
+            backend.compare_and_swap(&name, &cas_key, observed.as_deref(), &value, quota)
+        })
+        .await?;
+        match outcome {
+            Swap::Done => Ok(Ok(())),
+            Swap::Changed(now) => {
+                // The consumed handle's bytes are released before the new
+                // handle counts its own.
+                drop(_held);
+                let cas = self.cas(bucket, quota, key, now)?;
+                Ok(Err(self.table.push(cas)?))
+            }
+        }
+    }
+
+    fn drop_cas(&mut self, cas: Resource<Cas>) -> wasmtime::Result<()> {
+        self.table.delete(cas)?;
+        Ok(())
+    }
 }
+
+/// The parts of `store` and `batch` that are the same in both versions:
+/// `convert_error`, `open`, every bucket method but `list-keys` (whose cursor
+/// type differs), `drop`, and the three batch functions. Expands in a module
+/// that has that version's `store` and `batch` in scope.
+macro_rules! common_store_and_batch {
+    () => {
+        impl store::Host for StorageView<'_> {
+            fn open(&mut self, identifier: String) -> Result<Resource<Bucket>> {
+                self.open_bucket(identifier)
+            }
+
+            fn convert_error(&mut self, err: Error) -> wasmtime::Result<store::Error> {
+                Ok(match classify(&self.ctx.plugin, err)? {
+                    WitError::AccessDenied => store::Error::AccessDenied,
+                    WitError::Other(message) => store::Error::Other(message),
+                })
+            }
+        }
+
+        impl batch::Host for StorageView<'_> {
+            fn get_many(
+                &mut self,
+                bucket: Resource<Bucket>,
+                keys: Vec<String>,
+            ) -> Result<Vec<super::Entry>> {
+                self.values(bucket, keys)
+            }
+
+            async fn set_many(
+                &mut self,
+                bucket: Resource<Bucket>,
+                key_values: Vec<(String, Vec<u8>)>,
+            ) -> Result<()> {
+                self.set_values(bucket, key_values).await
+            }
+
+            async fn delete_many(
+                &mut self,
+                bucket: Resource<Bucket>,
+                keys: Vec<String>,
+            ) -> Result<()> {
+                self.delete_values(bucket, keys).await
+            }
+        }
+    };
+}
+
+/// `HostBucket` methods that are the same in both versions; expands inside
+/// an `impl store::HostBucket for StorageView` block.
+macro_rules! common_bucket_methods {
+    () => {
+        fn get(&mut self, bucket: Resource<Bucket>, key: String) -> Result<Option<Vec<u8>>> {
+            self.get_value(bucket, key)
+        }
+
+        async fn set(
+            &mut self,
+            bucket: Resource<Bucket>,
+            key: String,
+            value: Vec<u8>,
+        ) -> Result<()> {
+            self.set_value(bucket, key, value).await
+        }
+
+        async fn delete(&mut self, bucket: Resource<Bucket>, key: String) -> Result<()> {
+            self.delete_value(bucket, key).await
+        }
+
+        fn exists(&mut self, bucket: Resource<Bucket>, key: String) -> Result<bool> {
+            self.key_exists(bucket, key)
+        }
+
+        fn drop(&mut self, bucket: Resource<Bucket>) -> wasmtime::Result<()> {
+            self.drop_bucket(bucket)
+        }
+    };
+}
+
+mod draft;
+mod draft2;
 
 #[cfg(test)]
 mod tests {
@@ -338,9 +522,9 @@ mod tests {
     use std::sync::atomic::{AtomicU64, Ordering};
     use std::sync::{Mutex, OnceLock};
 
-    use atomics::Host as _;
-    use batch::Host as _;
-    use store::{Host as _, HostBucket as _};
+    use draft2::atomics::{self, Host as _, HostCas as _};
+    use draft2::batch::Host as _;
+    use draft2::store::{self, Host as _, HostBucket as _};
     use tracing::field::Field;
     use tracing::span;
 
@@ -375,9 +559,9 @@ mod tests {
         }
     }
 
-    /// A borrowed handle to the same bucket, as a guest passes `borrow<bucket>`.
-    fn b(bucket: &Resource<Bucket>) -> Resource<Bucket> {
-        Resource::new_borrow(bucket.rep())
+    /// A borrowed handle to the same resource, as a guest passes `borrow<...>`.
+    fn b<T: 'static>(handle: &Resource<T>) -> Resource<T> {
+        Resource::new_borrow(handle.rep())
     }
 
     #[test]
@@ -428,7 +612,7 @@ mod tests {
             .unwrap();
         v.delete(b(&notes), "c".into()).await.unwrap();
         assert_eq!(v.list_keys(b(&notes), None).unwrap().keys, ["n"]);
-        v.drop(notes).unwrap();
+        store::HostBucket::drop(&mut v, notes).unwrap();
         assert!(f.table.is_empty());
     }
 
@@ -502,12 +686,31 @@ mod tests {
         fn exists(&self, bucket: &str, key: &str) -> Result<bool> {
             self.inner.exists(bucket, key)
         }
-        fn list_keys(&self, bucket: &str, cursor: Option<u64>) -> Result<crate::KeyPage> {
+        fn list_keys(&self, bucket: &str, cursor: Option<u64>) -> Result<KeyPage> {
             self.inner.list_keys(bucket, cursor)
         }
-        fn increment(&self, bucket: &str, key: &str, delta: u64, quota: Quota) -> Result<u64> {
+        fn increment(
+            &self,
+            bucket: &str,
+            key: &str,
+            delta: i64,
+            range: CounterRange,
+            quota: Quota,
+        ) -> Result<i64> {
             self.record();
-            self.inner.increment(bucket, key, delta, quota)
+            self.inner.increment(bucket, key, delta, range, quota)
+        }
+        fn compare_and_swap(
+            &self,
+            bucket: &str,
+            key: &str,
+            expected: Option<&[u8]>,
+            value: &[u8],
+            quota: Quota,
+        ) -> Result<Swap> {
+            self.record();
+            self.inner
+                .compare_and_swap(bucket, key, expected, value, quota)
         }
         fn get_many(&self, bucket: &str, keys: &[String]) -> Result<Vec<Option<Vec<u8>>>> {
             self.inner.get_many(bucket, keys)
@@ -542,6 +745,8 @@ mod tests {
             .unwrap();
         v.delete(b(&notes), "a".into()).await.unwrap();
         v.delete_many(b(&notes), vec!["b".into()]).await.unwrap();
+        let cas = atomics::HostCas::new(&mut v, b(&notes), "c".into()).unwrap();
+        v.swap(cas, b"3".to_vec()).await.unwrap().unwrap();
         assert_eq!(v.get(b(&notes), "n".into()).unwrap(), Some(b"1".to_vec()));
     }
 
@@ -566,7 +771,7 @@ mod tests {
         let (_dir, backend, ctx) = recording_ctx();
         write_all(&ctx).await;
         let writes = backend.writes.lock().unwrap();
-        assert_eq!(writes.len(), 5);
+        assert_eq!(writes.len(), 6);
         // The runtime's only thread is this one: the writes ran elsewhere.
         let here = std::thread::current().id();
         assert!(writes.iter().all(|id| *id != here), "{writes:?}");
@@ -610,7 +815,7 @@ mod tests {
         let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
         assert!(call.as_mut().poll(&mut cx).is_ready());
         let writes = backend.writes.lock().unwrap();
-        assert_eq!(writes.len(), 5);
+        assert_eq!(writes.len(), 6);
         let here = std::thread::current().id();
         assert!(writes.iter().all(|id| *id == here), "{writes:?}");
     }
@@ -637,6 +842,190 @@ mod tests {
             panic!("expected other");
         };
         assert!(message.contains("does not hold a counter"), "{message}");
+    }
+
+    #[tokio::test]
+    async fn compare_and_swap_writes_only_over_the_observed_value() {
+        let mut f = Fixture::new(vec![BucketGrant::new("notes")]);
+        let mut v = f.view();
+        let notes = v.open("notes".into()).unwrap();
+
+        // A missing key: the handle observes `none`, and the swap creates it.
+        let cas = atomics::HostCas::new(&mut v, b(&notes), "doc".into()).unwrap();
+        assert_eq!(v.current(b(&cas)).unwrap(), None);
+        v.swap(cas, b"v1".to_vec()).await.unwrap().unwrap();
+        assert_eq!(
+            v.get(b(&notes), "doc".into()).unwrap(),
+            Some(b"v1".to_vec())
+        );
+
+        // Someone else writes between the handle and the swap: the swap
+        // fails, writes nothing, and hands back a handle on the new value.
+        let stale = atomics::HostCas::new(&mut v, b(&notes), "doc".into()).unwrap();
+        assert_eq!(v.current(b(&stale)).unwrap(), Some(b"v1".to_vec()));
+        v.set(b(&notes), "doc".into(), b"v2".to_vec())
+            .await
+            .unwrap();
+        let Err(atomics::CasError::CasFailed(fresh)) =
+            v.swap(stale, b"lost".to_vec()).await.unwrap()
+        else {
+            panic!("a swap over a changed value must fail with cas-failed");
+        };
+        assert_eq!(
+            v.get(b(&notes), "doc".into()).unwrap(),
+            Some(b"v2".to_vec())
+        );
+        assert_eq!(v.current(b(&fresh)).unwrap(), Some(b"v2".to_vec()));
+        v.swap(fresh, b"v3".to_vec()).await.unwrap().unwrap();
+        assert_eq!(
+            v.get(b(&notes), "doc".into()).unwrap(),
+            Some(b"v3".to_vec())
+        );
+
+        // A deleted key counts as changed, and the new handle observes `none`.
+        let stale = atomics::HostCas::new(&mut v, b(&notes), "doc".into()).unwrap();
+        v.delete(b(&notes), "doc".into()).await.unwrap();
+        let Err(atomics::CasError::CasFailed(fresh)) = v.swap(stale, b"x".to_vec()).await.unwrap()
+        else {
+            panic!("expected cas-failed");
+        };
+        assert_eq!(v.current(b(&fresh)).unwrap(), None);
+        atomics::HostCas::drop(&mut v, fresh).unwrap();
+        store::HostBucket::drop(&mut v, notes).unwrap();
+        // Every handle is gone, and so are the bytes they held.
+        assert!(f.table.is_empty());
+        assert_eq!(f.ctx.cas_held.load(Ordering::Relaxed), 0);
+    }
+
+    #[tokio::test]
+    async fn a_swap_past_a_quota_is_a_store_error() {
+        let mut f = Fixture::new(vec![BucketGrant::new("notes").with_max_bytes(16)]);
+        let mut v = f.view();
+        let notes = v.open("notes".into()).unwrap();
+        let cas = atomics::HostCas::new(&mut v, b(&notes), "k".into()).unwrap();
+        let Err(atomics::CasError::StoreError(store::Error::Other(message))) =
+            v.swap(cas, vec![0; 64]).await.unwrap()
+        else {
+            panic!("expected store-error(other)");
+        };
+        assert!(message.contains("max-bytes quota is 16 bytes"), "{message}");
+        assert_eq!(v.get(b(&notes), "k".into()).unwrap(), None);
+    }
+
+    #[tokio::test]
+    async fn open_cas_handles_hold_a_bounded_number_of_bytes() {
+        let mut f = Fixture::new(vec![BucketGrant::new("notes")]);
+        let mut v = f.view();
+        let notes = v.open("notes".into()).unwrap();
+        let big = vec![7; 8 << 20];
+        v.set(b(&notes), "big".into(), big).await.unwrap();
+        // 8 MiB each: seven fit under 64 MiB with their overhead, the eighth does not.
+        let handles: Vec<_> = (0..7)
+            .map(|_| atomics::HostCas::new(&mut v, b(&notes), "big".into()).unwrap())
+            .collect();
+        let err = atomics::HostCas::new(&mut v, b(&notes), "big".into()).unwrap_err();
+        let store::Error::Other(message) = v.convert_error(err).unwrap() else {
+            panic!("expected other");
+        };
+        assert!(
+            message.contains("compare-and-swap handles and may hold 67108864"),
+            "{message}"
+        );
+        // Dropping a handle gives its bytes back.
+        let mut handles = handles.into_iter();
+        atomics::HostCas::drop(&mut v, handles.next().unwrap()).unwrap();
+        let again = atomics::HostCas::new(&mut v, b(&notes), "big".into()).unwrap();
+        // Every instance of the plugin shares the limit: another store's view
+        // cannot open one more either.
+        let mut other_table = ResourceTable::new();
+        let mut other = StorageView::new(&f.ctx, &mut other_table);
+        let other_notes = other.open("notes".into()).unwrap();
+        assert!(atomics::HostCas::new(&mut other, b(&other_notes), "big".into()).is_err());
+        drop((again, handles));
+    }
+
+    #[tokio::test]
+    async fn counters_are_signed_and_list_cursors_are_strings() {
+        let mut f = Fixture::new(vec![BucketGrant::new("notes")]);
+        let mut v = f.view();
+        let notes = v.open("notes".into()).unwrap();
+        assert_eq!(v.increment(b(&notes), "n".into(), -5).await.unwrap(), -5);
+        assert_eq!(v.increment(b(&notes), "n".into(), 2).await.unwrap(), -3);
+        v.increment(b(&notes), "max".into(), i64::MAX)
+            .await
+            .unwrap();
+        let err = v.increment(b(&notes), "max".into(), 1).await.unwrap_err();
+        let store::Error::Other(message) = v.convert_error(err).unwrap() else {
+            panic!("expected other");
+        };
+        assert!(message.contains("leaves the counter range"), "{message}");
+        let err = v
+            .list_keys(b(&notes), Some("not-a-cursor".into()))
+            .unwrap_err();
+        let store::Error::Other(message) = v.convert_error(err).unwrap() else {
+            panic!("expected other");
+        };
+        assert!(
+            message.contains("cursor `not-a-cursor` was not returned"),
+            "{message}"
+        );
+    }
+
+    /// The `0.2.0-draft` interfaces reach the same buckets, with unsigned
+    /// counters and numeric cursors.
+    #[tokio::test]
+    async fn draft_guests_share_the_buckets() {
+        let mut f = Fixture::new(vec![BucketGrant::new("notes")]);
+        let mut v = f.view();
+        let old = draft::store::Host::open(&mut v, "notes".into()).unwrap();
+        let new = store::Host::open(&mut v, "notes".into()).unwrap();
+        assert_eq!(
+            draft::atomics::Host::increment(&mut v, b(&old), "n".into(), 5)
+                .await
+                .unwrap(),
+            5
+        );
+        assert_eq!(
+            atomics::Host::increment(&mut v, b(&new), "n".into(), -7)
+                .await
+                .unwrap(),
+            -2
+        );
+        // Below zero for a draft guest: refused, and nothing is written.
+        let err = draft::atomics::Host::increment(&mut v, b(&old), "n".into(), 1)
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(
+                err,
+                Error::OutOfRange {
+                    current: -2,
+                    delta: 1,
+                    ..
+                }
+            ),
+            "{err}"
+        );
+        assert_eq!(
+            draft::atomics::Host::increment(&mut v, b(&old), "n".into(), 2)
+                .await
+                .unwrap(),
+            0
+        );
+        let err = draft::atomics::Host::increment(&mut v, b(&old), "n".into(), u64::MAX)
+            .await
+            .unwrap_err();
+        let draft::store::Error::Other(message) =
+            draft::store::Host::convert_error(&mut v, err).unwrap()
+        else {
+            panic!("expected other");
+        };
+        assert!(message.contains("counters hold at most"), "{message}");
+        let page = draft::store::HostBucket::list_keys(&mut v, b(&old), None).unwrap();
+        assert_eq!(page.keys, ["n"]);
+        assert_eq!(page.cursor, None);
+        draft::store::HostBucket::drop(&mut v, old).unwrap();
+        store::HostBucket::drop(&mut v, new).unwrap();
     }
 
     /// Records every span and event with its fields.
@@ -712,6 +1101,11 @@ mod tests {
                 .unwrap_err();
             v.convert_error(err).unwrap();
             v.delete_many(b(&notes), vec!["n".into()]).await.unwrap();
+            let cas = atomics::HostCas::new(&mut v, b(&notes), "k".into()).unwrap();
+            v.swap(cas, b"VALUE-SECRET".to_vec())
+                .await
+                .unwrap()
+                .unwrap();
             v.delete(b(&notes), "k".into()).await.unwrap();
             let err = v.open("other".into()).unwrap_err();
             v.convert_error(err).unwrap();
@@ -734,6 +1128,8 @@ mod tests {
             "get_many",
             "set_many",
             "delete_many",
+            "cas_new",
+            "swap",
             "delete",
         ] {
             let prefix = format!("convergio.storage.{name} plugin=span-test bucket=");
@@ -755,7 +1151,7 @@ mod tests {
     }
 
     #[test]
-    fn links_the_three_interfaces() {
+    fn links_the_three_interfaces_in_both_versions() {
         struct Host {
             storage: StorageCtx,
             table: ResourceTable,
@@ -766,10 +1162,15 @@ mod tests {
             StorageView::new(&h.storage, &mut h.table)
         })
         .unwrap();
-        // A component importing the three interfaces (a subset of each, as
-        // a guest may) links against them.
-        let component = wasmtime::component::Component::new(&engine, GUEST_IMPORTS).unwrap();
-        linker.instantiate_pre(&component).unwrap();
+        // Components importing the three interfaces (a subset of each, as
+        // a guest may) link against them, in either version.
+        for (version, wat) in [("draft", GUEST_IMPORTS), ("draft2", DRAFT2_GUEST_IMPORTS)] {
+            let component = wasmtime::component::Component::new(&engine, wat)
+                .unwrap_or_else(|e| panic!("{version}: {e:?}"));
+            linker
+                .instantiate_pre(&component)
+                .unwrap_or_else(|e| panic!("{version}: {e:?}"));
+        }
         // Adding twice is refused rather than silently shadowing.
         assert!(
             add_to_linker(&mut linker, |h: &mut Host| {
@@ -802,6 +1203,44 @@ mod tests {
       (result (result u64 (error $e)))))
   ))
   (import "wasi:keyvalue/batch@0.2.0-draft" (instance
+    (export "bucket" (type $b (eq $bucket)))
+    (export "error" (type $e (eq $error)))
+    (export "get-many" (func (param "bucket" (borrow $b)) (param "keys" (list string))
+      (result (result (list (option (tuple string (list u8)))) (error $e)))))
+  ))
+)
+"#;
+
+    const DRAFT2_GUEST_IMPORTS: &str = r#"
+(component
+  (import "wasi:keyvalue/store@0.2.0-draft2" (instance $store
+    (export "bucket" (type $bucket (sub resource)))
+    (type $e (variant (case "no-such-store") (case "access-denied") (case "other" string)))
+    (export "error" (type $error (eq $e)))
+    (type $kr (record (field "keys" (list string)) (field "cursor" (option string))))
+    (export "key-response" (type $key-response (eq $kr)))
+    (export "open" (func (param "identifier" string) (result (result (own $bucket) (error $error)))))
+    (export "[method]bucket.list-keys" (func (param "self" (borrow $bucket)) (param "cursor" (option string))
+      (result (result $key-response (error $error)))))
+  ))
+  (alias export $store "bucket" (type $bucket))
+  (alias export $store "error" (type $error))
+  (import "wasi:keyvalue/atomics@0.2.0-draft2" (instance
+    (export "bucket" (type $b (eq $bucket)))
+    (export "error" (type $e (eq $error)))
+    (export "cas" (type $cas (sub resource)))
+    (type $ce (variant (case "store-error" $e) (case "cas-failed" (own $cas))))
+    (export "cas-error" (type $cas-error (eq $ce)))
+    (export "[static]cas.new" (func (param "bucket" (borrow $b)) (param "key" string)
+      (result (result (own $cas) (error $e)))))
+    (export "[method]cas.current" (func (param "self" (borrow $cas))
+      (result (result (option (list u8)) (error $e)))))
+    (export "increment" (func (param "bucket" (borrow $b)) (param "key" string) (param "delta" s64)
+      (result (result s64 (error $e)))))
+    (export "swap" (func (param "cas" (own $cas)) (param "value" (list u8))
+      (result (result (error $cas-error)))))
+  ))
+  (import "wasi:keyvalue/batch@0.2.0-draft2" (instance
     (export "bucket" (type $b (eq $bucket)))
     (export "error" (type $e (eq $error)))
     (export "get-many" (func (param "bucket" (borrow $b)) (param "keys" (list string))

@@ -1,5 +1,7 @@
-//! Convergio's storage capability: `wasi:keyvalue@0.2.0-draft` (`store`,
-//! `atomics`, `batch`) for plugins, on a pluggable [`Backend`].
+//! Convergio's storage capability: `wasi:keyvalue` (`store`, `atomics` with
+//! compare-and-swap, `batch`) for plugins, on a pluggable [`Backend`]. Both
+//! `0.2.0-draft2` (the platform's contract) and `0.2.0-draft` (what
+//! `wasmtime-wasi-keyvalue` speaks) are linked, over the same buckets.
 //!
 //! - [`Backend`] is the storage engine. [`SqliteBackend`] keeps every bucket in
 //!   one SQLite file (WAL, `synchronous=FULL`: a write that returned `Ok`
@@ -57,8 +59,8 @@ mod host;
 mod policy;
 mod sqlite;
 
-pub use backend::{Backend, KeyPage, Quota, Usage};
+pub use backend::{Backend, CounterRange, KeyPage, Quota, Swap, Usage};
 pub use error::{Error, QuotaKind, Result};
-pub use host::{StorageCtx, StorageView, add_to_linker};
+pub use host::{CAS_HELD_BYTES_LIMIT, StorageCtx, StorageView, add_to_linker};
 pub use policy::{BucketGrant, StoragePolicy};
 pub use sqlite::SqliteBackend;

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use rusqlite::{Connection, OptionalExtension, Transaction, TransactionBehavior, params};
 
-use crate::{Backend, Error, KeyPage, Quota, QuotaKind, Result, Usage};
+use crate::{Backend, CounterRange, Error, KeyPage, Quota, QuotaKind, Result, Swap, Usage};
 
 /// How long a write waits for another connection (another host process on
 /// the same file) to release the database before it fails as busy.
@@ -292,29 +292,62 @@ impl Backend for SqliteBackend {
         Ok(page)
     }
 
-    fn increment(&self, bucket: &str, key: &str, delta: u64, quota: Quota) -> Result<u64> {
+    fn increment(
+        &self,
+        bucket: &str,
+        key: &str,
+        delta: i64,
+        range: CounterRange,
+        quota: Quota,
+    ) -> Result<i64> {
         self.write(|tx| {
             let current = match get_value(tx, bucket, key)? {
                 None => 0,
                 Some(value) => std::str::from_utf8(&value)
                     .ok()
-                    .and_then(|text| text.parse::<u64>().ok())
+                    .and_then(|text| text.parse::<i64>().ok())
                     .ok_or_else(|| Error::NotACounter {
                         bucket: bucket.to_string(),
                         key: key.to_string(),
                     })?,
             };
-            let new = current.checked_add(delta).ok_or_else(|| Error::Overflow {
-                bucket: bucket.to_string(),
-                key: key.to_string(),
-                delta,
-            })?;
+            let new = current
+                .checked_add(delta)
+                .filter(|new| range.contains(*new))
+                .ok_or_else(|| Error::OutOfRange {
+                    bucket: bucket.to_string(),
+                    key: key.to_string(),
+                    current,
+                    delta,
+                    range,
+                })?;
             let value = new.to_string();
             if let Some(mut check) = QuotaCheck::new(tx, bucket, quota)? {
                 check.admit(tx, key, value.len())?;
             }
             put(tx, bucket, key, value.as_bytes())?;
             Ok(new)
+        })
+    }
+
+    fn compare_and_swap(
+        &self,
+        bucket: &str,
+        key: &str,
+        expected: Option<&[u8]>,
+        value: &[u8],
+        quota: Quota,
+    ) -> Result<Swap> {
+        self.write(|tx| {
+            let current = get_value(tx, bucket, key)?;
+            if current.as_deref() != expected {
+                return Ok(Swap::Changed(current));
+            }
+            if let Some(mut check) = QuotaCheck::new(tx, bucket, quota)? {
+                check.admit(tx, key, value.len())?;
+            }
+            put(tx, bucket, key, value)?;
+            Ok(Swap::Done)
         })
     }
 

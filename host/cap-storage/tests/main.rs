@@ -12,8 +12,11 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use convergio_cap_storage::{
-    Backend, BucketGrant, Error, Quota, QuotaKind, SqliteBackend, StoragePolicy, Usage,
+    Backend, BucketGrant, CounterRange, Error, Quota, QuotaKind, SqliteBackend, StoragePolicy,
+    Swap, Usage,
 };
+
+const SIGNED: CounterRange = CounterRange::Signed;
 
 fn db() -> (tempfile::TempDir, PathBuf) {
     let dir = tempfile::tempdir().unwrap();
@@ -169,27 +172,152 @@ fn listing_pages_cover_every_key_once() {
 fn counters() {
     let (_dir, path) = db();
     let kv = SqliteBackend::open(&path).unwrap();
-    assert_eq!(kv.increment("b", "n", 5, NONE).unwrap(), 5);
-    assert_eq!(kv.increment("b", "n", 0, NONE).unwrap(), 5);
-    assert_eq!(kv.increment("b", "n", 37, NONE).unwrap(), 42);
-    // A counter is a decimal u64 in ASCII, readable and writable with get/set.
+    assert_eq!(kv.increment("b", "n", 5, SIGNED, NONE).unwrap(), 5);
+    assert_eq!(kv.increment("b", "n", 0, SIGNED, NONE).unwrap(), 5);
+    assert_eq!(kv.increment("b", "n", 37, SIGNED, NONE).unwrap(), 42);
+    // A counter is a decimal i64 in ASCII, readable and writable with get/set.
     assert_eq!(kv.get("b", "n").unwrap(), Some(b"42".to_vec()));
     kv.set("b", "n", b"99", NONE).unwrap();
-    assert_eq!(kv.increment("b", "n", 1, NONE).unwrap(), 100);
+    assert_eq!(kv.increment("b", "n", 1, SIGNED, NONE).unwrap(), 100);
+    assert_eq!(kv.increment("b", "n", -150, SIGNED, NONE).unwrap(), -50);
+    assert_eq!(kv.get("b", "n").unwrap(), Some(b"-50".to_vec()));
 
     kv.set("b", "text", b"12abc", NONE).unwrap();
-    let err = kv.increment("b", "text", 1, NONE).unwrap_err();
+    let err = kv.increment("b", "text", 1, SIGNED, NONE).unwrap_err();
     assert!(
         matches!(&err, Error::NotACounter { bucket, key } if bucket == "b" && key == "text"),
         "{err}"
     );
     assert_eq!(kv.get("b", "text").unwrap(), Some(b"12abc".to_vec()));
 
-    kv.set("b", "max", u64::MAX.to_string().as_bytes(), NONE)
+    kv.set("b", "max", i64::MAX.to_string().as_bytes(), NONE)
         .unwrap();
-    let err = kv.increment("b", "max", 1, NONE).unwrap_err();
-    assert!(matches!(err, Error::Overflow { delta: 1, .. }), "{err}");
-    assert_eq!(kv.increment("b", "max", 0, NONE).unwrap(), u64::MAX);
+    let err = kv.increment("b", "max", 1, SIGNED, NONE).unwrap_err();
+    assert!(matches!(err, Error::OutOfRange { delta: 1, .. }), "{err}");
+    assert_eq!(kv.increment("b", "max", 0, SIGNED, NONE).unwrap(), i64::MAX);
+
+    // The non-negative range refuses to go below zero, and writes nothing.
+    let err = kv
+        .increment("b", "n", 10, CounterRange::NonNegative, NONE)
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            Error::OutOfRange {
+                current: -50,
+                delta: 10,
+                range: CounterRange::NonNegative,
+                ..
+            }
+        ),
+        "{err}"
+    );
+    assert_eq!(kv.get("b", "n").unwrap(), Some(b"-50".to_vec()));
+    assert_eq!(
+        kv.increment("b", "n", 50, CounterRange::NonNegative, NONE)
+            .unwrap(),
+        0
+    );
+}
+
+#[test]
+fn compare_and_swap() {
+    let (_dir, path) = db();
+    let kv = SqliteBackend::open(&path).unwrap();
+    // Missing, expected missing: created.
+    assert_eq!(
+        kv.compare_and_swap("b", "k", None, b"1", NONE).unwrap(),
+        Swap::Done
+    );
+    // Missing expected, but it exists: the current value comes back.
+    assert_eq!(
+        kv.compare_and_swap("b", "k", None, b"2", NONE).unwrap(),
+        Swap::Changed(Some(b"1".to_vec()))
+    );
+    assert_eq!(
+        kv.compare_and_swap("b", "k", Some(b"1"), b"2", NONE)
+            .unwrap(),
+        Swap::Done
+    );
+    assert_eq!(
+        kv.compare_and_swap("b", "k", Some(b"1"), b"3", NONE)
+            .unwrap(),
+        Swap::Changed(Some(b"2".to_vec()))
+    );
+    assert_eq!(kv.get("b", "k").unwrap(), Some(b"2".to_vec()));
+    kv.delete("b", "k").unwrap();
+    assert_eq!(
+        kv.compare_and_swap("b", "k", Some(b"2"), b"3", NONE)
+            .unwrap(),
+        Swap::Changed(None)
+    );
+    assert_eq!(kv.get("b", "k").unwrap(), None);
+    // Buckets are separate: the same key elsewhere is another value.
+    assert_eq!(
+        kv.compare_and_swap("c", "k", None, b"x", NONE).unwrap(),
+        Swap::Done
+    );
+    // A swap past a quota fails and writes nothing.
+    let q = Quota {
+        max_keys: Some(1),
+        max_bytes: None,
+    };
+    let err = kv.compare_and_swap("c", "k2", None, b"y", q).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            Error::QuotaExceeded {
+                kind: QuotaKind::Keys,
+                ..
+            }
+        ),
+        "{err}"
+    );
+    assert_eq!(kv.get("c", "k2").unwrap(), None);
+}
+
+/// Read-modify-write loops on two connections to the same file (as two
+/// hosts would have): every update lands, none is lost.
+#[test]
+fn concurrent_swappers_lose_no_update() {
+    let (_dir, path) = db();
+    let (writers, rounds) = (4, 50);
+    let conflicts: usize = thread::scope(|scope| {
+        let handles: Vec<_> = (0..writers)
+            .map(|_| {
+                let path = &path;
+                scope.spawn(move || {
+                    let kv = SqliteBackend::open(path).unwrap();
+                    let mut conflicts = 0;
+                    for _ in 0..rounds {
+                        let mut seen = kv.get("b", "list").unwrap();
+                        loop {
+                            let mut next = seen.clone().unwrap_or_default();
+                            next.push(b'x');
+                            match kv
+                                .compare_and_swap("b", "list", seen.as_deref(), &next, NONE)
+                                .unwrap()
+                            {
+                                Swap::Done => break,
+                                Swap::Changed(now) => {
+                                    conflicts += 1;
+                                    seen = now;
+                                }
+                            }
+                        }
+                    }
+                    conflicts
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).sum()
+    });
+    let value = SqliteBackend::open(&path)
+        .unwrap()
+        .get("b", "list")
+        .unwrap()
+        .unwrap();
+    assert_eq!(value.len(), writers * rounds, "{conflicts} conflicts");
 }
 
 #[test]
@@ -198,11 +326,11 @@ fn data_survives_reopening() {
     {
         let kv = SqliteBackend::open(&path).unwrap();
         kv.set("b", "k", b"kept", NONE).unwrap();
-        kv.increment("b", "n", 3, NONE).unwrap();
+        kv.increment("b", "n", 3, SIGNED, NONE).unwrap();
     }
     let kv = SqliteBackend::open(&path).unwrap();
     assert_eq!(kv.get("b", "k").unwrap(), Some(b"kept".to_vec()));
-    assert_eq!(kv.increment("b", "n", 1, NONE).unwrap(), 4);
+    assert_eq!(kv.increment("b", "n", 1, SIGNED, NONE).unwrap(), 4);
 }
 
 #[test]
@@ -228,7 +356,7 @@ fn max_keys_is_enforced_on_every_write() {
     let q = quota(Some(3), None);
     kv.set("b", "a", b"1", q).unwrap();
     kv.set("b", "b", b"1", q).unwrap();
-    kv.increment("b", "c", 1, q).unwrap();
+    kv.increment("b", "c", 1, SIGNED, q).unwrap();
 
     let err = kv.set("b", "d", b"1", q).unwrap_err();
     assert!(
@@ -245,7 +373,7 @@ fn max_keys_is_enforced_on_every_write() {
         "{message}"
     );
     assert!(matches!(
-        kv.increment("b", "d", 1, q),
+        kv.increment("b", "d", 1, SIGNED, q),
         Err(Error::QuotaExceeded {
             kind: QuotaKind::Keys,
             ..
@@ -262,7 +390,7 @@ fn max_keys_is_enforced_on_every_write() {
 
     // Overwrites and increments of existing keys do not add keys.
     kv.set("b", "a", b"2", q).unwrap();
-    kv.increment("b", "c", 1, q).unwrap();
+    kv.increment("b", "c", 1, SIGNED, q).unwrap();
     kv.set_many("b", &[("a".into(), b"3".to_vec()), ("b".into(), vec![])], q)
         .unwrap();
     // Deleting makes room.
@@ -306,8 +434,8 @@ fn max_bytes_counts_keys_and_values() {
     // A counter that gains a digit needs a byte.
     kv.delete("b", "key2").unwrap();
     kv.set("b", "n", b"99999999", q).unwrap(); // 10 + 9 = 19
-    assert_eq!(kv.increment("b", "n", 1, q).unwrap(), 100_000_000); // 10 + 10 = 20
-    let err = kv.increment("b", "n", 900_000_000, q).unwrap_err(); // 10 + 11 = 21
+    assert_eq!(kv.increment("b", "n", 1, SIGNED, q).unwrap(), 100_000_000); // 10 + 10 = 20
+    let err = kv.increment("b", "n", 900_000_000, SIGNED, q).unwrap_err(); // 10 + 11 = 21
     assert!(
         matches!(
             err,
@@ -397,15 +525,15 @@ fn concurrent_increments_are_exact() {
         Arc::new(SqliteBackend::open(&path).unwrap()),
         Arc::new(SqliteBackend::open(&path).unwrap()),
     ];
-    const THREADS_PER_BACKEND: u64 = 3;
-    const INCREMENTS: u64 = 40;
+    const THREADS_PER_BACKEND: i64 = 3;
+    const INCREMENTS: i64 = 40;
     let threads: Vec<_> = backends
         .iter()
         .flat_map(|kv| (0..THREADS_PER_BACKEND).map(move |t| (Arc::clone(kv), t)))
         .map(|(kv, t)| {
             thread::spawn(move || {
                 for _ in 0..INCREMENTS {
-                    kv.increment("b", "counter", t + 1, NONE).unwrap();
+                    kv.increment("b", "counter", t + 1, SIGNED, NONE).unwrap();
                 }
             })
         })
@@ -413,9 +541,11 @@ fn concurrent_increments_are_exact() {
     for t in threads {
         t.join().unwrap();
     }
-    let per_backend: u64 = (1..=THREADS_PER_BACKEND).sum::<u64>() * INCREMENTS;
+    let per_backend: i64 = (1..=THREADS_PER_BACKEND).sum::<i64>() * INCREMENTS;
     assert_eq!(
-        backends[0].increment("b", "counter", 0, NONE).unwrap(),
+        backends[0]
+            .increment("b", "counter", 0, SIGNED, NONE)
+            .unwrap(),
         2 * per_backend
     );
 }
@@ -479,7 +609,7 @@ fn durability_child() {
         }
         kv.set("durable", &format!("key-{i}"), &value_of(i), NONE)
             .unwrap();
-        kv.increment("durable", "counter", 1, NONE).unwrap();
+        kv.increment("durable", "counter", 1, SIGNED, NONE).unwrap();
         writeln!(out, "{ACK}key {i}").unwrap();
         out.flush().unwrap();
     }
@@ -539,7 +669,7 @@ fn run_and_kill(path: &Path, start: u64, kill_after: usize) -> Vec<String> {
 fn acknowledged_writes_survive_kill_9() {
     let (_dir, path) = db();
     let mut acked: BTreeMap<String, Vec<u8>> = BTreeMap::new();
-    let mut counted = 0u64;
+    let mut counted = 0i64;
     // Three crashes in a row, each recovering the previous one's log.
     for (round, kill_after) in [(0u64, 40), (1, 130), (2, 75)] {
         let acks = run_and_kill(&path, round * 1_000_000, kill_after);
@@ -580,7 +710,7 @@ fn acknowledged_writes_survive_kill_9() {
         }
         // Each acknowledged key write was followed by an acknowledged
         // increment; an increment may have committed without being reported.
-        let counter = kv.increment("durable", "counter", 0, NONE).unwrap();
+        let counter = kv.increment("durable", "counter", 0, SIGNED, NONE).unwrap();
         assert!(
             counter == counted || counter == counted + 1,
             "counter {counter}, acknowledged {counted}"

@@ -7,7 +7,9 @@
 //! | `set` | `BUCKET KEY VALUE` | stores VALUE, returns `"ok"` |
 //! | `get` | `BUCKET KEY` | returns the value, or `null` text when absent |
 //! | `delete` | `BUCKET KEY` | deletes, returns `"ok"` |
-//! | `incr` | `BUCKET KEY DELTA` | atomically adds DELTA, returns the new value |
+//! | `incr` | `BUCKET KEY DELTA` | atomically adds DELTA (signed), returns the new value |
+//! | `append` | `BUCKET KEY TEXT N` | appends TEXT to the value N times, each a compare-and-swap retried until it lands; returns how many swaps failed |
+//! | `cas-race` | `BUCKET KEY` | opens a compare-and-swap, writes `theirs` behind its back, swaps `mine` (which must fail), then swaps `mine` on the handle the failure returned; returns `failed:<value the fresh handle saw>` |
 //! | `keys` | `BUCKET` | returns the keys, one per line |
 //! | `fill` | `BUCKET N SIZE` | stores N values of SIZE bytes (keys `k0`…), returns `"ok"` |
 //!
@@ -57,14 +59,16 @@ fn number(word: &str) -> Result<u64, ToolError> {
 
 impl Guest for StorageTool {
     fn describe() -> Vec<ToolInfo> {
-        ["set", "get", "delete", "incr", "keys", "fill"]
-            .into_iter()
-            .map(|name| ToolInfo {
-                name: name.to_owned(),
-                description: format!("Key-value probe: {name}"),
-                parameters: r#"{"type":"string"}"#.to_owned(),
-            })
-            .collect()
+        [
+            "set", "get", "delete", "incr", "append", "cas-race", "keys", "fill",
+        ]
+        .into_iter()
+        .map(|name| ToolInfo {
+            name: name.to_owned(),
+            description: format!("Key-value probe: {name}"),
+            parameters: r#"{"type":"string"}"#.to_owned(),
+        })
+        .collect()
     }
 
     fn invoke(name: String, arguments: String) -> Result<String, ToolError> {
@@ -92,9 +96,54 @@ impl Guest for StorageTool {
             "incr" => {
                 let [bucket, key, delta] = words(&arguments)?;
                 let bucket = store::open(bucket).map_err(store_error)?;
-                let value =
-                    atomics::increment(&bucket, key, number(delta)?).map_err(store_error)?;
+                let delta = delta.parse().map_err(|_| {
+                    ToolError::InvalidArguments(format!("`{delta}` is not a signed number"))
+                })?;
+                let value = atomics::increment(&bucket, key, delta).map_err(store_error)?;
                 Ok(value.to_string())
+            }
+            "append" => {
+                let [bucket, key, text, times] = words(&arguments)?;
+                let bucket = store::open(bucket).map_err(store_error)?;
+                let mut failed = 0u64;
+                for _ in 0..number(times)? {
+                    let mut cas = atomics::Cas::new(&bucket, key).map_err(store_error)?;
+                    loop {
+                        let mut value = cas.current().map_err(store_error)?.unwrap_or_default();
+                        value.extend_from_slice(text.as_bytes());
+                        match atomics::swap(cas, &value) {
+                            Ok(()) => break,
+                            Err(atomics::CasError::CasFailed(fresh)) => {
+                                failed += 1;
+                                cas = fresh;
+                            }
+                            Err(atomics::CasError::StoreError(e)) => return Err(store_error(e)),
+                        }
+                    }
+                }
+                Ok(failed.to_string())
+            }
+            "cas-race" => {
+                let [bucket, key] = words(&arguments)?;
+                let bucket = store::open(bucket).map_err(store_error)?;
+                let cas = atomics::Cas::new(&bucket, key).map_err(store_error)?;
+                bucket.set(key, b"theirs").map_err(store_error)?;
+                match atomics::swap(cas, b"mine") {
+                    Ok(()) => Err(ToolError::Failed(
+                        "the swap over a changed value succeeded".to_owned(),
+                    )),
+                    Err(atomics::CasError::StoreError(e)) => Err(store_error(e)),
+                    Err(atomics::CasError::CasFailed(fresh)) => {
+                        let seen = fresh.current().map_err(store_error)?.unwrap_or_default();
+                        atomics::swap(fresh, b"mine").map_err(|e| match e {
+                            atomics::CasError::StoreError(e) => store_error(e),
+                            atomics::CasError::CasFailed(_) => {
+                                ToolError::Failed("the retry failed too".to_owned())
+                            }
+                        })?;
+                        Ok(format!("failed:{}", String::from_utf8_lossy(&seen)))
+                    }
+                }
             }
             "keys" => {
                 let [bucket] = words(&arguments)?;
@@ -102,7 +151,7 @@ impl Guest for StorageTool {
                 let mut keys = Vec::new();
                 let mut cursor = None;
                 loop {
-                    let page = bucket.list_keys(cursor).map_err(store_error)?;
+                    let page = bucket.list_keys(cursor.as_deref()).map_err(store_error)?;
                     keys.extend(page.keys);
                     match page.cursor {
                         Some(next) => cursor = Some(next),

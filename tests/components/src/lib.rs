@@ -16,7 +16,7 @@
 //! | `caller_agent`     | `agent-plugin` | `convergio:platform/tool`                          | component → host → component linking           |
 //! | `bench_tool`       | `tool-plugin`  | `wasi:config/store`                                | benchmarks: `noop`, N guest → host calls       |
 //! | `fs_tool`          | `tool-plugin`  | `wasi:filesystem`, `wasi:clocks/wall-clock`        | directory and environment grants               |
-//! | `storage_tool`     | `tool-plugin`  | `wasi:keyvalue/{store,atomics}`                    | storage grants, quotas, durability             |
+//! | `storage_tool`     | `tool-plugin`  | `wasi:keyvalue/{store,atomics}`                    | storage grants, quotas, durability, compare-and-swap |
 //! | `storage_bench_tool` | `tool-plugin` | `wasi:keyvalue/store`                            | storage benchmark: N gets or sets in one call  |
 //! | `keys_tool`        | `tool-plugin`  | `convergio:platform/keys`                          | key grants: references, never secrets          |
 //! | `http_tool`        | `tool-plugin`  | `wasi:http/{types,outgoing-handler}`               | outgoing HTTP policy, keys, limits             |
