@@ -2,7 +2,7 @@
 //!
 //! A local upstream that speaks OpenAI's Chat Completions and answers at
 //! once; the same request sent (a) through the platform — router →
-//! `provider-openai` component (a fresh instance per call) → `wasi:http`
+//! `provider-openai` component (a warm instance, kept between calls) → `wasi:http`
 //! with the key attached by the host → upstream, response parsed back into
 //! WIT types — and (b) directly with a keep-alive hyper client that parses
 //! the JSON answer. Both paths keep their connection alive. Calls alternate
@@ -131,7 +131,8 @@ async fn main() {
 
     let mut through = Vec::with_capacity(calls);
     let mut direct = Vec::with_capacity(calls);
-    // The provider component alone: a fresh instance answering `info()`.
+    // A fresh instance of the provider answering `info()` (a tool-style
+    // call through `invoke_json`): what a warm instance saves.
     let mut instance_only = Vec::with_capacity(calls);
     for i in 0..calls + calls / 10 {
         let started = Instant::now();
@@ -195,7 +196,7 @@ async fn main() {
         ("direct", &direct),
         ("added (per call)", &added),
         (
-            "of which: a provider instance answering info()",
+            "for comparison: a fresh provider instance answering info()",
             &instance_only,
         ),
     ] {

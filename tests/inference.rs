@@ -215,3 +215,61 @@ async fn an_agent_asks_models_through_the_inference_interface() {
     let err = convergio_tests::start_err(tempfile::tempdir().unwrap().path(), "", &[denied]).await;
     assert!(err.contains("not granted `inference`"), "{err}");
 }
+
+/// Provider instances hold no state between calls, so the host keeps them
+/// warm: the next call (complete or stream) runs in the instance the last
+/// one used, unless that call trapped, and not at all with `warm-instances = 0`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn provider_instances_stay_warm_unless_a_call_fails() {
+    async fn calls(router: &Router) -> String {
+        router
+            .complete(&caller(), chat("echo/echo-1", "!calls"))
+            .await
+            .unwrap()
+            .message
+            .content
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let warm = TestPlugin::new("echo", "provider", test_component("echo_provider"));
+    let runtime = start(dir.path(), "", &[warm]).await;
+    let router = Router::new(
+        RouterConfig::default(),
+        runtime.providers().await.unwrap(),
+        Arc::new(NoSink),
+    );
+    assert_eq!(calls(&router).await, "calls: 1");
+    assert_eq!(calls(&router).await, "calls: 2");
+    // A stream that ran to its end gives its instance back too.
+    let mut stream = router
+        .stream(&caller(), chat("echo/echo-1", "hello there"))
+        .await
+        .unwrap();
+    while let Some(delta) = stream.next().await {
+        delta.unwrap();
+    }
+    drop(stream);
+    assert_eq!(calls(&router).await, "calls: 4");
+    // A trap ends the instance: the next call starts a fresh one.
+    let err = router
+        .complete(&caller(), chat("echo/echo-1", "!trap"))
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("panicked"), "{err}");
+    assert_eq!(calls(&router).await, "calls: 1");
+    assert_eq!(calls(&router).await, "calls: 2");
+    // A reload drops the warm instances of the old version.
+    runtime.reload("echo").await.unwrap();
+    assert_eq!(calls(&router).await, "calls: 1");
+
+    let dir = tempfile::tempdir().unwrap();
+    let cold = TestPlugin::new("echo", "provider", test_component("echo_provider"))
+        .limits("warm-instances = 0");
+    let runtime = start(dir.path(), "", &[cold]).await;
+    let router = Router::new(
+        RouterConfig::default(),
+        runtime.providers().await.unwrap(),
+        Arc::new(NoSink),
+    );
+    assert_eq!(calls(&router).await, "calls: 1");
+    assert_eq!(calls(&router).await, "calls: 1");
+}

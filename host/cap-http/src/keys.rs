@@ -61,11 +61,18 @@ pub(crate) async fn attach(
             "no key vault is open, so {reference} cannot be attached"
         ));
     };
-    let (provider, name) = (key.provider.clone(), key.name.clone());
-    let resolved = tokio::task::spawn_blocking(move || vault.resolve(&provider, &name))
-        .await
-        .map_err(|e| format!("resolving {reference} failed: {e}"))?
-        .map_err(|e| e.to_string())?;
+    // A cached key is served in place; a miss or a due revalidation reads
+    // SQLite (and may unwrap a data key), which belongs off the async workers.
+    let resolved = match vault.resolve_cached(&key.provider, &key.name) {
+        Some(resolved) => resolved,
+        None => {
+            let (provider, name) = (key.provider.clone(), key.name.clone());
+            tokio::task::spawn_blocking(move || vault.resolve(&provider, &name))
+                .await
+                .map_err(|e| format!("resolving {reference} failed: {e}"))?
+        }
+    }
+    .map_err(|e| e.to_string())?;
     if !resolved.allows_host(host) {
         return Err(format!(
             "key {reference} is bound to {}, not to `{host}`; a key's hosts are set with `--host` when it is added",

@@ -116,8 +116,9 @@ impl Ledger {
 
     /// Add one call.
     pub fn record(&self, call: &CallRecord<'_>, at: SystemTime) -> Result<(), LedgerError> {
-        self.conn().execute(
-            "INSERT INTO model_usage (day, plugin, agent, provider, model, key, calls,
+        self.conn()
+            .prepare_cached(
+                "INSERT INTO model_usage (day, plugin, agent, provider, model, key, calls,
                                       input_tokens, output_tokens, cost_micro_usd, errors)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, 1, ?7, ?8, ?9, ?10)
              ON CONFLICT (day, plugin, agent, provider, model, key) DO UPDATE SET
@@ -126,7 +127,8 @@ impl Ledger {
                  output_tokens = output_tokens + excluded.output_tokens,
                  cost_micro_usd = cost_micro_usd + excluded.cost_micro_usd,
                  errors = errors + excluded.errors",
-            params![
+            )?
+            .execute(params![
                 day_of(at),
                 call.caller.plugin,
                 call.caller.agent.as_deref().unwrap_or_default(),
@@ -137,8 +139,7 @@ impl Ledger {
                 i64::from(call.usage.output_tokens),
                 to_i64(call.usage.cost_micro_usd),
                 i64::from(call.error.is_some()),
-            ],
-        )?;
+            ])?;
         Ok(())
     }
 

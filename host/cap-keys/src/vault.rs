@@ -593,18 +593,39 @@ impl Vault {
     pub fn resolve(&self, provider: &str, name: &str) -> Result<ResolvedKey> {
         let now_ms = to_millis(self.now());
         self.revalidate(now_ms)?;
-        let hit = self
-            .inner
+        let entry = match self.cached(provider, name) {
+            Some(entry) => entry,
+            None => self.load_active(provider, name, now_ms)?,
+        };
+        Self::usable(&entry, provider, name, now_ms)
+    }
+
+    /// [`Self::resolve`] if it can answer without touching the database (or
+    /// the master key): the key is cached and the cache needs no
+    /// revalidation now. `None` otherwise; then call [`Self::resolve`],
+    /// off the async workers. This is what lets an async caller skip a
+    /// thread hand-off on the hot path.
+    pub fn resolve_cached(&self, provider: &str, name: &str) -> Option<Result<ResolvedKey>> {
+        let now_ms = to_millis(self.now());
+        let last = self.inner.last_check_ms.load(Ordering::Relaxed);
+        if now_ms.saturating_sub(last) >= self.inner.revalidate_ms {
+            return None;
+        }
+        let entry = self.cached(provider, name)?;
+        Some(Self::usable(&entry, provider, name, now_ms))
+    }
+
+    fn cached(&self, provider: &str, name: &str) -> Option<Arc<CachedKey>> {
+        self.inner
             .cache
             .read()
             .unwrap_or_else(PoisonError::into_inner)
             .get(provider)
             .and_then(|names| names.get(name))
-            .cloned();
-        let entry = match hit {
-            Some(entry) => entry,
-            None => self.load_active(provider, name, now_ms)?,
-        };
+            .cloned()
+    }
+
+    fn usable(entry: &CachedKey, provider: &str, name: &str, now_ms: i64) -> Result<ResolvedKey> {
         if entry.expires_ms.is_some_and(|e| e <= now_ms) {
             return Err(Error::Expired {
                 provider: provider.to_owned(),
@@ -668,8 +689,9 @@ impl Vault {
         usage: &UsageDelta,
     ) -> Result<()> {
         let now_ms = to_millis(self.now());
-        self.conn().execute(
-            "INSERT INTO key_usage (provider, name, version, day, requests, input_tokens,
+        self.conn()
+            .prepare_cached(
+                "INSERT INTO key_usage (provider, name, version, day, requests, input_tokens,
                                     output_tokens, cost_micro_usd, errors, last_used_ms)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)
              ON CONFLICT (provider, name, version, day) DO UPDATE SET
@@ -679,7 +701,8 @@ impl Vault {
                  cost_micro_usd = cost_micro_usd + excluded.cost_micro_usd,
                  errors = errors + excluded.errors,
                  last_used_ms = MAX(last_used_ms, excluded.last_used_ms)",
-            params![
+            )?
+            .execute(params![
                 provider,
                 name,
                 version,
@@ -690,8 +713,7 @@ impl Vault {
                 to_i64(usage.cost_micro_usd),
                 to_i64(usage.errors),
                 now_ms
-            ],
-        )?;
+            ])?;
         Ok(())
     }
 

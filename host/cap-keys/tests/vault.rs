@@ -954,3 +954,45 @@ fn change_master_moves_every_key_to_a_new_master_key() {
             .all(|k| k.master_key_id == rotation.key_id)
     );
 }
+
+/// `resolve_cached` answers only from the cache, only while the cache needs
+/// no revalidation, and with the same errors as `resolve`.
+#[test]
+fn resolve_cached_never_touches_the_database() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = ManualClock::new();
+    let vault = open_with_clock(&db(dir.path()), &clock);
+    let in_a_day = clock.now() + Duration::from_secs(86_400);
+    vault
+        .add(
+            "openai",
+            "default",
+            &secret("sk-cached-0123456789ab"),
+            Some(in_a_day),
+            &hosts(&["api.openai.com"]),
+            AuthScheme::Bearer,
+        )
+        .unwrap();
+    // Not resolved yet: not cached.
+    assert!(vault.resolve_cached("openai", "default").is_none());
+    let key = vault.resolve("openai", "default").unwrap();
+    let cached = vault.resolve_cached("openai", "default").unwrap().unwrap();
+    assert_eq!(cached.version, key.version);
+    assert_eq!(
+        cached.header_value.expose_secret(),
+        "Bearer sk-cached-0123456789ab"
+    );
+    assert!(vault.resolve_cached("openai", "other").is_none());
+    // Revalidation is due: the caller must go through `resolve`.
+    clock.advance(Duration::from_secs(2));
+    assert!(vault.resolve_cached("openai", "default").is_none());
+    vault.resolve("openai", "default").unwrap();
+    assert!(vault.resolve_cached("openai", "default").is_some());
+    // An expired key is an error from the cache too.
+    clock.advance(Duration::from_secs(86_400));
+    vault.resolve("openai", "default").unwrap_err();
+    vault.resolve("openai", "default").unwrap_err();
+    if let Some(result) = vault.resolve_cached("openai", "default") {
+        assert!(matches!(result, Err(Error::Expired { .. })));
+    }
+}

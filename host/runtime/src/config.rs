@@ -292,6 +292,11 @@ pub struct Limits {
     pub http_max_response_bytes: Option<u64>,
     /// Outgoing HTTP: requests of the plugin in flight at once (default 16).
     pub http_max_concurrent: Option<u32>,
+    /// Provider plugins: idle instances kept warm for the next model call
+    /// (default 4, at most `max-instances`; 0 starts every call in a fresh
+    /// instance). Each holds its memory and a slot of the instance pool.
+    /// Other kinds of plugin always start each call in a fresh instance.
+    pub warm_instances: Option<u32>,
 }
 
 /// Limits with every value decided.
@@ -315,6 +320,8 @@ pub struct EffectiveLimits {
     pub bucket_max_bytes: Option<u64>,
     /// Outgoing HTTP limits.
     pub http: convergio_cap_http::HttpLimits,
+    /// Idle instances kept warm (provider plugins).
+    pub warm_instances: u32,
 }
 
 impl Limits {
@@ -322,6 +329,7 @@ impl Limits {
     pub fn resolve(&self, defaults: &Limits) -> EffectiveLimits {
         let memory_mib = self.memory_mib.or(defaults.memory_mib).unwrap_or(128);
         let deadline_ms = self.deadline_ms.or(defaults.deadline_ms).unwrap_or(30_000);
+        let max_instances = self.max_instances.or(defaults.max_instances).unwrap_or(16);
         EffectiveLimits {
             deadline_ms,
             queue_ms: self
@@ -335,7 +343,12 @@ impl Limits {
                 .table_elements
                 .or(defaults.table_elements)
                 .unwrap_or(20_000) as usize,
-            max_instances: self.max_instances.or(defaults.max_instances).unwrap_or(16),
+            max_instances,
+            warm_instances: self
+                .warm_instances
+                .or(defaults.warm_instances)
+                .unwrap_or(4)
+                .min(max_instances),
             bucket_max_keys: self.bucket_max_keys.or(defaults.bucket_max_keys),
             bucket_max_bytes: self.bucket_max_bytes.or(defaults.bucket_max_bytes),
             http: {

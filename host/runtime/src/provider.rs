@@ -25,7 +25,9 @@ pub(crate) struct ComponentProvider {
 }
 
 impl ComponentProvider {
-    /// Open a session and load the provider exports in it.
+    /// Open a session (on a warm instance if one is idle) and load the
+    /// provider exports in it. Give it back with `Session::release` once its
+    /// calls went well.
     pub(crate) async fn session(&self) -> Result<(Session, wit_provider::Guest), ModelError> {
         let (Some(inner), Some(slot)) = (self.inner.upgrade(), self.slot.upgrade()) else {
             return Err(ModelError::Upstream("the runtime is shutting down".into()));
@@ -37,7 +39,7 @@ impl ComponentProvider {
                 self.plugin
             ))
         })?;
-        let mut session = Session::open(&inner, &slot, &loaded)
+        let mut session = Session::open_warm(&inner, &slot, &loaded)
             .await
             .map_err(|e| self.failed(&e))?;
         let guest = indices
@@ -75,6 +77,7 @@ impl ci::Provider for ComponentProvider {
                 .run(async |store, _| guest.call_models(store).await)
                 .await
                 .map_err(|e| self.failed(&e))?;
+            session.release();
             listed
                 .map(|models| models.into_iter().map(ci::ModelInfo::from_wit).collect())
                 .map_err(ModelError::from_wit)
@@ -92,6 +95,7 @@ impl ci::Provider for ComponentProvider {
                 .run(async |store, _| guest.call_complete(store, &request).await)
                 .await
                 .map_err(|e| self.failed(&e))?;
+            session.release();
             done.map(ci::Completion::from_wit)
                 .map_err(ModelError::from_wit)
         })
@@ -129,6 +133,7 @@ impl ci::Provider for ComponentProvider {
                 .run(async |store, _| guest.call_embed(store, &model, &inputs).await)
                 .await
                 .map_err(|e| self.failed(&e))?;
+            session.release();
             done.map(ci::Embeddings::from_wit)
                 .map_err(ModelError::from_wit)
         })
@@ -175,11 +180,15 @@ impl DeltaStream for ComponentStream {
                 }
             };
             if !matches!(item, Some(Ok(_))) {
-                // Done or failed: drop the resource and free the instance.
+                // Done or failed: drop the resource, then give the instance
+                // back (kept warm if every call on it went well).
                 if let Some(mut session) = self.session.take() {
-                    let _ = session
+                    let dropped = session
                         .run(async |store, _| stream.resource_drop_async(store).await)
                         .await;
+                    if dropped.is_ok() {
+                        session.release();
+                    }
                 }
             }
             item

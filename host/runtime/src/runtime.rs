@@ -116,6 +116,46 @@ pub(crate) struct Slot {
     relied_upon: Mutex<BTreeMap<String, String>>,
     reload_lock: tokio::sync::Mutex<()>,
     last_error: Mutex<Option<String>>,
+    /// Idle instances kept for the next call (provider plugins; see [`Session::open_warm`]).
+    warm: Mutex<Vec<Warm>>,
+}
+
+/// An idle instance kept warm: its store and instance, the version it was
+/// made from, and how many calls it has served.
+struct Warm {
+    store: Store<HostState>,
+    instance: wasmtime::component::Instance,
+    generation: u64,
+    uses: u32,
+    idle_since: Instant,
+}
+
+/// A warm instance serves at most this many calls, then is dropped, so what
+/// a long-lived instance accumulates (heap fragmentation, leaked handles) stays bounded.
+const WARM_MAX_USES: u32 = 1_000;
+
+/// A warm instance idle for longer is dropped rather than reused.
+const WARM_IDLE_TTL: Duration = Duration::from_secs(60);
+
+impl Slot {
+    /// A warm instance of version `generation`, if one is idle; instances of
+    /// other versions or idle too long are dropped on the way.
+    fn take_warm(&self, generation: u64) -> Option<Warm> {
+        let mut warm = self.warm.lock().unwrap_or_else(|e| e.into_inner());
+        while let Some(candidate) = warm.pop() {
+            if candidate.generation == generation && candidate.idle_since.elapsed() < WARM_IDLE_TTL
+            {
+                return Some(candidate);
+            }
+        }
+        None
+    }
+
+    /// Drop every warm instance (after a reload).
+    fn clear_warm(&self) {
+        let dropped = std::mem::take(&mut *self.warm.lock().unwrap_or_else(|e| e.into_inner()));
+        drop(dropped);
+    }
 }
 
 /// What `plugin list` and the admin interface show of a plugin.
@@ -396,6 +436,7 @@ impl Runtime {
             let info = session
                 .run(async |store, _| guest.call_info(store).await)
                 .await?;
+            session.release();
             let grants = &slot.current.load().spec.grants;
             provider.key = grants
                 .config
@@ -501,6 +542,7 @@ impl Runtime {
             }
         }
         slot.current.store(Arc::new(new));
+        slot.clear_warm();
         Ok(())
     }
 
@@ -513,6 +555,7 @@ impl Runtime {
             relied_upon: Mutex::new(BTreeMap::new()),
             reload_lock: tokio::sync::Mutex::new(()),
             last_error: Mutex::new(None),
+            warm: Mutex::new(Vec::new()),
         };
         self.inner
             .slots
@@ -915,6 +958,17 @@ pub(crate) struct Session {
     deadline_at: Instant,
     grace: Duration,
     _permit: tokio::sync::OwnedSemaphorePermit,
+    /// Where [`Session::release`] returns the instance, if it may be kept warm.
+    warm: Option<WarmReturn>,
+    /// No call of this session failed, trapped or timed out.
+    healthy: bool,
+}
+
+/// Where a session's instance goes back to, and what it has served.
+struct WarmReturn {
+    slot: Weak<Slot>,
+    generation: u64,
+    uses: u32,
 }
 
 impl Session {
@@ -924,18 +978,9 @@ impl Session {
         let limits = spec.limits;
         let deadline = Duration::from_millis(limits.deadline_ms);
         let started = Instant::now();
-        let queue = Duration::from_millis(limits.queue_ms);
-        let permit = match tokio::time::timeout(queue, slot.permits.clone().acquire_owned()).await {
-            Ok(Ok(permit)) => permit,
-            _ => {
-                return Err(Error::Busy {
-                    plugin: spec.id.clone(),
-                    limit: limits.max_instances,
-                    waited_ms: started.elapsed().as_millis() as u64,
-                });
-            }
-        };
+        let permit = Self::permit(spec, slot, started).await?;
         let deadline_at = Instant::now() + deadline.saturating_sub(started.elapsed());
+        let grace = Duration::from_millis(100) + inner.tick * 2;
 
         let state = HostState {
             plugin: spec.clone(),
@@ -954,21 +999,8 @@ impl Session {
         };
         let mut store = Store::new(&inner.engine, state);
         store.limiter(|s| &mut s.limits);
-        // Guest code yields to the executor every epoch tick, so a busy plugin never
-        // holds a worker thread; once its deadline has passed it is interrupted.
-        store.epoch_deadline_callback(move |_| {
-            if Instant::now() >= deadline_at {
-                Ok(UpdateDeadline::Interrupt)
-            } else {
-                Ok(UpdateDeadline::Yield(1))
-            }
-        });
-        store.set_epoch_deadline(1);
-        if inner.fuel {
-            store.set_fuel(limits.fuel.unwrap_or(u64::MAX))?;
-        }
+        arm(&mut store, inner, spec, deadline_at)?;
         // The epoch deadline stops guest code; the timeout also bounds time in host calls.
-        let grace = Duration::from_millis(100) + inner.tick * 2;
         let pre = loaded.pre.clone();
         let outcome = tokio::time::timeout(
             deadline_at.saturating_duration_since(Instant::now()) + grace,
@@ -983,7 +1015,105 @@ impl Session {
             deadline_at,
             grace,
             _permit: permit,
+            warm: None,
+            healthy: true,
         })
+    }
+
+    /// [`Session::open`] for a plugin whose instances may serve several
+    /// calls (provider plugins, which hold no state between calls): an idle
+    /// instance of the current version is taken if there is one, with a
+    /// fresh deadline and fuel. Give the instance back with
+    /// [`Session::release`] after a call that went well.
+    pub(crate) async fn open_warm(
+        inner: &Inner,
+        slot: &Arc<Slot>,
+        loaded: &Loaded,
+    ) -> Result<Self> {
+        let spec = &loaded.spec;
+        if spec.limits.warm_instances == 0 {
+            return Self::open(inner, slot, loaded).await;
+        }
+        let mut session = match slot.take_warm(loaded.generation) {
+            Some(warm) => {
+                let started = Instant::now();
+                let permit = Self::permit(spec, slot, started).await?;
+                let deadline = Duration::from_millis(spec.limits.deadline_ms);
+                let deadline_at = Instant::now() + deadline.saturating_sub(started.elapsed());
+                let mut store = warm.store;
+                arm(&mut store, inner, spec, deadline_at)?;
+                Self {
+                    store,
+                    instance: warm.instance,
+                    spec: spec.clone(),
+                    deadline_at,
+                    grace: Duration::from_millis(100) + inner.tick * 2,
+                    _permit: permit,
+                    warm: Some(WarmReturn {
+                        slot: Arc::downgrade(slot),
+                        generation: loaded.generation,
+                        uses: warm.uses,
+                    }),
+                    healthy: true,
+                }
+            }
+            None => Self::open(inner, slot, loaded).await?,
+        };
+        let warm = session.warm.get_or_insert_with(|| WarmReturn {
+            slot: Arc::downgrade(slot),
+            generation: loaded.generation,
+            uses: 0,
+        });
+        warm.uses += 1;
+        Ok(session)
+    }
+
+    /// End the session; an instance opened with [`Session::open_warm`] whose
+    /// calls all went well goes back to its slot for the next call, unless
+    /// the plugin was reloaded meanwhile, enough instances are idle already,
+    /// or it has served [`WARM_MAX_USES`] calls.
+    pub(crate) fn release(self) {
+        let Some(warm) = &self.warm else { return };
+        if !self.healthy || warm.uses >= WARM_MAX_USES {
+            return;
+        }
+        let Some(slot) = warm.slot.upgrade() else {
+            return;
+        };
+        if slot.current.load().generation != warm.generation {
+            return;
+        }
+        let keep = self.spec.limits.warm_instances as usize;
+        let (generation, uses) = (warm.generation, warm.uses);
+        let mut idle = slot.warm.lock().unwrap_or_else(|e| e.into_inner());
+        if idle.len() < keep {
+            idle.push(Warm {
+                store: self.store,
+                instance: self.instance,
+                generation,
+                uses,
+                idle_since: Instant::now(),
+            });
+        }
+    }
+
+    /// Wait (up to the plugin's `queue-ms` from `started`) for one of its
+    /// `max-instances` places.
+    async fn permit(
+        spec: &PluginSpec,
+        slot: &Slot,
+        started: Instant,
+    ) -> Result<tokio::sync::OwnedSemaphorePermit> {
+        let limits = spec.limits;
+        let queue = Duration::from_millis(limits.queue_ms).saturating_sub(started.elapsed());
+        match tokio::time::timeout(queue, slot.permits.clone().acquire_owned()).await {
+            Ok(Ok(permit)) => Ok(permit),
+            _ => Err(Error::Busy {
+                plugin: spec.id.clone(),
+                limit: limits.max_instances,
+                waited_ms: started.elapsed().as_millis() as u64,
+            }),
+        }
     }
 
     /// Run `f` on the instance, within what is left of the deadline; a trap
@@ -998,7 +1128,10 @@ impl Session {
         let left = self.deadline_at.saturating_duration_since(Instant::now());
         let outcome =
             tokio::time::timeout(left + self.grace, f(&mut self.store, &self.instance)).await;
-        Self::settle(&self.spec, outcome)
+        let settled = Self::settle(&self.spec, outcome);
+        // A trap or a call cut at its deadline leaves the instance unusable.
+        self.healthy &= settled.is_ok();
+        settled
     }
 
     fn settle<T>(
@@ -1021,6 +1154,29 @@ impl Session {
             ))),
         }
     }
+}
+
+/// Set a store up for one session: the deadline (guest code yields to the
+/// executor every epoch tick, so a busy plugin never holds a worker thread,
+/// and is interrupted once `deadline_at` has passed) and the fuel of a call.
+fn arm(
+    store: &mut Store<HostState>,
+    inner: &Inner,
+    spec: &PluginSpec,
+    deadline_at: Instant,
+) -> Result<()> {
+    store.epoch_deadline_callback(move |_| {
+        if Instant::now() >= deadline_at {
+            Ok(UpdateDeadline::Interrupt)
+        } else {
+            Ok(UpdateDeadline::Yield(1))
+        }
+    });
+    store.set_epoch_deadline(1);
+    if inner.fuel {
+        store.set_fuel(spec.limits.fuel.unwrap_or(u64::MAX))?;
+    }
+    Ok(())
 }
 
 /// The storage backend: the platform's SQLite database in its data directory.

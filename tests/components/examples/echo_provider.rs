@@ -7,6 +7,11 @@
 //! text one word per delta, then a last delta with finish reason and usage
 //! (input = words of all messages, output = words of the answer). The model
 //! `echo-broken` streams one word and then an `upstream` error.
+//!
+//! Two last user messages are commands, to test how the host keeps
+//! instances: `!calls` answers `calls: N`, where N counts the `complete` and
+//! `stream` calls this instance has served (this one included), and `!trap`
+//! panics, which traps the instance.
 
 /// Bindings generated from the WIT contract. The export glue that
 /// wit-bindgen emits is `unsafe` (raw ABI, `export_name`), so the workspace's
@@ -25,6 +30,7 @@ mod bindings {
 }
 
 use std::cell::RefCell;
+use std::sync::atomic::{AtomicU32, Ordering};
 
 use bindings::convergio::platform::types::{
     Completion, Delta, Embeddings, FinishReason, Message, ModelError, ModelFeatures, ModelInfo,
@@ -36,14 +42,24 @@ use bindings::exports::convergio::platform::provider::{
 
 struct Echo;
 
+/// `complete` and `stream` calls this instance has served.
+static CALLS: AtomicU32 = AtomicU32::new(0);
+
+// `!trap` panics on purpose: the host must drop a trapped instance.
+#[allow(clippy::panic)]
 fn answer(request: &ProviderRequest) -> (String, Usage) {
+    let calls = CALLS.fetch_add(1, Ordering::Relaxed) + 1;
     let last = request
         .messages
         .iter()
         .rev()
         .find(|m| matches!(m.role, Role::User))
         .map_or("", |m| m.content.as_str());
-    let text = format!("echo: {last}");
+    let text = match last {
+        "!calls" => format!("calls: {calls}"),
+        "!trap" => panic!("asked to trap"),
+        _ => format!("echo: {last}"),
+    };
     let words = |t: &str| u32::try_from(t.split_whitespace().count()).unwrap_or(u32::MAX);
     let input = request.messages.iter().map(|m| words(&m.content)).sum();
     let usage = Usage {
