@@ -18,6 +18,7 @@ wit_bindgen::generate!({
             import wasi:http/outgoing-handler@0.2.12;
             import convergio:platform/keys@0.1.0;
             import convergio:platform/inference@0.1.0;
+            import convergio:platform/local-model@0.1.0;
             import convergio:platform/tool@0.1.0;
             import convergio:platform/agent@0.1.0;
         }

@@ -44,6 +44,7 @@ pub mod bindings {
             "wasi:http/types@0.2.12": convergio_sdk::bindings::wasi::http::types,
             "wasi:http/outgoing-handler@0.2.12": convergio_sdk::bindings::wasi::http::outgoing_handler,
             "convergio:platform/keys@0.1.0": convergio_sdk::bindings::convergio::platform::keys,
+            "convergio:platform/local-model@0.1.0": convergio_sdk::bindings::convergio::platform::local_model,
             "convergio:platform/types@0.1.0": convergio_sdk::bindings::convergio::platform::types,
         }
     );

@@ -5,11 +5,14 @@ use std::process::Command;
 
 use anyhow::{Context, Result, bail};
 
+mod system;
+
 const USAGE: &str = "\
 cargo xtask <task>
 
 Tasks:
-  setup              install what a fresh machine needs (the wasm32-wasip2 target, wasm-tools, cargo-component)
+  setup              install what a fresh machine needs (the wasm32-wasip2 target, wasm-tools,
+                     cargo-component, cmake and libclang-dev for llama.cpp, the test model)
   build-components   build every guest component for wasm32-wasip2 (--release for optimized builds)
   bench              build-components --release, then run every benchmark (docs/benchmarks.md)
   test               build-components, then run every test of the workspace
@@ -27,7 +30,10 @@ fn main() -> Result<()> {
     let root = root()?;
     std::env::set_current_dir(&root)?;
     match task.as_str() {
-        "setup" => setup(true),
+        "setup" => {
+            setup(true)?;
+            system::test_model().map(drop)
+        }
         "build-components" => build_components(std::env::args().any(|a| a == "--release")),
         "bench" => {
             build_components(true)?;
@@ -38,6 +44,8 @@ fn main() -> Result<()> {
         "test" => {
             // The scaffolding test builds with cargo-component too.
             setup(true)?;
+            // The local-model tests run the real test model.
+            system::test_model()?;
             build_components(false)?;
             // The benchmarks, run once each as tests, use optimized components.
             build_components(true)?;
@@ -68,7 +76,7 @@ fn cargo() -> Command {
     Command::new("cargo")
 }
 
-fn run(cmd: &mut Command) -> Result<()> {
+pub(crate) fn run(cmd: &mut Command) -> Result<()> {
     eprintln!("xtask: running {cmd:?}");
     let status = cmd
         .status()
@@ -79,7 +87,7 @@ fn run(cmd: &mut Command) -> Result<()> {
     Ok(())
 }
 
-fn output(cmd: &mut Command) -> Result<String> {
+pub(crate) fn output(cmd: &mut Command) -> Result<String> {
     let out = cmd
         .output()
         .with_context(|| format!("cannot start {cmd:?}"))?;
@@ -91,6 +99,8 @@ fn output(cmd: &mut Command) -> Result<String> {
 
 /// Install the wasm target (and, with `tools`, wasm-tools) if missing.
 fn setup(tools: bool) -> Result<()> {
+    // llama.cpp (host/cap-local-model) builds with cmake and libclang.
+    system::packages()?;
     let installed = output(Command::new("rustup").args(["target", "list", "--installed"]))?;
     if !installed.lines().any(|l| l.trim() == "wasm32-wasip2") {
         run(Command::new("rustup").args(["target", "add", "wasm32-wasip2"]))?;
@@ -168,11 +178,14 @@ fn build_components(release: bool) -> Result<()> {
 }
 
 fn demo() -> Result<()> {
+    setup(false)?;
+    let model = system::test_model()?;
     build_components(false)?;
     run(cargo().args(["build", "-p", "convergio-cli"]))?;
     let exe = Path::new("target/debug/convergio");
     let config = "examples/platform.toml";
-    let steps: [&[&str]; 4] = [
+    let model = model.to_string_lossy().into_owned();
+    let steps: [&[&str]; 6] = [
         &["check"],
         &["plugin", "list"],
         &[
@@ -186,6 +199,19 @@ fn demo() -> Result<()> {
             "greeter-agent",
             "agent.run",
             r#"[{"run-id": "demo", "node-id": "greet", "input": "{\"name\": \"Grace\"}", "state": []}]"#,
+        ],
+        // The local model: into the platform's model cache (once), then a
+        // question answered on this machine, with no key and no network.
+        &["models", "pull", &model, "--name", "smollm2"],
+        &[
+            "chat",
+            "--model",
+            "local/smollm2",
+            "--max-tokens",
+            "48",
+            "--temperature",
+            "0",
+            "What is the capital of France?",
         ],
     ];
     for step in steps {

@@ -67,6 +67,8 @@ pub struct HttpPlatform {
     resolver: Resolver,
     tls: Arc<rustls::ClientConfig>,
     vault: Option<convergio_cap_keys::Vault>,
+    /// Zero-cloud mode: every outbound request is refused, whatever the grants.
+    zero_cloud: bool,
 }
 
 impl HttpPlatform {
@@ -83,7 +85,15 @@ impl HttpPlatform {
             resolver: Resolver::new(resolve),
             tls: tls::client_config(ca_files)?,
             vault,
+            zero_cloud: false,
         })
+    }
+
+    /// Refuse every outbound request (the platform's zero-cloud mode): a
+    /// plugin's request is `http-request-denied`, logged with the reason.
+    pub fn zero_cloud(mut self, on: bool) -> Self {
+        self.zero_cloud = on;
+        self
     }
 }
 

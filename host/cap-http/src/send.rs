@@ -95,6 +95,14 @@ async fn exchange(
     let total_deadline = started + limits.total_timeout;
     let origin = target.origin();
 
+    if inner.platform.zero_cloud {
+        tracing::warn!(
+            plugin,
+            destination = %origin,
+            "request denied: the platform runs in zero-cloud mode ([inference] zero-cloud = true), which allows no outbound request"
+        );
+        return Err(HttpError::HttpRequestDenied);
+    }
     let Some(grant) = inner
         .policy
         .allowing(target.scheme, &target.host, target.port)

@@ -31,6 +31,10 @@ pub struct ChatArgs {
     pub system: Option<String>,
     /// Completion cap.
     pub max_tokens: Option<u32>,
+    /// Sampling temperature (0: always the most likely token).
+    pub temperature: Option<f32>,
+    /// Seed of the sampler, for repeatable answers.
+    pub seed: Option<u64>,
     /// The prompt; `-` reads it from stdin.
     pub prompt: String,
     /// List the models instead of chatting.
@@ -91,6 +95,8 @@ pub fn run(config: &Path, args: ChatArgs) -> Result<ExitCode> {
         tools: Vec::new(),
         sampling: Sampling {
             max_tokens: args.max_tokens,
+            temperature: args.temperature,
+            seed: args.seed,
             ..Sampling::default()
         },
         json_mode: false,

@@ -10,6 +10,7 @@ use convergio_runtime::{Platform, Runtime};
 
 mod chat;
 mod keys;
+mod models;
 mod scaffold;
 
 /// Convergio: a WebAssembly component host for multi-agent LLM systems.
@@ -89,6 +90,12 @@ enum Command {
         /// Most tokens to generate.
         #[arg(long)]
         max_tokens: Option<u32>,
+        /// Sampling temperature (0: always the most likely token).
+        #[arg(long)]
+        temperature: Option<f32>,
+        /// Seed of the sampler, for repeatable answers.
+        #[arg(long)]
+        seed: Option<u64>,
         /// List the models the router can use, with prices, and exit.
         #[arg(long)]
         list: bool,
@@ -102,6 +109,11 @@ enum Command {
         /// Only usage since this date (`2026-11-01` or RFC 3339).
         #[arg(long)]
         since: Option<String>,
+    },
+    /// Manage the local model cache (GGUF files for llama.cpp).
+    Models {
+        #[command(subcommand)]
+        command: models::ModelsCommand,
     },
     /// Manage BYOK provider keys (encrypted at rest; secrets are never printed).
     Keys {
@@ -211,6 +223,8 @@ fn run(cli: Cli) -> Result<ExitCode> {
             policy,
             system,
             max_tokens,
+            temperature,
+            seed,
             list,
             prompt,
         } => chat::run(
@@ -220,11 +234,18 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 policy,
                 system,
                 max_tokens,
+                temperature,
+                seed,
                 prompt,
                 list,
             },
         ),
         Command::Usage { since } => usage(&cli.config, since.as_deref()),
+        Command::Models { command } => {
+            let dir = models::dir(&cli.config, &data_dir(&cli.config)?)?;
+            models::run(command, &dir)?;
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Keys { command } => {
             let policy = if cli.config.is_file() {
                 convergio_runtime::PlatformConfig::read(&cli.config)?.keys

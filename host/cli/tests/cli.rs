@@ -93,7 +93,7 @@ fn demo_platform_checks_lists_and_invokes() {
         text(&out.stdout),
         text(&out.stderr)
     );
-    assert!(text(&out.stdout).contains("ok: 2 plugin(s) load and link"));
+    assert!(text(&out.stdout).contains("ok: 3 plugin(s) load and link"));
 
     let out = convergio(&["--config", config, "plugin", "list", "--json"]);
     let list: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
@@ -103,7 +103,7 @@ fn demo_platform_checks_lists_and_invokes() {
         .iter()
         .map(|p| p["id"].as_str().unwrap())
         .collect();
-    assert_eq!(ids, ["greeter-agent", "hello-tool"]);
+    assert_eq!(ids, ["greeter-agent", "hello-tool", "provider-local"]);
 
     let out = convergio(&[
         "--config",
@@ -554,5 +554,116 @@ fn keys_list_warns_by_the_platforms_key_policy() {
     assert!(
         dir.path().join("data/vault.db").is_file(),
         "data-dir is used"
+    );
+}
+
+/// `convergio` with the demo platform and its own home (data directory).
+fn in_home(home: &Path, args: &[&str]) -> Output {
+    let config = workspace().join("examples/platform.toml");
+    Command::new(env!("CARGO_BIN_EXE_convergio"))
+        .args(["--config", config.to_str().unwrap()])
+        .args(args)
+        .env("CONVERGIO_HOME", home)
+        .output()
+        .unwrap()
+}
+
+/// The model cache from the command line, and the demo's answer from the
+/// local model: no key, no network.
+#[test]
+fn models_pull_list_rm_and_a_local_answer() {
+    assert!(
+        demo_built(),
+        "build the components first: cargo xtask build-components"
+    );
+    let home = tempfile::tempdir().unwrap();
+    let model = convergio_tests::test_model();
+
+    // A file that is not a model is refused, and nothing is added.
+    let junk = home.path().join("junk.gguf");
+    std::fs::write(&junk, b"this is not a model").unwrap();
+    let out = in_home(home.path(), &["models", "pull", junk.to_str().unwrap()]);
+    assert!(!out.status.success());
+    assert!(
+        text(&out.stderr).contains("not a GGUF file"),
+        "{}",
+        text(&out.stderr)
+    );
+
+    // A wrong --sha256 is refused.
+    let out = in_home(
+        home.path(),
+        &[
+            "models",
+            "pull",
+            model.to_str().unwrap(),
+            "--name",
+            "smollm2",
+            "--sha256",
+            &"0".repeat(64),
+        ],
+    );
+    assert!(!out.status.success());
+    assert!(
+        text(&out.stderr).contains("sha256"),
+        "{}",
+        text(&out.stderr)
+    );
+
+    let out = in_home(
+        home.path(),
+        &[
+            "models",
+            "pull",
+            model.to_str().unwrap(),
+            "--name",
+            "smollm2",
+        ],
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stdout).contains("added smollm2"),
+        "{}",
+        text(&out.stdout)
+    );
+
+    let out = in_home(home.path(), &["models", "list", "--json"]);
+    let listed: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(listed[0]["name"], "smollm2");
+    assert_eq!(listed[0]["quantization"], "Q4_1");
+    assert_eq!(listed[0]["context_length"], 8192);
+    assert_eq!(
+        listed[0]["sha256"],
+        "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53"
+    );
+
+    let out = in_home(
+        home.path(),
+        &[
+            "chat",
+            "--model",
+            "local/smollm2",
+            "--temperature",
+            "0",
+            "--max-tokens",
+            "32",
+            "What is the capital of France?",
+        ],
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(text(&out.stdout).contains("Paris"), "{}", text(&out.stdout));
+    assert!(
+        text(&out.stderr).contains("[local/smollm2:"),
+        "{}",
+        text(&out.stderr)
+    );
+
+    let out = in_home(home.path(), &["models", "rm", "smollm2"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let out = in_home(home.path(), &["models", "list"]);
+    assert!(
+        text(&out.stdout).contains("no models in"),
+        "{}",
+        text(&out.stdout)
     );
 }

@@ -23,9 +23,48 @@ pub struct PlatformConfig {
     /// The key vault's rotation policy.
     #[serde(default)]
     pub keys: KeySettings,
+    /// Local models: the model cache, llama.cpp, an Ollama server.
+    #[serde(default)]
+    pub local_models: LocalModelSettings,
     /// Plugins to load, in any order.
     #[serde(default, rename = "plugin")]
     pub plugins: Vec<PluginEntry>,
+}
+
+/// `[local-models]`: models that run on this machine.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case", default)]
+pub struct LocalModelSettings {
+    /// The model cache (`convergio models pull` writes there); default
+    /// `models` in the data directory.
+    pub cache_dir: Option<PathBuf>,
+    /// Threads llama.cpp uses per generation; default: every core.
+    pub threads: Option<u32>,
+    /// Context length of each llama.cpp worker, in tokens (never more than
+    /// the model was trained for).
+    pub context_length: u32,
+    /// Concurrent generations per loaded model (each holds its own context).
+    pub workers: u32,
+    /// Unload a model idle for this many seconds.
+    pub idle_unload_secs: u64,
+    /// Most MiB of model files in memory at once; unset: no limit.
+    pub max_loaded_mib: Option<u64>,
+    /// An Ollama server whose models are served too, e.g. `http://127.0.0.1:11434`.
+    pub ollama: Option<String>,
+}
+
+impl Default for LocalModelSettings {
+    fn default() -> Self {
+        Self {
+            cache_dir: None,
+            threads: None,
+            context_length: 4096,
+            workers: 1,
+            idle_unload_secs: 300,
+            max_loaded_mib: None,
+            ollama: None,
+        }
+    }
 }
 
 /// `[keys]`: how old a provider key may get before `convergio keys list`
@@ -514,6 +553,8 @@ pub struct Platform {
     pub inference: InferenceSettings,
     /// The key vault's rotation policy.
     pub keys: KeySettings,
+    /// Local models.
+    pub local_models: LocalModelSettings,
     /// Plugins, in file order.
     pub plugins: Vec<PluginSpec>,
 }
@@ -650,12 +691,17 @@ impl Platform {
 
         let mut runtime = config.runtime;
         runtime.resolve_paths(path);
+        let mut local_models = config.local_models;
+        if let Some(cache) = local_models.cache_dir.take() {
+            local_models.cache_dir = Some(dir.join(cache));
+        }
         if problems.is_empty() {
             Ok(Self {
                 path: path.to_path_buf(),
                 runtime,
                 inference: config.inference,
                 keys: config.keys,
+                local_models,
                 plugins,
             })
         } else {

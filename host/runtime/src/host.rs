@@ -24,19 +24,25 @@ mod generated {
                 include convergio:platform/plugin-base@0.1.0;
                 import convergio:platform/keys@0.1.0;
                 import convergio:platform/inference@0.1.0;
+                import convergio:platform/local-model@0.1.0;
                 export convergio:platform/provider@0.1.0;
             }
         ",
         world: "convergio:host/runtime-capabilities",
-        imports: { "convergio:platform/inference": async },
+        imports: {
+            "convergio:platform/inference": async,
+            "convergio:platform/local-model": async,
+        },
         exports: { default: async },
         with: {
             "convergio:platform/inference.completion-stream": crate::inference_host::InferenceStream,
+            "convergio:platform/local-model.token-stream": crate::local_model_host::LocalStream,
         },
     });
 }
 
 pub(crate) use generated::convergio::platform::inference as wit_inference;
+pub(crate) use generated::convergio::platform::local_model as wit_local_model;
 
 pub(crate) use generated::convergio::platform::types as wit_types;
 pub(crate) use generated::exports::convergio::platform::provider as wit_provider;
@@ -71,6 +77,8 @@ pub struct HostState {
     pub(crate) http: convergio_cap_http::HttpState,
     /// The inference router, for plugins granted `inference`.
     pub(crate) router: Option<Arc<convergio_cap_inference::Router>>,
+    /// The platform's local models, for plugins granted `models`.
+    pub(crate) local_models: Option<convergio_cap_local_model::LocalModels>,
     pub(crate) wasi: WasiCtx,
     pub(crate) table: ResourceTable,
     pub(crate) limits: StoreLimits,
@@ -110,6 +118,7 @@ pub(crate) fn add_to_linker(linker: &mut Linker<HostState>) -> wasmtime::Result<
     events::add_to_linker::<_, HasSelf<HostState>>(linker, |s| s)?;
     keys::add_to_linker::<_, HasSelf<HostState>>(linker, |s| s)?;
     wit_inference::add_to_linker::<_, HasSelf<HostState>>(linker, |s| s)?;
+    wit_local_model::add_to_linker::<_, HasSelf<HostState>>(linker, |s| s)?;
     convergio_cap_storage::add_to_linker(linker, |s| {
         convergio_cap_storage::StorageView::new(&s.storage, &mut s.table)
     })?;

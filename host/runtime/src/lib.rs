@@ -28,6 +28,7 @@ mod engine;
 mod error;
 mod host;
 mod inference_host;
+mod local_model_host;
 pub mod manifest;
 mod model_types;
 pub mod paths;
@@ -40,7 +41,8 @@ mod watch;
 
 pub use capability::{Capability, ImportClass, classify_import};
 pub use config::{
-    Grants, InferenceSettings, KeySettings, Limits, Platform, PlatformConfig, PluginSpec,
+    Grants, InferenceSettings, KeySettings, Limits, LocalModelSettings, Platform, PlatformConfig,
+    PluginSpec,
 };
 pub use error::{Error, Result};
 pub use host::{Event, HostState};
@@ -50,3 +52,7 @@ pub use watch::WatchHandle;
 
 /// The inference router's types, as [`Runtime::providers`] returns them.
 pub use convergio_cap_inference as inference;
+
+/// Local models: the model cache and the backends the `local-model`
+/// interface is served from.
+pub use convergio_cap_local_model as local_models;

@@ -30,7 +30,7 @@ use crate::{Capability, Error, Result};
 
 /// Capabilities this host implements today. A granted capability outside this
 /// set fails the load with a clear message instead of a missing-import error.
-const PROVIDED: [Capability; 8] = [
+const PROVIDED: [Capability; 9] = [
     Capability::Logging,
     Capability::Config,
     Capability::Events,
@@ -39,6 +39,7 @@ const PROVIDED: [Capability; 8] = [
     Capability::Keys,
     Capability::Http,
     Capability::Inference,
+    Capability::LocalModel,
 ];
 
 /// One exported function of a loaded component.
@@ -190,6 +191,8 @@ pub(crate) struct Inner {
     http: Arc<HttpPlatform>,
     /// The inference router over the provider plugins, set once they are loaded.
     router: std::sync::OnceLock<Arc<Router>>,
+    /// Local models (llama.cpp, Ollama), when some plugin is granted `models`.
+    local_models: Option<convergio_cap_local_model::LocalModels>,
     slots: RwLock<BTreeMap<String, Arc<Slot>>>,
     events: broadcast::Sender<Event>,
     fuel: bool,
@@ -236,6 +239,7 @@ impl Runtime {
         let storage = open_storage(platform)?;
         let vault = open_vault(platform)?;
         let http = open_http(platform, vault.clone())?;
+        let local_models = open_local_models(platform)?;
         let runtime = Self {
             inner: Arc::new(Inner {
                 engine,
@@ -243,6 +247,7 @@ impl Runtime {
                 vault,
                 http,
                 router: std::sync::OnceLock::new(),
+                local_models,
                 slots: RwLock::new(BTreeMap::new()),
                 events,
                 fuel,
@@ -988,6 +993,7 @@ impl Session {
             vault: inner.vault.clone(),
             http: HttpState::new(loaded.http.clone()),
             router: inner.router.get().cloned(),
+            local_models: inner.local_models.clone(),
             wasi: wasi_ctx(spec)?,
             table: ResourceTable::new(),
             limits: StoreLimitsBuilder::new()
@@ -1230,6 +1236,52 @@ fn open_vault(platform: &Platform) -> Result<Option<convergio_cap_keys::Vault>> 
         })
 }
 
+/// The local model backends, when some plugin is granted `models`: llama.cpp
+/// over the model cache (`[local-models] cache-dir`, default `models` in the
+/// data directory), then the Ollama server of `[local-models] ollama`.
+fn open_local_models(
+    platform: &Platform,
+) -> Result<Option<convergio_cap_local_model::LocalModels>> {
+    use convergio_cap_local_model as lm;
+    if platform.plugins.iter().all(|p| p.grants.models.is_empty()) {
+        return Ok(None);
+    }
+    let settings = &platform.local_models;
+    let mut backends: Vec<Arc<dyn lm::Backend>> = Vec::new();
+    let store = lm::ModelStore::open(models_dir(platform))
+        .map_err(|e| Error::Config(format!("cannot open the model cache: {e}")))?;
+    backends.push(Arc::new(lm::LlamaBackend::new(
+        Arc::new(store),
+        lm::LlamaOptions {
+            threads: settings.threads,
+            context_length: settings.context_length,
+            workers: settings.workers.max(1) as usize,
+            idle_unload: Duration::from_secs(settings.idle_unload_secs.max(1)),
+            max_loaded_bytes: settings
+                .max_loaded_mib
+                .map(|mib| mib.saturating_mul(1 << 20)),
+        },
+    )));
+    if let Some(url) = &settings.ollama {
+        let ollama = lm::OllamaBackend::new(url)
+            .map_err(|e| Error::Config(format!("[local-models] ollama: {e}")))?;
+        backends.push(Arc::new(ollama));
+    }
+    Ok(Some(lm::LocalModels::new(backends)))
+}
+
+/// The model cache of `platform`.
+fn models_dir(platform: &Platform) -> PathBuf {
+    platform.local_models.cache_dir.clone().unwrap_or_else(|| {
+        platform
+            .runtime
+            .data_dir
+            .clone()
+            .unwrap_or_else(crate::paths::home)
+            .join("models")
+    })
+}
+
 /// What every plugin's outgoing HTTP shares: name overrides, trusted
 /// certificates, the key vault.
 fn open_http(
@@ -1238,7 +1290,7 @@ fn open_http(
 ) -> Result<Arc<HttpPlatform>> {
     let settings = &platform.runtime.http;
     HttpPlatform::new(settings.resolve.clone(), &settings.ca_files, vault)
-        .map(Arc::new)
+        .map(|http| Arc::new(http.zero_cloud(platform.inference.zero_cloud)))
         .map_err(|e| Error::Config(e.to_string()))
 }
 

@@ -1,6 +1,6 @@
-;; Imports `convergio:platform/local-model@0.1.0` and nothing else.
+;; Imports `convergio:platform/admin@0.1.0` and nothing else.
 (component
-  (import "convergio:platform/local-model@0.1.0" (instance
+  (import "convergio:platform/admin@0.1.0" (instance
     (export "f" (func (param "x" string) (result string)))
   ))
 )

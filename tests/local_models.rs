@@ -1,0 +1,218 @@
+//! Local models through the whole path: the router → the `provider-local`
+//! component → `convergio:platform/local-model` in the host → llama.cpp with
+//! the real test model. And zero-cloud mode: only local models, no outbound
+//! HTTP at all.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use convergio_runtime::inference::{
+    Caller, ChatRequest, FinishReason, Message, ModelError, ModelSelector, Requirements, Role,
+    Sampling, Strategy,
+};
+use convergio_runtime::local_models::ModelStore;
+use convergio_tests::upstream::{Reply, Upstream};
+use convergio_tests::{TestPlugin, crate_component, start, test_component, test_model};
+use serde_json::json;
+
+const SETTINGS: &str = "
+[inference]
+zero-cloud = true
+
+[local-models]
+threads = 2
+context-length = 1024
+";
+
+/// A platform dir whose model cache holds the test model as `smollm2`.
+fn with_model() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    ModelStore::open(dir.path().join("platform-data/models"))
+        .unwrap()
+        .pull(
+            test_model().to_str().unwrap(),
+            Some("smollm2"),
+            None,
+            &mut |_| {},
+        )
+        .unwrap();
+    dir
+}
+
+fn local(grants: &str) -> TestPlugin {
+    TestPlugin::new(
+        "local",
+        "provider",
+        crate_component("convergio_provider_local"),
+    )
+    .declares(&["local-model"])
+    .grants(grants)
+}
+
+fn ask(model: ModelSelector, text: &str, max_tokens: u32) -> ChatRequest {
+    ChatRequest {
+        model,
+        messages: vec![Message {
+            role: Role::User,
+            content: text.into(),
+            tool_calls: vec![],
+            tool_call_id: None,
+        }],
+        tools: vec![],
+        sampling: Sampling {
+            temperature: Some(0.0),
+            max_tokens: Some(max_tokens),
+            ..Sampling::default()
+        },
+        json_mode: false,
+    }
+}
+
+fn caller() -> Caller {
+    Caller {
+        plugin: "cli".into(),
+        agent: None,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_local_model_answers_and_streams_through_the_provider_component() {
+    let dir = with_model();
+    let runtime = start(dir.path(), SETTINGS, &[local("models = [\"smollm2\"]")]).await;
+    let router = runtime.router().unwrap();
+    let models = router.models().await;
+    let (name, info) = &models[0];
+    assert_eq!(name, "local/smollm2");
+    assert!(info.local);
+    assert_eq!(info.context_window, 8192);
+
+    let question = "What is the capital of France?";
+    let done = router
+        .complete(
+            &caller(),
+            ask(ModelSelector::Named("local/smollm2".into()), question, 32),
+        )
+        .await
+        .unwrap();
+    assert!(done.message.content.contains("Paris"), "{done:?}");
+    assert_eq!(done.finish_reason, FinishReason::Stop);
+    assert!(done.usage.output_tokens > 0);
+    assert_eq!(done.usage.cost_micro_usd, 0);
+
+    // Streaming through the component: several deltas, the same text, and
+    // a last delta with the finish reason and usage.
+    let mut stream = router
+        .stream(
+            &caller(),
+            ask(ModelSelector::Named("local/smollm2".into()), question, 32),
+        )
+        .await
+        .unwrap();
+    let mut text = String::new();
+    let mut deltas = 0;
+    let mut last = None;
+    while let Some(delta) = stream.next().await {
+        let delta = delta.unwrap();
+        deltas += 1;
+        text.push_str(&delta.content);
+        if delta.finish_reason.is_some() {
+            last = Some(delta);
+        }
+    }
+    assert!(deltas >= 3, "{deltas} deltas");
+    assert_eq!(text, done.message.content);
+    let last = last.expect("a last delta");
+    assert_eq!(last.finish_reason, Some(FinishReason::Stop));
+    assert_eq!(last.usage.unwrap().output_tokens, done.usage.output_tokens);
+
+    // max-tokens ends it with `length`.
+    let cut = router
+        .complete(
+            &caller(),
+            ask(
+                ModelSelector::Named("local/smollm2".into()),
+                "Tell me a story.",
+                4,
+            ),
+        )
+        .await
+        .unwrap();
+    assert_eq!(cut.finish_reason, FinishReason::Length);
+    assert_eq!(cut.usage.output_tokens, 4);
+
+    // Policy selection finds it, local-only.
+    let picked = router
+        .complete(
+            &caller(),
+            ask(
+                ModelSelector::Policy(
+                    Strategy::Cheapest,
+                    Requirements {
+                        local_only: true,
+                        ..Requirements::default()
+                    },
+                ),
+                question,
+                8,
+            ),
+        )
+        .await
+        .unwrap();
+    assert_eq!(picked.model, "smollm2");
+
+    // Embeddings through the component.
+    let vectors = router
+        .embed(
+            &caller(),
+            ModelSelector::Named("local/smollm2".into()),
+            vec!["hello".into()],
+        )
+        .await
+        .unwrap();
+    assert_eq!(vectors.vectors[0].len(), 576);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn models_not_granted_or_not_installed_are_refused_clearly() {
+    let dir = with_model();
+    // Granted a model that is not in the cache; `smollm2` is installed but not granted.
+    let runtime = start(dir.path(), SETTINGS, &[local("models = [\"other\"]")]).await;
+    let router = runtime.router().unwrap();
+    assert!(
+        router.models().await.is_empty(),
+        "ungranted models are not listed"
+    );
+    let err = router
+        .complete(
+            &caller(),
+            ask(ModelSelector::Named("local/smollm2".into()), "hi", 4),
+        )
+        .await
+        .unwrap_err();
+    assert!(matches!(err, ModelError::NoModel(_)), "{err:?}");
+}
+
+/// In zero-cloud mode no plugin reaches the network, whatever its grants.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn zero_cloud_refuses_every_outbound_request() {
+    let upstream = Upstream::start(|_| Reply::json(200, &json!({"ok": true}))).await;
+    let dir = tempfile::tempdir().unwrap();
+    let fetcher = TestPlugin::new("fetcher", "tool", test_component("http_tool"))
+        .declares(&["http"])
+        .grants(&format!("http = [\"{}\"]", upstream.origin()));
+    let runtime = start(dir.path(), "\n[inference]\nzero-cloud = true\n", &[fetcher]).await;
+    let out = runtime
+        .invoke_json(
+            "fetcher",
+            "tool.invoke",
+            &json!([
+                "fetch",
+                json!({ "url": format!("{}/", upstream.origin()) }).to_string()
+            ]),
+        )
+        .await
+        .unwrap();
+    let results: Vec<serde_json::Value> =
+        serde_json::from_str(out["ok"].as_str().unwrap()).unwrap();
+    assert_eq!(results[0]["error"], "ErrorCode::HttpRequestDenied", "{out}");
+    assert!(upstream.received().is_empty(), "nothing left the machine");
+}
