@@ -32,22 +32,8 @@ pub fn target_dir() -> PathBuf {
 }
 
 /// The test model (SmolLM2-135M-Instruct Q4_1, 98 MB), which `cargo xtask
-/// setup` fetches into `~/.cache/convergio/test-models/` (or
-/// `$CONVERGIO_TEST_MODEL`). Panics with what to run if it is missing.
-pub fn test_model() -> PathBuf {
-    let path = std::env::var_os("CONVERGIO_TEST_MODEL")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            PathBuf::from(std::env::var_os("HOME").unwrap_or_default())
-                .join(".cache/convergio/test-models/SmolLM2-135M-Instruct.Q4_1.gguf")
-        });
-    assert!(
-        path.is_file(),
-        "the test model is missing at {}; run `cargo xtask setup` to fetch it",
-        path.display()
-    );
-    path
-}
+/// setup` fetches. Panics with what to run if it is missing.
+pub use convergio_test_model::require as test_model;
 
 /// A built test component from `tests/components` (an example of that crate), debug build.
 pub fn test_component(name: &str) -> PathBuf {

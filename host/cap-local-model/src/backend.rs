@@ -80,6 +80,18 @@ pub trait Backend: Send + Sync + 'static {
     /// The models this backend can run now.
     fn list(&self) -> BoxFuture<'_, Result<Vec<LocalModelInfo>>>;
 
+    /// Whether this backend serves `model` (it may still fail to load it).
+    /// Asked on every call, so a backend that can answer without listing
+    /// everything (a model already in memory) should override it; the
+    /// default looks `model` up in [`Self::list`].
+    fn has<'a>(&'a self, model: &'a str) -> BoxFuture<'a, bool> {
+        Box::pin(async move {
+            self.list()
+                .await
+                .is_ok_and(|models| models.iter().any(|m| m.name == model))
+        })
+    }
+
     /// Start a generation. Errors known before the first token (unknown
     /// model, corrupt file, prompt longer than the context) are returned
     /// here rather than in the stream.
@@ -138,17 +150,15 @@ impl LocalModels {
         all
     }
 
-    /// The backend that serves `model`.
+    /// The backend that serves `model`: the first that [`Backend::has`] it.
+    /// Only when none has it are the models listed, for the error.
     pub async fn backend_of(&self, model: &str) -> Result<Arc<dyn Backend>> {
-        let mut names = Vec::new();
         for backend in &self.backends {
-            if let Ok(models) = backend.list().await {
-                if models.iter().any(|m| m.name == model) {
-                    return Ok(Arc::clone(backend));
-                }
-                names.extend(models.into_iter().map(|m| m.name));
+            if backend.has(model).await {
+                return Ok(Arc::clone(backend));
             }
         }
+        let names: Vec<String> = self.list().await.into_iter().map(|m| m.name).collect();
         Err(Error::NotFound(if names.is_empty() {
             format!(
                 "no local model `{model}`: no model is installed; add one with `convergio models pull SOURCE`"
@@ -185,4 +195,113 @@ pub async fn collect(mut events: Events) -> Result<Generation> {
     Err(Error::Backend(
         "the generation ended without finishing (its worker stopped)".into(),
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use super::*;
+
+    /// A backend with fixed models that counts how often it is listed, and
+    /// optionally answers `has` from memory like the llama backend does.
+    struct Fixed {
+        name: &'static str,
+        models: Vec<&'static str>,
+        answers_has: bool,
+        lists: AtomicUsize,
+    }
+
+    impl Fixed {
+        fn new(name: &'static str, models: &[&'static str], answers_has: bool) -> Arc<Self> {
+            Arc::new(Self {
+                name,
+                models: models.to_vec(),
+                answers_has,
+                lists: AtomicUsize::new(0),
+            })
+        }
+    }
+
+    impl Backend for Fixed {
+        fn name(&self) -> &str {
+            self.name
+        }
+
+        fn list(&self) -> BoxFuture<'_, Result<Vec<LocalModelInfo>>> {
+            self.lists.fetch_add(1, Ordering::Relaxed);
+            let models = self
+                .models
+                .iter()
+                .map(|m| LocalModelInfo {
+                    name: (*m).to_owned(),
+                    backend: self.name.to_owned(),
+                    size_bytes: 0,
+                    quantization: String::new(),
+                    context_length: 0,
+                    embedding_length: 0,
+                    sha256: String::new(),
+                    loaded: false,
+                })
+                .collect();
+            Box::pin(async move { Ok(models) })
+        }
+
+        fn has<'a>(&'a self, model: &'a str) -> BoxFuture<'a, bool> {
+            if self.answers_has {
+                let has = self.models.contains(&model);
+                Box::pin(async move { has })
+            } else {
+                Box::pin(async move {
+                    self.list()
+                        .await
+                        .is_ok_and(|models| models.iter().any(|m| m.name == model))
+                })
+            }
+        }
+
+        fn generate(&self, _: GenerateRequest) -> BoxFuture<'_, Result<Events>> {
+            Box::pin(async { Err(Error::Backend("not used".into())) })
+        }
+
+        fn embed(&self, _: String, _: Vec<String>) -> BoxFuture<'_, Result<Vec<Vec<f32>>>> {
+            Box::pin(async { Err(Error::Backend("not used".into())) })
+        }
+    }
+
+    #[tokio::test]
+    async fn calls_route_to_the_first_backend_with_the_model_without_listing() {
+        let llama = Fixed::new("llama", &["smollm2", "shared"], true);
+        let ollama = Fixed::new("ollama", &["llama3:8b", "shared"], false);
+        let models = LocalModels::new(vec![llama.clone(), ollama.clone()]);
+
+        assert_eq!(models.backend_of("smollm2").await.unwrap().name(), "llama");
+        assert_eq!(models.backend_of("shared").await.unwrap().name(), "llama");
+        // A backend that answers `has` itself is never listed on the call path.
+        assert_eq!(llama.lists.load(Ordering::Relaxed), 0);
+        assert_eq!(ollama.lists.load(Ordering::Relaxed), 0);
+
+        assert_eq!(
+            models.backend_of("llama3:8b").await.unwrap().name(),
+            "ollama"
+        );
+        assert_eq!(ollama.lists.load(Ordering::Relaxed), 1);
+
+        let Err(Error::NotFound(message)) = models.backend_of("missing").await else {
+            panic!("expected NotFound");
+        };
+        assert!(
+            message.contains("installed: smollm2, shared, llama3:8b"),
+            "{message}"
+        );
+        assert!(message.contains("convergio models pull"), "{message}");
+    }
+
+    #[tokio::test]
+    async fn no_backend_or_no_model_says_how_to_add_one() {
+        let Err(Error::NotFound(message)) = LocalModels::default().backend_of("x").await else {
+            panic!("expected NotFound");
+        };
+        assert!(message.contains("no model is installed"), "{message}");
+    }
 }

@@ -30,7 +30,7 @@ pub use backend::{
 };
 pub use error::{Error, Result};
 #[cfg(feature = "llama")]
-pub use llama::{LlamaBackend, LlamaOptions};
+pub use llama::{LlamaBackend, LlamaOptions, llama_backend};
 #[cfg(feature = "ollama")]
 pub use ollama::{OllamaBackend, PullProgress as OllamaPullProgress};
 pub use store::{ModelStore, PullProgress, StoredModel};

@@ -103,8 +103,10 @@ enum Job {
     },
 }
 
-/// The process's llama.cpp backend: it can be initialized only once.
-fn llama() -> Result<&'static Llama> {
+/// The process's llama.cpp backend. llama.cpp can be initialized only once
+/// per process, so code that calls `llama-cpp-2` beside this crate (a
+/// benchmark's direct baseline) takes its backend from here too.
+pub fn llama_backend() -> Result<&'static Llama> {
     static BACKEND: OnceLock<std::result::Result<Llama, String>> = OnceLock::new();
     BACKEND
         .get_or_init(|| {
@@ -207,13 +209,14 @@ fn load_blocking(
     let stored = store.verify(name)?;
     make_room(loaded, options, stored.size_bytes);
     let started = Instant::now();
-    let model = LlamaModel::load_from_file(llama()?, &stored.path, &LlamaModelParams::default())
-        .map_err(|e| {
-            Error::LoadFailed(format!(
-                "llama.cpp cannot load model `{name}` from {}: {e}",
-                stored.path.display()
-            ))
-        })?;
+    let model =
+        LlamaModel::load_from_file(llama_backend()?, &stored.path, &LlamaModelParams::default())
+            .map_err(|e| {
+                Error::LoadFailed(format!(
+                    "llama.cpp cannot load model `{name}` from {}: {e}",
+                    stored.path.display()
+                ))
+            })?;
     let model = Arc::new(model);
     tracing::info!(
         model = name,
@@ -424,7 +427,7 @@ impl Worker {
             .with_n_threads(self.threads())
             .with_n_threads_batch(self.threads());
         model
-            .new_context(llama()?, params)
+            .new_context(llama_backend()?, params)
             .map_err(|e| Error::Backend(format!("llama.cpp cannot create a context: {e}")))
     }
 
@@ -438,7 +441,7 @@ impl Worker {
             .with_n_threads_batch(self.threads())
             .with_embeddings(true)
             .with_pooling_type(LlamaPoolingType::Mean);
-        model.new_context(llama()?, params).map_err(|e| {
+        model.new_context(llama_backend()?, params).map_err(|e| {
             Error::Backend(format!("llama.cpp cannot create an embedding context: {e}"))
         })
     }
@@ -619,6 +622,14 @@ fn generate(
             // The caller went away: stop, the context stays usable.
             return Ok(());
         }
+        // Nothing follows the last token: it is not evaluated.
+        if hit_stop {
+            break;
+        }
+        if produced >= max_tokens {
+            stopped = false;
+            break;
+        }
         batch.clear();
         let pos = i32::try_from(cached.tokens.len()).unwrap_or(i32::MAX);
         if batch.add(token, pos, &[0], true).is_err() {
@@ -632,9 +643,6 @@ fn generate(
         }
         cached.tokens.push(token);
         logits_at = 0;
-        if hit_stop {
-            break;
-        }
     }
     let (tail, _) = out.finish();
     if !tail.is_empty() && events.blocking_send(Ok(Event::Text(tail))).is_err() {
@@ -802,6 +810,21 @@ impl Backend for LlamaBackend {
                 .iter()
                 .map(|m| m.to_info(loaded.contains_key(&m.name)))
                 .collect())
+        })
+    }
+
+    /// A model in memory is answered from memory; otherwise its record in
+    /// the store decides (a damaged one still routes here, so the call
+    /// reports what is wrong with it).
+    fn has<'a>(&'a self, model: &'a str) -> BoxFuture<'a, bool> {
+        Box::pin(async move {
+            if self.lock().contains_key(model) {
+                return true;
+            }
+            let (store, name) = (Arc::clone(&self.store), model.to_owned());
+            tokio::task::spawn_blocking(move || store.contains(&name))
+                .await
+                .unwrap_or(false)
         })
     }
 

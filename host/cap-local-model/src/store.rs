@@ -179,6 +179,12 @@ impl ModelStore {
         Ok(models)
     }
 
+    /// Whether a model called `name` is installed (its record exists; it
+    /// may still be damaged, which [`Self::get`] and [`Self::verify`] report).
+    pub fn contains(&self, name: &str) -> bool {
+        validate_name(name).is_ok() && self.record_path(name).is_file()
+    }
+
     /// The model called `name`.
     pub fn get(&self, name: &str) -> Result<StoredModel> {
         validate_name(name)?;

@@ -4,7 +4,6 @@
 #![cfg(feature = "llama")]
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use std::path::PathBuf;
 use std::sync::Arc;
 
 use convergio_cap_inference::{Message, Role, Sampling};
@@ -14,31 +13,15 @@ use convergio_cap_local_model::{
 
 const MODEL: &str = "smollm2";
 
-/// The test model; `cargo xtask setup` (and `cargo xtask test`) fetch it.
-fn test_model() -> PathBuf {
-    let path = std::env::var_os("CONVERGIO_TEST_MODEL")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            PathBuf::from(std::env::var_os("HOME").expect("HOME"))
-                .join(".cache/convergio/test-models/SmolLM2-135M-Instruct.Q4_1.gguf")
-        });
-    assert!(
-        path.is_file(),
-        "the test model is missing at {}; run `cargo xtask setup` to fetch it",
-        path.display()
-    );
-    path
-}
-
 /// A backend over a fresh cache holding the test model as `smollm2`.
 fn backend(options: LlamaOptions) -> (tempfile::TempDir, LlamaBackend) {
     let dir = tempfile::tempdir().unwrap();
     let store = ModelStore::open(dir.path().join("models")).unwrap();
     store
         .pull(
-            test_model().to_str().unwrap(),
+            convergio_test_model::require().to_str().unwrap(),
             Some(MODEL),
-            Some("b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53"),
+            Some(convergio_test_model::SHA256),
             &mut |_| {},
         )
         .unwrap();
@@ -281,7 +264,7 @@ async fn bad_input_gets_clear_errors_and_the_backend_keeps_serving() {
     let store = ModelStore::open(dir.path().join("models")).unwrap();
     store
         .pull(
-            test_model().to_str().unwrap(),
+            convergio_test_model::require().to_str().unwrap(),
             Some("broken"),
             None,
             &mut |_| {},

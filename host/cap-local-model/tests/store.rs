@@ -16,36 +16,7 @@ use sha2::{Digest, Sha256};
 
 // ---------------------------------------------------------------- helpers
 
-const TEST_MODEL_FILE: &str = "SmolLM2-135M-Instruct.Q4_1.gguf";
-const TEST_MODEL_SHA256: &str = "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53";
-
-/// The real test model (`$CONVERGIO_TEST_MODEL`, else
-/// `~/.cache/convergio/test-models/`), or `None` with a message saying the
-/// test is skipped.
-fn test_model() -> Option<PathBuf> {
-    let path = std::env::var_os("CONVERGIO_TEST_MODEL")
-        .map(PathBuf::from)
-        .or_else(|| {
-            let cache = std::env::var_os("XDG_CACHE_HOME")
-                .map(PathBuf::from)
-                .or_else(|| std::env::var_os("HOME").map(|h| Path::new(&h).join(".cache")))?;
-            Some(
-                cache
-                    .join("convergio")
-                    .join("test-models")
-                    .join(TEST_MODEL_FILE),
-            )
-        })?;
-    if path.is_file() {
-        Some(path)
-    } else {
-        eprintln!(
-            "skipping: the test model is not at {} (fetch it with the project's setup, or set CONVERGIO_TEST_MODEL)",
-            path.display()
-        );
-        None
-    }
-}
+use convergio_test_model::SHA256 as TEST_MODEL_SHA256;
 
 fn sha256_hex(bytes: &[u8]) -> String {
     Sha256::digest(bytes)
@@ -389,7 +360,7 @@ fn serve(stream: TcpStream, content: &[u8], log: &Mutex<Vec<Seen>>, cut: Option<
 
 #[test]
 fn the_real_model_reads_as_smollm2_q4_1() {
-    let Some(path) = test_model() else { return };
+    let path = convergio_test_model::require();
     let info = gguf::read_info(&path).unwrap();
     assert_eq!(
         info,
@@ -665,7 +636,7 @@ fn missing_keys_and_bad_tensors_are_refused() {
 
 #[test]
 fn pulling_the_real_model_from_a_path() {
-    let Some(model) = test_model() else { return };
+    let model = convergio_test_model::require();
     let dir = tempfile::tempdir().unwrap();
     let store = ModelStore::open(dir.path().join("models")).unwrap();
     assert!(store.list().unwrap().is_empty());
@@ -745,6 +716,8 @@ fn list_get_and_remove_several_models() {
     let names: Vec<String> = store.list().unwrap().into_iter().map(|m| m.name).collect();
     assert_eq!(names, ["alpha", "tiny-model.f16", "zeta"]);
 
+    assert!(store.contains("alpha") && store.contains("tiny-model.f16"));
+    assert!(!store.contains("missing"));
     let Err(Error::NotFound(message)) = store.get("missing") else {
         panic!("expected NotFound")
     };
@@ -792,7 +765,10 @@ fn bad_names_and_sources_are_refused() {
             "{name:?}: {result:?}"
         );
         assert!(matches!(store.get(name), Err(Error::InvalidInput(_))));
+        assert!(!store.contains(name), "{name:?}");
     }
+    // An Ollama-style name is simply not in the store.
+    assert!(!store.contains("llama3:8b"));
     let result = store.pull(source, None, Some("abc"), &mut no_progress);
     assert!(matches!(result, Err(Error::InvalidInput(_))), "{result:?}");
     let result = store.pull(

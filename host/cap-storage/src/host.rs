@@ -436,11 +436,23 @@ impl StorageView<'_> {
 }
 
 /// The parts of `store` and `batch` that are the same in both versions:
-/// `convert_error`, `open`, every bucket method but `list-keys` (whose cursor
-/// type differs), `drop`, and the three batch functions. Expands in a module
-/// that has that version's `store` and `batch` in scope.
+/// `add_to_linker` (of `store`, `atomics` and `batch`), `convert_error`,
+/// `open`, every bucket method but `list-keys` (whose cursor type differs),
+/// `drop`, and the three batch functions. Expands in a module that has that
+/// version's `store`, `atomics` and `batch` in scope.
 macro_rules! common_store_and_batch {
     () => {
+        /// Link `store`, `atomics` and `batch` of this version.
+        pub(super) fn add_to_linker<T: Send + 'static>(
+            linker: &mut wasmtime::component::Linker<T>,
+            get: fn(&mut T) -> StorageView<'_>,
+        ) -> wasmtime::Result<()> {
+            store::add_to_linker::<T, HasStorage>(linker, get)?;
+            atomics::add_to_linker::<T, HasStorage>(linker, get)?;
+            batch::add_to_linker::<T, HasStorage>(linker, get)?;
+            Ok(())
+        }
+
         impl store::Host for StorageView<'_> {
             fn open(&mut self, identifier: String) -> Result<Resource<Bucket>> {
                 self.open_bucket(identifier)

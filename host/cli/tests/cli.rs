@@ -632,10 +632,7 @@ fn models_pull_list_rm_and_a_local_answer() {
     assert_eq!(listed[0]["name"], "smollm2");
     assert_eq!(listed[0]["quantization"], "Q4_1");
     assert_eq!(listed[0]["context_length"], 8192);
-    assert_eq!(
-        listed[0]["sha256"],
-        "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53"
-    );
+    assert_eq!(listed[0]["sha256"], convergio_test_model::SHA256);
 
     let out = in_home(
         home.path(),

@@ -2,7 +2,7 @@
 //! built before the platform moved to draft2 import (`wit/keyvalue-0.2.0-draft`
 //! in this crate). No compare-and-swap; counters and deltas are unsigned.
 
-use wasmtime::component::{Linker, Resource};
+use wasmtime::component::Resource;
 
 use super::{Bucket, HasStorage, StorageView, WitError, classify};
 use crate::{CounterRange, Error, Result};
@@ -30,16 +30,6 @@ mod generated {
 }
 
 pub(super) use generated::wasi::keyvalue::{atomics, batch, store};
-
-pub(super) fn add_to_linker<T: Send + 'static>(
-    linker: &mut Linker<T>,
-    get: fn(&mut T) -> StorageView<'_>,
-) -> wasmtime::Result<()> {
-    store::add_to_linker::<T, HasStorage>(linker, get)?;
-    atomics::add_to_linker::<T, HasStorage>(linker, get)?;
-    batch::add_to_linker::<T, HasStorage>(linker, get)?;
-    Ok(())
-}
 
 common_store_and_batch!();
 

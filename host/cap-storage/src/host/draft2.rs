@@ -1,7 +1,7 @@
 //! `wasi:keyvalue@0.2.0-draft2`: the platform's contract (`wit/deps/keyvalue`),
 //! with compare-and-swap, signed counters and string cursors.
 
-use wasmtime::component::{Linker, Resource};
+use wasmtime::component::Resource;
 
 use super::{Bucket, Cas, HasStorage, StorageView, WitError, classify};
 use crate::{CounterRange, Error, Result};
@@ -34,16 +34,6 @@ mod generated {
 }
 
 pub(super) use generated::wasi::keyvalue::{atomics, batch, store};
-
-pub(super) fn add_to_linker<T: Send + 'static>(
-    linker: &mut Linker<T>,
-    get: fn(&mut T) -> StorageView<'_>,
-) -> wasmtime::Result<()> {
-    store::add_to_linker::<T, HasStorage>(linker, get)?;
-    atomics::add_to_linker::<T, HasStorage>(linker, get)?;
-    batch::add_to_linker::<T, HasStorage>(linker, get)?;
-    Ok(())
-}
 
 common_store_and_batch!();
 
