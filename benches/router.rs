@@ -49,12 +49,7 @@ fn completion() -> serde_json::Value {
 fn request() -> ChatRequest {
     ChatRequest {
         model: ModelSelector::Named("openai/gpt-6-luna".into()),
-        messages: vec![Message {
-            role: Role::User,
-            content: "What is the capital of France?".into(),
-            tool_calls: vec![],
-            tool_call_id: None,
-        }],
+        messages: vec![Message::text(Role::User, "What is the capital of France?")],
         tools: vec![],
         sampling: Sampling {
             max_tokens: Some(32),

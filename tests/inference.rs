@@ -17,18 +17,8 @@ fn chat(model: &str, text: &str) -> ChatRequest {
     ChatRequest {
         model: ModelSelector::Named(model.into()),
         messages: vec![
-            Message {
-                role: Role::System,
-                content: "be brief".into(),
-                tool_calls: vec![],
-                tool_call_id: None,
-            },
-            Message {
-                role: Role::User,
-                content: text.into(),
-                tool_calls: vec![],
-                tool_call_id: None,
-            },
+            Message::text(Role::System, "be brief"),
+            Message::text(Role::User, text),
         ],
         tools: vec![],
         sampling: Sampling::default(),

@@ -50,20 +50,12 @@ fn local(grants: &str) -> TestPlugin {
 
 fn ask(model: ModelSelector, text: &str, max_tokens: u32) -> ChatRequest {
     ChatRequest {
-        model,
-        messages: vec![Message {
-            role: Role::User,
-            content: text.into(),
-            tool_calls: vec![],
-            tool_call_id: None,
-        }],
-        tools: vec![],
         sampling: Sampling {
             temperature: Some(0.0),
             max_tokens: Some(max_tokens),
             ..Sampling::default()
         },
-        json_mode: false,
+        ..ChatRequest::new(model, vec![Message::text(Role::User, text)])
     }
 }
 

@@ -53,15 +53,6 @@ fn caller() -> Caller {
     }
 }
 
-fn message(role: Role, content: &str) -> Message {
-    Message {
-        role,
-        content: content.into(),
-        tool_calls: vec![],
-        tool_call_id: None,
-    }
-}
-
 fn weather_tool() -> ToolDefinition {
     ToolDefinition {
         name: "get_weather".into(),
@@ -92,8 +83,8 @@ fn plain_chat(model: &str) -> ChatRequest {
     chat(
         model,
         vec![
-            message(Role::System, "Be brief."),
-            message(Role::User, "Why is the sky blue?"),
+            Message::text(Role::System, "Be brief."),
+            Message::text(Role::User, "Why is the sky blue?"),
         ],
         vec![],
     )
@@ -103,8 +94,8 @@ fn weather_chat(model: &str) -> ChatRequest {
     chat(
         model,
         vec![
-            message(Role::System, "Be brief."),
-            message(Role::User, "What is the weather in Paris?"),
+            Message::text(Role::System, "Be brief."),
+            Message::text(Role::User, "What is the weather in Paris?"),
         ],
         vec![weather_tool()],
     )

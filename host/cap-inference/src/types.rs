@@ -40,6 +40,18 @@ pub struct Message {
     pub tool_call_id: Option<String>,
 }
 
+impl Message {
+    /// A message of plain text (no tool calls, not a tool result).
+    pub fn text(role: Role, content: impl Into<String>) -> Self {
+        Self {
+            role,
+            content: content.into(),
+            tool_calls: Vec::new(),
+            tool_call_id: None,
+        }
+    }
+}
+
 /// A tool the model may call.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ToolDefinition {
@@ -350,6 +362,17 @@ pub struct ChatRequest {
 }
 
 impl ChatRequest {
+    /// A chat with `model`: no tools, default sampling, no JSON mode.
+    pub fn new(model: ModelSelector, messages: Vec<Message>) -> Self {
+        Self {
+            model,
+            messages,
+            tools: Vec::new(),
+            sampling: Sampling::default(),
+            json_mode: false,
+        }
+    }
+
     /// The most prompt tokens this request can count as: a token of a
     /// byte-level tokenizer covers at least one byte, plus a few tokens of
     /// chat formatting per message. Budgets hold this much, so that no

@@ -44,12 +44,7 @@ impl Fake {
         Ok(Completion {
             provider: self.id.clone(),
             model: request.model.clone(),
-            message: Message {
-                role: Role::Assistant,
-                content: format!("{} says hi", self.id),
-                tool_calls: vec![],
-                tool_call_id: None,
-            },
+            message: Message::text(Role::Assistant, format!("{} says hi", self.id)),
             finish_reason: FinishReason::Stop,
             // What a provider would report: about the estimate in, the cap out.
             usage: Usage {
@@ -186,12 +181,7 @@ fn caller() -> Caller {
 fn chat(model: ModelSelector) -> ChatRequest {
     ChatRequest {
         model,
-        messages: vec![Message {
-            role: Role::User,
-            content: "hello there".into(),
-            tool_calls: vec![],
-            tool_call_id: None,
-        }],
+        messages: vec![Message::text(Role::User, "hello there")],
         tools: vec![],
         sampling: Sampling {
             max_tokens: Some(100),

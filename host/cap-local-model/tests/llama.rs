@@ -41,18 +41,11 @@ fn ask(text: &str, sampling: Sampling) -> GenerateRequest {
     GenerateRequest {
         model: MODEL.into(),
         messages: vec![
-            Message {
-                role: Role::System,
-                content: "You are a helpful assistant. Answer in one short sentence.".into(),
-                tool_calls: vec![],
-                tool_call_id: None,
-            },
-            Message {
-                role: Role::User,
-                content: text.into(),
-                tool_calls: vec![],
-                tool_call_id: None,
-            },
+            Message::text(
+                Role::System,
+                "You are a helpful assistant. Answer in one short sentence.",
+            ),
+            Message::text(Role::User, text),
         ],
         sampling,
     }

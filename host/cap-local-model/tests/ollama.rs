@@ -21,19 +21,10 @@ use tokio::sync::mpsc::error::TryRecvError;
 
 const WAIT: Duration = Duration::from_secs(10);
 
-fn message(role: Role, content: &str) -> Message {
-    Message {
-        role,
-        content: content.to_owned(),
-        tool_calls: Vec::new(),
-        tool_call_id: None,
-    }
-}
-
 fn request(model: &str, sampling: Sampling) -> GenerateRequest {
     GenerateRequest {
         model: model.to_owned(),
-        messages: vec![message(Role::User, "Say hello to the world")],
+        messages: vec![Message::text(Role::User, "Say hello to the world")],
         sampling,
     }
 }
@@ -211,19 +202,19 @@ async fn max_tokens_that_cut_the_answer_leave_it_unstopped() {
 #[tokio::test]
 async fn messages_and_sampling_are_sent_as_ollama_wants_them() {
     let (server, backend) = started().await;
-    let mut assistant = message(Role::Assistant, "");
+    let mut assistant = Message::text(Role::Assistant, "");
     assistant.tool_calls = vec![ToolCall {
         id: "call-1".into(),
         name: "get_weather".into(),
         arguments: r#"{"city":"Paris"}"#.into(),
     }];
-    let mut tool = message(Role::Tool, "sunny, 21 C");
+    let mut tool = Message::text(Role::Tool, "sunny, 21 C");
     tool.tool_call_id = Some("call-1".into());
     let request = GenerateRequest {
         model: "llama3.2:1b".into(),
         messages: vec![
-            message(Role::System, "You are terse."),
-            message(Role::User, "Weather in Paris?"),
+            Message::text(Role::System, "You are terse."),
+            Message::text(Role::User, "Weather in Paris?"),
             assistant,
             tool,
         ],

@@ -276,6 +276,35 @@ fn compare_and_swap() {
     assert_eq!(kv.get("c", "k2").unwrap(), None);
 }
 
+/// Hosts that start together open one new database at the same moment,
+/// while the first ones already write: each sets WAL mode and checks the
+/// schema, and every one succeeds.
+#[test]
+fn many_connections_open_a_new_database_at_once() {
+    let (threads, writes) = (8, 20);
+    for _ in 0..5 {
+        let (_dir, path) = db();
+        let start = std::sync::Barrier::new(threads);
+        thread::scope(|scope| {
+            for i in 0..threads {
+                let (path, start) = (&path, &start);
+                scope.spawn(move || {
+                    start.wait();
+                    let kv = SqliteBackend::open(path).unwrap();
+                    for n in 0..writes {
+                        kv.set("b", &format!("k{i}-{n}"), b"v", NONE).unwrap();
+                    }
+                });
+            }
+        });
+        let kv = SqliteBackend::open(&path).unwrap();
+        assert_eq!(
+            kv.list_keys("b", None).unwrap().keys.len(),
+            threads * writes
+        );
+    }
+}
+
 /// Read-modify-write loops on two connections to the same file (as two
 /// hosts would have): every update lands, none is lost.
 #[test]

@@ -68,17 +68,11 @@ pub fn run(config: &Path, args: ChatArgs) -> Result<ExitCode> {
     if prompt.trim().is_empty() {
         bail!("the prompt is empty; give it as an argument, or `-` to read stdin");
     }
-    let text = |role, content: String| Message {
-        role,
-        content,
-        tool_calls: Vec::new(),
-        tool_call_id: None,
-    };
     let mut messages = Vec::new();
     if let Some(system) = args.system {
-        messages.push(text(Role::System, system));
+        messages.push(Message::text(Role::System, system));
     }
-    messages.push(text(Role::User, prompt));
+    messages.push(Message::text(Role::User, prompt));
     let model = match args.model {
         Some(name) => ModelSelector::Named(name),
         None => ModelSelector::Policy(
