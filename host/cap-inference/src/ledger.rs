@@ -100,11 +100,9 @@ impl Ledger {
             std::fs::create_dir_all(dir)
                 .map_err(|e| LedgerError(format!("cannot create {}: {e}", dir.display())))?;
         }
-        let conn = Connection::open(path)?;
-        conn.busy_timeout(std::time::Duration::from_secs(5))?;
-        conn.pragma_update(None, "journal_mode", "WAL")?;
-        conn.pragma_update(None, "synchronous", "NORMAL")?;
-        conn.execute_batch(SCHEMA)?;
+        let mut conn = convergio_sqlite::open_wal(path, convergio_sqlite::Synchronous::Normal)
+            .map_err(|e| LedgerError(format!("cannot open {}: {e}", path.display())))?;
+        convergio_sqlite::create_schema(&mut conn, SCHEMA)?;
         Ok(Self {
             conn: Mutex::new(conn),
         })

@@ -56,10 +56,17 @@ CREATE TABLE IF NOT EXISTS key_usage (
 /// Open (creating if needed) the vault database at `path` with mode 0600.
 pub(crate) fn open(path: &Path) -> Result<Connection> {
     create_private(path)?;
-    let conn = Connection::open(path)?;
-    conn.busy_timeout(std::time::Duration::from_secs(5))?;
-    conn.pragma_update(None, "journal_mode", "WAL")?;
-    conn.pragma_update(None, "synchronous", "NORMAL")?;
+    let mut conn = match convergio_sqlite::open_wal(path, convergio_sqlite::Synchronous::Normal) {
+        Ok(conn) => conn,
+        Err(convergio_sqlite::OpenError::Sqlite(e)) => return Err(e.into()),
+        // The vault works in any journal mode; WAL only lets readers and
+        // the writer overlap.
+        Err(convergio_sqlite::OpenError::NotWal { .. }) => {
+            let conn = Connection::open(path)?;
+            conn.busy_timeout(convergio_sqlite::BUSY_TIMEOUT)?;
+            conn
+        }
+    };
     conn.pragma_update(None, "secure_delete", "ON")?;
     let found: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
     if found > SCHEMA_VERSION {
@@ -68,8 +75,10 @@ pub(crate) fn open(path: &Path) -> Result<Connection> {
             supported: SCHEMA_VERSION,
         });
     }
-    conn.execute_batch(SCHEMA)?;
-    conn.pragma_update(None, "user_version", SCHEMA_VERSION)?;
+    convergio_sqlite::create_schema(
+        &mut conn,
+        &format!("{SCHEMA}\nPRAGMA user_version = {SCHEMA_VERSION};"),
+    )?;
     Ok(conn)
 }
 

@@ -2,35 +2,10 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard, PoisonError};
-use std::time::Duration;
 
 use rusqlite::{Connection, OptionalExtension, Transaction, TransactionBehavior, params};
 
 use crate::{Backend, CounterRange, Error, KeyPage, Quota, QuotaKind, Result, Swap, Usage};
-
-/// How long a write waits for another connection (another host process on
-/// the same file) to release the database before it fails as busy.
-const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
-
-/// Run `step` again while SQLite answers "busy" or "locked" without having
-/// waited (as it does where waiting could deadlock), for up to
-/// [`BUSY_TIMEOUT`].
-fn retry_busy<T>(mut step: impl FnMut() -> rusqlite::Result<T>) -> rusqlite::Result<T> {
-    let started = std::time::Instant::now();
-    loop {
-        match step() {
-            Err(rusqlite::Error::SqliteFailure(e, _))
-                if matches!(
-                    e.code,
-                    rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked
-                ) && started.elapsed() < BUSY_TIMEOUT =>
-            {
-                std::thread::sleep(Duration::from_millis(5));
-            }
-            result => return result,
-        }
-    }
-}
 
 /// Most keys one `list-keys` page returns.
 const PAGE_KEYS: usize = 1000;
@@ -86,30 +61,20 @@ impl SqliteBackend {
             path: path.clone(),
             source,
         };
-        let mut conn = Connection::open(&path).map_err(open_err)?;
-        conn.busy_timeout(BUSY_TIMEOUT).map_err(open_err)?;
-        // Switching to WAL and creating the schema can meet another
-        // connection doing the same (hosts starting together): SQLite then
-        // answers "busy" at once rather than wait, so both steps retry.
-        let mode: String =
-            retry_busy(|| conn.query_row("PRAGMA journal_mode = WAL", [], |row| row.get(0)))
-                .map_err(open_err)?;
-        if !mode.eq_ignore_ascii_case("wal") {
-            return Err(Error::NoWal { path, mode });
-        }
-        conn.pragma_update(None, "synchronous", "FULL")
-            .map_err(open_err)?;
-        retry_busy(|| {
-            // IMMEDIATE takes the write lock first (waiting for it), so the
-            // schema check never has to upgrade a read lock.
-            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-            tx.execute_batch(SCHEMA)?;
-            tx.commit()
-        })
-        .map_err(open_err)?;
+        let mut conn = convergio_sqlite::open_wal(&path, convergio_sqlite::Synchronous::Full)
+            .map_err(|e| match e {
+                convergio_sqlite::OpenError::NotWal { mode } => Error::NoWal {
+                    path: path.clone(),
+                    mode,
+                },
+                convergio_sqlite::OpenError::Sqlite(source) => open_err(source),
+            })?;
+        convergio_sqlite::create_schema(&mut conn, SCHEMA).map_err(open_err)?;
         // The file is in WAL mode now (the mode is persistent).
         let reader = Connection::open(&path).map_err(open_err)?;
-        reader.busy_timeout(BUSY_TIMEOUT).map_err(open_err)?;
+        reader
+            .busy_timeout(convergio_sqlite::BUSY_TIMEOUT)
+            .map_err(open_err)?;
         Ok(Self {
             path,
             conn: Mutex::new(conn),
