@@ -61,11 +61,7 @@ pub(crate) fn open(path: &Path) -> Result<Connection> {
         Err(convergio_sqlite::OpenError::Sqlite(e)) => return Err(e.into()),
         // The vault works in any journal mode; WAL only lets readers and
         // the writer overlap.
-        Err(convergio_sqlite::OpenError::NotWal { .. }) => {
-            let conn = Connection::open(path)?;
-            conn.busy_timeout(convergio_sqlite::BUSY_TIMEOUT)?;
-            conn
-        }
+        Err(convergio_sqlite::OpenError::NotWal { conn, .. }) => *conn,
     };
     conn.pragma_update(None, "secure_delete", "ON")?;
     let found: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;

@@ -63,7 +63,7 @@ impl SqliteBackend {
         };
         let mut conn = convergio_sqlite::open_wal(&path, convergio_sqlite::Synchronous::Full)
             .map_err(|e| match e {
-                convergio_sqlite::OpenError::NotWal { mode } => Error::NoWal {
+                convergio_sqlite::OpenError::NotWal { mode, .. } => Error::NoWal {
                     path: path.clone(),
                     mode,
                 },
@@ -71,10 +71,7 @@ impl SqliteBackend {
             })?;
         convergio_sqlite::create_schema(&mut conn, SCHEMA).map_err(open_err)?;
         // The file is in WAL mode now (the mode is persistent).
-        let reader = Connection::open(&path).map_err(open_err)?;
-        reader
-            .busy_timeout(convergio_sqlite::BUSY_TIMEOUT)
-            .map_err(open_err)?;
+        let reader = convergio_sqlite::open(&path).map_err(open_err)?;
         Ok(Self {
             path,
             conn: Mutex::new(conn),

@@ -43,10 +43,13 @@ pub enum OpenError {
     /// SQLite refused (the file, a lock held past the timeout, the schema).
     Sqlite(rusqlite::Error),
     /// The file would not switch to WAL mode (a read-only or network
-    /// filesystem, for instance); it stays in `mode`.
+    /// filesystem, for instance); it stays in `mode`. `conn` is open and
+    /// set up otherwise, for a caller that can work without WAL.
     NotWal {
         /// The journal mode the file kept.
         mode: String,
+        /// The connection, with the busy timeout and `synchronous` set.
+        conn: Box<Connection>,
     },
 }
 
@@ -54,7 +57,7 @@ impl std::fmt::Display for OpenError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Self::Sqlite(e) => e.fmt(f),
-            Self::NotWal { mode } => write!(
+            Self::NotWal { mode, .. } => write!(
                 f,
                 "the database stays in journal mode `{mode}` instead of WAL; put it on a local, writable filesystem"
             ),
@@ -77,21 +80,32 @@ impl From<rusqlite::Error> for OpenError {
     }
 }
 
+/// Open (creating if needed) the database at `path` with [`BUSY_TIMEOUT`],
+/// in whatever journal mode it has: a second connection to a database that
+/// [`open_wal`] set up.
+pub fn open(path: &Path) -> rusqlite::Result<Connection> {
+    let conn = Connection::open(path)?;
+    conn.busy_timeout(BUSY_TIMEOUT)?;
+    Ok(conn)
+}
+
 /// Open (creating if needed) the database at `path` in WAL mode, with
 /// [`BUSY_TIMEOUT`] and `synchronous`.
 pub fn open_wal(path: &Path, synchronous: Synchronous) -> Result<Connection, OpenError> {
-    let conn = Connection::open(path)?;
-    conn.busy_timeout(BUSY_TIMEOUT)?;
-    let mode: String =
-        retry_busy(|| conn.query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0)))?;
-    if !mode.eq_ignore_ascii_case("wal") {
-        return Err(OpenError::NotWal { mode });
-    }
+    let conn = open(path)?;
     let level = match synchronous {
         Synchronous::Full => "FULL",
         Synchronous::Normal => "NORMAL",
     };
     conn.pragma_update(None, "synchronous", level)?;
+    let mode: String =
+        retry_busy(|| conn.query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0)))?;
+    if !mode.eq_ignore_ascii_case("wal") {
+        return Err(OpenError::NotWal {
+            mode,
+            conn: Box::new(conn),
+        });
+    }
     Ok(conn)
 }
 
