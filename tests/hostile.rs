@@ -1,11 +1,12 @@
 //! Hostile components are stopped with a clear report; the host and every
-//! other plugin keep working in the same process.
+//! other plugin keep working in the same process, and keep answering while
+//! the hostile call runs.
 
 // Test helpers outside #[test] functions may panic too.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use convergio_runtime::Error;
-use convergio_tests::{TestPlugin, start, start_err, test_component};
+use convergio_tests::{TestPlugin, healthy, start, start_err, test_component};
 use serde_json::json;
 
 fn misbehaving() -> TestPlugin {
@@ -15,20 +16,8 @@ fn misbehaving() -> TestPlugin {
         .limits("deadline-ms = 1000\nmemory-mib = 32\nmax-instances = 4")
 }
 
-fn healthy() -> TestPlugin {
+fn healthy_plugin() -> TestPlugin {
     TestPlugin::new("healthy", "tool", test_component("plain_tool"))
-}
-
-async fn healthy_answers(runtime: &convergio_runtime::Runtime) {
-    let out = runtime
-        .invoke_json(
-            "healthy",
-            "tool.invoke",
-            &json!(["echo", "{\"still\":\"here\"}"]),
-        )
-        .await
-        .expect("healthy plugin answers");
-    assert_eq!(out, json!({"ok": "{\"still\":\"here\"}"}));
 }
 
 async fn stopped_reason(runtime: &convergio_runtime::Runtime, tool: &str) -> String {
@@ -48,19 +37,19 @@ async fn stopped_reason(runtime: &convergio_runtime::Runtime, tool: &str) -> Str
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_hostile_behaviour_is_contained() {
     let dir = tempfile::tempdir().unwrap();
-    let runtime = start(dir.path(), "", &[misbehaving(), healthy()]).await;
-    healthy_answers(&runtime).await;
+    let runtime = start(dir.path(), "", &[misbehaving(), healthy_plugin()]).await;
+    healthy::answers(&runtime).await;
 
-    let reason = stopped_reason(&runtime, "spin").await;
+    let reason = healthy::throughout(&runtime, stopped_reason(&runtime, "spin")).await;
     assert!(reason.contains("deadline of 1000 ms exceeded"), "{reason}");
-    healthy_answers(&runtime).await;
+    healthy::answers(&runtime).await;
 
-    let reason = stopped_reason(&runtime, "hog").await;
+    let reason = healthy::throughout(&runtime, stopped_reason(&runtime, "hog")).await;
     assert!(reason.contains("memory limit of 32 MiB"), "{reason}");
-    healthy_answers(&runtime).await;
+    healthy::answers(&runtime).await;
 
     // Rust keeps its stack in linear memory: endless recursion runs off its bottom.
-    let reason = stopped_reason(&runtime, "recurse").await;
+    let reason = healthy::throughout(&runtime, stopped_reason(&runtime, "recurse")).await;
     assert!(
         reason.contains("call stack exhausted") || reason.contains("stack overflow in the plugin"),
         "{reason}"
@@ -69,11 +58,11 @@ async fn every_hostile_behaviour_is_contained() {
         !reason.contains("wasm backtrace"),
         "the reason is one short line: {reason}"
     );
-    healthy_answers(&runtime).await;
+    healthy::answers(&runtime).await;
 
-    let reason = stopped_reason(&runtime, "panic").await;
+    let reason = healthy::throughout(&runtime, stopped_reason(&runtime, "panic")).await;
     assert!(reason.contains("unreachable"), "{reason}");
-    healthy_answers(&runtime).await;
+    healthy::answers(&runtime).await;
 
     // The plugin that misbehaved is not poisoned: a fresh store serves its next call.
     let out = runtime
@@ -87,13 +76,13 @@ async fn every_hostile_behaviour_is_contained() {
 async fn fuel_limit_stops_a_loop() {
     let dir = tempfile::tempdir().unwrap();
     let plugin = misbehaving().limits("deadline-ms = 20000\nfuel = 5000000");
-    let runtime = start(dir.path(), "", &[plugin, healthy()]).await;
-    let reason = stopped_reason(&runtime, "spin").await;
+    let runtime = start(dir.path(), "", &[plugin, healthy_plugin()]).await;
+    let reason = healthy::throughout(&runtime, stopped_reason(&runtime, "spin")).await;
     assert!(
         reason.contains("fuel limit of 5000000 exhausted"),
         "{reason}"
     );
-    healthy_answers(&runtime).await;
+    healthy::answers(&runtime).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -140,7 +129,7 @@ async fn import_not_granted_fails_to_load_with_the_fix() {
     let dir = tempfile::tempdir().unwrap();
     let logger = TestPlugin::new("logger", "tool", test_component("ungranted_logger"))
         .declares(&["logging"]);
-    let err = start_err(dir.path(), "", &[logger, healthy()]).await;
+    let err = start_err(dir.path(), "", &[logger, healthy_plugin()]).await;
     assert!(err.contains("plugin `logger` imports `wasi:logging/logging@0.1.0-draft` but is not granted `logging`"), "{err}");
     assert!(
         err.contains("add `logging = true` under [plugin.grants]"),
@@ -154,7 +143,7 @@ async fn call_to_a_plugin_not_granted_fails_to_load() {
     let dir = tempfile::tempdir().unwrap();
     let agent =
         TestPlugin::new("agent", "agent", test_component("caller_agent")).declares(&["plugins"]);
-    let err = start_err(dir.path(), "", &[healthy(), agent]).await;
+    let err = start_err(dir.path(), "", &[healthy_plugin(), agent]).await;
     assert!(
         err.contains(
             "plugin `agent` imports `convergio:platform/tool@0.1.0` but is not granted `plugins`"

@@ -7,7 +7,13 @@ use std::path::{Path, PathBuf};
 use convergio_runtime::{Platform, Runtime};
 
 pub mod fake_providers;
+pub mod healthy;
 pub mod upstream;
+
+/// The tests run the host as the `convergio` binary does: host memory that
+/// plugins cause is counted per plugin.
+#[global_allocator]
+static ALLOCATOR: convergio_runtime::HostAllocator = convergio_runtime::HostAllocator;
 
 /// The workspace root.
 pub fn workspace() -> PathBuf {

@@ -81,6 +81,23 @@ pub enum Swap {
     Changed(Option<Vec<u8>>),
 }
 
+/// How much one batch read may hand back, and until when it may run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ReadLimit {
+    /// Most bytes of keys and values found.
+    pub max_bytes: u64,
+    /// When to give up.
+    pub deadline: Option<std::time::Instant>,
+}
+
+impl ReadLimit {
+    /// No limit.
+    pub const NONE: ReadLimit = ReadLimit {
+        max_bytes: u64::MAX,
+        deadline: None,
+    };
+}
+
 /// A storage engine: buckets of byte values under string keys.
 ///
 /// Buckets need no creation: a bucket holds what was written to it. Access
@@ -137,8 +154,18 @@ pub trait Backend: Send + Sync + 'static {
         quota: Quota,
     ) -> Result<Swap>;
 
-    /// The values of `keys`, in the same order (`None` where missing).
-    fn get_many(&self, bucket: &str, keys: &[String]) -> Result<Vec<Option<Vec<u8>>>>;
+    /// The values of `keys`, in the same order (`None` where missing),
+    /// within `limit`: past [`ReadLimit::max_bytes`] of keys and values
+    /// found it fails with [`Error::BatchTooLarge`](crate::Error::BatchTooLarge),
+    /// past [`ReadLimit::deadline`] with
+    /// [`Error::DeadlineExceeded`](crate::Error::DeadlineExceeded), before
+    /// holding more.
+    fn get_many(
+        &self,
+        bucket: &str,
+        keys: &[String],
+        limit: ReadLimit,
+    ) -> Result<Vec<Option<Vec<u8>>>>;
 
     /// Set every entry; on error nothing may have been written (the SQLite
     /// backend writes all or nothing; the WIT contract allows partial writes).

@@ -122,6 +122,36 @@ pub enum Error {
         delta: u64,
     },
 
+    /// A `get-many` would hand back more bytes than one batch read may (the
+    /// plugin's `host-memory-mib`); nothing is returned. Guests see `other(message)`.
+    #[error(
+        "get-many of {keys} keys in bucket `{bucket}` stopped at {bytes} bytes of keys and values: one batch read returns at most {limit} bytes (the plugin's host-memory-mib); read fewer keys per call"
+    )]
+    BatchTooLarge {
+        /// Bucket.
+        bucket: String,
+        /// Keys asked for.
+        keys: usize,
+        /// Bytes the read had reached.
+        bytes: u64,
+        /// The most one read returns.
+        limit: u64,
+    },
+
+    /// The call's deadline passed during a batch read; nothing is returned.
+    /// Guests see `other(message)`.
+    #[error(
+        "get-many in bucket `{bucket}` stopped at the call's deadline after {done} of {keys} keys; read fewer keys per call"
+    )]
+    DeadlineExceeded {
+        /// Bucket.
+        bucket: String,
+        /// Keys read.
+        done: usize,
+        /// Keys asked for.
+        keys: usize,
+    },
+
     /// A `list-keys` cursor that no `list-keys` call returned. Guests see `other(message)`.
     #[error(
         "list-keys cursor `{cursor}` was not returned by list-keys; pass none to start from the beginning"

@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use tokio::runtime::RuntimeFlavor;
 use wasmtime::component::{HasData, Linker, Resource, ResourceTable};
 
-use crate::{Backend, CounterRange, Error, KeyPage, Quota, Result, StoragePolicy, Swap};
+use crate::{Backend, CounterRange, Error, KeyPage, Quota, ReadLimit, Result, StoragePolicy, Swap};
 
 /// An open bucket: the resource behind a guest's `bucket` handle.
 #[derive(Debug)]
@@ -20,6 +20,10 @@ pub struct Bucket {
 /// Most bytes one plugin may hold in open compare-and-swap handles (each
 /// holds the value it observed, and its key): 64 MiB.
 pub const CAS_HELD_BYTES_LIMIT: u64 = 64 << 20;
+
+/// Most bytes of keys and values one `get-many` returns unless the context
+/// says otherwise ([`StorageCtx::with_max_batch_bytes`]): 64 MiB.
+pub const DEFAULT_MAX_BATCH_BYTES: u64 = 64 << 20;
 
 /// What one handle counts against [`CAS_HELD_BYTES_LIMIT`] beyond its key
 /// and value, so that empty values are not free.
@@ -76,6 +80,8 @@ pub struct StorageCtx {
     plugin: String,
     /// Bytes held in the plugin's open compare-and-swap handles.
     cas_held: Arc<AtomicU64>,
+    /// Most bytes of keys and values one `get-many` returns.
+    max_batch_bytes: u64,
 }
 
 impl StorageCtx {
@@ -90,7 +96,17 @@ impl StorageCtx {
             policy,
             plugin: plugin.into(),
             cas_held: Arc::default(),
+            max_batch_bytes: DEFAULT_MAX_BATCH_BYTES,
         }
+    }
+
+    /// Let one `get-many` return at most `bytes` of keys and values
+    /// (default [`DEFAULT_MAX_BATCH_BYTES`]); the runtime sets the plugin's
+    /// host-memory budget.
+    #[must_use]
+    pub fn with_max_batch_bytes(mut self, bytes: u64) -> Self {
+        self.max_batch_bytes = bytes;
+        self
     }
 
     /// The plugin's id.
@@ -126,12 +142,25 @@ pub struct StorageView<'a> {
     pub ctx: &'a StorageCtx,
     /// The store's resource table.
     pub table: &'a mut ResourceTable,
+    /// When the current call's deadline passes: batch reads stop there.
+    pub deadline: Option<std::time::Instant>,
 }
 
 impl<'a> StorageView<'a> {
     /// A view of `ctx` with `table`.
     pub fn new(ctx: &'a StorageCtx, table: &'a mut ResourceTable) -> Self {
-        Self { ctx, table }
+        Self {
+            ctx,
+            table,
+            deadline: None,
+        }
+    }
+
+    /// Stop batch reads at `deadline`.
+    #[must_use]
+    pub fn with_deadline(mut self, deadline: std::time::Instant) -> Self {
+        self.deadline = Some(deadline);
+        self
     }
 }
 
@@ -330,10 +359,22 @@ impl StorageView<'_> {
         .await
     }
 
-    fn values(&mut self, bucket: Resource<Bucket>, keys: Vec<String>) -> Result<Vec<Entry>> {
+    /// `get-many`: off the async workers like a write (a read of many keys
+    /// takes a while), and bounded by the plugin's batch limit and the call's
+    /// deadline.
+    async fn values(&mut self, bucket: Resource<Bucket>, keys: Vec<String>) -> Result<Vec<Entry>> {
         let bucket = self.table.get(&bucket)?;
-        let _span = bucket_span!("convergio.storage.get_many", self, bucket).entered();
-        let values = self.ctx.backend.get_many(&bucket.name, &keys)?;
+        let span = bucket_span!("convergio.storage.get_many", self, bucket);
+        let (backend, name) = (self.ctx.backend.clone(), bucket.name.clone());
+        let limit = ReadLimit {
+            max_bytes: self.ctx.max_batch_bytes,
+            deadline: self.deadline,
+        };
+        let (keys, values) = blocking(span, move || {
+            let values = backend.get_many(&name, &keys, limit)?;
+            Ok((keys, values))
+        })
+        .await?;
         Ok(keys
             .into_iter()
             .zip(values)
@@ -467,12 +508,12 @@ macro_rules! common_store_and_batch {
         }
 
         impl batch::Host for StorageView<'_> {
-            fn get_many(
+            async fn get_many(
                 &mut self,
                 bucket: Resource<Bucket>,
                 keys: Vec<String>,
             ) -> Result<Vec<super::Entry>> {
-                self.values(bucket, keys)
+                self.values(bucket, keys).await
             }
 
             async fn set_many(
@@ -606,6 +647,7 @@ mod tests {
         .unwrap();
         assert_eq!(
             v.get_many(b(&notes), vec!["c".into(), "nope".into(), "a".into()])
+                .await
                 .unwrap(),
             vec![
                 Some(("c".to_string(), vec![])),
@@ -724,8 +766,13 @@ mod tests {
             self.inner
                 .compare_and_swap(bucket, key, expected, value, quota)
         }
-        fn get_many(&self, bucket: &str, keys: &[String]) -> Result<Vec<Option<Vec<u8>>>> {
-            self.inner.get_many(bucket, keys)
+        fn get_many(
+            &self,
+            bucket: &str,
+            keys: &[String],
+            limit: ReadLimit,
+        ) -> Result<Vec<Option<Vec<u8>>>> {
+            self.inner.get_many(bucket, keys, limit)
         }
         fn set_many(
             &self,
@@ -1103,7 +1150,7 @@ mod tests {
             v.exists(b(&notes), "k".into()).unwrap();
             v.list_keys(b(&notes), None).unwrap();
             v.increment(b(&notes), "n".into(), 1).await.unwrap();
-            v.get_many(b(&notes), vec!["k".into()]).unwrap();
+            v.get_many(b(&notes), vec!["k".into()]).await.unwrap();
             v.set_many(b(&notes), vec![("k".into(), b"VALUE-SECRET".to_vec())])
                 .await
                 .unwrap();

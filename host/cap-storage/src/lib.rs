@@ -59,8 +59,10 @@ mod host;
 mod policy;
 mod sqlite;
 
-pub use backend::{Backend, CounterRange, KeyPage, Quota, Swap, Usage};
+pub use backend::{Backend, CounterRange, KeyPage, Quota, ReadLimit, Swap, Usage};
 pub use error::{Error, QuotaKind, Result};
-pub use host::{CAS_HELD_BYTES_LIMIT, StorageCtx, StorageView, add_to_linker};
+pub use host::{
+    CAS_HELD_BYTES_LIMIT, DEFAULT_MAX_BATCH_BYTES, StorageCtx, StorageView, add_to_linker,
+};
 pub use policy::{BucketGrant, StoragePolicy};
 pub use sqlite::SqliteBackend;

@@ -3,9 +3,12 @@
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
+use rusqlite::types::ValueRef;
 use rusqlite::{Connection, OptionalExtension, Transaction, TransactionBehavior, params};
 
-use crate::{Backend, CounterRange, Error, KeyPage, Quota, QuotaKind, Result, Swap, Usage};
+use crate::{
+    Backend, CounterRange, Error, KeyPage, Quota, QuotaKind, ReadLimit, Result, Swap, Usage,
+};
 
 /// Most keys one `list-keys` page returns.
 const PAGE_KEYS: usize = 1000;
@@ -343,14 +346,63 @@ impl Backend for SqliteBackend {
         })
     }
 
-    fn get_many(&self, bucket: &str, keys: &[String]) -> Result<Vec<Option<Vec<u8>>>> {
+    fn get_many(
+        &self,
+        bucket: &str,
+        keys: &[String],
+        limit: ReadLimit,
+    ) -> Result<Vec<Option<Vec<u8>>>> {
         let mut conn = self.reader();
         // One read transaction: every value comes from the same snapshot.
         let tx = conn.transaction()?;
-        let values = keys
-            .iter()
-            .map(|key| get_value(&tx, bucket, key))
-            .collect::<Result<Vec<_>>>()?;
+        let mut values = Vec::with_capacity(keys.len().min(1024));
+        let mut bytes = 0u64;
+        {
+            let mut select =
+                tx.prepare_cached("SELECT value FROM kv WHERE bucket = ?1 AND key = ?2")?;
+            for (done, key) in keys.iter().enumerate() {
+                if let Some(deadline) = limit.deadline
+                    && done % 64 == 0
+                    && std::time::Instant::now() >= deadline
+                {
+                    return Err(Error::DeadlineExceeded {
+                        bucket: bucket.to_string(),
+                        done,
+                        keys: keys.len(),
+                    });
+                }
+                // The size is checked on SQLite's copy, before one is made here.
+                let value = select
+                    .query_row(params![bucket, key], |row| {
+                        let blob = match row.get_ref(0)? {
+                            ValueRef::Blob(bytes) | ValueRef::Text(bytes) => bytes,
+                            _ => &[],
+                        };
+                        let after = bytes
+                            .saturating_add(blob.len() as u64)
+                            .saturating_add(key.len() as u64);
+                        Ok((after <= limit.max_bytes)
+                            .then(|| blob.to_vec())
+                            .ok_or(after))
+                    })
+                    .optional()?;
+                match value {
+                    None => values.push(None),
+                    Some(Ok(value)) => {
+                        bytes += (value.len() + key.len()) as u64;
+                        values.push(Some(value));
+                    }
+                    Some(Err(after)) => {
+                        return Err(Error::BatchTooLarge {
+                            bucket: bucket.to_string(),
+                            keys: keys.len(),
+                            bytes: after,
+                            limit: limit.max_bytes,
+                        });
+                    }
+                }
+            }
+        }
         tx.finish()?;
         Ok(values)
     }
@@ -483,6 +535,56 @@ mod tests {
         let third = backend.list_keys("big", second.cursor).unwrap();
         assert_eq!(third.keys.len(), 1);
         assert_eq!(third.cursor, None);
+    }
+
+    #[test]
+    fn a_batch_read_stops_at_its_byte_limit() {
+        let (_dir, backend) = backend();
+        backend
+            .set("b", "big", &[7u8; 1000], Quota::UNLIMITED)
+            .unwrap();
+        let keys = vec!["big".to_string(); 10_000];
+        let limit = ReadLimit {
+            max_bytes: 10_000,
+            deadline: None,
+        };
+        // Nine copies (1003 bytes each with the key) fit; the tenth does not.
+        let fits = backend.get_many("b", &keys[..9], limit).unwrap();
+        assert_eq!(fits.len(), 9);
+        match backend.get_many("b", &keys, limit) {
+            Err(Error::BatchTooLarge {
+                keys: 10_000,
+                bytes: 10_030,
+                limit: 10_000,
+                ..
+            }) => {}
+            other => panic!("{other:?}"),
+        }
+        // Missing keys cost nothing.
+        let missing = vec!["nope".to_string(); 10_000];
+        assert_eq!(
+            backend.get_many("b", &missing, limit).unwrap().len(),
+            10_000
+        );
+    }
+
+    #[test]
+    fn a_batch_read_stops_at_its_deadline() {
+        let (_dir, backend) = backend();
+        backend.set("b", "k", b"v", Quota::UNLIMITED).unwrap();
+        let keys = vec!["k".to_string(); 1000];
+        let limit = ReadLimit {
+            max_bytes: u64::MAX,
+            deadline: Some(std::time::Instant::now()),
+        };
+        match backend.get_many("b", &keys, limit) {
+            Err(Error::DeadlineExceeded {
+                done: 0,
+                keys: 1000,
+                ..
+            }) => {}
+            other => panic!("{other:?}"),
+        }
     }
 
     #[test]

@@ -12,8 +12,8 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use convergio_cap_storage::{
-    Backend, BucketGrant, CounterRange, Error, Quota, QuotaKind, SqliteBackend, StoragePolicy,
-    Swap, Usage,
+    Backend, BucketGrant, CounterRange, Error, Quota, QuotaKind, ReadLimit, SqliteBackend,
+    StoragePolicy, Swap, Usage,
 };
 
 const SIGNED: CounterRange = CounterRange::Signed;
@@ -108,6 +108,7 @@ fn batch_operations() {
         .get_many(
             "b",
             &["k3".into(), "missing".into(), "k49".into(), "k3".into()],
+            ReadLimit::NONE,
         )
         .unwrap();
     assert_eq!(
@@ -124,7 +125,7 @@ fn batch_operations() {
     assert_eq!(all_keys(&kv, "b").len(), 48);
     assert!(!kv.exists("b", "k0").unwrap());
     assert_eq!(
-        kv.get_many("b", &[]).unwrap(),
+        kv.get_many("b", &[], ReadLimit::NONE).unwrap(),
         Vec::<Option<Vec<u8>>>::new()
     );
     kv.set_many("b", &[], NONE).unwrap();
@@ -729,7 +730,7 @@ fn acknowledged_writes_survive_kill_9() {
 
         let kv = SqliteBackend::open(&path).unwrap();
         let keys: Vec<String> = acked.keys().cloned().collect();
-        let values = kv.get_many("durable", &keys).unwrap();
+        let values = kv.get_many("durable", &keys, ReadLimit::NONE).unwrap();
         for ((key, want), got) in acked.iter().zip(values) {
             assert_eq!(
                 got.as_ref(),

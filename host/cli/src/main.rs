@@ -10,8 +10,13 @@ use convergio_runtime::{Platform, Runtime};
 
 mod chat;
 mod keys;
+mod log;
 mod models;
 mod scaffold;
+
+/// Host memory that plugins cause is counted per plugin (`host-memory-mib`).
+#[global_allocator]
+static ALLOCATOR: convergio_runtime::HostAllocator = convergio_runtime::HostAllocator;
 
 /// Convergio: a WebAssembly component host for multi-agent LLM systems.
 #[derive(Debug, Parser)]
@@ -192,7 +197,9 @@ fn main() -> ExitCode {
     let filter = std::env::var("RUST_LOG").unwrap_or_else(|_| cli.log.clone());
     tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::new(log_filter(&filter)))
-        .with_writer(std::io::stderr)
+        .with_writer(log::OneLine {
+            ansi: std::io::stderr().is_terminal(),
+        })
         .with_ansi(std::io::stderr().is_terminal())
         .init();
     match run(cli) {

@@ -132,9 +132,12 @@ pub fn classify_import(name: &str) -> ImportClass {
         ("wasi:io" | "wasi:clocks" | "wasi:random" | "wasi:cli" | "wasi:filesystem", _) => {
             ImportClass::Baseline
         }
-        // Data types only; sending a request needs `outgoing-handler`.
-        (_, "wasi:http/types") => ImportClass::Baseline,
-        (_, "wasi:http/outgoing-handler") => ImportClass::Host(Capability::Http),
+        // The types hold host memory (fields, bodies, streams): only for
+        // plugins granted `http`. Components that never touch HTTP do not
+        // import them (neither `cargo component` nor `wasm32-wasip2` std does).
+        (_, "wasi:http/types" | "wasi:http/outgoing-handler") => {
+            ImportClass::Host(Capability::Http)
+        }
         ("wasi:sockets", _) => ImportClass::Sockets,
         ("wasi:logging", _) => ImportClass::Host(Capability::Logging),
         ("wasi:config", _) => ImportClass::Host(Capability::Config),
@@ -166,6 +169,10 @@ mod tests {
         );
         assert_eq!(
             classify_import("wasi:http/outgoing-handler@0.2.12"),
+            ImportClass::Host(Capability::Http)
+        );
+        assert_eq!(
+            classify_import("wasi:http/types@0.2.12"),
             ImportClass::Host(Capability::Http)
         );
         assert_eq!(

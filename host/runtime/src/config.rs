@@ -311,6 +311,12 @@ pub struct Limits {
     pub fuel: Option<u64>,
     /// Maximum linear memory of one instance, in MiB (default 128).
     pub memory_mib: Option<u64>,
+    /// Most host memory the host may hold for this plugin at once, in MiB,
+    /// across all its instances: resource handles, `wasi:http` fields and
+    /// bodies, storage batch results, compare-and-swap handles, streams
+    /// (default: the plugin's `memory-mib`). A call that takes the plugin
+    /// past it is stopped.
+    pub host_memory_mib: Option<u64>,
     /// Maximum table elements of one instance (default 20000).
     pub table_elements: Option<u32>,
     /// Maximum instances of this plugin running at once (default 16).
@@ -347,6 +353,8 @@ pub struct EffectiveLimits {
     pub fuel: Option<u64>,
     /// Maximum linear memory in bytes.
     pub memory_bytes: usize,
+    /// Most host memory held for the plugin, in bytes.
+    pub host_memory_bytes: usize,
     /// Maximum table elements.
     pub table_elements: usize,
     /// Maximum concurrent instances.
@@ -377,7 +385,12 @@ impl Limits {
                 .unwrap_or(1_000)
                 .min(deadline_ms),
             fuel: self.fuel.or(defaults.fuel),
-            memory_bytes: usize::try_from(memory_mib.saturating_mul(1 << 20)).unwrap_or(usize::MAX),
+            memory_bytes: mib_to_bytes(memory_mib),
+            host_memory_bytes: mib_to_bytes(
+                self.host_memory_mib
+                    .or(defaults.host_memory_mib)
+                    .unwrap_or(memory_mib),
+            ),
             table_elements: self
                 .table_elements
                 .or(defaults.table_elements)
@@ -418,6 +431,11 @@ impl Limits {
             },
         }
     }
+}
+
+/// `mib` MiB in bytes, saturating.
+fn mib_to_bytes(mib: u64) -> usize {
+    usize::try_from(mib.saturating_mul(1 << 20)).unwrap_or(usize::MAX)
 }
 
 /// What the operator grants one plugin. Every field defaults to "nothing".
@@ -641,6 +659,11 @@ impl Platform {
                     entry.id,
                     limits.memory_bytes >> 20,
                     config.runtime.pool_memory_mib
+                ));
+            }
+            if limits.host_memory_bytes == 0 {
+                problems.push(format!(
+                    "{at}: field `limits.host-memory-mib` must be at least 1 (the host needs some memory to call a plugin at all)"
                 ));
             }
             if limits.max_instances == 0 || limits.deadline_ms == 0 {

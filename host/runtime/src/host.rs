@@ -3,7 +3,7 @@
 //! Every host call runs in a tracing span named `convergio.<capability>.<fn>`.
 
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use tokio::sync::broadcast;
 use wasmtime::StoreLimits;
@@ -70,6 +70,9 @@ pub struct Event {
 /// State of one store: one call of one plugin.
 pub struct HostState {
     pub(crate) plugin: Arc<PluginSpec>,
+    /// When the current call's deadline passes; host work that could run
+    /// long (storage batch reads) stops there.
+    pub(crate) deadline_at: Instant,
     pub(crate) storage: convergio_cap_storage::StorageCtx,
     /// The platform's key vault, when some plugin is granted keys.
     pub(crate) vault: Option<convergio_cap_keys::Vault>,
@@ -121,25 +124,33 @@ pub(crate) fn add_to_linker(linker: &mut Linker<HostState>) -> wasmtime::Result<
     wit_local_model::add_to_linker::<_, HasSelf<HostState>>(linker, |s| s)?;
     convergio_cap_storage::add_to_linker(linker, |s| {
         convergio_cap_storage::StorageView::new(&s.storage, &mut s.table)
+            .with_deadline(s.deadline_at)
     })?;
     Ok(())
 }
 
+/// A plugin's message, context and event text are logged as fields printed
+/// with `Debug`: quoted, with line breaks and other control characters
+/// escaped, so a plugin cannot write a line that passes for the host's own.
 impl logging::Host for HostState {
     fn log(&mut self, level: logging::Level, context: String, message: String) {
         let plugin = self.plugin.id.as_str();
         let _span = tracing::trace_span!("convergio.logging.log", plugin).entered();
         match level {
             logging::Level::Trace => {
-                tracing::trace!(target: "plugin", plugin, context, "{message}")
+                tracing::trace!(target: "plugin", plugin, context = ?context, message = ?message)
             }
             logging::Level::Debug => {
-                tracing::debug!(target: "plugin", plugin, context, "{message}")
+                tracing::debug!(target: "plugin", plugin, context = ?context, message = ?message)
             }
-            logging::Level::Info => tracing::info!(target: "plugin", plugin, context, "{message}"),
-            logging::Level::Warn => tracing::warn!(target: "plugin", plugin, context, "{message}"),
+            logging::Level::Info => {
+                tracing::info!(target: "plugin", plugin, context = ?context, message = ?message)
+            }
+            logging::Level::Warn => {
+                tracing::warn!(target: "plugin", plugin, context = ?context, message = ?message)
+            }
             logging::Level::Error | logging::Level::Critical => {
-                tracing::error!(target: "plugin", plugin, context, "{message}")
+                tracing::error!(target: "plugin", plugin, context = ?context, message = ?message)
             }
         }
     }
@@ -148,7 +159,8 @@ impl logging::Host for HostState {
 impl config_store::Host for HostState {
     fn get(&mut self, key: String) -> Result<Option<String>, config_store::Error> {
         let _span =
-            tracing::trace_span!("convergio.config.get", plugin = %self.plugin.id, key).entered();
+            tracing::trace_span!("convergio.config.get", plugin = %self.plugin.id, key = ?key)
+                .entered();
         Ok(self
             .plugin
             .grants
@@ -188,7 +200,8 @@ pub(crate) fn topic_allowed(patterns: &[String], topic: &str) -> bool {
 impl events::Host for HostState {
     fn publish(&mut self, topic: String, payload: String) -> Result<(), events::EventError> {
         let plugin = self.plugin.id.clone();
-        let _span = tracing::debug_span!("convergio.events.publish", plugin, topic).entered();
+        let _span =
+            tracing::debug_span!("convergio.events.publish", plugin, topic = ?topic).entered();
         if !topic_allowed(&self.plugin.grants.events, &topic) {
             return Err(events::EventError::AccessDenied(format!(
                 "plugin `{plugin}` may not publish on `{topic}`; grant it with events = [\"{topic}\"] under its [plugin.grants] in platform.toml"
@@ -206,7 +219,7 @@ impl events::Host for HostState {
             )));
         }
         let timestamp_ms = unix_ms(SystemTime::now());
-        tracing::info!(target: "event", plugin, topic, payload, "event");
+        tracing::info!(target: "event", plugin, topic = ?topic, payload = ?payload, "event");
         // No subscriber is not an error: events are fire-and-forget.
         let _ = self.events.send(Event {
             source: plugin,
@@ -264,7 +277,7 @@ impl keys::Host for HostState {
 
     fn reference(&mut self, key: keys::KeyRef) -> Result<String, keys::KeyError> {
         let plugin = self.plugin.id.clone();
-        let _span = tracing::debug_span!("convergio.keys.reference", plugin, provider = %key.provider, name = %key.name).entered();
+        let _span = tracing::debug_span!("convergio.keys.reference", plugin, provider = ?key.provider, name = ?key.name).entered();
         if !self.key_granted(&key.provider, &key.name) {
             return Err(keys::KeyError::NotGranted(format!(
                 "plugin `{plugin}` is not granted key {}/{}; grant it with keys = [\"{}\"] under its [plugin.grants] in platform.toml",

@@ -8,6 +8,15 @@
 //! interface are linked at run time through the host, each side in its own
 //! store. Plugins are swapped atomically on reload.
 //!
+//! What the host allocates on a plugin's behalf counts against the plugin's
+//! `host-memory-mib` only in a process whose global allocator is
+//! [`HostAllocator`]; install it in the binary that embeds the runtime:
+//!
+//! ```
+//! #[global_allocator]
+//! static ALLOCATOR: convergio_runtime::HostAllocator = convergio_runtime::HostAllocator;
+//! ```
+//!
 //! ```no_run
 //! # async fn demo() -> Result<(), convergio_runtime::Error> {
 //! use convergio_runtime::{Platform, Runtime};
@@ -27,6 +36,7 @@ pub mod config;
 mod engine;
 mod error;
 mod host;
+mod host_memory;
 mod inference_host;
 mod local_model_host;
 pub mod manifest;
@@ -44,8 +54,10 @@ pub use config::{
     Grants, InferenceSettings, KeySettings, Limits, LocalModelSettings, Platform, PlatformConfig,
     PluginSpec,
 };
+pub use convergio_host_memory::HostAllocator;
 pub use error::{Error, Result};
 pub use host::{Event, HostState};
+pub use host_memory::{HostMemoryExceeded, MAX_HANDLES};
 pub use manifest::{PluginKind, PluginManifest};
 pub use runtime::{ExportFn, PluginInfo, Runtime};
 pub use watch::WatchHandle;

@@ -17,13 +17,14 @@ use wasmtime::component::types::{ComponentFunc, ComponentItem};
 use wasmtime::component::{
     Component, ComponentExportIndex, InstancePre, Linker, ResourceTable, Val,
 };
-use wasmtime::{Engine, Store, StoreLimitsBuilder, Trap, UpdateDeadline};
+use wasmtime::{CallHook, Engine, Store, StoreLimitsBuilder, Trap, UpdateDeadline};
 use wasmtime_wasi::{FsPerms, WasiCtxBuilder};
 
 use crate::capability::{ImportClass, classify_import};
 use crate::config::{Platform, PluginSpec};
 use crate::engine::{EpochTicker, build_engine};
 use crate::host::{self, Event, HostState};
+use crate::host_memory::{HostMemoryExceeded, MAX_HANDLES};
 use crate::manifest::PluginManifest;
 use crate::values::{is_plain, json_to_params, render_func, val_to_json};
 use crate::{Capability, Error, Result};
@@ -103,6 +104,8 @@ pub(crate) struct Loaded {
     pub(crate) pre: InstancePre<HostState>,
     /// Where the provider interface's functions are, for provider plugins.
     pub(crate) provider: Option<host::wit_provider::GuestIndices>,
+    /// What the host holds for this plugin is counted here (every version).
+    account: convergio_host_memory::Account,
     exports: Vec<ExportFn>,
     generation: u64,
     loaded_at: SystemTime,
@@ -194,6 +197,8 @@ pub(crate) struct Inner {
     /// Local models (llama.cpp, Ollama), when some plugin is granted `models`.
     local_models: Option<convergio_cap_local_model::LocalModels>,
     slots: RwLock<BTreeMap<String, Arc<Slot>>>,
+    /// Each plugin's host-memory account, kept across reloads.
+    accounts: Mutex<BTreeMap<String, convergio_host_memory::Account>>,
     events: broadcast::Sender<Event>,
     fuel: bool,
     tick: Duration,
@@ -235,6 +240,11 @@ impl Runtime {
         let engine = build_engine(&platform.runtime, cache_dir, fuel)?;
         let tick = Duration::from_millis(platform.runtime.epoch_tick_ms.max(1));
         let epoch = EpochTicker::start(&engine, tick)?;
+        if !convergio_host_memory::installed() {
+            tracing::warn!(
+                "host memory that plugins cause is not counted against their host-memory-mib: this program's global allocator is not convergio_runtime::HostAllocator"
+            );
+        }
         let (events, _) = broadcast::channel(1024);
         let storage = open_storage(platform)?;
         let vault = open_vault(platform)?;
@@ -249,6 +259,7 @@ impl Runtime {
                 router: std::sync::OnceLock::new(),
                 local_models,
                 slots: RwLock::new(BTreeMap::new()),
+                accounts: Mutex::new(BTreeMap::new()),
                 events,
                 fuel,
                 tick,
@@ -580,6 +591,17 @@ impl Runtime {
             .ok_or_else(|| Error::UnknownPlugin(id.to_string()))
     }
 
+    /// The host-memory account of plugin `id` (made on first use).
+    fn account(&self, id: &str) -> convergio_host_memory::Account {
+        *self
+            .inner
+            .accounts
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .entry(id.to_string())
+            .or_insert_with(convergio_host_memory::Account::new)
+    }
+
     /// Compile, check and link one plugin.
     async fn load(&self, spec: Arc<PluginSpec>, generation: u64) -> Result<Loaded> {
         let span = tracing::info_span!("convergio.runtime.load", plugin = %spec.id, generation);
@@ -647,7 +669,8 @@ impl Runtime {
             spec.id.clone(),
             self.inner.storage.clone(),
             Arc::new(StoragePolicy::new(buckets)),
-        );
+        )
+        .with_max_batch_bytes(spec.limits.host_memory_bytes as u64);
         let policy = HttpPolicy::parse(&spec.grants.http, &spec.grants.keys, spec.limits.http)
             .map_err(|problems| {
                 fail(
@@ -661,6 +684,7 @@ impl Runtime {
         let http = HttpClient::new(spec.id.clone(), policy, self.inner.http.clone());
         let provider = host::wit_provider::GuestIndices::new(&pre).ok();
         Ok(Loaded {
+            account: self.account(&spec.id),
             spec,
             storage,
             http,
@@ -960,6 +984,8 @@ pub(crate) struct Session {
     pub(crate) store: Store<HostState>,
     pub(crate) instance: wasmtime::component::Instance,
     spec: Arc<PluginSpec>,
+    /// Charged with what the host allocates while the session runs.
+    account: convergio_host_memory::Account,
     deadline_at: Instant,
     grace: Duration,
     _permit: tokio::sync::OwnedSemaphorePermit,
@@ -987,15 +1013,18 @@ impl Session {
         let deadline_at = Instant::now() + deadline.saturating_sub(started.elapsed());
         let grace = Duration::from_millis(100) + inner.tick * 2;
 
+        let mut table = ResourceTable::new();
+        table.set_max_capacity(MAX_HANDLES);
         let state = HostState {
             plugin: spec.clone(),
+            deadline_at,
             storage: loaded.storage.clone(),
             vault: inner.vault.clone(),
             http: HttpState::new(loaded.http.clone()),
             router: inner.router.get().cloned(),
             local_models: inner.local_models.clone(),
             wasi: wasi_ctx(spec)?,
-            table: ResourceTable::new(),
+            table,
             limits: StoreLimitsBuilder::new()
                 .memory_size(limits.memory_bytes)
                 .table_elements(limits.table_elements)
@@ -1005,12 +1034,13 @@ impl Session {
         };
         let mut store = Store::new(&inner.engine, state);
         store.limiter(|s| &mut s.limits);
+        guard_host_memory(&mut store, loaded.account, limits.host_memory_bytes);
         arm(&mut store, inner, spec, deadline_at)?;
         // The epoch deadline stops guest code; the timeout also bounds time in host calls.
         let pre = loaded.pre.clone();
         let outcome = tokio::time::timeout(
             deadline_at.saturating_duration_since(Instant::now()) + grace,
-            pre.instantiate_async(&mut store),
+            loaded.account.scope(pre.instantiate_async(&mut store)),
         )
         .await;
         let instance = Self::settle(spec, outcome)?;
@@ -1018,6 +1048,7 @@ impl Session {
             store,
             instance,
             spec: spec.clone(),
+            account: loaded.account,
             deadline_at,
             grace,
             _permit: permit,
@@ -1047,11 +1078,13 @@ impl Session {
                 let deadline = Duration::from_millis(spec.limits.deadline_ms);
                 let deadline_at = Instant::now() + deadline.saturating_sub(started.elapsed());
                 let mut store = warm.store;
+                store.data_mut().deadline_at = deadline_at;
                 arm(&mut store, inner, spec, deadline_at)?;
                 Self {
                     store,
                     instance: warm.instance,
                     spec: spec.clone(),
+                    account: loaded.account,
                     deadline_at,
                     grace: Duration::from_millis(100) + inner.tick * 2,
                     _permit: permit,
@@ -1132,8 +1165,12 @@ impl Session {
         ) -> wasmtime::Result<T>,
     ) -> Result<T> {
         let left = self.deadline_at.saturating_duration_since(Instant::now());
-        let outcome =
-            tokio::time::timeout(left + self.grace, f(&mut self.store, &self.instance)).await;
+        let account = self.account;
+        let outcome = tokio::time::timeout(
+            left + self.grace,
+            account.scope(f(&mut self.store, &self.instance)),
+        )
+        .await;
         let settled = Self::settle(&self.spec, outcome);
         // A trap or a call cut at its deadline leaves the instance unusable.
         self.healthy &= settled.is_ok();
@@ -1160,6 +1197,30 @@ impl Session {
             ))),
         }
     }
+}
+
+/// Stop the plugin's call when the host holds more than `limit` bytes for
+/// it: checked each time a host call returns to the guest and each time the
+/// host calls into the guest, so a plugin overshoots by at most what one host
+/// call allocates (and those that could allocate without bound, such as
+/// storage batch reads, are capped themselves).
+fn guard_host_memory(
+    store: &mut Store<HostState>,
+    account: convergio_host_memory::Account,
+    limit: usize,
+) {
+    if !account.is_counting() {
+        return;
+    }
+    store.call_hook(move |_, hook| {
+        if matches!(hook, CallHook::ReturningFromHost | CallHook::CallingWasm) {
+            let used = account.used();
+            if used > limit {
+                return Err(HostMemoryExceeded { used, limit }.into());
+            }
+        }
+        Ok(())
+    });
 }
 
 /// Set a store up for one session: the deadline (guest code yields to the
@@ -1324,6 +1385,22 @@ fn wasi_ctx(spec: &PluginSpec) -> Result<wasmtime_wasi::WasiCtx> {
 fn describe_failure(err: &wasmtime::Error, spec: &PluginSpec) -> String {
     tracing::debug!(plugin = %spec.id, "call failed: {err:?}");
     let limits = spec.limits;
+    if let Some(exceeded) = err
+        .chain()
+        .find_map(|cause| cause.downcast_ref::<HostMemoryExceeded>())
+    {
+        return exceeded.to_string();
+    }
+    if err.chain().any(|cause| {
+        matches!(
+            cause.downcast_ref::<wasmtime::component::ResourceTableError>(),
+            Some(wasmtime::component::ResourceTableError::Full)
+        )
+    }) {
+        return format!(
+            "more than {MAX_HANDLES} resource handles open at once (the host's limit per instance); drop handles (fields, bodies, buckets, streams) sooner"
+        );
+    }
     match err.downcast_ref::<Trap>() {
         Some(Trap::Interrupt) => format!("deadline of {} ms exceeded", limits.deadline_ms),
         Some(Trap::OutOfFuel) => format!("fuel limit of {} exhausted", limits.fuel.unwrap_or(0)),

@@ -19,6 +19,7 @@ mod generated {
             "wasi:keyvalue/store.[method]bucket.delete": async | trappable,
             "wasi:keyvalue/atomics.increment": async | trappable,
             "wasi:keyvalue/atomics.swap": async | trappable,
+            "wasi:keyvalue/batch.get-many": async | trappable,
             "wasi:keyvalue/batch.set-many": async | trappable,
             "wasi:keyvalue/batch.delete-many": async | trappable,
             default: trappable,
