@@ -171,10 +171,9 @@ async fn grants_overlapping_the_platforms_own_files_are_refused() {
         std::fs::create_dir_all(root.join(sub)).unwrap();
     }
     std::os::unix::fs::symlink(root.join("platform-data"), root.join("innocent")).unwrap();
-    let runtime = "compile-cache = true\ncache-dir = \"cache\"\n[local-models]\ncache-dir = \"my-models\"";
-    let refused = |host: &str| {
-        format!("directories = [{{ host = \"{host}\", guest = \"/x\" }}]")
-    };
+    let runtime =
+        "compile-cache = true\ncache-dir = \"cache\"\n[local-models]\ncache-dir = \"my-models\"";
+    let refused = |host: &str| format!("directories = [{{ host = \"{host}\", guest = \"/x\" }}]");
 
     for (host, protected) in [
         // The data directory itself, a folder inside it, a folder holding it.

@@ -560,7 +560,11 @@ async fn keys_travel_only_to_their_bound_origin() {
 
     // Bound to https on 443: not over http, not to another https port.
     for url in [&plain, &tls] {
-        let out = fetch_one(&runtime, json!({ "url": url, "key": "key:openai/tls-only" })).await;
+        let out = fetch_one(
+            &runtime,
+            json!({ "url": url, "key": "key:openai/tls-only" }),
+        )
+        .await;
         assert_eq!(out["error"], "ErrorCode::HttpRequestDenied", "{url}: {out}");
     }
     // Without the key the same https request goes out (and finds no server):
@@ -568,9 +572,16 @@ async fn keys_travel_only_to_their_bound_origin() {
     let out = fetch_one(&runtime, json!({ "url": tls })).await;
     assert_eq!(out["error"], "ErrorCode::ConnectionRefused", "{out}");
     // Bound to another port of the same host.
-    let out = fetch_one(&runtime, json!({ "url": plain, "key": "key:openai/other-port" })).await;
+    let out = fetch_one(
+        &runtime,
+        json!({ "url": plain, "key": "key:openai/other-port" }),
+    )
+    .await;
     assert_eq!(out["error"], "ErrorCode::HttpRequestDenied", "{out}");
-    assert!(upstream.received().is_empty(), "denied requests never leave");
+    assert!(
+        upstream.received().is_empty(),
+        "denied requests never leave"
+    );
 
     // Loopback over plain http: an explicit http:// binding of this port,
     // and a bare loopback binding (any port).
@@ -581,7 +592,10 @@ async fn keys_travel_only_to_their_bound_origin() {
     let received = upstream.received();
     assert_eq!(received.len(), 2);
     for r in &received {
-        assert_eq!(r.header("authorization"), Some(format!("Bearer {SECRET}").as_str()));
+        assert_eq!(
+            r.header("authorization"),
+            Some(format!("Bearer {SECRET}").as_str())
+        );
     }
     // What the guest is told about the keys: their origins.
     let listed: Vec<(String, Vec<String>)> = vault
@@ -591,7 +605,10 @@ async fn keys_travel_only_to_their_bound_origin() {
         .map(|k| (k.key.name, k.bound_hosts))
         .collect();
     assert!(
-        listed.contains(&("tls-only".to_owned(), vec!["https://127.0.0.1:443".to_owned()])),
+        listed.contains(&(
+            "tls-only".to_owned(),
+            vec!["https://127.0.0.1:443".to_owned()]
+        )),
         "{listed:?}"
     );
 }
@@ -617,12 +634,19 @@ async fn an_authority_with_a_user_name_is_refused() {
             json!({ "url": url, "key": "key:openai/default" }),
         ] {
             let out = fetch_one(&runtime, args).await;
-            assert_eq!(out["error"], "ErrorCode::HttpRequestUriInvalid", "{url}: {out}");
+            assert_eq!(
+                out["error"], "ErrorCode::HttpRequestUriInvalid",
+                "{url}: {out}"
+            );
         }
     }
     assert!(upstream.received().is_empty(), "nothing was sent");
     // The same destination without the user part is served.
-    let out = fetch_one(&runtime, json!({ "url": format!("http://127.0.0.1:{port}/") })).await;
+    let out = fetch_one(
+        &runtime,
+        json!({ "url": format!("http://127.0.0.1:{port}/") }),
+    )
+    .await;
     assert_eq!(out["status"], 200, "{out}");
 }
 
@@ -664,8 +688,18 @@ fn host_errors_reach_a_guest_without_backtraces() {
     };
     let mut stdout = String::new();
     let mut stderr = String::new();
-    child.stdout.take().unwrap().read_to_string(&mut stdout).unwrap();
-    child.stderr.take().unwrap().read_to_string(&mut stderr).unwrap();
+    child
+        .stdout
+        .take()
+        .unwrap()
+        .read_to_string(&mut stdout)
+        .unwrap();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut stderr)
+        .unwrap();
     assert!(status.success(), "child failed:\n{stdout}\n{stderr}");
     assert!(
         stdout.contains("test backtrace_child ... ok") && stdout.contains("1 passed"),
@@ -724,7 +758,14 @@ async fn backtrace_child() {
             .as_str()
             .unwrap_or_else(|| panic!("the body stream failed: {out}"));
         assert_eq!(debug, message, "{out}");
-        for leak in ["\n", "backtrace", "Caused by", ".rs:", "/rustc/", "registry"] {
+        for leak in [
+            "\n",
+            "backtrace",
+            "Caused by",
+            ".rs:",
+            "/rustc/",
+            "registry",
+        ] {
             assert!(!debug.contains(leak), "`{leak}` reached the guest: {debug}");
         }
     }

@@ -40,7 +40,11 @@ pub(crate) fn add_to_linker<T: WasiHttpView + 'static>(
 /// `Caused by` chain and no `Stack backtrace`, whatever the environment.
 pub(crate) fn one_line(error: &wasmtime::Error) -> String {
     let text = error.to_string();
-    text.lines().next().unwrap_or_default().trim_end().to_owned()
+    text.lines()
+        .next()
+        .unwrap_or_default()
+        .trim_end()
+        .to_owned()
 }
 
 #[cfg(test)]
@@ -49,8 +53,8 @@ mod tests {
 
     #[test]
     fn a_message_keeps_one_line_and_no_backtrace() {
-        let error = wasmtime::Error::msg("the first line\nand a second")
-            .context("connection reset");
+        let error =
+            wasmtime::Error::msg("the first line\nand a second").context("connection reset");
         let text = one_line(&error);
         assert_eq!(text, "connection reset");
         // `Debug` is what leaked: with a captured backtrace it spans lines.

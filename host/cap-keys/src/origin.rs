@@ -117,24 +117,23 @@ impl BoundOrigin {
             )
         };
         let trimmed = text.trim();
-        let (scheme, rest) = match trimmed.split_once("://") {
-            Some((scheme, rest)) => (
-                Some(OriginScheme::parse(scheme).ok_or_else(|| {
-                    bad(format!(
-                        "the scheme `{scheme}` is not http or https"
-                    ))
-                })?),
-                rest,
-            ),
-            None => (None, trimmed),
-        };
+        let (scheme, rest) =
+            match trimmed.split_once("://") {
+                Some((scheme, rest)) => (
+                    Some(OriginScheme::parse(scheme).ok_or_else(|| {
+                        bad(format!("the scheme `{scheme}` is not http or https"))
+                    })?),
+                    rest,
+                ),
+                None => (None, trimmed),
+            };
         let rest = rest.strip_suffix('/').unwrap_or(rest);
         if rest.contains(['/', '?', '#']) {
             return Err(bad("a binding names an origin, not a path".to_owned()));
         }
         if rest.contains('@') {
             return Err(bad(
-                "a binding cannot carry a user name or password".to_owned(),
+                "a binding cannot carry a user name or password".to_owned()
             ));
         }
         // A bare IPv6 address (`::1`) has colons but no port.
@@ -321,8 +320,14 @@ mod tests {
 
     #[test]
     fn explicit_origins() {
-        assert_eq!(binding("https://api.openai.com"), ["https://api.openai.com:443"]);
-        assert_eq!(binding("https://api.openai.com:443/"), ["https://api.openai.com:443"]);
+        assert_eq!(
+            binding("https://api.openai.com"),
+            ["https://api.openai.com:443"]
+        );
+        assert_eq!(
+            binding("https://api.openai.com:443/"),
+            ["https://api.openai.com:443"]
+        );
         assert_eq!(binding("http://llm.internal"), ["http://llm.internal:80"]);
         assert_eq!(binding("http://[::1]:8080"), ["http://[::1]:8080"]);
         assert_eq!(binding("https://127.0.0.1"), ["https://127.0.0.1:443"]);

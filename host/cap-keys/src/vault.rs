@@ -1378,14 +1378,44 @@ mod tests {
             conn.execute_batch(SCHEMA_1).unwrap();
             write_check(&conn, source.as_ref()).unwrap();
             let s = source.as_ref();
-            add_v1(&conn, s, ("openai", "default", 1), "sk-remote-0123456789", &["api.openai.com"]);
-            add_v1(&conn, s, ("azure", "default", 1), "az-0123456789abcdef", &["*.openai.azure.com"]);
-            add_v1(&conn, s, ("local", "default", 1), "local-0123456789abc", &["127.0.0.1"]);
+            add_v1(
+                &conn,
+                s,
+                ("openai", "default", 1),
+                "sk-remote-0123456789",
+                &["api.openai.com"],
+            );
+            add_v1(
+                &conn,
+                s,
+                ("azure", "default", 1),
+                "az-0123456789abcdef",
+                &["*.openai.azure.com"],
+            );
+            add_v1(
+                &conn,
+                s,
+                ("local", "default", 1),
+                "local-0123456789abc",
+                &["127.0.0.1"],
+            );
             // A version revoked under schema 1: no sealed material left.
-            add_v1(&conn, s, ("openai", "old", 1), "sk-gone-0123456789ab", &["api.openai.com"]);
+            add_v1(
+                &conn,
+                s,
+                ("openai", "old", 1),
+                "sk-gone-0123456789ab",
+                &["api.openai.com"],
+            );
             revoke_row(&conn, "openai", "old", 1).unwrap();
             // A row tampered with before the migration: re-pointed at another host.
-            add_v1(&conn, s, ("openai", "moved", 1), "sk-moved-0123456789", &["api.openai.com"]);
+            add_v1(
+                &conn,
+                s,
+                ("openai", "moved", 1),
+                "sk-moved-0123456789",
+                &["api.openai.com"],
+            );
             conn.execute(
                 "UPDATE keys SET bound_hosts = '[\"evil.example.com\"]' WHERE name = 'moved'",
                 [],
@@ -1466,7 +1496,13 @@ mod tests {
             let conn = Connection::open(&path).unwrap();
             conn.execute_batch(SCHEMA_1).unwrap();
             write_check(&conn, right.as_ref()).unwrap();
-            add_v1(&conn, right.as_ref(), ("openai", "default", 1), "sk-0123456789abcdef", &["api.openai.com"]);
+            add_v1(
+                &conn,
+                right.as_ref(),
+                ("openai", "default", 1),
+                "sk-0123456789abcdef",
+                &["api.openai.com"],
+            );
         }
         let wrong: Arc<dyn MasterKeySource> = Arc::new(StaticSource::new(
             DataKey::from_slice(&[2; crate::KEY_LEN], "test").unwrap(),

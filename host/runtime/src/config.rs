@@ -516,7 +516,10 @@ fn protected_paths(
         .cache_dir
         .as_ref()
         .map_or_else(|| data_dir.join("models"), |d| d.join_relative_to(config));
-    out.push(("the model cache ([local-models] cache-dir)", canonical(&models)));
+    out.push((
+        "the model cache ([local-models] cache-dir)",
+        canonical(&models),
+    ));
     // The storage database, the usage ledger, the key vault and its master
     // key file all live here.
     out.push((
