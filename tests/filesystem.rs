@@ -158,3 +158,61 @@ async fn a_missing_host_directory_is_a_config_error() {
     assert!(err.contains("nowhere is not a directory"), "{err}");
     assert!(err.contains("guest path `data` must be absolute"), "{err}");
 }
+
+/// The platform's own files (storage, usage ledger, key vault and master
+/// key in the data directory; the compile cache; the model cache) are never
+/// shared with a plugin: a grant that contains one, or lies inside one, is
+/// refused at load, naming the grant's line and the protected path.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn grants_overlapping_the_platforms_own_files_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().canonicalize().unwrap();
+    for sub in ["platform-data/models", "cache", "my-models", "data"] {
+        std::fs::create_dir_all(root.join(sub)).unwrap();
+    }
+    std::os::unix::fs::symlink(root.join("platform-data"), root.join("innocent")).unwrap();
+    let runtime =
+        "compile-cache = true\ncache-dir = \"cache\"\n[local-models]\ncache-dir = \"my-models\"";
+    let refused = |host: &str| format!("directories = [{{ host = \"{host}\", guest = \"/x\" }}]");
+
+    for (host, protected) in [
+        // The data directory itself, a folder inside it, a folder holding it.
+        ("platform-data", "platform-data"),
+        ("platform-data/models", "platform-data"),
+        (".", "cache"),
+        // A symlink is judged by where it points.
+        ("innocent", "platform-data"),
+        ("cache", "cache"),
+        ("my-models", "my-models"),
+    ] {
+        let err = start_err(dir.path(), runtime, &[fs_plugin(&refused(host))]).await;
+        let protected = root.join(protected);
+        assert!(
+            err.contains("overlaps the") && err.contains(&format!(" {}", protected.display())),
+            "{host}: {err}"
+        );
+        assert!(err.contains("plugin `fs` is granted"), "{host}: {err}");
+        // The line of the grant in platform.toml.
+        let text = std::fs::read_to_string(root.join("platform.toml")).unwrap();
+        let line = text
+            .lines()
+            .position(|l| l.contains(&format!("host = \"{host}\"")))
+            .unwrap()
+            + 1;
+        assert!(
+            err.contains(&format!("platform.toml:{line}: field `grants.directories`")),
+            "{host}: {err}"
+        );
+    }
+
+    // A sibling of the protected folders is fine.
+    let runtime = start(
+        dir.path(),
+        "",
+        &[fs_plugin(
+            "directories = [{ host = \"data\", guest = \"/data\" }]",
+        )],
+    )
+    .await;
+    assert!(call(&runtime, "list", "/data").await.get("ok").is_some());
+}

@@ -7,6 +7,7 @@
 // Test helpers outside #[test] functions may panic too.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+use std::io::Read as _;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
@@ -514,4 +515,258 @@ async fn connections_are_kept_alive_and_replaced_when_closed() {
     let outs = fetch(&runtime, json!({ "url": url("/a"), "count": 2 })).await;
     assert!(outs.iter().all(|o| o["body"] == "ok"), "{outs:?}");
     assert_eq!(upstream.connections(), 3);
+}
+
+/// A port on 127.0.0.1 that nothing listens on.
+fn closed_port() -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.local_addr().unwrap().port()
+}
+
+/// Keys are bound to origins: scheme, host and port. A key bound to
+/// `https://127.0.0.1` (port 443) does not travel over plain `http` to
+/// that host, nor over `https` to another port; an `http://` binding holds
+/// for its port only; a bare loopback binding allows http on any port.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keys_travel_only_to_their_bound_origin() {
+    let upstream = Upstream::start(|r| {
+        Reply::json(
+            200,
+            &json!({"authorized": r.header("authorization").is_some()}),
+        )
+    })
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let vault = vault_with_keys(dir.path());
+    let secret = SecretString::from(SECRET.to_owned());
+    let other_port = closed_port();
+    for (name, origin) in [
+        ("tls-only", "https://127.0.0.1".to_owned()),
+        ("this-port", format!("http://127.0.0.1:{}", upstream.port())),
+        ("other-port", format!("http://127.0.0.1:{other_port}")),
+    ] {
+        vault
+            .add("openai", name, &secret, None, &[origin], AuthScheme::Bearer)
+            .unwrap();
+    }
+    let tls_port = closed_port();
+    let grants = format!(
+        "http = [\"{}\", \"https://127.0.0.1:{tls_port}\"]\nkeys = [\"openai\"]",
+        upstream.origin()
+    );
+    let runtime = start(dir.path(), "", &[plugin(&grants, "")]).await;
+    let plain = format!("{}/v1/chat", upstream.origin());
+    let tls = format!("https://127.0.0.1:{tls_port}/v1/chat");
+
+    // Bound to https on 443: not over http, not to another https port.
+    for url in [&plain, &tls] {
+        let out = fetch_one(
+            &runtime,
+            json!({ "url": url, "key": "key:openai/tls-only" }),
+        )
+        .await;
+        assert_eq!(out["error"], "ErrorCode::HttpRequestDenied", "{url}: {out}");
+    }
+    // Without the key the same https request goes out (and finds no server):
+    // the denial above was the key's binding, not the allow-list.
+    let out = fetch_one(&runtime, json!({ "url": tls })).await;
+    assert_eq!(out["error"], "ErrorCode::ConnectionRefused", "{out}");
+    // Bound to another port of the same host.
+    let out = fetch_one(
+        &runtime,
+        json!({ "url": plain, "key": "key:openai/other-port" }),
+    )
+    .await;
+    assert_eq!(out["error"], "ErrorCode::HttpRequestDenied", "{out}");
+    assert!(
+        upstream.received().is_empty(),
+        "denied requests never leave"
+    );
+
+    // Loopback over plain http: an explicit http:// binding of this port,
+    // and a bare loopback binding (any port).
+    for key in ["key:openai/this-port", "key:openai/default"] {
+        let out = fetch_one(&runtime, json!({ "url": plain, "key": key })).await;
+        assert_eq!(out["body"], r#"{"authorized":true}"#, "{key}: {out}");
+    }
+    let received = upstream.received();
+    assert_eq!(received.len(), 2);
+    for r in &received {
+        assert_eq!(
+            r.header("authorization"),
+            Some(format!("Bearer {SECRET}").as_str())
+        );
+    }
+    // What the guest is told about the keys: their origins.
+    let listed: Vec<(String, Vec<String>)> = vault
+        .list()
+        .unwrap()
+        .into_iter()
+        .map(|k| (k.key.name, k.bound_hosts))
+        .collect();
+    assert!(
+        listed.contains(&(
+            "tls-only".to_owned(),
+            vec!["https://127.0.0.1:443".to_owned()]
+        )),
+        "{listed:?}"
+    );
+}
+
+/// `http://evil.test@127.0.0.1:PORT/`: the user part would travel in the
+/// `Host` header of a request checked against 127.0.0.1. Refused, with or
+/// without a key, before anything is sent.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_authority_with_a_user_name_is_refused() {
+    let upstream = Upstream::start(echo).await;
+    let dir = tempfile::tempdir().unwrap();
+    vault_with_keys(dir.path());
+    let grants = format!("http = [\"{}\"]\nkeys = [\"openai\"]", upstream.origin());
+    let runtime = start(dir.path(), "", &[plugin(&grants, "")]).await;
+    let port = upstream.port();
+
+    for url in [
+        format!("http://evil.test@127.0.0.1:{port}/"),
+        format!("http://user:password@127.0.0.1:{port}/v1"),
+    ] {
+        for args in [
+            json!({ "url": url }),
+            json!({ "url": url, "key": "key:openai/default" }),
+        ] {
+            let out = fetch_one(&runtime, args).await;
+            assert_eq!(
+                out["error"], "ErrorCode::HttpRequestUriInvalid",
+                "{url}: {out}"
+            );
+        }
+    }
+    assert!(upstream.received().is_empty(), "nothing was sent");
+    // The same destination without the user part is served.
+    let out = fetch_one(
+        &runtime,
+        json!({ "url": format!("http://127.0.0.1:{port}/") }),
+    )
+    .await;
+    assert_eq!(out["status"], 200, "{out}");
+}
+
+/// Set in the child process of the backtrace test.
+const BACKTRACE_CHILD: &str = "CONVERGIO_TEST_BACKTRACE_CHILD";
+
+/// With `RUST_BACKTRACE=1` (and `RUST_LIB_BACKTRACE=1`) in the host's
+/// environment, a guest that reads a failing body stream gets the error's
+/// one-line message: no stack trace, no cause chain, no host source path.
+/// Backtrace capture is decided once per process, so the check runs in a
+/// child process started with that environment.
+#[test]
+fn host_errors_reach_a_guest_without_backtraces() {
+    let mut child = std::process::Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            "backtrace_child",
+            "--include-ignored",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env("RUST_BACKTRACE", "1")
+        .env("RUST_LIB_BACKTRACE", "1")
+        .env(BACKTRACE_CHILD, "1")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(300);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if std::time::Instant::now() > deadline {
+            child.kill().unwrap();
+            panic!("the child test did not finish within 300 s");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let mut stdout = String::new();
+    let mut stderr = String::new();
+    child
+        .stdout
+        .take()
+        .unwrap()
+        .read_to_string(&mut stdout)
+        .unwrap();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut stderr)
+        .unwrap();
+    assert!(status.success(), "child failed:\n{stdout}\n{stderr}");
+    assert!(
+        stdout.contains("test backtrace_child ... ok") && stdout.contains("1 passed"),
+        "the child test ran:\n{stdout}\n{stderr}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "runs inside host_errors_reach_a_guest_without_backtraces, with RUST_BACKTRACE=1"]
+async fn backtrace_child() {
+    assert_eq!(
+        std::env::var(BACKTRACE_CHILD).as_deref(),
+        Ok("1"),
+        "run this through host_errors_reach_a_guest_without_backtraces"
+    );
+    // The environment does make this process capture backtraces, as the
+    // host's errors do when they are created.
+    assert_eq!(
+        std::backtrace::Backtrace::capture().status(),
+        std::backtrace::BacktraceStatus::Captured
+    );
+
+    let upstream = Upstream::start(|r| match r.path.as_str() {
+        "/stream-big" => Reply::stream(
+            "application/octet-stream",
+            (0..8).map(|_| Bytes::from(vec![b'y'; 512])).collect(),
+            Duration::from_millis(5),
+        ),
+        _ => Reply::stream(
+            "text/event-stream",
+            vec![Bytes::from("data: 1\n\n"), Bytes::from("data: 2\n\n")],
+            Duration::from_millis(800),
+        ),
+    })
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let grants = format!("http = [\"{}\"]", upstream.origin());
+    let runtime = start(
+        dir.path(),
+        "",
+        &[plugin(&grants, "http-max-response-bytes = 1024")],
+    )
+    .await;
+    for (args, message) in [
+        (
+            json!({ "url": format!("{}/stream-big", upstream.origin()) }),
+            "HTTP response body size exceeds limit: 1024 bytes",
+        ),
+        (
+            json!({ "url": format!("{}/drip", upstream.origin()), "between_bytes_ms": 200 }),
+            "connection read timeout",
+        ),
+    ] {
+        let out = fetch_one(&runtime, args).await;
+        let debug = out["debug"]
+            .as_str()
+            .unwrap_or_else(|| panic!("the body stream failed: {out}"));
+        assert_eq!(debug, message, "{out}");
+        for leak in [
+            "\n",
+            "backtrace",
+            "Caused by",
+            ".rs:",
+            "/rustc/",
+            "registry",
+        ] {
+            assert!(!debug.contains(leak), "`{leak}` reached the guest: {debug}");
+        }
+    }
 }

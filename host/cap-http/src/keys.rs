@@ -5,7 +5,7 @@ use convergio_cap_keys::secrecy::ExposeSecret as _;
 use convergio_cap_keys::{UsageDelta, Vault};
 use http::{HeaderMap, HeaderName, HeaderValue};
 
-use crate::ClientInner;
+use crate::{ClientInner, Scheme};
 
 /// The request header that names a key: `convergio-key: key:PROVIDER/NAME`.
 /// The host removes it before the request leaves.
@@ -26,11 +26,12 @@ impl AttachedKey {
 }
 
 /// Take the key header out of `headers`; if it names a key, add that key's
-/// auth header. `Err` carries the reason, for the log.
+/// auth header, provided the key is bound to the request's origin
+/// (`scheme`, `host`, `port`). `Err` carries the reason, for the log.
 pub(crate) async fn attach(
     client: &ClientInner,
     headers: &mut HeaderMap,
-    host: &str,
+    (scheme, host, port): (Scheme, &str, u16),
 ) -> Result<Option<AttachedKey>, String> {
     let named: Vec<HeaderValue> = match headers.remove(KEY_HEADER) {
         None => return Ok(None),
@@ -73,10 +74,21 @@ pub(crate) async fn attach(
         }
     }
     .map_err(|e| e.to_string())?;
-    if !resolved.allows_host(host) {
+    if !resolved.allows(scheme.as_str(), host, port) {
+        let bound: Vec<String> = resolved
+            .bound_origins
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        let host = if host.contains(':') {
+            format!("[{host}]")
+        } else {
+            host.to_owned()
+        };
         return Err(format!(
-            "key {reference} is bound to {}, not to `{host}`; a key's hosts are set with `--host` when it is added",
-            resolved.bound_hosts.join(", ")
+            "key {reference} is bound to {}, not to `{}://{host}:{port}`; a key's origins (scheme://host[:port]) are set with `--host` when it is added (`convergio keys add`)",
+            bound.join(", "),
+            scheme.as_str()
         ));
     }
     let header_name = HeaderName::from_static(resolved.header_name);

@@ -3,6 +3,8 @@
 //!
 //! Deny by default, in this order for every request:
 //!
+//! 0. **URL.** An authority with a user name or password (`user@host`) is
+//!    refused (`http-request-uri-invalid`): that text would travel in `Host`.
 //! 1. **Allow-list.** The destination (`scheme://host:port`) must match one
 //!    of the plugin's grants ([`HttpPolicy`], parsed once at load). Else
 //!    `http-request-denied`.
@@ -12,8 +14,8 @@
 //! 3. **Keys.** A request may carry the header `convergio-key: key:PROVIDER/NAME`
 //!    (a reference from the `keys` interface). The host removes it and adds
 //!    the key's auth header only if the plugin is granted that key and the
-//!    key is bound to the request's host. Else `http-request-denied`. The
-//!    guest never sees the secret.
+//!    key is bound to the request's origin (scheme, host and port). Else
+//!    `http-request-denied`. The guest never sees the secret.
 //! 4. **Addresses.** The host name is resolved (operator overrides first,
 //!    then DNS) and every loopback, private, link-local, metadata and other
 //!    internal address is dropped ([`restricted`]) unless the grant is that
@@ -37,6 +39,7 @@
 
 mod address;
 mod error;
+mod guest_errors;
 mod keys;
 mod policy;
 mod resolve;
@@ -170,8 +173,14 @@ impl HttpState {
 /// Add `wasi:http/types` and `wasi:http/outgoing-handler` to `linker`.
 /// Whether a plugin may import the handler is decided before linking, from
 /// its grants; a plugin without destinations is refused every request.
+///
+/// Also replaces `wasi:io/error.to-debug-string`, through which body
+/// streams report failures, so that a guest reads an error's one-line
+/// message and never the host's backtrace (`RUST_BACKTRACE=1`). Call it
+/// after `wasmtime_wasi::p2::add_to_linker_async`.
 pub fn add_to_linker<T: WasiHttpView + 'static>(linker: &mut Linker<T>) -> wasmtime::Result<()> {
-    wasmtime_wasi_http::p2::add_only_http_to_linker_async(linker)
+    wasmtime_wasi_http::p2::add_only_http_to_linker_async(linker)?;
+    guest_errors::add_to_linker(linker)
 }
 
 #[derive(Debug)]

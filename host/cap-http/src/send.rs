@@ -66,6 +66,21 @@ pub(crate) async fn send(
     options: Option<RequestOptions>,
 ) -> Result<(Response<WasiBody>, IoFuture), HttpError> {
     let target = Target::of(&request).ok_or(HttpError::HttpRequestUriInvalid)?;
+    // `user@host`: the user part would travel in the `Host` header, which
+    // names the host the key and the allow-list were checked against.
+    if request
+        .uri()
+        .authority()
+        .is_some_and(|a| a.as_str().contains('@'))
+    {
+        tracing::warn!(
+            plugin = %client.inner.plugin,
+            destination = %target.origin(),
+            "request refused: its URL has a user name or password (`user@host`) in its authority; send the URL without it (credentials go in headers, or as a key named by the `{}` header)",
+            crate::KEY_HEADER
+        );
+        return Err(HttpError::HttpRequestUriInvalid);
+    }
     let span = tracing::debug_span!(
         "convergio.http.request",
         plugin = %client.inner.plugin,
@@ -126,7 +141,13 @@ async fn exchange(
         return Err(HttpError::ConnectionLimitReached);
     };
 
-    let key = match keys::attach(inner, request.headers_mut(), &target.host).await {
+    let key = match keys::attach(
+        inner,
+        request.headers_mut(),
+        (target.scheme, &target.host, target.port),
+    )
+    .await
+    {
         Ok(key) => key,
         Err(reason) => {
             tracing::warn!(plugin, destination = %origin, "request denied: {reason}");

@@ -38,7 +38,7 @@ fn bench(c: &mut Criterion) {
             let key = vault
                 .resolve(black_box("anthropic"), black_box("default"))
                 .unwrap();
-            black_box(key.allows_host("api.anthropic.com"))
+            black_box(key.allows("https", "api.anthropic.com", 443))
         });
     });
 

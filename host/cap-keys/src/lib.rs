@@ -6,12 +6,14 @@
 //! [`MasterKeySource`]: a key file, an environment variable, the OS keychain
 //! (feature `keychain`) or Azure Key Vault (feature `azure`, on by default).
 //! The associated data binds each ciphertext to its provider, name, version,
-//! auth scheme, expiry and bound hosts, so rows cannot be swapped or
-//! re-pointed at another host.
+//! auth scheme, expiry and bound origins, so rows cannot be swapped or
+//! re-pointed at another origin.
 //!
 //! A guest never sees a secret: components get opaque references
 //! ([`reference()`]), and the host resolves them with [`Vault::resolve`] only to
-//! attach an auth header to a request bound for one of the key's hosts.
+//! attach an auth header to a request bound for one of the key's origins
+//! ([`BoundOrigin`]: scheme, host and port; a bare host name means `https`
+//! on port 443).
 //!
 //! ```
 //! use std::sync::Arc;
@@ -28,7 +30,8 @@
 //! let key = vault.resolve("openai", "default")?;
 //! assert_eq!(key.header_name, "authorization");
 //! assert!(key.header_value.expose_secret().starts_with("Bearer "));
-//! assert!(key.allows_host("api.openai.com"));
+//! assert!(key.allows("https", "api.openai.com", 443));
+//! assert!(!key.allows("http", "api.openai.com", 80));
 //! assert!(!format!("{key:?}").contains("sk-example"));
 //! # Ok(())
 //! # }
@@ -40,6 +43,7 @@ mod crypto;
 mod error;
 mod maintenance;
 mod model;
+mod origin;
 pub mod source;
 mod store;
 mod vault;
@@ -50,8 +54,9 @@ pub use maintenance::{KeyAlert, MaintenanceReport, MaintenanceTask, MasterCheck}
 pub use model::{
     AuthScheme, DEFAULT_KEY_NAME, KeyInfo, KeyListing, KeyPolicy, KeyRef, KeyState, KeyWarning,
     REFERENCE_PREFIX, ResolvedKey, UsageDelta, UsageRow, UsageTotals, default_bound_hosts,
-    grant_allows, host_matches, parse_reference, reference,
+    grant_allows, parse_reference, reference,
 };
+pub use origin::{BoundOrigin, OriginHost, OriginScheme, origins_allow};
 #[cfg(feature = "azure")]
 pub use source::azure::{
     AzureKeyVaultConfig, AzureKeyVaultSource, ClientCredentials, ManagedIdentity, StaticToken,

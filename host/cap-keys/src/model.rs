@@ -9,6 +9,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use secrecy::SecretString;
 
 use crate::error::{Error, Result};
+use crate::origin::{BoundOrigin, origins_allow};
 
 /// Prefix of an opaque key reference: `key:PROVIDER/NAME`.
 pub const REFERENCE_PREFIX: &str = "key:";
@@ -183,8 +184,9 @@ impl FromStr for AuthScheme {
     }
 }
 
-/// The API hosts of well-known providers, the default binding for their keys.
-/// Empty for a provider this crate does not know: the operator must name hosts.
+/// The API hosts of well-known providers, the default binding for their keys
+/// (bare hosts: `https` on port 443, see [`BoundOrigin::parse_binding`]).
+/// Empty for a provider this crate does not know: the operator must name origins.
 pub fn default_bound_hosts(provider: &str) -> Vec<String> {
     let hosts: &[&str] = match provider {
         "openai" => &["api.openai.com"],
@@ -199,45 +201,6 @@ pub fn default_bound_hosts(provider: &str) -> Vec<String> {
         _ => &[],
     };
     hosts.iter().map(|h| (*h).to_owned()).collect()
-}
-
-/// Check and normalise a bound host: a lowercase DNS name or IP address,
-/// optionally starting with `*.` (any subdomain, not the bare domain).
-pub(crate) fn normalize_host(host: &str) -> Result<String> {
-    let host = host.trim().trim_end_matches('.').to_ascii_lowercase();
-    let bare = host.strip_prefix("*.").unwrap_or(&host);
-    let ok = !bare.is_empty()
-        && bare.len() <= 253
-        && bare
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '.' || c == '-')
-        && !bare.starts_with('.')
-        && !bare.contains("..");
-    if !ok {
-        return Err(Error::invalid(
-            "bound host",
-            format!(
-                "`{host}` must be a host name such as api.openai.com or *.openai.azure.com (no scheme, port or path)"
-            ),
-        ));
-    }
-    Ok(host)
-}
-
-/// Whether `host` matches one of `patterns` (exact, or `*.domain` for any
-/// subdomain). Case-insensitive; a trailing dot is ignored.
-pub fn host_matches(patterns: &[String], host: &str) -> bool {
-    let host = host.trim_end_matches('.');
-    patterns
-        .iter()
-        .any(|pattern| match pattern.strip_prefix("*.") {
-            Some(domain) => {
-                host.len() > domain.len() + 1
-                    && host[host.len() - domain.len()..].eq_ignore_ascii_case(domain)
-                    && host.as_bytes()[host.len() - domain.len() - 1] == b'.'
-            }
-            None => pattern.eq_ignore_ascii_case(host),
-        })
 }
 
 /// Whether a plugin's `keys` grants name the key `provider/name`: a grant is
@@ -295,7 +258,7 @@ pub struct KeyInfo {
     pub version: u32,
     /// When it stops being accepted.
     pub expires: Option<SystemTime>,
-    /// Hosts it may be sent to.
+    /// Origins it may be sent to, e.g. `https://api.openai.com:443`.
     pub bound_hosts: Vec<String>,
     /// The header it travels in.
     pub auth_scheme: AuthScheme,
@@ -485,7 +448,7 @@ pub struct KeyListing {
     pub expires: Option<SystemTime>,
     /// End of the grace period, for a version in grace.
     pub grace_until: Option<SystemTime>,
-    /// Hosts it may be sent to.
+    /// Origins it may be sent to, e.g. `https://api.openai.com:443`.
     pub bound_hosts: Vec<String>,
     /// The header it travels in.
     pub auth_scheme: AuthScheme,
@@ -509,16 +472,17 @@ pub struct ResolvedKey {
     pub header_name: &'static str,
     /// The full header value (`Bearer …` for the bearer scheme).
     pub header_value: SecretString,
-    /// Hosts the key may be sent to; check with [`ResolvedKey::allows_host`].
-    pub bound_hosts: Arc<[String]>,
+    /// Origins the key may be sent to; check with [`ResolvedKey::allows`].
+    pub bound_origins: Arc<[BoundOrigin]>,
     /// When the key stops being accepted.
     pub expires: Option<SystemTime>,
 }
 
 impl ResolvedKey {
-    /// Whether the key may be sent to `host` (exact match, or a `*.domain` pattern).
-    pub fn allows_host(&self, host: &str) -> bool {
-        host_matches(&self.bound_hosts, host)
+    /// Whether the key may be sent to `scheme://host:port`: one of its
+    /// origins has that scheme, host (exact, or `*.domain`) and port.
+    pub fn allows(&self, scheme: &str, host: &str, port: u16) -> bool {
+        origins_allow(&self.bound_origins, scheme, host, port)
     }
 }
 
@@ -528,7 +492,7 @@ impl fmt::Debug for ResolvedKey {
             .field("version", &self.version)
             .field("header_name", &self.header_name)
             .field("header_value", &"[redacted]")
-            .field("bound_hosts", &self.bound_hosts)
+            .field("bound_origins", &self.bound_origins)
             .field("expires", &self.expires)
             .finish()
     }
@@ -599,22 +563,6 @@ mod tests {
         ] {
             assert!(parse_reference(bad).is_err(), "{bad}");
         }
-    }
-
-    #[test]
-    fn host_patterns() {
-        let p = vec!["api.openai.com".to_owned(), "*.openai.azure.com".to_owned()];
-        assert!(host_matches(&p, "api.openai.com"));
-        assert!(host_matches(&p, "API.OpenAI.com."));
-        assert!(host_matches(&p, "me.openai.azure.com"));
-        assert!(host_matches(&p, "a.b.openai.azure.com"));
-        assert!(!host_matches(&p, "openai.azure.com"));
-        assert!(!host_matches(&p, "evilopenai.azure.com"));
-        assert!(!host_matches(&p, "api.openai.com.evil.com"));
-        assert!(!host_matches(&[], "api.openai.com"));
-        assert!(normalize_host("https://x.com").is_err());
-        assert!(normalize_host("x.com:443").is_err());
-        assert_eq!(normalize_host("*.Example.COM.").unwrap(), "*.example.com");
     }
 
     #[test]

@@ -10,7 +10,15 @@ use crate::error::{Error, Result};
 use crate::model::{AuthScheme, KeyState};
 
 /// Highest schema version this build reads and writes.
-pub(crate) const SCHEMA_VERSION: i64 = 1;
+///
+/// - 1: `bound_hosts` held bare host names, which matched any scheme and port.
+/// - 2: `bound_hosts` holds origins, `scheme://host:port` (port may be `*`).
+///   [`crate::Vault::open`] migrates a version 1 file (it needs the master
+///   key to re-seal each secret under its new origins).
+pub(crate) const SCHEMA_VERSION: i64 = 2;
+
+/// The schema version whose bound hosts [`crate::Vault`] migrates to origins.
+pub(crate) const SCHEMA_BARE_HOSTS: i64 = 1;
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS vault_meta (
@@ -71,10 +79,14 @@ pub(crate) fn open(path: &Path) -> Result<Connection> {
             supported: SCHEMA_VERSION,
         });
     }
-    convergio_sqlite::create_schema(
-        &mut conn,
-        &format!("{SCHEMA}\nPRAGMA user_version = {SCHEMA_VERSION};"),
-    )?;
+    // A new file gets the current version; an older one keeps its version
+    // until the vault migrates it.
+    let schema = if found == 0 {
+        format!("{SCHEMA}\nPRAGMA user_version = {SCHEMA_VERSION};")
+    } else {
+        SCHEMA.to_owned()
+    };
+    convergio_sqlite::create_schema(&mut conn, &schema)?;
     Ok(conn)
 }
 
@@ -125,6 +137,7 @@ pub(crate) struct KeyRow {
     pub expires_ms: Option<i64>,
     pub grace_until_ms: Option<i64>,
     pub auth_scheme: AuthScheme,
+    /// Origins in canonical form (`https://api.openai.com:443`), as sealed.
     pub bound_hosts: Vec<String>,
     pub masked: String,
     pub master_key_id: String,

@@ -16,9 +16,9 @@ use crate::crypto::{self, DataKey};
 use crate::error::{Error, Result};
 use crate::model::{
     AuthScheme, KeyInfo, KeyListing, KeyPolicy, KeyRef, KeyState, ResolvedKey, UsageDelta,
-    UsageRow, UsageTotals, from_millis, mask, normalize_host, to_millis, validate_name,
-    validate_secret,
+    UsageRow, UsageTotals, from_millis, mask, to_millis, validate_name, validate_secret,
 };
+use crate::origin::BoundOrigin;
 use crate::source::{MasterKeySource, WrappedKey};
 use crate::store::{self, KEY_COLUMNS, KeyRow, day_of, to_i64, to_u64};
 
@@ -77,7 +77,7 @@ struct CachedKey {
     version: u32,
     header_name: &'static str,
     header_value: SecretString,
-    bound_hosts: Arc<[String]>,
+    bound_origins: Arc<[BoundOrigin]>,
     expires_ms: Option<i64>,
 }
 
@@ -87,7 +87,7 @@ impl CachedKey {
             version: self.version,
             header_name: self.header_name,
             header_value: self.header_value.clone(),
-            bound_hosts: Arc::clone(&self.bound_hosts),
+            bound_origins: Arc::clone(&self.bound_origins),
             expires: self.expires_ms.map(from_millis),
         }
     }
@@ -130,7 +130,9 @@ fn data_key_context(provider: &str, name: &str, version: u32) -> Vec<u8> {
 }
 
 /// Associated data of a secret: everything that decides where the secret
-/// may go, so a changed host list or scheme in the file fails authentication.
+/// may go, so a changed origin list or scheme in the file fails
+/// authentication. `hosts` are the stored strings (origins since schema 2,
+/// bare host names in schema 1).
 fn secret_context(
     provider: &str,
     name: &str,
@@ -194,8 +196,9 @@ impl Vault {
         options: VaultOptions,
     ) -> Result<Self> {
         let path = path.as_ref().to_path_buf();
-        let conn = store::open(&path)?;
+        let mut conn = store::open(&path)?;
         check_master(&conn, source.as_ref())?;
+        migrate_bare_hosts(&mut conn, source.as_ref())?;
         let data_version: i64 = conn.pragma_query_value(None, "data_version", |r| r.get(0))?;
         let clock = options.clock.unwrap_or_else(|| Arc::new(SystemTime::now));
         let now_ms = to_millis(clock());
@@ -291,6 +294,9 @@ impl Vault {
 
     /// Store a new key (version 1, or the next version after revoked ones).
     /// Refused if the key already has a usable version: use [`Vault::rotate`].
+    /// `bound_hosts` are bindings as [`BoundOrigin::parse_binding`] reads
+    /// them (`https://api.openai.com`, `api.openai.com`, `127.0.0.1`); they
+    /// are stored as origins.
     #[instrument(
         name = "convergio.keys.add",
         skip(self, secret, bound_hosts, auth_scheme)
@@ -307,7 +313,7 @@ impl Vault {
         validate_name("provider name", provider)?;
         validate_name("key name", name)?;
         validate_secret(secret.expose_secret())?;
-        let hosts = normalize_hosts(bound_hosts)?;
+        let hosts = normalize_bindings(bound_hosts)?;
         let now_ms = to_millis(self.now());
         let expires_ms = check_expiry(expires, now_ms)?;
         let source = self.source();
@@ -918,11 +924,17 @@ impl Vault {
         let plain = crypto::open(&data_key, &row.nonce, &aad, &row.ciphertext)
             .ok_or_else(|| Error::Integrity { what: label() })?;
         let secret = std::str::from_utf8(&plain).map_err(|_| Error::Integrity { what: label() })?;
+        let bound_origins = row
+            .bound_hosts
+            .iter()
+            .map(String::as_str)
+            .map(BoundOrigin::parse_canonical)
+            .collect::<Result<Vec<_>>>()?;
         Ok(CachedKey {
             version: row.version,
             header_name: row.auth_scheme.header_name(),
             header_value: row.auth_scheme.header_value(secret),
-            bound_hosts: row.bound_hosts.clone().into(),
+            bound_origins: bound_origins.into(),
             expires_ms: row.expires_ms,
         })
     }
@@ -1147,26 +1159,371 @@ fn next_version(conn: &Connection, provider: &str, name: &str) -> Result<u32> {
     Ok(max.map_or(1, |v| v.saturating_add(1)))
 }
 
-fn normalize_hosts(hosts: &[String]) -> Result<Vec<String>> {
-    let mut out: Vec<String> = Vec::with_capacity(hosts.len());
-    for host in hosts {
-        let host = normalize_host(host)?;
-        if !out.contains(&host) {
-            out.push(host);
+/// The canonical origins of operator-written bindings, without repeats.
+fn normalize_bindings(bindings: &[String]) -> Result<Vec<String>> {
+    let mut out: Vec<String> = Vec::with_capacity(bindings.len());
+    for binding in bindings {
+        for origin in BoundOrigin::parse_binding(binding)? {
+            let origin = origin.to_string();
+            if !out.contains(&origin) {
+                out.push(origin);
+            }
         }
     }
     if out.is_empty() {
         return Err(Error::invalid(
-            "bound hosts",
-            "a key must be bound to at least one host it may be sent to",
+            "bound origins",
+            "a key must be bound to at least one origin it may be sent to, e.g. https://api.openai.com",
         ));
     }
     Ok(out)
+}
+
+/// Schema 1 stored bare host names, which let a key go to any scheme and
+/// port of its host. Give each row the origins its hosts mean now (a bare
+/// host is `https` on port 443; a loopback host `http` or `https` on any
+/// port) and re-seal its secret under them, since the origins are part of
+/// the secret's associated data. One transaction: a failure (a master key
+/// that cannot be reached) leaves the file as it was, for the next open.
+///
+/// A row whose secret fails authentication (it was tampered with) gets its
+/// origins but keeps its ciphertext: it stays refused, as before.
+fn migrate_bare_hosts(conn: &mut Connection, source: &dyn MasterKeySource) -> Result<()> {
+    let found: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
+    if found != store::SCHEMA_BARE_HOSTS {
+        return Ok(());
+    }
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    // Another process may have migrated since the check above.
+    let found: i64 = tx.pragma_query_value(None, "user_version", |r| r.get(0))?;
+    if found != store::SCHEMA_BARE_HOSTS {
+        return Ok(());
+    }
+    let rows: Vec<KeyRow> = {
+        let mut stmt = tx.prepare(&format!("SELECT {KEY_COLUMNS} FROM keys"))?;
+        let rows = stmt.query_map([], KeyRow::from_row)?;
+        rows.collect::<rusqlite::Result<_>>()?
+    };
+    let mut resealed = 0usize;
+    for row in &rows {
+        let origins = normalize_bindings(&row.bound_hosts)?;
+        let origins_json = serde_json::to_string(&origins)
+            .map_err(|e| Error::invalid("bound origins", e.to_string()))?;
+        let label = row_label(&row.provider, &row.name, row.version);
+        let resealed_row = if row.ciphertext.is_empty() {
+            None
+        } else {
+            reseal(source, row, &origins)?
+        };
+        match resealed_row {
+            Some((nonce, ciphertext)) => {
+                tx.execute(
+                    "UPDATE keys SET bound_hosts = ?4, nonce = ?5, ciphertext = ?6
+                     WHERE provider = ?1 AND name = ?2 AND version = ?3",
+                    params![
+                        row.provider,
+                        row.name,
+                        row.version,
+                        origins_json,
+                        nonce.as_slice(),
+                        ciphertext
+                    ],
+                )?;
+                resealed += 1;
+            }
+            None => {
+                if !row.ciphertext.is_empty() {
+                    tracing::warn!(key = %label, "failed authentication while its bound hosts were migrated to origins; it stays refused");
+                }
+                tx.execute(
+                    "UPDATE keys SET bound_hosts = ?4
+                     WHERE provider = ?1 AND name = ?2 AND version = ?3",
+                    params![row.provider, row.name, row.version, origins_json],
+                )?;
+            }
+        }
+        tracing::info!(key = %label, from = %row.bound_hosts.join(", "), to = %origins.join(", "), "bound hosts migrated to origins");
+    }
+    tx.pragma_update(None, "user_version", store::SCHEMA_VERSION)?;
+    tx.commit()?;
+    tracing::info!(
+        versions = rows.len(),
+        resealed,
+        "key vault migrated: keys are bound to origins (scheme, host, port)"
+    );
+    Ok(())
+}
+
+/// The secret of `row`, sealed again with the same data key under
+/// `origins`; `None` if it fails authentication under its stored hosts.
+fn reseal(
+    source: &dyn MasterKeySource,
+    row: &KeyRow,
+    origins: &[String],
+) -> Result<Option<([u8; crypto::NONCE_LEN], Vec<u8>)>> {
+    let wrapped = WrappedKey {
+        key_id: row.master_key_id.clone(),
+        bytes: row.wrapped_key.clone(),
+    };
+    let data_key = match source.unwrap(
+        &wrapped,
+        &data_key_context(&row.provider, &row.name, row.version),
+    ) {
+        Ok(key) => key,
+        Err(Error::Integrity { .. }) => return Ok(None),
+        Err(other) => return Err(other),
+    };
+    let context = |hosts: &[String]| {
+        secret_context(
+            &row.provider,
+            &row.name,
+            row.version,
+            row.auth_scheme,
+            row.expires_ms,
+            hosts,
+        )
+    };
+    let Some(plain) = crypto::open(
+        &data_key,
+        &row.nonce,
+        &context(&row.bound_hosts),
+        &row.ciphertext,
+    ) else {
+        return Ok(None);
+    };
+    crypto::seal(&data_key, &context(origins), &plain).map(Some)
 }
 
 fn check_expiry(expires: Option<SystemTime>, now_ms: i64) -> Result<Option<i64>> {
     match expires.map(to_millis) {
         Some(e) if e <= now_ms => Err(Error::invalid("expiry", "the date is in the past")),
         other => Ok(other),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use secrecy::ExposeSecret as _;
+
+    use super::*;
+    use crate::StaticSource;
+
+    /// The tables of schema 1, as that version created them.
+    const SCHEMA_1: &str = "
+        CREATE TABLE vault_meta (name TEXT PRIMARY KEY, value BLOB NOT NULL) STRICT;
+        CREATE TABLE keys (
+            provider TEXT NOT NULL, name TEXT NOT NULL, version INTEGER NOT NULL,
+            state TEXT NOT NULL CHECK (state IN ('active', 'grace', 'revoked')),
+            created_ms INTEGER NOT NULL, expires_ms INTEGER, grace_until_ms INTEGER,
+            auth_scheme TEXT NOT NULL, bound_hosts TEXT NOT NULL, masked TEXT NOT NULL,
+            master_key_id TEXT NOT NULL, wrapped_key BLOB NOT NULL, nonce BLOB NOT NULL,
+            ciphertext BLOB NOT NULL,
+            PRIMARY KEY (provider, name, version)
+        ) STRICT;
+        CREATE UNIQUE INDEX keys_one_active ON keys (provider, name) WHERE state = 'active';
+        CREATE TABLE key_usage (
+            provider TEXT NOT NULL, name TEXT NOT NULL, version INTEGER NOT NULL,
+            day INTEGER NOT NULL, requests INTEGER NOT NULL DEFAULT 0,
+            input_tokens INTEGER NOT NULL DEFAULT 0, output_tokens INTEGER NOT NULL DEFAULT 0,
+            cost_micro_usd INTEGER NOT NULL DEFAULT 0, errors INTEGER NOT NULL DEFAULT 0,
+            last_used_ms INTEGER NOT NULL,
+            PRIMARY KEY (provider, name, version, day)
+        ) STRICT;
+        PRAGMA user_version = 1;
+    ";
+
+    /// Seal and insert one version the way schema 1 did: under bare hosts.
+    fn add_v1(
+        conn: &Connection,
+        source: &dyn MasterKeySource,
+        (provider, name, version): (&str, &str, u32),
+        secret: &str,
+        hosts: &[&str],
+    ) {
+        let hosts: Vec<String> = hosts.iter().map(|h| (*h).to_owned()).collect();
+        let secret = SecretString::from(secret.to_owned());
+        let sealed = seal_row(
+            source,
+            provider,
+            name,
+            version,
+            &secret,
+            AuthScheme::Bearer,
+            None,
+            &hosts,
+        )
+        .unwrap();
+        insert_row(
+            conn,
+            provider,
+            name,
+            version,
+            0,
+            None,
+            AuthScheme::Bearer,
+            &hosts,
+            &sealed,
+        )
+        .unwrap();
+    }
+
+    #[test]
+    fn a_schema_1_vault_opens_with_its_hosts_as_origins() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("vault.db");
+        let master = DataKey::from_slice(&[9; crate::KEY_LEN], "test").unwrap();
+        let source: Arc<dyn MasterKeySource> = Arc::new(StaticSource::new(master, "test key"));
+        {
+            let conn = Connection::open(&path).unwrap();
+            conn.execute_batch(SCHEMA_1).unwrap();
+            write_check(&conn, source.as_ref()).unwrap();
+            let s = source.as_ref();
+            add_v1(
+                &conn,
+                s,
+                ("openai", "default", 1),
+                "sk-remote-0123456789",
+                &["api.openai.com"],
+            );
+            add_v1(
+                &conn,
+                s,
+                ("azure", "default", 1),
+                "az-0123456789abcdef",
+                &["*.openai.azure.com"],
+            );
+            add_v1(
+                &conn,
+                s,
+                ("local", "default", 1),
+                "local-0123456789abc",
+                &["127.0.0.1"],
+            );
+            // A version revoked under schema 1: no sealed material left.
+            add_v1(
+                &conn,
+                s,
+                ("openai", "old", 1),
+                "sk-gone-0123456789ab",
+                &["api.openai.com"],
+            );
+            revoke_row(&conn, "openai", "old", 1).unwrap();
+            // A row tampered with before the migration: re-pointed at another host.
+            add_v1(
+                &conn,
+                s,
+                ("openai", "moved", 1),
+                "sk-moved-0123456789",
+                &["api.openai.com"],
+            );
+            conn.execute(
+                "UPDATE keys SET bound_hosts = '[\"evil.example.com\"]' WHERE name = 'moved'",
+                [],
+            )
+            .unwrap();
+        }
+
+        let vault = Vault::open(&path, Arc::clone(&source)).unwrap();
+        let remote = vault.resolve("openai", "default").unwrap();
+        assert_eq!(
+            remote.header_value.expose_secret(),
+            "Bearer sk-remote-0123456789"
+        );
+        assert!(remote.allows("https", "api.openai.com", 443));
+        assert!(!remote.allows("http", "api.openai.com", 80));
+        assert!(!remote.allows("http", "api.openai.com", 443));
+        assert!(!remote.allows("https", "api.openai.com", 8443));
+        let azure = vault.resolve("azure", "default").unwrap();
+        assert!(azure.allows("https", "mine.openai.azure.com", 443));
+        assert!(!azure.allows("http", "mine.openai.azure.com", 80));
+        let local = vault.resolve("local", "default").unwrap();
+        assert!(local.allows("http", "127.0.0.1", 11434));
+        assert!(local.allows("https", "127.0.0.1", 8443));
+        assert!(!local.allows("http", "10.0.0.1", 11434));
+        assert!(matches!(
+            vault.resolve("openai", "moved"),
+            Err(Error::Integrity { .. })
+        ));
+
+        let listed: Vec<(String, Vec<String>)> = vault
+            .list()
+            .unwrap()
+            .into_iter()
+            .map(|k| (k.key.to_string(), k.bound_hosts))
+            .collect();
+        let origins = |key: &str| {
+            listed
+                .iter()
+                .find(|(k, _)| k == key)
+                .map(|(_, o)| o.clone())
+                .unwrap()
+        };
+        assert_eq!(origins("openai/default"), ["https://api.openai.com:443"]);
+        assert_eq!(origins("openai/old"), ["https://api.openai.com:443"]);
+        assert_eq!(origins("openai/moved"), ["https://evil.example.com:443"]);
+        assert_eq!(origins("azure/default"), ["https://*.openai.azure.com:443"]);
+        assert_eq!(
+            origins("local/default"),
+            ["http://127.0.0.1:*", "https://127.0.0.1:*"]
+        );
+        drop(vault);
+
+        // Migrated once: the file is schema 2 and opens again unchanged.
+        let conn = Connection::open(&path).unwrap();
+        let version: i64 = conn
+            .pragma_query_value(None, "user_version", |r| r.get(0))
+            .unwrap();
+        assert_eq!(version, store::SCHEMA_VERSION);
+        drop(conn);
+        let vault = Vault::open(&path, source).unwrap();
+        assert!(
+            vault
+                .resolve("openai", "default")
+                .unwrap()
+                .allows("https", "api.openai.com", 443)
+        );
+    }
+
+    #[test]
+    fn a_schema_1_vault_is_not_migrated_with_the_wrong_master_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("vault.db");
+        let right: Arc<dyn MasterKeySource> = Arc::new(StaticSource::new(
+            DataKey::from_slice(&[1; crate::KEY_LEN], "test").unwrap(),
+            "right",
+        ));
+        {
+            let conn = Connection::open(&path).unwrap();
+            conn.execute_batch(SCHEMA_1).unwrap();
+            write_check(&conn, right.as_ref()).unwrap();
+            add_v1(
+                &conn,
+                right.as_ref(),
+                ("openai", "default", 1),
+                "sk-0123456789abcdef",
+                &["api.openai.com"],
+            );
+        }
+        let wrong: Arc<dyn MasterKeySource> = Arc::new(StaticSource::new(
+            DataKey::from_slice(&[2; crate::KEY_LEN], "test").unwrap(),
+            "wrong",
+        ));
+        assert!(matches!(
+            Vault::open(&path, wrong),
+            Err(Error::MasterKeyMismatch { .. })
+        ));
+        let conn = Connection::open(&path).unwrap();
+        let version: i64 = conn
+            .pragma_query_value(None, "user_version", |r| r.get(0))
+            .unwrap();
+        assert_eq!(version, store::SCHEMA_BARE_HOSTS, "left for the right key");
+        drop(conn);
+        let vault = Vault::open(&path, right).unwrap();
+        assert!(
+            vault
+                .resolve("openai", "default")
+                .unwrap()
+                .allows("https", "api.openai.com", 443)
+        );
     }
 }

@@ -41,8 +41,12 @@ fn round_trip_through_a_reopened_vault() {
     assert_eq!(key.version, 1);
     assert_eq!(key.header_name, "authorization");
     assert_eq!(key.header_value.expose_secret(), format!("Bearer {MARKER}"));
-    assert!(key.allows_host("api.openai.com"));
-    assert!(!key.allows_host("evil.example.com"));
+    assert!(key.allows("https", "api.openai.com", 443));
+    assert!(!key.allows("https", "evil.example.com", 443));
+    // A bare host binds https on port 443 only.
+    assert!(!key.allows("http", "api.openai.com", 80));
+    assert!(!key.allows("http", "api.openai.com", 443));
+    assert!(!key.allows("https", "api.openai.com", 8443));
 
     vault
         .add(
@@ -60,7 +64,7 @@ fn round_trip_through_a_reopened_vault() {
 
     let info = vault.info("openai", "default").unwrap();
     assert_eq!(info.version, 1);
-    assert_eq!(info.bound_hosts, hosts(&["api.openai.com"]));
+    assert_eq!(info.bound_hosts, hosts(&["https://api.openai.com:443"]));
 
     let r = reference("openai", "default");
     assert_eq!(r, "key:openai/default");
@@ -253,7 +257,7 @@ fn rows_cannot_be_swapped_or_re_pointed_at_another_host() {
     .unwrap();
     // Point the second key at an attacker's host.
     conn.execute(
-        "UPDATE keys SET bound_hosts = '[\"evil.example.com\"]' WHERE name = 'second'",
+        "UPDATE keys SET bound_hosts = '[\"https://evil.example.com:443\"]' WHERE name = 'second'",
         [],
     )
     .unwrap();
@@ -301,8 +305,8 @@ fn rotation_keeps_the_old_version_for_its_grace_period() {
     assert_eq!(key.version, 2);
     assert!(key.header_value.expose_secret().ends_with("wxyz"));
     assert!(
-        key.allows_host("api.openai.com"),
-        "rotation keeps the bound hosts"
+        key.allows("https", "api.openai.com", 443),
+        "rotation keeps the bound origins"
     );
     let old = vault.resolve_version("openai", "default", 1).unwrap();
     assert!(old.header_value.expose_secret().ends_with("abcd"));

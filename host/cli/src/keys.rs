@@ -10,7 +10,7 @@ use std::time::{Duration, SystemTime};
 use anyhow::{Context, Result, bail};
 use clap::Subcommand;
 use convergio_cap_keys::secrecy::SecretString;
-use convergio_cap_keys::{AuthScheme, DEFAULT_KEY_NAME, Vault, default_bound_hosts};
+use convergio_cap_keys::{AuthScheme, BoundOrigin, DEFAULT_KEY_NAME, Vault, default_bound_hosts};
 
 /// Key vault commands.
 #[derive(Debug, Subcommand)]
@@ -25,8 +25,11 @@ pub enum KeysCommand {
         /// Date after which the key is refused (`2027-01-31` or RFC 3339).
         #[arg(long)]
         expires: Option<String>,
-        /// Host the key may be sent to (repeatable); defaults to the provider's API hosts.
-        #[arg(long = "host")]
+        /// Origin the key may be sent to, `scheme://host[:port]` (repeatable).
+        /// A bare host means https on port 443; a bare loopback host
+        /// (`127.0.0.1`, `localhost`, `::1`) http or https on any port.
+        /// Defaults to the provider's API hosts over https.
+        #[arg(long = "host", visible_alias = "origin")]
         hosts: Vec<String>,
         /// Header the key travels in: bearer, x-api-key, api-key or x-goog-api-key
         /// (default: the provider's).
@@ -132,8 +135,20 @@ pub fn run(
             };
             if hosts.is_empty() {
                 bail!(
-                    "provider `{provider}` has no known API host: name the hosts the key may go to with --host"
+                    "provider `{provider}` has no known API host: name the origins the key may go to with --host scheme://host[:port], e.g. --host https://api.example.com or --host http://127.0.0.1:8080"
                 );
+            }
+            // Checked before the secret is asked for.
+            let mut origins: Vec<String> = Vec::new();
+            for binding in &hosts {
+                let parsed = BoundOrigin::parse_binding(binding)
+                    .with_context(|| format!("--host {binding}"))?;
+                for origin in parsed {
+                    let origin = origin.to_string();
+                    if !origins.contains(&origin) {
+                        origins.push(origin);
+                    }
+                }
             }
             let scheme = match auth_scheme {
                 Some(s) => s.parse::<AuthScheme>()?,
@@ -144,7 +159,7 @@ pub fn run(
             let version = vault.add(&provider, &name, &secret, expires, &hosts, scheme)?;
             println!(
                 "added {provider}/{name} version {version}, sent as {scheme} to {}",
-                hosts.join(", ")
+                origins.join(", ")
             );
         }
         KeysCommand::List => {
@@ -168,6 +183,7 @@ pub fn run(
                     k.usage.cost_usd(),
                     k.usage.errors
                 );
+                println!("  sent to: {}", k.bound_hosts.join(", "));
                 for warning in &k.warnings {
                     println!("  warning: {warning}");
                 }

@@ -511,6 +511,87 @@ impl DirectoryGrant {
     }
 }
 
+/// What no directory grant may overlap: the platform's own files, each
+/// with a name for messages, canonical.
+fn protected_paths(
+    config: &Path,
+    runtime: &RuntimeSettings,
+    local_models: &LocalModelSettings,
+) -> Vec<(&'static str, PathBuf)> {
+    let data_dir = runtime
+        .data_dir
+        .as_ref()
+        .map_or_else(crate::paths::home, |d| d.join_relative_to(config));
+    let mut out = Vec::new();
+    if runtime.compile_cache {
+        let cache = runtime.cache_dir.as_ref().map_or_else(
+            || crate::paths::home().join("cache"),
+            |d| d.join_relative_to(config),
+        );
+        out.push(("the compile cache ([runtime] cache-dir)", canonical(&cache)));
+    }
+    let models = local_models
+        .cache_dir
+        .as_ref()
+        .map_or_else(|| data_dir.join("models"), |d| d.join_relative_to(config));
+    out.push((
+        "the model cache ([local-models] cache-dir)",
+        canonical(&models),
+    ));
+    // The storage database, the usage ledger, the key vault and its master
+    // key file all live here.
+    out.push((
+        "the data directory ([runtime] data-dir: storage, usage ledger, key vault, master key)",
+        canonical(&data_dir),
+    ));
+    out
+}
+
+/// `path` made absolute with symlinks resolved, also when its last parts
+/// do not exist yet (the data directory before its first use): the
+/// longest existing ancestor is canonicalized, the rest appended.
+fn canonical(path: &Path) -> PathBuf {
+    let absolute = if path.is_absolute() {
+        path.to_path_buf()
+    } else {
+        std::env::current_dir()
+            .unwrap_or_else(|_| PathBuf::from("/"))
+            .join(path)
+    };
+    let mut rest = Vec::new();
+    let mut base = absolute.as_path();
+    loop {
+        if let Ok(found) = base.canonicalize() {
+            let mut out = found;
+            for part in rest.iter().rev() {
+                match part {
+                    std::path::Component::ParentDir => {
+                        out.pop();
+                    }
+                    std::path::Component::CurDir => {}
+                    other => out.push(other),
+                }
+            }
+            return out;
+        }
+        match (base.parent(), base.components().next_back()) {
+            (Some(parent), Some(last)) => {
+                rest.push(last);
+                base = parent;
+            }
+            _ => return absolute,
+        }
+    }
+}
+
+/// The first line at or after `from` that names `host` as written, for
+/// messages about one directory grant; `from` if none does.
+fn line_after(text: &str, from: usize, host: &Path) -> usize {
+    let after: Vec<&str> = text.lines().skip(from.saturating_sub(1)).collect();
+    toml_file::line_of(&after.join("\n"), &format!("\"{}\"", host.display()))
+        .map_or(from, |l| l + from.saturating_sub(1))
+}
+
 /// Paths in `platform.toml` are relative to the file's folder.
 trait RelativeToConfig {
     fn join_relative_to(&self, config: &Path) -> PathBuf;
@@ -594,6 +675,8 @@ impl Platform {
         let mut seen = BTreeSet::new();
         let ids: BTreeSet<&str> = config.plugins.iter().map(|p| p.id.as_str()).collect();
 
+        let protected = protected_paths(path, &config.runtime, &config.local_models);
+
         if config.runtime.epoch_tick_ms == 0 {
             problems.push(format!(
                 "{}: field `runtime.epoch-tick-ms`: must be at least 1",
@@ -635,6 +718,24 @@ impl Platform {
                         "{at}: field `grants.directories`: guest path `{}` must be absolute, e.g. \"/data\"",
                         dir.guest
                     ));
+                }
+            }
+            for (written, dir) in entry.grants.directories.iter().zip(&grants.directories) {
+                let granted = canonical(&dir.host);
+                for (what, protected) in &protected {
+                    if granted.starts_with(protected) || protected.starts_with(&granted) {
+                        let grant_line = line_after(text, line, &written.host);
+                        problems.push(format!(
+                            "{}:{grant_line}: field `grants.directories`: plugin `{}` is granted {} (as `{}`), which overlaps {what} {}; a plugin must never see the platform's own files: grant a directory outside it, or move {what} elsewhere",
+                            path.display(),
+                            entry.id,
+                            granted.display(),
+                            dir.guest,
+                            protected.display()
+                        ));
+                        // One message per grant: the most specific path first.
+                        break;
+                    }
                 }
             }
             if let Err(bad) = convergio_cap_http::HttpPolicy::parse(

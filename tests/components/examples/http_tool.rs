@@ -12,8 +12,9 @@
 //! the request at once before reading any response (concurrency limits).
 //! The result is a JSON array, one entry per request: `{"status": N,
 //! "body": "…", "chunks": N}` or `{"error": "<wasi:http error code>"}` —
-//! an error while reading the body also names where it happened
-//! (`{"status": N, "error": …, "after_bytes": N}`).
+//! an error while reading the body also names where it happened and gives
+//! the error's whole debug string (`{"status": N, "error": …, "after_bytes":
+//! N, "debug": "…"}`).
 
 /// Bindings generated from the WIT contract. The export glue that
 /// wit-bindgen emits is `unsafe` (raw ABI, `export_name`), so the workspace's
@@ -182,15 +183,18 @@ fn finish(future: &FutureIncomingResponse) -> Value {
             Err(StreamError::Closed) => break,
             Err(StreamError::LastOperationFailed(e)) => {
                 let code = bindings::wasi::http::types::http_error_code(&e);
+                let debug = e.to_debug_string();
                 return json!({
                     "status": status,
                     // wasmtime-wasi-http 48 keeps the code of a body error only in its
                     // message, so fall back to the message's first line.
                     "error": code.map_or_else(
-                        || e.to_debug_string().lines().next().unwrap_or_default().to_owned(),
+                        || debug.lines().next().unwrap_or_default().to_owned(),
                         |c| format!("{c:?}"),
                     ),
                     "after_bytes": bytes.len(),
+                    // All the host told the guest, to check it leaks nothing.
+                    "debug": debug,
                 });
             }
         }
