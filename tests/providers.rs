@@ -304,10 +304,10 @@ impl Ctx {
             Flavor::Anthropic => ("anthropic/claude-fable-5-2", (8.0, 40.0), 528),
             // 21 × 4 + 9 × 20
             Flavor::Gemini => ("gemini/gemini-4-carbon", (4.0, 20.0), 264),
-            // 21 × 1.75 + 9 × 14 = 162.75, rounded up
-            Flavor::OpenAi => ("openai/gpt-6.1-terra", (1.75, 14.0), 163),
-            // 21 × 0.2 + 9 × 1.25 = 15.45, rounded up
-            Flavor::AzureOpenAi => ("azure-openai/gpt-6-luna", (0.2, 1.25), 16),
+            // 21 × 2 + 9 × 10 (gpt-6-sol: the first with tools)
+            Flavor::OpenAi => ("openai/gpt-6-sol", (2.0, 10.0), 132),
+            // The `chat` deployment of gpt-6-luna: 21 × 0.1 + 9 × 0.5 = 6.6, rounded up
+            Flavor::AzureOpenAi => ("azure-openai/chat", (0.1, 0.5), 7),
         };
         assert_eq!(
             (

@@ -292,10 +292,10 @@ async fn acknowledged_writes_survive_kill_9() {
     let reader = std::thread::spawn(move || {
         for line in std::io::BufReader::new(stdout).lines() {
             let Ok(line) = line else { break };
-            if let Some(n) = line.strip_prefix("acked ") {
-                if tx.send(n.parse::<u64>().unwrap()).is_err() {
-                    break;
-                }
+            if let Some(n) = line.strip_prefix("acked ")
+                && tx.send(n.parse::<u64>().unwrap()).is_err()
+            {
+                break;
             }
         }
     });
