@@ -902,7 +902,8 @@ fn plugin_list_shows_names_and_types_on_request() {
         .position(|l| *l == "  export convergio:platform/tool@0.1.0#invoke")
         .unwrap_or_else(|| panic!("{verbose}"));
     assert!(
-        lines[at + 1].starts_with("    func(name: string, arguments: string) -> result<string, variant{"),
+        lines[at + 1]
+            .starts_with("    func(name: string, arguments: string) -> result<string, variant{"),
         "the type under the name: {verbose}"
     );
 
