@@ -159,3 +159,42 @@ async fn watch_setting_starts_the_watcher() {
     copy(&test_component("reload_v2"), &live);
     wait_for_v2(&runtime).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_instance_reloads_its_component_and_refuses_another() {
+    let dir = tempfile::tempdir().unwrap();
+    let live = dir.path().join("live.wasm");
+    copy(&test_component("reload_v1"), &live);
+    // The plugin `versioned` is an instance of the component `version-tool`.
+    let plugin = TestPlugin::new("versioned", "tool", live.clone()).instance_of("version-tool");
+    let runtime = start(dir.path(), "", &[plugin]).await;
+    assert_eq!(
+        runtime.plugin("versioned").unwrap().component_id,
+        "version-tool"
+    );
+    copy(&test_component("reload_v2"), &live);
+    let info = runtime.reload("versioned").await.expect("same component");
+    assert_eq!(info.generation, 2);
+
+    // The manifest now names another component: refused, v2 keeps running.
+    let manifest = dir.path().join("versioned.plugin.toml");
+    let text = std::fs::read_to_string(&manifest).unwrap();
+    std::fs::write(
+        &manifest,
+        text.replace("id = \"version-tool\"", "id = \"other-tool\""),
+    )
+    .unwrap();
+    copy(&test_component("reload_v1"), &live);
+    let err = runtime
+        .reload("versioned")
+        .await
+        .expect_err("another component");
+    assert!(
+        err.to_string().contains(
+            "now says id = \"other-tool\", but this plugin runs component `version-tool`"
+        ),
+        "{err}"
+    );
+    assert_eq!(runtime.plugin("versioned").unwrap().generation, 2);
+    assert_eq!(version(&runtime).await, json!({"ok": "\"v2\""}));
+}

@@ -40,30 +40,53 @@ async fn agent_calls_granted_tool_through_the_host() {
     assert_eq!(out["ok"]["output"], json!("{\"hello\":1}"), "{out}");
 }
 
+/// A task that makes `caller_agent` call `tool` instead of `echo`.
+fn task_calling(tool: &str, input: &str) -> serde_json::Value {
+    json!([{
+        "run-id": "r1",
+        "node-id": "n1",
+        "input": input,
+        "state": [{"key": "tool", "value": tool}]
+    }])
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_trapping_callee_fails_the_call_not_the_host() {
     let dir = tempfile::tempdir().unwrap();
-    // caller_agent forwards its input as the tool's arguments and always calls `echo`,
-    // so make the callee itself misbehave: a deadline too short to even start.
-    let slow = TestPlugin::new("slow", "tool", test_component("misbehaving_tool"))
-        .declares(&["config", "events"])
-        .grants("config = {}\nevents = [\"x\"]")
-        .limits("deadline-ms = 1000\nmemory-mib = 1");
-    let runtime = start(dir.path(), "", &[slow, agent("plugins = [\"slow\"]")]).await;
+    let runtime = start(
+        dir.path(),
+        "",
+        &[tool("callee"), agent("plugins = [\"callee\"]")],
+    )
+    .await;
+    // The callee starts, runs its `panic` tool and traps in the middle of the call.
     let err = runtime
-        .invoke_json("agent", "agent.run", &task("{}"))
+        .invoke_json("agent", "agent.run", &task_calling("panic", "{}"))
         .await
-        .expect_err("the callee cannot run in 1 MiB");
+        .expect_err("the callee traps");
     let text = err.to_string();
     assert!(
         text.contains(
-            "call from `agent` to `convergio:platform/tool@0.1.0#invoke` of `slow` failed"
+            "call from `agent` to `convergio:platform/tool@0.1.0#invoke` of `callee` failed"
         ),
         "{text}"
     );
-    // The agent and the host still work once the callee is fixed by the operator:
-    // here simply check the host still serves other calls.
-    assert!(runtime.plugin("agent").is_ok());
+    assert!(
+        text.contains("unreachable code reached (the plugin panicked or aborted)"),
+        "the reason names the trap: {text}"
+    );
+    // Both plugins still serve: the same link carries a real call, and the
+    // callee answers directly too.
+    let out = runtime
+        .invoke_json("agent", "agent.run", &task("{\"after\":\"trap\"}"))
+        .await
+        .unwrap();
+    assert_eq!(out["ok"]["output"], json!("{\"after\":\"trap\"}"), "{out}");
+    let out = runtime
+        .invoke_json("callee", "tool.invoke", &json!(["echo", "[1,2]"]))
+        .await
+        .unwrap();
+    assert_eq!(out, json!({"ok": "[1,2]"}));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -4,7 +4,10 @@
 //! - a conformance suite every adapter passes (Anthropic, Gemini, OpenAI and
 //!   Azure OpenAI through the OpenAI component): models with prices, plain
 //!   chat, tool calls, the tool-result round trip on the wire, streaming of
-//!   text and of tool calls, embeddings (or a clear refusal);
+//!   text and of tool calls, embeddings (or a clear refusal), and costs
+//!   rounded up to the next micro-dollar; each case also with every body
+//!   cut differently on the wire (a byte per write, random cuts, the whole
+//!   stream in one write);
 //! - fault scenarios, each with a chain from a failing provider to a healthy
 //!   one: rate limits with `Retry-After`, 5xx, overload, refused
 //!   connections, timeouts before the headers, cut and stalled streams, a
@@ -16,6 +19,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+use std::cell::Cell;
 use std::collections::BTreeMap;
 use std::future::Future;
 use std::pin::Pin;
@@ -30,8 +34,8 @@ use convergio_runtime::inference::{
     ToolDefinition, Usage, UsageSink,
 };
 use convergio_tests::fake_providers::{
-    self as fake, DEFAULT_PAUSE, FakeProvider, Fault, Flavor, INPUT_TOKENS, OUTPUT_TOKENS, TEXT,
-    TEXT_PIECES, THOUGHT_SIGNATURE, TOOL_ANSWER,
+    self as fake, Chunking, DEFAULT_PAUSE, FakeProvider, Fault, Flavor, INPUT_TOKENS,
+    OUTPUT_TOKENS, TEXT, TEXT_PIECES, THOUGHT_SIGNATURE, TOOL_ANSWER,
 };
 use convergio_tests::{TestPlugin, start, target_dir};
 use serde_json::{Value, json};
@@ -266,6 +270,8 @@ struct Ctx {
     /// `provider/model` of the embeddings model, if the provider has one.
     embed: Option<String>,
     models: Vec<(String, ModelInfo)>,
+    /// How the fake cuts its bodies in this round.
+    chunking: Cell<Chunking>,
 }
 
 impl Ctx {
@@ -289,10 +295,32 @@ impl Ctx {
         last
     }
 
-    /// The router's price of the fake's usage on the chat model.
+    /// The router's price of the fake's usage ([`INPUT_TOKENS`] = 21 in,
+    /// [`OUTPUT_TOKENS`] = 9 out) on the chat model, from the adapter's
+    /// declared prices in USD per million tokens (micro-dollars per token).
     fn expected_cost(&self) -> u64 {
-        self.chat_info
-            .cost_micro_usd(u64::from(INPUT_TOKENS), u64::from(OUTPUT_TOKENS))
+        let (model, prices, cost) = match self.flavor {
+            // 21 × 8 + 9 × 40
+            Flavor::Anthropic => ("anthropic/claude-fable-5-2", (8.0, 40.0), 528),
+            // 21 × 4 + 9 × 20
+            Flavor::Gemini => ("gemini/gemini-4-carbon", (4.0, 20.0), 264),
+            // 21 × 2 + 9 × 10 (gpt-6-sol: the first with tools)
+            Flavor::OpenAi => ("openai/gpt-6-sol", (2.0, 10.0), 132),
+            // The `chat` deployment of gpt-6-luna: 21 × 0.1 + 9 × 0.5 = 6.6, rounded up
+            Flavor::AzureOpenAi => ("azure-openai/chat", (0.1, 0.5), 7),
+        };
+        assert_eq!(
+            (
+                self.chat.as_str(),
+                (
+                    self.chat_info.input_price_per_mtok,
+                    self.chat_info.output_price_per_mtok
+                )
+            ),
+            (model, prices),
+            "the chat model and prices these costs were worked out for"
+        );
+        cost
     }
 }
 
@@ -337,11 +365,17 @@ async fn conformance(flavor: Flavor) {
         chat,
         chat_info,
         models,
+        chunking: Cell::new(Chunking::AsGiven),
     };
     let started = Instant::now();
-    for (name, case) in CASES {
-        eprintln!("{flavor:?}: {name}");
-        case(&ctx).await;
+    for chunking in chunkings() {
+        ctx.fake.set_chunking(chunking);
+        ctx.fake.forget();
+        ctx.chunking.set(chunking);
+        for (name, case) in CASES {
+            eprintln!("{flavor:?}, {chunking:?}: {name}");
+            case(&ctx).await;
+        }
     }
     assert_eq!(
         ctx.fake.rejections(),
@@ -349,6 +383,29 @@ async fn conformance(flavor: Flavor) {
         "{flavor:?}: the fake refused requests"
     );
     eprintln!("{flavor:?}: conformance passed in {:?}", started.elapsed());
+}
+
+/// Every way the fakes cut their bodies: one event per write (as the
+/// fakes send them), a byte per write, random cuts (the seed is
+/// `CONVERGIO_TEST_SEED`, else the clock; it is printed), and the whole
+/// body in one write.
+fn chunkings() -> [Chunking; 4] {
+    let seed = std::env::var("CONVERGIO_TEST_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| {
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_nanos() as u64
+        });
+    eprintln!("random cuts with CONVERGIO_TEST_SEED={seed}");
+    [
+        Chunking::AsGiven,
+        Chunking::Pieces(1),
+        Chunking::Random { seed, max: 40 },
+        Chunking::Whole,
+    ]
 }
 
 async fn lists_models(c: &Ctx) {
@@ -555,13 +612,15 @@ async fn streams_text(c: &Ctx) {
     );
     assert_eq!(usage.cost_micro_usd, c.expected_cost());
     // Handed out as they came, not gathered at the end: the fake pauses
-    // DEFAULT_PAUSE before each event.
-    let spread = got.pieces.last().unwrap().1 - got.pieces[0].1;
-    assert!(
-        spread >= DEFAULT_PAUSE * 2,
-        "{:?}: all pieces arrived within {spread:?}",
-        c.flavor
-    );
+    // DEFAULT_PAUSE before each event (when it sends one event per write).
+    if c.chunking.get() == Chunking::AsGiven {
+        let spread = got.pieces.last().unwrap().1 - got.pieces[0].1;
+        assert!(
+            spread >= DEFAULT_PAUSE * 2,
+            "{:?}: all pieces arrived within {spread:?}",
+            c.flavor
+        );
+    }
 
     let seen = c.last().seen.unwrap();
     assert!(seen.stream);
@@ -665,6 +724,57 @@ async fn openai_conforms() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn azure_openai_conforms() {
     conformance(Flavor::AzureOpenAi).await;
+}
+
+/// The router prices usage rounded up to the next micro-dollar, from the
+/// exact sum: 21 + 9 tokens at $0.04 per million are 1.2 µ$ and cost 2; at
+/// $0.1 per million exactly 3 µ$ (3.0000000000000004 in floating point) and
+/// cost 3.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn costs_round_up_to_the_next_micro_dollar() {
+    let flavor = Flavor::OpenAi;
+    let fake = FakeProvider::start(flavor, &secret(flavor)).await;
+    let mut names = Vec::new();
+    let platform = platform(
+        &[fake.plugin("provider-openai")],
+        &[(flavor, secret(flavor))],
+        |models| {
+            names = models
+                .iter()
+                .filter(|(n, i)| {
+                    n.starts_with("openai/") && i.features.tools && i.features.streaming
+                })
+                .map(|(n, _)| n.clone())
+                .take(2)
+                .collect();
+            assert_eq!(names.len(), 2, "two chat models: {models:?}");
+            RouterConfig {
+                prices: BTreeMap::from([
+                    (names[0].clone(), (0.04, 0.04)),
+                    (names[1].clone(), (0.1, 0.1)),
+                ]),
+                ..RouterConfig::default()
+            }
+        },
+    )
+    .await;
+    assert_eq!(INPUT_TOKENS + OUTPUT_TOKENS, 30);
+    for (model, want) in [(&names[0], 2), (&names[1], 3)] {
+        let done = platform
+            .router
+            .complete(&caller(), plain_chat(model))
+            .await
+            .unwrap();
+        assert_eq!(done.usage.cost_micro_usd, want, "{model}");
+        let mut stream = platform
+            .router
+            .stream(&caller(), plain_chat(model))
+            .await
+            .unwrap();
+        let got = collect(&mut stream).await;
+        assert_eq!(got.usage.unwrap().cost_micro_usd, want, "{model}, streamed");
+    }
+    assert_eq!(fake.rejections(), Vec::<String>::new());
 }
 
 // ------------------------------------------------------------ fault scenarios
@@ -1213,16 +1323,19 @@ async fn a_refused_key_fails_over_to_a_provider_with_its_own_key() {
     .await;
 }
 
-/// Two plugins of one adapter (two Anthropic accounts, say) report the same
-/// provider id from `info()`; each should stay reachable, or the platform
-/// should refuse to start. Today the router keys providers by id and keeps
-/// the last one silently: every `anthropic/…` request goes to one account.
+/// Two instances of one adapter (two Anthropic accounts, say), each a
+/// `[[plugin]]` with its own id over the same component (`provider-anthropic`),
+/// report the same provider id from `info()`; each stays reachable, named
+/// by its plugin id.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_plugins_of_one_adapter_are_both_reachable() {
     let eu = FakeProvider::start(Flavor::Anthropic, &secret(Flavor::Anthropic)).await;
     let us = FakeProvider::start(Flavor::Anthropic, &secret(Flavor::Anthropic)).await;
     let platform = platform(
-        &[eu.plugin("anthropic-eu"), us.plugin("anthropic-us")],
+        &[
+            eu.plugin("anthropic-eu").instance_of("provider-anthropic"),
+            us.plugin("anthropic-us").instance_of("provider-anthropic"),
+        ],
         &[(Flavor::Anthropic, secret(Flavor::Anthropic))],
         |_| RouterConfig::default(),
     )

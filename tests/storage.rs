@@ -233,22 +233,31 @@ async fn data_survives_a_restart_of_the_host() {
 }
 
 const KILL_DIR: &str = "CONVERGIO_KILL_TEST_DIR";
+/// Writes the child acknowledges before it is killed.
+const KILL_AFTER: u64 = 50;
 
 /// The writer half of `acknowledged_writes_survive_kill_9`, run in a child
 /// process: it writes keys through a plugin and prints each acknowledged one
-/// until it is killed.
+/// until it is killed (or, never killed, for at most 60 s).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "the child process of acknowledged_writes_survive_kill_9"]
 async fn kill_9_writer() {
     use std::io::Write;
-    let dir = std::path::PathBuf::from(std::env::var_os(KILL_DIR).expect("run by the parent test"));
+    let dir = std::path::PathBuf::from(std::env::var_os(KILL_DIR).unwrap_or_else(|| {
+        panic!("kill_9_writer is the child process of acknowledged_writes_survive_kill_9; run that test instead")
+    }));
     let runtime = start(
         &dir,
         &data_dir(&dir),
         &[storage_plugin("p", "storage = [\"keep\"]", "")],
     )
     .await;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
     for i in 0u64.. {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the parent never killed this writer"
+        );
         let out = call(&runtime, "p", "set", &format!("keep k{i} v{i}")).await;
         assert_eq!(out, json!({"ok": "ok"}));
         let mut stdout = std::io::stdout().lock();
@@ -260,6 +269,7 @@ async fn kill_9_writer() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn acknowledged_writes_survive_kill_9() {
     use std::io::BufRead;
+    use std::time::Duration;
     let dir = tempfile::tempdir().unwrap();
     let mut child = std::process::Command::new(std::env::current_exe().unwrap())
         .args([
@@ -270,23 +280,56 @@ async fn acknowledged_writes_survive_kill_9() {
             "--test-threads=1",
         ])
         .env(KILL_DIR, dir.path())
+        .stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::null())
+        // The writer's panics and logs show with this test's output.
+        .stderr(std::process::Stdio::inherit())
         .spawn()
         .unwrap();
-    let mut acked = 0u64;
-    for line in std::io::BufReader::new(child.stdout.take().unwrap()).lines() {
-        let line = line.unwrap();
-        if let Some(n) = line.strip_prefix("acked ") {
-            acked = n.parse::<u64>().unwrap() + 1;
-            if acked == 50 {
+    // Read on a thread, so a writer that stalls fails the test instead of hanging it.
+    let stdout = child.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let reader = std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stdout).lines() {
+            let Ok(line) = line else { break };
+            if let Some(n) = line.strip_prefix("acked ")
+                && tx.send(n.parse::<u64>().unwrap()).is_err()
+            {
                 break;
+            }
+        }
+    });
+    let mut acked = 0u64;
+    while acked < KILL_AFTER {
+        match rx.recv_timeout(Duration::from_secs(30)) {
+            Ok(n) => acked = n + 1,
+            Err(e) => {
+                let _ = child.kill();
+                let status = child.wait().unwrap();
+                panic!(
+                    "the writer stopped after {acked} acknowledged writes ({e}); it exited with {status}"
+                );
             }
         }
     }
     child.kill().unwrap(); // SIGKILL: no destructor, no flush, no checkpoint
-    child.wait().unwrap();
-    assert_eq!(acked, 50, "the writer stopped early");
+    let status = child.wait().unwrap();
+    #[cfg(unix)]
+    {
+        use std::os::unix::process::ExitStatusExt;
+        assert_eq!(
+            status.signal(),
+            Some(9),
+            "the writer was not killed: {status}"
+        );
+    }
+    #[cfg(not(unix))]
+    assert!(!status.success(), "the writer was not killed: {status}");
+    reader.join().unwrap();
+    // Writes acknowledged between the last read and the kill count too.
+    if let Some(n) = rx.try_iter().last() {
+        acked = n + 1;
+    }
 
     let runtime = start(
         dir.path(),

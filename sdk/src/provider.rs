@@ -109,19 +109,25 @@ pub fn tool_call_arguments(call: &ToolCall) -> Result<Value> {
 /// The cost in millionths of a US dollar of `(tokens, usd_per_mtok)` pairs,
 /// e.g. `[(input_tokens, input_price), (output_tokens, output_price)]`
 /// with list prices in US dollars per million tokens (which is
-/// micro-dollars per token). Rounded to the nearest micro-dollar; a sum that
-/// is not a positive number costs 0.
+/// micro-dollars per token). Rounded up to the next micro-dollar, as the
+/// host's router rounds (a budget never undercounts). Prices count to a
+/// millionth of a dollar per million tokens, and the sum is exact: 30 tokens
+/// at $0.1 per million cost 3, not 4. A sum that is not positive, or a price
+/// that is not a number, costs 0.
 pub fn cost_micro_usd(priced: impl IntoIterator<Item = (u64, f64)>) -> u64 {
-    let micro: f64 = priced
-        .into_iter()
-        .map(|(tokens, usd_per_mtok)| tokens as f64 * usd_per_mtok)
-        .sum();
-    if micro.is_finite() && micro > 0.0 {
-        // `as` saturates: a huge cost caps at `u64::MAX`.
-        micro.round() as u64
-    } else {
-        0
+    let mut pico: i128 = 0;
+    for (tokens, usd_per_mtok) in priced {
+        if !usd_per_mtok.is_finite() {
+            return 0;
+        }
+        // Micro-dollars per token × 10⁶: pico-dollars, a whole number (`as` saturates).
+        let per_token = (usd_per_mtok * 1e6).round() as i128;
+        pico = pico.saturating_add(i128::from(tokens).saturating_mul(per_token));
     }
+    if pico <= 0 {
+        return 0;
+    }
+    u64::try_from((pico + 999_999) / 1_000_000).unwrap_or(u64::MAX)
 }
 
 #[cfg(test)]
@@ -137,6 +143,19 @@ mod tests {
         assert_eq!(cost_micro_usd([]), 0);
         assert_eq!(cost_micro_usd([(10, -1.0)]), 0);
         assert_eq!(cost_micro_usd([(10, f64::NAN)]), 0);
+        assert_eq!(cost_micro_usd([(10, f64::INFINITY)]), 0);
+    }
+
+    #[test]
+    fn cost_rounds_up_from_the_exact_sum() {
+        // 1.2 micro-dollars: rounded up, not to the nearest.
+        assert_eq!(cost_micro_usd([(21, 0.04), (9, 0.04)]), 2);
+        // Exactly 3 and 7 (in floating point 3.0000000000000004 and 7.000000000000001).
+        assert_eq!(cost_micro_usd([(21, 0.1), (9, 0.1)]), 3);
+        assert_eq!(cost_micro_usd([(10, 0.7)]), 7);
+        // Any fraction of a micro-dollar costs one.
+        assert_eq!(cost_micro_usd([(1, 0.000_001)]), 1);
+        assert_eq!(cost_micro_usd([(u64::MAX, 1e30)]), u64::MAX);
     }
 
     #[test]

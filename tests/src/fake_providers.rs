@@ -21,6 +21,11 @@
 //! [`TOOL_ARGUMENTS`], or, once the conversation carries a tool result,
 //! [`TOOL_ANSWER`]. [`Fault`]s make the next (or every) request fail the way
 //! the real API fails. Every exchange is recorded ([`FakeProvider::exchanges`]).
+//!
+//! Streams go out one event per write, [`DEFAULT_PAUSE`] apart, unless
+//! [`FakeProvider::set_chunking`] cuts every body otherwise (a byte per
+//! write, random cuts, the whole body at once), as proxies and real
+//! networks do.
 
 use std::collections::VecDeque;
 use std::path::PathBuf;
@@ -32,6 +37,7 @@ use convergio_cap_keys::secrecy::SecretString;
 use convergio_cap_keys::{AuthScheme, Vault};
 use serde_json::{Map, Value, json};
 
+pub use crate::upstream::Chunking;
 use crate::upstream::{Received, Reply, Upstream};
 use crate::{TestPlugin, crate_component};
 
@@ -65,6 +71,9 @@ pub const AZURE_EMBED_DEPLOYMENT: &str = "embed";
 pub const AZURE_API_VERSION: &str = "2024-10-21";
 /// The pause between two streamed events unless [`FakeProvider::set_pause`] says otherwise.
 pub const DEFAULT_PAUSE: Duration = Duration::from_millis(40);
+
+/// The pause between the pieces of a body cut by [`FakeProvider::set_chunking`].
+pub const PIECE_PAUSE: Duration = Duration::from_millis(1);
 
 /// Which API a fake speaks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -229,6 +238,7 @@ struct State {
     faults: VecDeque<Fault>,
     always: Option<Fault>,
     pause: Duration,
+    chunking: Chunking,
     exchanges: Vec<Exchange>,
 }
 
@@ -248,6 +258,7 @@ impl FakeProvider {
             faults: VecDeque::new(),
             always: None,
             pause: DEFAULT_PAUSE,
+            chunking: Chunking::AsGiven,
             exchanges: Vec::new(),
         }));
         let shared = state.clone();
@@ -303,6 +314,12 @@ impl FakeProvider {
     /// The pause before each streamed event.
     pub fn set_pause(&self, pause: Duration) {
         self.state().pause = pause;
+    }
+
+    /// How every later body is cut into writes ([`Chunking::AsGiven`]: one
+    /// streamed event per write).
+    pub fn set_chunking(&self, chunking: Chunking) {
+        self.state().chunking = chunking;
     }
 
     /// Every request so far.
@@ -415,7 +432,7 @@ fn handle(flavor: Flavor, state: &Mutex<State>, r: &Received) -> Reply {
         }
     };
     state.exchanges.push(exchange);
-    reply
+    reply.rechunked(state.chunking, PIECE_PAUSE)
 }
 
 fn authorized(flavor: Flavor, r: &Received, secret: &str) -> bool {

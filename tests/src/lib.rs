@@ -83,8 +83,10 @@ fn built(profile: &str, relative: &str) -> PathBuf {
 /// One plugin of a throwaway platform.
 #[derive(Debug, Clone)]
 pub struct TestPlugin {
-    /// Plugin id.
+    /// Plugin id (the instance's name).
     pub id: String,
+    /// The manifest's `id` (the component's name), if not the plugin id.
+    pub component_id: Option<String>,
     /// Kind (`tool`, `agent`, ...).
     pub kind: String,
     /// Component file.
@@ -102,12 +104,20 @@ impl TestPlugin {
     pub fn new(id: &str, kind: &str, component: PathBuf) -> Self {
         Self {
             id: id.into(),
+            component_id: None,
             kind: kind.into(),
             component,
             declares: Vec::new(),
             grants: String::new(),
             limits: String::new(),
         }
+    }
+
+    /// Load the component as an instance named `id` of the component
+    /// `component_id`: the manifest says `id = "component_id"`.
+    pub fn instance_of(mut self, component_id: &str) -> Self {
+        self.component_id = Some(component_id.into());
+        self
     }
 
     /// Declare capabilities in the manifest.
@@ -150,7 +160,7 @@ pub fn write_platform(dir: &Path, runtime: &str, plugins: &[TestPlugin]) -> Path
             &manifest,
             format!(
                 "id = \"{}\"\nversion = \"0.1.0\"\nkind = \"{}\"\ncomponent = {:?}\n\n[requires]\ncapabilities = [{}]\n",
-                p.id,
+                p.component_id.as_deref().unwrap_or(&p.id),
                 p.kind,
                 p.component,
                 declares.join(", ")

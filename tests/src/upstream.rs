@@ -101,6 +101,86 @@ impl Reply {
     }
 }
 
+/// How a body is cut into the writes that go out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Chunking {
+    /// As the handler gave them.
+    AsGiven,
+    /// Pieces of this many bytes (1: a byte per write).
+    Pieces(usize),
+    /// Pieces of 1 to `max` bytes, cut where a generator seeded with `seed`
+    /// says (the same seed cuts the same way).
+    Random {
+        /// The generator's seed.
+        seed: u64,
+        /// The longest piece.
+        max: usize,
+    },
+    /// The whole body in one write.
+    Whole,
+}
+
+impl Reply {
+    /// The same body cut by `chunking`: the first piece keeps the first
+    /// chunk's pause, each later piece waits `pause` (a short pause keeps
+    /// the pieces apart on the wire rather than merged by the socket).
+    #[must_use]
+    pub fn rechunked(mut self, chunking: Chunking, pause: Duration) -> Self {
+        if chunking == Chunking::AsGiven || self.chunks.is_empty() {
+            return self;
+        }
+        let first_pause = self.chunks[0].0;
+        let body: Vec<u8> = self
+            .chunks
+            .iter()
+            .flat_map(|(_, c)| c.iter().copied())
+            .collect();
+        let mut lengths = Vec::new();
+        match chunking {
+            Chunking::AsGiven => {}
+            Chunking::Whole => lengths.push(body.len()),
+            Chunking::Pieces(n) => {
+                let n = n.max(1);
+                lengths.extend(body.chunks(n).map(<[u8]>::len));
+            }
+            Chunking::Random { seed, max } => {
+                let mut rng = SplitMix64(seed);
+                let mut left = body.len();
+                while left > 0 {
+                    let n = (1 + rng.next() as usize % max.max(1)).min(left);
+                    lengths.push(n);
+                    left -= n;
+                }
+            }
+        }
+        let body = Bytes::from(body);
+        let mut at = 0;
+        self.chunks = lengths
+            .into_iter()
+            .enumerate()
+            .map(|(i, n)| {
+                let piece = body.slice(at..at + n);
+                at += n;
+                (if i == 0 { first_pause } else { pause }, piece)
+            })
+            .collect();
+        self
+    }
+}
+
+/// A small, seedable pseudo-random generator (SplitMix64), enough to cut bodies.
+struct SplitMix64(u64);
+
+impl SplitMix64 {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+}
+
 type Handler = Arc<dyn Fn(&Received) -> Reply + Send + Sync>;
 
 /// A running test server; it stops when dropped.

@@ -276,7 +276,7 @@ mod tests {
             input: 100_001,
             ..short
         };
-        // 100001 × $0.50/M + 1000 × $2.50/M = 50000.5 + 2500, rounded.
+        // 100001 × $0.50/M + 1000 × $2.50/M = 50000.5 + 2500, rounded up.
         assert_eq!(cost_micro_usd("claude-haiku-5-5", &long), 52_501);
     }
 }

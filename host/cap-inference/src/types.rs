@@ -135,16 +135,27 @@ pub struct ModelInfo {
 }
 
 impl ModelInfo {
-    /// The cost of `input` and `output` tokens in millionths of a dollar.
+    /// The cost of `input` and `output` tokens in millionths of a dollar,
+    /// rounded up to the next micro-dollar (a budget never undercounts).
+    /// Prices count to a millionth of a dollar per million tokens, and the
+    /// sum is exact: 30 tokens at $0.1 per million cost 3, not 4. A sum that
+    /// is not positive, or a price that is not a number, costs 0. The SDK's
+    /// `provider::cost_micro_usd` rounds the same way.
     pub fn cost_micro_usd(&self, input: u64, output: u64) -> u64 {
-        // Prices are dollars per million tokens: dollars/Mtok × tokens = micro-dollars.
-        let micro =
-            self.input_price_per_mtok * input as f64 + self.output_price_per_mtok * output as f64;
-        if micro.is_finite() && micro > 0.0 {
-            micro.ceil() as u64
-        } else {
-            0
+        let (in_price, out_price) = (self.input_price_per_mtok, self.output_price_per_mtok);
+        if !(in_price.is_finite() && out_price.is_finite()) {
+            return 0;
         }
+        // Dollars per million tokens are micro-dollars per token; × 10⁶:
+        // pico-dollars per token, a whole number (`as` saturates).
+        let pico = |tokens: u64, usd_per_mtok: f64| {
+            i128::from(tokens).saturating_mul((usd_per_mtok * 1e6).round() as i128)
+        };
+        let total = pico(input, in_price).saturating_add(pico(output, out_price));
+        if total <= 0 {
+            return 0;
+        }
+        u64::try_from((total + 999_999) / 1_000_000).unwrap_or(u64::MAX)
     }
 }
 

@@ -5,10 +5,12 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::{Context, Result};
-use clap::{Parser, Subcommand, ValueEnum};
+use clap::parser::ValueSource;
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand, ValueEnum};
 use convergio_runtime::{Platform, Runtime};
 
 mod chat;
+mod init;
 mod keys;
 mod log;
 mod models;
@@ -26,7 +28,7 @@ static ALLOCATOR: convergio_runtime::HostAllocator = convergio_runtime::HostAllo
     about = "Convergio: a WebAssembly component host for multi-agent LLM systems"
 )]
 struct Cli {
-    /// The platform configuration to use.
+    /// The platform configuration to use (`convergio init` writes one).
     #[arg(
         long,
         short,
@@ -46,6 +48,19 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Write a commented default platform.toml (zero-cloud: local models
+    /// only, no key needed) at --config, which is ./platform.toml unless
+    /// named. An existing file is left alone unless --force.
+    Init {
+        /// The `components` folder of a Convergio checkout (the one holding
+        /// `provider-local/plugin.toml`); default: `components` beside the
+        /// new platform.toml.
+        #[arg(long)]
+        components: Option<PathBuf>,
+        /// Replace an existing file.
+        #[arg(long)]
+        force: bool,
+    },
     /// Validate platform.toml and every plugin manifest, compile and link every
     /// component, and report every problem at once.
     Check,
@@ -144,11 +159,15 @@ enum Command {
 
 #[derive(Debug, Subcommand)]
 enum PluginCommand {
-    /// List the plugins platform.toml loads, with grants and exports.
+    /// List the plugins platform.toml loads, with grants and the names of
+    /// their exports.
     List {
-        /// Print JSON instead of a table.
+        /// Print JSON (with the type of each export) instead of text.
         #[arg(long)]
         json: bool,
+        /// Print the type of each export under its name.
+        #[arg(long, short)]
+        verbose: bool,
     },
 }
 
@@ -193,7 +212,9 @@ fn log_filter(filter: &str) -> String {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let matches = Cli::command().get_matches();
+    let config_source = matches.value_source("config");
+    let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
     let filter = std::env::var("RUST_LOG").unwrap_or_else(|_| cli.log.clone());
     tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::new(log_filter(&filter)))
@@ -202,21 +223,75 @@ fn main() -> ExitCode {
         })
         .with_ansi(std::io::stderr().is_terminal())
         .init();
-    match run(cli) {
+    match run(cli, config_source) {
         Ok(code) => code,
         Err(err) => {
-            eprintln!("error: {err:#}");
+            eprintln!("error: {}", describe(&err));
             ExitCode::FAILURE
         }
     }
 }
 
-fn run(cli: Cli) -> Result<ExitCode> {
+/// The error and its causes on one line, each cause once: a message that
+/// already quotes its cause (`cannot read x: No such file`) does not get
+/// it again.
+fn describe(err: &anyhow::Error) -> String {
+    let mut out = err.to_string();
+    for cause in err.chain().skip(1) {
+        let cause = cause.to_string();
+        if !out.contains(&cause) {
+            out.push_str(": ");
+            out.push_str(&cause);
+        }
+    }
+    out
+}
+
+/// Fail with what to do when the platform file does not exist; `source`
+/// says how its path was chosen.
+fn require_config(config: &std::path::Path, source: Option<ValueSource>) -> Result<()> {
+    if config.exists() {
+        return Ok(());
+    }
+    let shown = config.display();
+    match source {
+        Some(ValueSource::CommandLine) => anyhow::bail!(
+            "{shown} does not exist (named by --config); fix the path, or create the file with `convergio --config {shown} init`"
+        ),
+        Some(ValueSource::EnvVariable) => anyhow::bail!(
+            "{shown} does not exist (named by CONVERGIO_CONFIG); fix the variable, or create the file with `convergio init`"
+        ),
+        _ => {
+            let cwd = std::env::current_dir()
+                .map(|d| d.display().to_string())
+                .unwrap_or_else(|_| "the current directory".into());
+            anyhow::bail!(
+                "no {shown} in {cwd}: without --config or CONVERGIO_CONFIG, convergio reads ./{shown}. Pass --config FILE, set CONVERGIO_CONFIG=FILE, or write a default platform here with `convergio init`"
+            )
+        }
+    }
+}
+
+fn run(cli: Cli, config_source: Option<ValueSource>) -> Result<ExitCode> {
+    if matches!(
+        cli.command,
+        Command::Check
+            | Command::Plugin { .. }
+            | Command::Invoke { .. }
+            | Command::Run { .. }
+            | Command::Chat { .. }
+    ) {
+        require_config(&cli.config, config_source)?;
+    }
     match cli.command {
+        Command::Init { components, force } => {
+            init::run(&cli.config, components.as_deref(), force)?;
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Check => check(&cli.config),
         Command::Plugin {
-            command: PluginCommand::List { json },
-        } => list(&cli.config, json),
+            command: PluginCommand::List { json, verbose },
+        } => list(&cli.config, json, verbose),
         Command::Invoke {
             plugin,
             function,
@@ -374,7 +449,7 @@ fn check(config: &std::path::Path) -> Result<ExitCode> {
     Ok(ExitCode::FAILURE)
 }
 
-fn list(config: &std::path::Path, json: bool) -> Result<ExitCode> {
+fn list(config: &std::path::Path, json: bool, verbose: bool) -> Result<ExitCode> {
     let (_rt, runtime) = load(config)?;
     let plugins = runtime.plugins();
     let mut out = std::io::stdout().lock();
@@ -384,10 +459,16 @@ fn list(config: &std::path::Path, json: bool) -> Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     }
     for p in &plugins {
+        // An instance named apart from its component shows both.
+        let name = if p.id == p.component_id {
+            p.id.clone()
+        } else {
+            format!("{}: {}", p.id, p.component_id)
+        };
         writeln!(
             out,
-            "{} {} ({}), generation {}",
-            p.id, p.version, p.kind, p.generation
+            "{name} {} ({}), generation {}",
+            p.version, p.kind, p.generation
         )?;
         let caps = if p.capabilities.is_empty() {
             "none".to_string()
@@ -396,7 +477,10 @@ fn list(config: &std::path::Path, json: bool) -> Result<ExitCode> {
         };
         writeln!(out, "  granted: {caps}")?;
         for (name, signature) in &p.exports {
-            writeln!(out, "  export {name}: {signature}")?;
+            writeln!(out, "  export {name}")?;
+            if verbose {
+                writeln!(out, "    {signature}")?;
+            }
         }
     }
     Ok(ExitCode::SUCCESS)

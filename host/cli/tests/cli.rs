@@ -664,3 +664,262 @@ fn models_pull_list_rm_and_a_local_answer() {
         text(&out.stdout)
     );
 }
+
+/// `convergio` with `args` in `cwd`, with `env` set (and no CONVERGIO_CONFIG unless given).
+fn convergio_in(cwd: &Path, env: &[(&str, &str)], args: &[&str]) -> Output {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_convergio"));
+    command
+        .args(args)
+        .current_dir(cwd)
+        .env(
+            "CONVERGIO_HOME",
+            workspace().join("target/convergio-test-home"),
+        )
+        .env_remove("CONVERGIO_CONFIG");
+    for (name, value) in env {
+        command.env(name, value);
+    }
+    command.output().unwrap()
+}
+
+#[test]
+fn a_missing_platform_file_says_which_and_what_to_do() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = convergio_in(dir.path(), &[], &["chat", "hi"]);
+    assert!(!out.status.success());
+    let stderr = text(&out.stderr);
+    let cwd = dir.path().canonicalize().unwrap();
+    assert!(
+        stderr.contains(&format!("no platform.toml in {}", cwd.display())),
+        "{stderr}"
+    );
+    for fix in ["--config FILE", "CONVERGIO_CONFIG=FILE", "`convergio init`"] {
+        assert!(stderr.contains(fix), "{fix}: {stderr}");
+    }
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+
+    let out = convergio_in(dir.path(), &[], &["--config", "nope.toml", "check"]);
+    let stderr = text(&out.stderr);
+    assert!(
+        stderr.contains("nope.toml does not exist (named by --config)"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("`convergio --config nope.toml init`"),
+        "{stderr}"
+    );
+
+    let out = convergio_in(
+        dir.path(),
+        &[("CONVERGIO_CONFIG", "elsewhere.toml")],
+        &["plugin", "list"],
+    );
+    let stderr = text(&out.stderr);
+    assert!(
+        stderr.contains("elsewhere.toml does not exist (named by CONVERGIO_CONFIG)"),
+        "{stderr}"
+    );
+
+    // A file that exists but cannot be read names its cause once.
+    std::fs::create_dir(dir.path().join("platform.toml")).unwrap();
+    let out = convergio_in(dir.path(), &[], &["invoke", "x", "y"]);
+    let stderr = text(&out.stderr);
+    assert!(stderr.contains("cannot read platform.toml: "), "{stderr}");
+    let cause = stderr.trim_end().rsplit(": ").next().unwrap().to_owned();
+    assert_eq!(stderr.matches(&cause).count(), 1, "{stderr}");
+}
+
+#[test]
+fn init_writes_a_zero_cloud_platform_that_checks() {
+    let dir = tempfile::tempdir().unwrap();
+    // In a folder without components: the default path, and a note about it.
+    let out = convergio_in(dir.path(), &[], &["init"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let stdout = text(&out.stdout);
+    assert!(stdout.contains("wrote platform.toml"), "{stdout}");
+    assert!(stdout.contains("does not exist yet"), "{stdout}");
+    let written = std::fs::read_to_string(dir.path().join("platform.toml")).unwrap();
+    assert!(written.contains("zero-cloud = true"), "{written}");
+    assert!(
+        written.contains("manifest = \"components/provider-local/plugin.toml\""),
+        "{written}"
+    );
+    assert!(written.lines().filter(|l| l.starts_with('#')).count() > 5);
+
+    // Never over an existing file, unless --force.
+    std::fs::write(dir.path().join("platform.toml"), "# mine\n").unwrap();
+    let out = convergio_in(dir.path(), &[], &["init"]);
+    assert!(!out.status.success());
+    assert!(
+        text(&out.stderr).contains("platform.toml already exists")
+            && text(&out.stderr).contains("--force"),
+        "{}",
+        text(&out.stderr)
+    );
+    assert_eq!(
+        std::fs::read_to_string(dir.path().join("platform.toml")).unwrap(),
+        "# mine\n"
+    );
+
+    // Pointed at the checkout's components, it passes `check` once they are built.
+    assert!(
+        workspace()
+            .join("target/wasm32-wasip2/debug/convergio_provider_local.wasm")
+            .is_file(),
+        "build the components first: cargo xtask build-components"
+    );
+    let components = workspace().join("components");
+    let config = dir.path().join("sub/platform.toml");
+    let config = config.to_str().unwrap();
+    let home = dir.path().join("home");
+    let home = home.to_str().unwrap();
+    let env = [("CONVERGIO_HOME", home)];
+    let out = convergio_in(
+        dir.path(),
+        &env,
+        &[
+            "--config",
+            config,
+            "init",
+            "--components",
+            components.to_str().unwrap(),
+        ],
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(!text(&out.stdout).contains("does not exist"));
+    let out = convergio_in(dir.path(), &env, &["--config", config, "check"]);
+    assert!(
+        out.status.success(),
+        "{}{}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+    assert!(
+        text(&out.stdout).contains("ok: 1 plugin(s) load and link: provider-local"),
+        "{}",
+        text(&out.stdout)
+    );
+    let out = convergio_in(dir.path(), &env, &["--config", config, "init", "--force"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+}
+
+#[test]
+fn two_instances_of_one_component() {
+    assert!(
+        demo_built(),
+        "build the components first: cargo xtask build-components"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let manifest = workspace().join("examples/hello-tool/plugin.toml");
+    let mut platform = String::new();
+    for (id, greeting) in [("hello-en", "Hello"), ("hello-fr", "Bonjour")] {
+        platform.push_str(&format!(
+            "[[plugin]]\nid = \"{id}\"\nmanifest = {manifest:?}\n[plugin.grants]\nlogging = true\nconfig = {{ greeting = \"{greeting}\" }}\n\n"
+        ));
+    }
+    let config = dir.path().join("platform.toml");
+    std::fs::write(&config, platform).unwrap();
+    let config = config.to_str().unwrap();
+
+    let out = convergio(&["--config", config, "check"]);
+    assert!(
+        text(&out.stdout).contains("ok: 2 plugin(s) load and link: hello-en, hello-fr"),
+        "{}{}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+    for (id, greeting) in [("hello-en", "Hello, Ada!"), ("hello-fr", "Bonjour, Ada!")] {
+        let out = convergio(&[
+            "--config",
+            config,
+            "invoke",
+            id,
+            "tool.invoke",
+            r#"["greet", "{\"name\": \"Ada\"}"]"#,
+        ]);
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        let result: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        let answer: serde_json::Value =
+            serde_json::from_str(result["ok"].as_str().unwrap()).unwrap();
+        assert_eq!(answer["greeting"], greeting, "{id}");
+    }
+
+    let out = convergio(&["--config", config, "plugin", "list"]);
+    let stdout = text(&out.stdout);
+    assert!(
+        stdout.contains("hello-en: hello-tool 0.1.0 (tool), generation 1"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("hello-fr: hello-tool 0.1.0 (tool), generation 1"),
+        "{stdout}"
+    );
+    let out = convergio(&["--config", config, "plugin", "list", "--json"]);
+    let list: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let pairs: Vec<(&str, &str)> = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| {
+            (
+                p["id"].as_str().unwrap(),
+                p["component_id"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        pairs,
+        [("hello-en", "hello-tool"), ("hello-fr", "hello-tool")]
+    );
+}
+
+#[test]
+fn plugin_list_shows_names_and_types_on_request() {
+    assert!(
+        demo_built(),
+        "build the components first: cargo xtask build-components"
+    );
+    let config = workspace().join("examples/platform.toml");
+    let config = config.to_str().unwrap();
+    let out = convergio(&["--config", config, "plugin", "list"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let names = text(&out.stdout);
+    assert!(
+        names
+            .lines()
+            .any(|l| l == "  export convergio:platform/tool@0.1.0#invoke"),
+        "{names}"
+    );
+    assert!(!names.contains("func("), "no types by default: {names}");
+    let longest = names.lines().map(str::len).max().unwrap();
+    assert!(longest < 120, "a line of {longest} characters: {names}");
+
+    let out = convergio(&["--config", config, "plugin", "list", "--verbose"]);
+    let verbose = text(&out.stdout);
+    let lines: Vec<&str> = verbose.lines().collect();
+    let at = lines
+        .iter()
+        .position(|l| *l == "  export convergio:platform/tool@0.1.0#invoke")
+        .unwrap_or_else(|| panic!("{verbose}"));
+    assert!(
+        lines[at + 1]
+            .starts_with("    func(name: string, arguments: string) -> result<string, variant{"),
+        "the type under the name: {verbose}"
+    );
+
+    let out = convergio(&["--config", config, "plugin", "list", "--json"]);
+    let list: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let tool = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["id"] == "hello-tool")
+        .unwrap();
+    let invoke = tool["exports"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e[0] == "convergio:platform/tool@0.1.0#invoke")
+        .unwrap();
+    assert!(invoke[1].as_str().unwrap().starts_with("func("), "{invoke}");
+}

@@ -607,7 +607,10 @@ impl RelativeToConfig for PathBuf {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct PluginEntry {
-    /// Plugin id; must match the manifest's `id`.
+    /// Plugin id: the name of this instance in the platform (grants, calls,
+    /// storage, usage, logs). Usually the manifest's `id`; another id runs
+    /// one more instance of the same component, e.g. a second account of
+    /// one provider adapter.
     pub id: String,
     /// Path of the plugin's `plugin.toml`, relative to this file.
     pub manifest: PathBuf,
@@ -625,9 +628,9 @@ pub struct PluginEntry {
 /// A plugin entry joined with its manifest, paths resolved.
 #[derive(Debug, Clone)]
 pub struct PluginSpec {
-    /// Plugin id.
+    /// Plugin id: the instance's name, from `[[plugin]] id`.
     pub id: String,
-    /// The manifest.
+    /// The manifest; its `id` names the component (see [`PluginSpec::component_id`]).
     pub manifest: PluginManifest,
     /// Where the manifest was read from.
     pub manifest_path: PathBuf,
@@ -639,6 +642,14 @@ pub struct PluginSpec {
     pub limits: EffectiveLimits,
     /// Where this plugin's entry starts in `platform.toml` (`file:line`).
     pub config_location: String,
+}
+
+impl PluginSpec {
+    /// The component's name, the manifest's `id`: the same for every
+    /// instance of one component.
+    pub fn component_id(&self) -> &str {
+        &self.manifest.id
+    }
 }
 
 /// A parsed and checked `platform.toml`.
@@ -782,14 +793,6 @@ impl Platform {
                 }
             };
             problems.extend(manifest.problems(&manifest_path));
-            if manifest.id != entry.id {
-                problems.push(format!(
-                    "{at}: plugin id `{}` does not match `id = \"{}\"` in {}",
-                    entry.id,
-                    manifest.id,
-                    manifest_path.display()
-                ));
-            }
             let component_path = match &entry.component {
                 Some(c) => dir.join(c),
                 None => manifest.component.clone(),

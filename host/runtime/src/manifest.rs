@@ -96,7 +96,9 @@ pub struct Requirements {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct PluginManifest {
-    /// Plugin id: lowercase letters, digits and dashes.
+    /// The component's name: lowercase letters, digits and dashes. Each
+    /// `[[plugin]]` of `platform.toml` that loads it names its own instance
+    /// (usually with this same id).
     pub id: String,
     /// Semantic version of the plugin.
     pub version: String,

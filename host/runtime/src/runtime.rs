@@ -165,8 +165,10 @@ impl Slot {
 /// What `plugin list` and the admin interface show of a plugin.
 #[derive(Debug, Clone, Serialize)]
 pub struct PluginInfo {
-    /// Plugin id.
+    /// Plugin id: the instance's name, from `platform.toml`.
     pub id: String,
+    /// The component's name, the manifest's `id` (shared by every instance of one component).
+    pub component_id: String,
     /// Manifest version.
     pub version: String,
     /// Kind from the manifest.
@@ -518,13 +520,14 @@ impl Runtime {
         let mut spec = (*old.spec).clone();
         // The manifest may have changed with the component; grants and limits stay the operator's.
         let manifest = PluginManifest::load(&spec.manifest_path)?;
-        if manifest.id != spec.id {
+        if manifest.id != spec.manifest.id {
             return Err(Error::Load {
                 plugin: spec.id.clone(),
                 message: format!(
-                    "{} now says id = \"{}\"",
+                    "{} now says id = \"{}\", but this plugin runs component `{}`; restart the platform to load another component",
                     spec.manifest_path.display(),
-                    manifest.id
+                    manifest.id,
+                    spec.manifest.id
                 ),
             });
         }
@@ -1531,6 +1534,7 @@ fn info(slot: &Slot) -> PluginInfo {
     let spec = &loaded.spec;
     PluginInfo {
         id: spec.id.clone(),
+        component_id: spec.component_id().to_owned(),
         version: spec.manifest.version.clone(),
         kind: spec.manifest.kind.name().to_string(),
         world: spec.manifest.world(),

@@ -1,7 +1,9 @@
 //! `caller_agent`: an agent whose `run` calls the imported
 //! `convergio:platform/tool` interface (`invoke("echo", task.input)`) and
 //! returns the tool's output. Tests runtime linking (component → host →
-//! component) and a call to a tool the agent was not granted.
+//! component) and a call to a tool the agent was not granted. A state entry
+//! `tool` names another tool to call instead of `echo` (e.g. `panic`, so
+//! the callee traps in the middle of the call).
 
 /// Bindings generated from the WIT contract. The export glue that
 /// wit-bindgen emits is `unsafe` (raw ABI, `export_name`), so the workspace's
@@ -36,8 +38,12 @@ impl Guest for CallerAgent {
     }
 
     fn run(task: Task) -> Result<Outcome, AgentError> {
-        let output =
-            invoke("echo", &task.input).map_err(|e| AgentError::ToolFailed(describe(&e)))?;
+        let tool = task
+            .state
+            .iter()
+            .find(|entry| entry.key == "tool")
+            .map_or("echo", |entry| entry.value.as_str());
+        let output = invoke(tool, &task.input).map_err(|e| AgentError::ToolFailed(describe(&e)))?;
         Ok(Outcome {
             output,
             state_updates: Vec::new(),
