@@ -127,7 +127,7 @@ pub fn cost_micro_usd(priced: impl IntoIterator<Item = (u64, f64)>) -> u64 {
     if pico <= 0 {
         return 0;
     }
-    u64::try_from((pico + 999_999) / 1_000_000).unwrap_or(u64::MAX)
+    u64::try_from(pico.saturating_add(999_999) / 1_000_000).unwrap_or(u64::MAX)
 }
 
 #[cfg(test)]

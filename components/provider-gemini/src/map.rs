@@ -1184,8 +1184,8 @@ mod tests {
         assert!(matches!(completion.finish_reason, FinishReason::Stop));
         assert_eq!(completion.usage.input_tokens, 8);
         assert_eq!(completion.usage.output_tokens, 32, "thoughts are output");
-        // 8 × 0.30 + 32 × 2.50 = 82.4 micro-dollars.
-        assert_eq!(completion.usage.cost_micro_usd, 82);
+        // 8 × 0.30 + 32 × 2.50 = 82.4 micro-dollars, rounded up.
+        assert_eq!(completion.usage.cost_micro_usd, 83);
     }
 
     #[test]
@@ -1322,8 +1322,8 @@ mod tests {
         assert!(matches!(last.finish_reason, Some(FinishReason::Stop)));
         let usage = last.usage.unwrap();
         assert_eq!((usage.input_tokens, usage.output_tokens), (9, 5));
-        // 9 × 0.30 + 5 × 2.50 = 15.2
-        assert_eq!(usage.cost_micro_usd, 15);
+        // 9 × 0.30 + 5 × 2.50 = 15.2, rounded up.
+        assert_eq!(usage.cost_micro_usd, 16);
     }
 
     #[test]

@@ -155,7 +155,7 @@ impl ModelInfo {
         if total <= 0 {
             return 0;
         }
-        u64::try_from((total + 999_999) / 1_000_000).unwrap_or(u64::MAX)
+        u64::try_from(total.saturating_add(999_999) / 1_000_000).unwrap_or(u64::MAX)
     }
 }
 
