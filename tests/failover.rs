@@ -124,7 +124,11 @@ async fn a_stream_that_stalls_before_its_first_token_fails_over_after_one_timeou
     chain.primary.fail_always(Fault::StallStream(FOREVER));
     let (model, took) = chain.stream().await;
     assert_eq!(model, FALLBACK);
-    assert_eq!(chain.primary.exchanges().len(), 1, "the stall was not retried");
+    assert_eq!(
+        chain.primary.exchanges().len(),
+        1,
+        "the stall was not retried"
+    );
     assert_eq!(chain.fallback.exchanges().len(), 1);
     // One first-token timeout, not three (the default retries are 2).
     assert!(
@@ -139,7 +143,11 @@ async fn a_call_whose_upstream_sends_no_headers_fails_over_after_one_timeout() {
     chain.primary.fail_always(Fault::SlowHeaders(FOREVER));
     let (provider, took) = chain.complete().await;
     assert_eq!(provider, "anthropic");
-    assert_eq!(chain.primary.exchanges().len(), 1, "the timeout was not retried");
+    assert_eq!(
+        chain.primary.exchanges().len(),
+        1,
+        "the timeout was not retried"
+    );
     assert!(took >= HTTP_TIMEOUT && took < 2 * HTTP_TIMEOUT, "{took:?}");
 }
 

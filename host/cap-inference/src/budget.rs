@@ -184,7 +184,9 @@ impl Budgets {
                 reservation.hold = Some(id);
                 Ok(reservation)
             }
-            Err(e @ ReserveError::Exceeded { .. }) => Err(ModelError::BudgetExceeded(e.to_string())),
+            Err(e @ ReserveError::Exceeded { .. }) => {
+                Err(ModelError::BudgetExceeded(e.to_string()))
+            }
             Err(ReserveError::Store(e)) => Err(ModelError::BudgetExceeded(format!(
                 "the budgets of this request cannot be checked ({e}), so it is refused rather than risk spending past them"
             ))),
@@ -265,7 +267,10 @@ impl Drop for Reservation {
                     }
                 });
             }
-            Err(_) => tracing::debug!(?hold, "no async runtime to release a hold; it lapses at its expiry"),
+            Err(_) => tracing::debug!(
+                ?hold,
+                "no async runtime to release a hold; it lapses at its expiry"
+            ),
         }
     }
 }

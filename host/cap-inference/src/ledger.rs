@@ -510,9 +510,14 @@ mod tests {
         assert_eq!(two.report(0).unwrap()[0].calls, 1);
 
         // 25 spent: 75 left. A hold of 70 that nobody settles…
-        two.reserve(&hold(&scope, 100, 70, std::time::Duration::from_millis(300)))
-            .await
-            .unwrap();
+        two.reserve(&hold(
+            &scope,
+            100,
+            70,
+            std::time::Duration::from_millis(300),
+        ))
+        .await
+        .unwrap();
         assert!(one.reserve(&hold(&scope, 100, 70, long)).await.is_err());
         // …stops counting once it has expired.
         std::thread::sleep(std::time::Duration::from_millis(350));
@@ -520,6 +525,10 @@ mod tests {
         let again = one.reserve(&hold(&scope, 100, 70, long)).await.unwrap();
         one.release(again).await.unwrap();
         assert_eq!(one.held(&scope).unwrap(), 0);
-        assert_eq!(one.month_spent(&scope).await.unwrap(), 25, "a release books nothing");
+        assert_eq!(
+            one.month_spent(&scope).await.unwrap(),
+            25,
+            "a release books nothing"
+        );
     }
 }

@@ -33,7 +33,7 @@ mod types;
 
 pub use breaker::{Admit, Breakers};
 pub use budget::{
-    BudgetStore, Budgets, Hold, HoldId, MemoryBudgetStore, ReserveError, Reservation, Scope,
+    BudgetStore, Budgets, Hold, HoldId, MemoryBudgetStore, Reservation, ReserveError, Scope,
 };
 pub use ledger::{Ledger, LedgerError, UsageLine, day_of, month_start};
 pub use provider::{BoxFuture, DeltaStream, Provider};

@@ -238,9 +238,11 @@ impl Router {
                 Some((provider, _)) if !listed.contains(provider) => continue,
                 Some((provider, _)) => format!(
                     "`{model}` is not a model of provider `{provider}`; its models are: {}",
-                    list(known.iter().filter(|k| {
-                        k.split_once('/').is_some_and(|(p, _)| p == provider)
-                    }))
+                    list(
+                        known
+                            .iter()
+                            .filter(|k| { k.split_once('/').is_some_and(|(p, _)| p == provider) })
+                    )
                 ),
             };
             problems.push(ConfigProblem {
@@ -960,10 +962,7 @@ impl Drop for RoutedStream {
 
 /// Names for a message: `a, b, c`, or `none`.
 fn list<S: AsRef<str>>(names: impl IntoIterator<Item = S>) -> String {
-    let names: Vec<String> = names
-        .into_iter()
-        .map(|n| n.as_ref().to_owned())
-        .collect();
+    let names: Vec<String> = names.into_iter().map(|n| n.as_ref().to_owned()).collect();
     if names.is_empty() {
         "none".to_owned()
     } else {

@@ -637,7 +637,11 @@ async fn a_stall_fails_over_after_one_timeout_and_counts_toward_the_breaker() {
     let stream = router.stream(&caller(), named("slow/m")).await.unwrap();
     let took = started.elapsed();
     assert_eq!(stream.model(), "b/m");
-    assert_eq!(stalled.calls(), 1, "a stall is not retried on the same model");
+    assert_eq!(
+        stalled.calls(),
+        1,
+        "a stall is not retried on the same model"
+    );
     assert!(
         took >= timeout && took < timeout + Duration::from_secs(1),
         "{took:?}"
@@ -691,7 +695,10 @@ struct Kinds(std::sync::Mutex<Vec<Option<&'static str>>>);
 
 impl UsageSink for Kinds {
     fn record(&self, call: &CallRecord<'_>) {
-        self.0.lock().unwrap().push(call.error.map(ModelError::kind));
+        self.0
+            .lock()
+            .unwrap()
+            .push(call.error.map(ModelError::kind));
     }
 }
 
@@ -720,7 +727,12 @@ async fn routers_sharing_a_ledger_never_spend_past_a_budget_together() {
             // Each its own connection, as each process has.
             let ledger = Arc::new(Ledger::open(&path).unwrap());
             let a = Fake::new("a", vec![info.clone()], slow.clone());
-            Arc::new(Router::with_store(config.clone(), vec![a], sink.clone(), ledger))
+            Arc::new(Router::with_store(
+                config.clone(),
+                vec![a],
+                sink.clone(),
+                ledger,
+            ))
         })
         .collect();
     let mut tasks = Vec::new();
@@ -743,7 +755,10 @@ async fn routers_sharing_a_ledger_never_spend_past_a_budget_together() {
     let month = month_start(day_of(std::time::SystemTime::now()));
     let spent = ledger.spent(&scope, month).unwrap();
     assert!(spent <= 6 * ceiling, "spent {spent} of {}", 6 * ceiling);
-    assert!(ok >= 6, "holds are ceilings and settle lower: {ok} succeeded");
+    assert!(
+        ok >= 6,
+        "holds are ceilings and settle lower: {ok} succeeded"
+    );
     let booked: u64 = ledger.report(month).unwrap().iter().map(|l| l.calls).sum();
     assert_eq!(booked, ok, "each answered call is booked once");
     assert_eq!(ledger.held(&scope).unwrap(), 0, "every hold settled");
@@ -830,7 +845,9 @@ async fn names_in_the_configuration_must_name_models_and_keys_that_exist() {
         "{problems:#?}"
     );
     assert!(
-        problems[0].2.contains("is not a model of provider `b`; its models are: b/m"),
+        problems[0]
+            .2
+            .contains("is not a model of provider `b`; its models are: b/m"),
         "{}",
         problems[0].2
     );

@@ -14,7 +14,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use convergio_cap_keys::Vault;
 use convergio_runtime::inference::{Ledger, Scope, day_of, month_start};
-use convergio_tests::fake_providers::{self as fake, Fault, FakeProvider, Flavor};
+use convergio_tests::fake_providers::{self as fake, FakeProvider, Fault, Flavor};
 use convergio_tests::{TestPlugin, target_dir, test_component, write_platform};
 
 const SECRET: &str = "sk-budget-test-0123456789";
@@ -143,7 +143,11 @@ fn twenty_chat_processes_on_one_data_dir_never_spend_past_the_budget() {
         5,
         "refused calls never reach the upstream"
     );
-    assert!(provider.rejections().is_empty(), "{:?}", provider.rejections());
+    assert!(
+        provider.rejections().is_empty(),
+        "{:?}",
+        provider.rejections()
+    );
 }
 
 #[test]
@@ -258,7 +262,10 @@ fn check_refuses_names_in_inference_that_name_nothing() {
             "error: {p}:14: field `inference.budgets.agents`: plugin `echo` is of kind `provider`, not an agent"
         ),
     ] {
-        assert!(stdout.contains(&expected), "lacks {expected}\nin:\n{stdout}");
+        assert!(
+            stdout.contains(&expected),
+            "lacks {expected}\nin:\n{stdout}"
+        );
     }
     assert!(stdout.contains("6 problem(s) found"), "{stdout}");
 

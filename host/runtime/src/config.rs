@@ -343,7 +343,11 @@ impl Platform {
             problems.push(format!(
                 "{}: field `inference.budgets.agents`: {why}; the agents that call models are: {}",
                 self.inference_location(&text, "budgets.agents", id),
-                if agents.is_empty() { "none".to_owned() } else { agents.join(", ") }
+                if agents.is_empty() {
+                    "none".to_owned()
+                } else {
+                    agents.join(", ")
+                }
             ));
         }
         problems

@@ -74,7 +74,9 @@ pub(crate) fn line_of_key_value(text: &str, path: &str, name: &str) -> Option<us
     let mut table = String::new();
     let mut context = String::new();
     for (i, line) in text.lines().enumerate() {
-        let code = outside_quotes(line, '#').map_or(line, |at| &line[..at]).trim();
+        let code = outside_quotes(line, '#')
+            .map_or(line, |at| &line[..at])
+            .trim();
         if code.starts_with('[') {
             table = dotted(code.trim_matches(|c| c == '[' || c == ']'));
             context = table.clone();
@@ -99,7 +101,9 @@ pub(crate) fn line_of_key_value(text: &str, path: &str, name: &str) -> Option<us
 
 /// A dotted key without quotes and spaces: `"a/b" . c` → `a/b.c`.
 fn dotted(key: &str) -> String {
-    key.chars().filter(|c| !c.is_whitespace() && *c != '"').collect()
+    key.chars()
+        .filter(|c| !c.is_whitespace() && *c != '"')
+        .collect()
 }
 
 /// Byte offset of the first `wanted` outside a quoted string.
@@ -163,13 +167,21 @@ mod tests {
                     [inference.budgets.keys]\n\"openai/default\" = 5.0\n";
         let at = |path: &str, name: &str| line_of_key_value(text, path, name);
         assert_eq!(at("inference.fallback", "b/y"), Some(7));
-        assert_eq!(at("inference.fallback", "b/z"), None, "comments do not count");
+        assert_eq!(
+            at("inference.fallback", "b/z"),
+            None,
+            "comments do not count"
+        );
         assert_eq!(at("inference.chains", "a/x"), Some(10));
         assert_eq!(at("inference.chains", "b/y"), Some(10));
         assert_eq!(at("inference.budgets.plugins", "tutor"), Some(12));
         assert_eq!(at("inference.budgets.agents", "tutor"), Some(13));
         assert_eq!(at("inference.budgets.keys", "openai/default"), Some(15));
-        assert_eq!(at("inference.budgets.agents", "tut"), None, "whole names only");
+        assert_eq!(
+            at("inference.budgets.agents", "tut"),
+            None,
+            "whole names only"
+        );
     }
 
     #[test]
