@@ -1,11 +1,23 @@
 //! Spending limits per key, per plugin and per agent, per UTC calendar
-//! month, safe under concurrency: a request reserves its largest possible
-//! cost before it is sent and settles with what the provider reports after.
+//! month. A request reserves its largest possible cost before it is sent
+//! and settles with what the provider reports after.
+//!
+//! Holds and spending live in a [`BudgetStore`]: the usage [`crate::Ledger`]
+//! (SQLite, one data directory, shared by every process that opens it), or
+//! [`MemoryBudgetStore`] for one process. A reservation is one atomic step
+//! of the store, and so is a settlement (the hold goes, the cost is booked),
+//! so requests that run at once, in one process or several, never spend past
+//! a budget. A hold its process never settles (the process was killed)
+//! lapses at its expiry.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
 
 use crate::ModelError;
+use crate::ledger::LedgerError;
+use crate::provider::BoxFuture;
+use crate::router::CallRecord;
 
 /// What a budget is kept for.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -28,187 +40,424 @@ impl std::fmt::Display for Scope {
     }
 }
 
-#[derive(Debug, Clone, Copy, Default)]
-struct Account {
-    limit: u64,
-    spent: u64,
-    reserved: u64,
+/// One hold in a [`BudgetStore`], across every scope it was taken in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct HoldId(pub i64);
+
+/// What a request asks a [`BudgetStore`] to hold.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Hold {
+    /// Each scope of the request that has a budget, with its limit in
+    /// millionths of a dollar.
+    pub limits: Vec<(Scope, u64)>,
+    /// The most the request can cost, in millionths of a dollar.
+    pub amount: u64,
+    /// When the hold lapses if it is neither settled nor released.
+    pub expires: SystemTime,
 }
 
-/// The budgets of the platform. Scopes without a limit are not tracked.
-/// Spending starts over on the first day of each UTC month.
-#[derive(Debug, Default)]
+/// Why a hold was not granted.
+#[derive(Debug, thiserror::Error)]
+pub enum ReserveError {
+    /// A budget cannot afford the request.
+    #[error(
+        "the budget of {scope} is {} USD; {} USD is spent or held by requests in flight and this request may cost up to {} USD",
+        usd(*limit),
+        usd(*committed),
+        usd(*amount)
+    )]
+    Exceeded {
+        /// The budget that cannot afford it.
+        scope: Scope,
+        /// Its limit.
+        limit: u64,
+        /// Spent this month plus held by requests in flight.
+        committed: u64,
+        /// What the request asked to hold.
+        amount: u64,
+    },
+    /// The store could not be read or written.
+    #[error(transparent)]
+    Store(#[from] LedgerError),
+}
+
+/// Where holds and spending are kept. The usage [`crate::Ledger`] keeps them
+/// in SQLite for the processes of one data directory; a database server
+/// (PostgreSQL) can implement it for several hosts. Each method is one
+/// atomic step: two requests that reserve at once, in any process, see each
+/// other's holds.
+pub trait BudgetStore: Send + Sync {
+    /// Hold `hold.amount` in every scope of `hold.limits`, or in none if any
+    /// of them cannot afford it: what the scope spent this UTC month plus
+    /// what unexpired holds keep, plus the amount, must stay within its
+    /// limit. Expired holds are dropped first.
+    fn reserve<'a>(&'a self, hold: &'a Hold) -> BoxFuture<'a, Result<HoldId, ReserveError>>;
+
+    /// Book `call` (its cost counts in its plugin's, agent's and key's
+    /// spending from now on) and drop `hold`, in one step. Without a hold,
+    /// only book the call.
+    fn settle<'a>(
+        &'a self,
+        hold: Option<HoldId>,
+        call: &'a CallRecord<'a>,
+    ) -> BoxFuture<'a, Result<(), LedgerError>>;
+
+    /// Drop `hold` without booking anything.
+    fn release(&self, hold: HoldId) -> BoxFuture<'_, Result<(), LedgerError>>;
+
+    /// What `scope` spent this UTC month, in millionths of a dollar.
+    fn month_spent<'a>(&'a self, scope: &'a Scope) -> BoxFuture<'a, Result<u64, LedgerError>>;
+}
+
+/// The budgets of the platform: limits, and the store that keeps holds and
+/// spending. Scopes without a limit are never checked.
 pub struct Budgets {
-    accounts: Mutex<Accounts>,
+    limits: HashMap<Scope, u64>,
+    store: Arc<dyn BudgetStore>,
+    hold_expiry: Duration,
 }
 
-#[derive(Debug, Default)]
-struct Accounts {
-    /// First day of the month the spending is for.
-    month: i64,
-    by_scope: HashMap<Scope, Account>,
-}
-
-impl Accounts {
-    /// Start a new month's spending if the month has changed.
-    fn roll(&mut self) {
-        let month = crate::ledger::month_start(crate::ledger::day_of(std::time::SystemTime::now()));
-        if month != self.month {
-            self.month = month;
-            for account in self.by_scope.values_mut() {
-                account.spent = 0;
-            }
-        }
+impl std::fmt::Debug for Budgets {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Budgets")
+            .field("limits", &self.limits)
+            .field("hold_expiry", &self.hold_expiry)
+            .finish_non_exhaustive()
     }
-}
-
-/// Money held for one request until it settles; dropping it unsettled
-/// releases the hold (the request failed before costing anything).
-#[derive(Debug)]
-pub struct Reservation {
-    budgets: Arc<Budgets>,
-    held: Vec<(Scope, u64)>,
 }
 
 impl Budgets {
-    /// Budgets with these limits, in millionths of a dollar.
-    pub fn new(limits: impl IntoIterator<Item = (Scope, u64)>) -> Self {
-        let mut accounts = Accounts {
-            month: 0,
-            by_scope: limits
-                .into_iter()
-                .map(|(scope, limit)| {
-                    (
-                        scope,
-                        Account {
-                            limit,
-                            ..Account::default()
-                        },
-                    )
-                })
-                .collect(),
-        };
-        accounts.roll();
+    /// Budgets with these limits (millionths of a dollar), kept in `store`;
+    /// a hold lapses `hold_expiry` after it was taken if it is not settled.
+    pub fn new(
+        limits: impl IntoIterator<Item = (Scope, u64)>,
+        store: Arc<dyn BudgetStore>,
+        hold_expiry: Duration,
+    ) -> Self {
         Self {
-            accounts: Mutex::new(accounts),
+            limits: limits.into_iter().collect(),
+            store,
+            hold_expiry,
         }
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, Accounts> {
-        let mut accounts = self.accounts.lock().unwrap_or_else(|e| e.into_inner());
-        accounts.roll();
-        accounts
-    }
-
-    /// The scopes that have a budget.
+    /// The scopes that have a budget, in order.
     pub fn scopes(&self) -> Vec<Scope> {
-        self.lock().by_scope.keys().cloned().collect()
+        let mut scopes: Vec<Scope> = self.limits.keys().cloned().collect();
+        scopes.sort();
+        scopes
     }
 
-    /// What `scope` already spent this month, e.g. from the [`crate::Ledger`] at start.
-    pub fn set_spent(&self, scope: &Scope, spent: u64) {
-        if let Some(a) = self.lock().by_scope.get_mut(scope) {
-            a.spent = spent;
+    /// The limit of `scope`, if it has a budget.
+    pub fn limit(&self, scope: &Scope) -> Option<u64> {
+        self.limits.get(scope).copied()
+    }
+
+    /// How long an unsettled hold lives.
+    pub fn hold_expiry(&self) -> Duration {
+        self.hold_expiry
+    }
+
+    /// Hold `amount` in every scope of `scopes` that has a budget, or in
+    /// none if any of them cannot afford it. When no scope has a budget,
+    /// the store is not asked.
+    pub async fn reserve(&self, scopes: &[Scope], amount: u64) -> Result<Reservation, ModelError> {
+        let limits: Vec<(Scope, u64)> = scopes
+            .iter()
+            .filter_map(|s| self.limit(s).map(|limit| (s.clone(), limit)))
+            .collect();
+        let mut reservation = Reservation {
+            store: self.store.clone(),
+            hold: None,
+            amount,
+        };
+        if limits.is_empty() {
+            return Ok(reservation);
         }
-    }
-
-    /// Hold `amount` in every scope that has a budget, or none if any of
-    /// them cannot afford it.
-    pub fn reserve(
-        self: &Arc<Self>,
-        scopes: &[Scope],
-        amount: u64,
-    ) -> Result<Reservation, ModelError> {
-        let mut accounts = self.lock();
-        for scope in scopes {
-            if let Some(a) = accounts.by_scope.get(scope) {
-                let committed = a.spent.saturating_add(a.reserved);
-                if committed.saturating_add(amount) > a.limit {
-                    return Err(ModelError::BudgetExceeded(format!(
-                        "the budget of {scope} is {} USD; {} USD is spent or held by requests in flight and this request may cost up to {} USD",
-                        usd(a.limit),
-                        usd(committed),
-                        usd(amount)
-                    )));
-                }
+        let hold = Hold {
+            limits,
+            amount,
+            expires: SystemTime::now() + self.hold_expiry,
+        };
+        match self.store.reserve(&hold).await {
+            Ok(id) => {
+                reservation.hold = Some(id);
+                Ok(reservation)
             }
-        }
-        let mut held = Vec::new();
-        for scope in scopes {
-            if let Some(a) = accounts.by_scope.get_mut(scope) {
-                a.reserved = a.reserved.saturating_add(amount);
-                held.push((scope.clone(), amount));
+            Err(e @ ReserveError::Exceeded { .. }) => {
+                Err(ModelError::BudgetExceeded(e.to_string()))
             }
+            Err(ReserveError::Store(e)) => Err(ModelError::BudgetExceeded(format!(
+                "the budgets of this request cannot be checked ({e}), so it is refused rather than risk spending past them"
+            ))),
         }
-        Ok(Reservation {
-            budgets: self.clone(),
-            held,
-        })
     }
 
-    /// Spent so far in `scope` (settled requests only), micro-dollars.
-    pub fn spent(&self, scope: &Scope) -> Option<u64> {
-        self.lock().by_scope.get(scope).map(|a| a.spent)
+    /// What `scope` spent this UTC month (settled requests only), in
+    /// millionths of a dollar; `None` if it has no budget.
+    pub async fn spent(&self, scope: &Scope) -> Result<Option<u64>, LedgerError> {
+        if !self.limits.contains_key(scope) {
+            return Ok(None);
+        }
+        self.store.month_spent(scope).await.map(Some)
+    }
+}
+
+/// Money held for one request until it settles. Every request has one;
+/// it holds nothing when no budget applies. Dropping it unsettled releases
+/// the hold (in the background, on the current Tokio runtime; without one,
+/// the hold lapses at its expiry).
+pub struct Reservation {
+    store: Arc<dyn BudgetStore>,
+    hold: Option<HoldId>,
+    amount: u64,
+}
+
+impl std::fmt::Debug for Reservation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Reservation")
+            .field("hold", &self.hold)
+            .field("amount", &self.amount)
+            .finish()
     }
 }
 
 impl Reservation {
-    /// The amount held.
+    /// The most the request may cost.
     pub fn amount(&self) -> u64 {
-        self.held.first().map_or(0, |(_, a)| *a)
+        self.amount
     }
 
-    /// The request cost `actual`: release the hold and book the cost.
-    pub fn settle(mut self, actual: u64) {
-        let mut accounts = self.budgets.lock();
-        for (scope, amount) in self.held.drain(..) {
-            if let Some(a) = accounts.by_scope.get_mut(&scope) {
-                a.reserved = a.reserved.saturating_sub(amount);
-                a.spent = a.spent.saturating_add(actual);
-            }
+    /// The hold in the store, if a budget applies.
+    pub fn hold(&self) -> Option<HoldId> {
+        self.hold
+    }
+
+    /// The request ended as `call` says: book it and drop the hold, in one
+    /// step of the store. A store that fails is logged; the hold then lapses
+    /// at its expiry.
+    pub async fn settle(mut self, call: &CallRecord<'_>) {
+        let hold = self.hold.take();
+        if let Err(e) = self.store.settle(hold, call).await {
+            tracing::error!(error = %e, hold = ?hold, "could not book a model call in the usage ledger");
+        }
+    }
+
+    /// The request was not sent: drop the hold.
+    pub async fn release(mut self) {
+        if let Some(hold) = self.hold.take()
+            && let Err(e) = self.store.release(hold).await
+        {
+            tracing::warn!(error = %e, ?hold, "could not release a budget hold; it lapses at its expiry");
         }
     }
 }
 
 impl Drop for Reservation {
     fn drop(&mut self) {
-        if self.held.is_empty() {
+        let Some(hold) = self.hold.take() else {
             return;
-        }
-        let mut accounts = self.budgets.lock();
-        for (scope, amount) in self.held.drain(..) {
-            if let Some(a) = accounts.by_scope.get_mut(&scope) {
-                a.reserved = a.reserved.saturating_sub(amount);
+        };
+        let store = self.store.clone();
+        match tokio::runtime::Handle::try_current() {
+            Ok(runtime) => {
+                runtime.spawn(async move {
+                    if let Err(e) = store.release(hold).await {
+                        tracing::warn!(error = %e, ?hold, "could not release a budget hold; it lapses at its expiry");
+                    }
+                });
             }
+            Err(_) => tracing::debug!(
+                ?hold,
+                "no async runtime to release a hold; it lapses at its expiry"
+            ),
         }
     }
 }
 
-fn usd(micro: u64) -> String {
+/// Holds and spending in this process's memory: what budgets use when no
+/// ledger is given ([`crate::Router::new`]). Nothing is shared with other
+/// processes and nothing survives a restart.
+#[derive(Debug, Default)]
+pub struct MemoryBudgetStore {
+    state: Mutex<MemoryState>,
+}
+
+#[derive(Debug, Default)]
+struct MemoryState {
+    /// First day of the month the spending is for.
+    month: i64,
+    spent: HashMap<Scope, u64>,
+    holds: HashMap<i64, (Vec<Scope>, u64, SystemTime)>,
+    next: i64,
+}
+
+impl MemoryState {
+    /// Start a new month's spending if the month has changed; drop expired holds.
+    fn roll(&mut self, now: SystemTime) {
+        let month = crate::ledger::month_start(crate::ledger::day_of(now));
+        if month != self.month {
+            self.month = month;
+            self.spent.clear();
+        }
+        self.holds.retain(|_, (_, _, expires)| *expires > now);
+    }
+
+    fn held(&self, scope: &Scope) -> u64 {
+        self.holds
+            .values()
+            .filter(|(scopes, _, _)| scopes.contains(scope))
+            .map(|(_, amount, _)| *amount)
+            .fold(0, u64::saturating_add)
+    }
+}
+
+impl MemoryBudgetStore {
+    fn lock(&self) -> std::sync::MutexGuard<'_, MemoryState> {
+        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        state.roll(SystemTime::now());
+        state
+    }
+}
+
+impl BudgetStore for MemoryBudgetStore {
+    fn reserve<'a>(&'a self, hold: &'a Hold) -> BoxFuture<'a, Result<HoldId, ReserveError>> {
+        Box::pin(async move {
+            let mut state = self.lock();
+            for (scope, limit) in &hold.limits {
+                let spent = state.spent.get(scope).copied().unwrap_or(0);
+                let committed = spent.saturating_add(state.held(scope));
+                if committed.saturating_add(hold.amount) > *limit {
+                    return Err(ReserveError::Exceeded {
+                        scope: scope.clone(),
+                        limit: *limit,
+                        committed,
+                        amount: hold.amount,
+                    });
+                }
+            }
+            state.next += 1;
+            let id = state.next;
+            let scopes = hold.limits.iter().map(|(s, _)| s.clone()).collect();
+            state.holds.insert(id, (scopes, hold.amount, hold.expires));
+            Ok(HoldId(id))
+        })
+    }
+
+    fn settle<'a>(
+        &'a self,
+        hold: Option<HoldId>,
+        call: &'a CallRecord<'a>,
+    ) -> BoxFuture<'a, Result<(), LedgerError>> {
+        Box::pin(async move {
+            let mut state = self.lock();
+            if let Some((scopes, _, _)) = hold.and_then(|h| state.holds.remove(&h.0)) {
+                for scope in scopes {
+                    let spent = state.spent.entry(scope).or_default();
+                    *spent = spent.saturating_add(call.usage.cost_micro_usd);
+                }
+            }
+            Ok(())
+        })
+    }
+
+    fn release(&self, hold: HoldId) -> BoxFuture<'_, Result<(), LedgerError>> {
+        Box::pin(async move {
+            self.lock().holds.remove(&hold.0);
+            Ok(())
+        })
+    }
+
+    fn month_spent<'a>(&'a self, scope: &'a Scope) -> BoxFuture<'a, Result<u64, LedgerError>> {
+        Box::pin(async move { Ok(self.lock().spent.get(scope).copied().unwrap_or(0)) })
+    }
+}
+
+/// Micro-dollars as dollars, for messages.
+pub(crate) fn usd(micro: u64) -> String {
     format!("{:.6}", micro as f64 / 1_000_000.0)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::{Caller, Usage};
 
-    #[test]
-    fn holds_release_and_settle() {
-        let b = Arc::new(Budgets::new([(Scope::Plugin("p".into()), 100)]));
+    fn call(caller: &Caller, cost: u64) -> CallRecord<'_> {
+        CallRecord {
+            caller,
+            provider: "k",
+            key: Some("k/default"),
+            model: "m",
+            usage: Usage {
+                cost_micro_usd: cost,
+                ..Usage::default()
+            },
+            error: None,
+        }
+    }
+
+    #[tokio::test]
+    async fn holds_release_and_settle() {
+        let store = Arc::new(MemoryBudgetStore::default());
+        let b = Budgets::new(
+            [(Scope::Plugin("p".into()), 100)],
+            store,
+            Duration::from_secs(60),
+        );
+        let caller = Caller {
+            plugin: "p".into(),
+            agent: None,
+        };
         let scopes = [Scope::Plugin("p".into()), Scope::Key("k/default".into())];
-        let r1 = b.reserve(&scopes, 60).unwrap();
-        assert!(b.reserve(&scopes, 60).is_err(), "held money counts");
-        drop(r1);
-        let r2 = b.reserve(&scopes, 60).unwrap();
-        r2.settle(30);
-        assert_eq!(b.spent(&Scope::Plugin("p".into())), Some(30));
-        let err = b.reserve(&scopes, 80).unwrap_err();
+        let r1 = b.reserve(&scopes, 60).await.unwrap();
+        assert!(r1.hold().is_some());
+        assert!(b.reserve(&scopes, 60).await.is_err(), "held money counts");
+        r1.release().await;
+        let r2 = b.reserve(&scopes, 60).await.unwrap();
+        r2.settle(&call(&caller, 30)).await;
+        assert_eq!(b.spent(&Scope::Plugin("p".into())).await.unwrap(), Some(30));
+        let err = b.reserve(&scopes, 80).await.unwrap_err();
         assert!(
             err.to_string()
                 .contains("budget of plugin p is 0.000100 USD"),
             "{err}"
         );
-        assert!(b.reserve(&scopes, 70).is_ok());
-        assert_eq!(b.spent(&Scope::Key("k/default".into())), None, "untracked");
+        assert!(b.reserve(&scopes, 70).await.is_ok());
+        assert_eq!(
+            b.spent(&Scope::Key("k/default".into())).await.unwrap(),
+            None,
+            "untracked"
+        );
+        let free = b.reserve(&[Scope::Key("k/default".into())], 1_000).await;
+        assert_eq!(free.unwrap().hold(), None, "no budget, no hold");
+    }
+
+    #[tokio::test]
+    async fn an_expired_hold_stops_counting() {
+        let store = MemoryBudgetStore::default();
+        let scope = Scope::Agent("a".into());
+        let hold = |expires| Hold {
+            limits: vec![(scope.clone(), 10)],
+            amount: 10,
+            expires,
+        };
+        store
+            .reserve(&hold(SystemTime::now() + Duration::from_millis(50)))
+            .await
+            .unwrap();
+        assert!(
+            store
+                .reserve(&hold(SystemTime::now() + Duration::from_secs(60)))
+                .await
+                .is_err()
+        );
+        std::thread::sleep(Duration::from_millis(60));
+        assert!(
+            store
+                .reserve(&hold(SystemTime::now() + Duration::from_secs(60)))
+                .await
+                .is_ok()
+        );
     }
 }

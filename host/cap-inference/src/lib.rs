@@ -12,11 +12,15 @@
 //!   per model, fails over only to models the operator listed and that can
 //!   take the request, and in zero-cloud mode uses local models only.
 //! - [`Budgets`] hold the largest possible cost of a request before it is
-//!   sent and settle with the reported usage, so concurrent requests never
-//!   spend past a budget.
-//! - A [`UsageSink`] receives the tokens and cost of every call, for metering
-//!   per key and per plugin; the [`Ledger`] keeps them in SQLite per day,
-//!   and budgets count the current UTC month from it, across restarts.
+//!   sent and settle with the reported usage, in a [`BudgetStore`]: each
+//!   reservation and each settlement is one atomic step, so concurrent
+//!   requests never spend past a budget. The [`Ledger`] is that store for
+//!   every process of one data directory (SQLite); [`MemoryBudgetStore`]
+//!   serves a single process.
+//! - A [`UsageSink`] receives the tokens and cost of every call, for
+//!   metering per key and per plugin; the [`Ledger`] keeps them in SQLite
+//!   per day, and budgets count the current UTC month from it, across
+//!   restarts.
 
 #![deny(missing_docs)]
 
@@ -28,8 +32,12 @@ mod router;
 mod types;
 
 pub use breaker::{Admit, Breakers};
-pub use budget::{Budgets, Reservation, Scope};
+pub use budget::{
+    BudgetStore, Budgets, Hold, HoldId, MemoryBudgetStore, Reservation, ReserveError, Scope,
+};
 pub use ledger::{Ledger, LedgerError, UsageLine, day_of, month_start};
 pub use provider::{BoxFuture, DeltaStream, Provider};
-pub use router::{CallRecord, Caller, NoSink, RoutedStream, Router, RouterConfig, UsageSink};
+pub use router::{
+    CallRecord, Caller, ConfigProblem, NoSink, RoutedStream, Router, RouterConfig, UsageSink,
+};
 pub use types::*;

@@ -2,7 +2,7 @@
 //! it, retries and fails over along the operator's chain, keeps circuit
 //! breakers and budgets, and reports usage.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -10,7 +10,7 @@ use tokio::sync::RwLock;
 use tokio::time::Instant;
 
 use crate::breaker::{Admit, Breakers};
-use crate::budget::{Budgets, Reservation, Scope};
+use crate::budget::{BudgetStore, Budgets, MemoryBudgetStore, Reservation, Scope};
 use crate::provider::{BoxFuture, DeltaStream, Provider};
 use crate::{
     ChatRequest, Completion, Delta, Embeddings, ModelError, ModelInfo, ModelSelector,
@@ -27,6 +27,8 @@ pub struct RouterConfig {
     /// Fallbacks of a named model that has no chain of its own.
     pub fallback: Vec<String>,
     /// Retries of one model before failing over (0: fail over at once).
+    /// Only rate limits, overload, 5xx and other upstream failures and
+    /// garbled answers are retried; a timeout fails over at once.
     pub retries: u32,
     /// First backoff; doubles per retry, with jitter.
     pub backoff_base: Duration,
@@ -42,6 +44,24 @@ pub struct RouterConfig {
     pub prices: BTreeMap<String, (f64, f64)>,
     /// Budgets in millionths of a dollar.
     pub budgets: Vec<(Scope, u64)>,
+    /// How long a budget hold lives if its request never settles (its
+    /// process was killed): longer than any request may take, see
+    /// [`RouterConfig::hold_expiry_for`].
+    pub hold_expiry: Duration,
+}
+
+impl RouterConfig {
+    /// A hold expiry that outlives any request whose provider calls each
+    /// end within `call_deadline`: every try of one candidate (`retries` + 1
+    /// calls, the longest backoff between them), plus a minute of margin.
+    /// With the defaults and a 30 s deadline: 3 × 30 s + 2 × 10 s + 60 s =
+    /// 170 s.
+    pub fn hold_expiry_for(&self, call_deadline: Duration) -> Duration {
+        call_deadline
+            .saturating_mul(self.retries.saturating_add(1))
+            .saturating_add(self.backoff_max.saturating_mul(self.retries))
+            .saturating_add(Duration::from_secs(60))
+    }
 }
 
 impl Default for RouterConfig {
@@ -58,6 +78,7 @@ impl Default for RouterConfig {
             first_token_timeout: Duration::from_secs(30),
             prices: BTreeMap::new(),
             budgets: Vec::new(),
+            hold_expiry: Duration::from_secs(170),
         }
     }
 }
@@ -110,13 +131,26 @@ struct Entry {
     info: ModelInfo,
 }
 
+/// A name in the router's configuration that names nothing it can call,
+/// found by [`Router::check_config`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigProblem {
+    /// Where it is written, below `[inference]`: `fallback`, `chains`,
+    /// `prices` or `budgets.keys`.
+    pub field: &'static str,
+    /// The name as written.
+    pub name: String,
+    /// What is wrong and how to fix it.
+    pub message: String,
+}
+
 /// The inference router.
 pub struct Router {
     config: RouterConfig,
     providers: BTreeMap<String, Arc<dyn Provider>>,
     catalog: RwLock<BTreeMap<String, Vec<ModelInfo>>>,
     breakers: Breakers,
-    budgets: Arc<Budgets>,
+    budgets: Budgets,
     sink: Arc<dyn UsageSink>,
 }
 
@@ -129,15 +163,33 @@ impl std::fmt::Debug for Router {
 }
 
 impl Router {
-    /// A router over `providers`.
+    /// A router over `providers` whose budgets live in this process's
+    /// memory ([`MemoryBudgetStore`]): right for one process; processes that
+    /// share budgets use [`Router::with_store`].
     pub fn new(
         config: RouterConfig,
         providers: Vec<Arc<dyn Provider>>,
         sink: Arc<dyn UsageSink>,
     ) -> Self {
+        Self::with_store(
+            config,
+            providers,
+            sink,
+            Arc::new(MemoryBudgetStore::default()),
+        )
+    }
+
+    /// A router over `providers` that books every call in `store` and keeps
+    /// its budget holds there (the usage [`crate::Ledger`]).
+    pub fn with_store(
+        config: RouterConfig,
+        providers: Vec<Arc<dyn Provider>>,
+        sink: Arc<dyn UsageSink>,
+        store: Arc<dyn BudgetStore>,
+    ) -> Self {
         Self {
             breakers: Breakers::new(config.breaker_threshold, config.breaker_cooldown),
-            budgets: Arc::new(Budgets::new(config.budgets.clone())),
+            budgets: Budgets::new(config.budgets.clone(), store, config.hold_expiry),
             providers: providers
                 .into_iter()
                 .map(|p| (p.id().to_owned(), p))
@@ -151,6 +203,70 @@ impl Router {
     /// The budgets, e.g. to show what is spent.
     pub fn budgets(&self) -> &Budgets {
         &self.budgets
+    }
+
+    /// Check the names of the configuration against what the providers
+    /// offer: every model in `fallback`, `chains` (keys and values) and
+    /// `prices` must be `provider/model` of a loaded provider that lists
+    /// that model, and every key budget must name a key some provider sends
+    /// (else it never applies). A provider that cannot list its models now
+    /// is logged, and the names of its models are not checked.
+    pub async fn check_config(&self) -> Vec<ConfigProblem> {
+        let known: BTreeSet<String> = self.entries().await.into_iter().map(|e| e.name).collect();
+        let listed: BTreeSet<String> = self.catalog.read().await.keys().cloned().collect();
+        let config = &self.config;
+        let named = config
+            .fallback
+            .iter()
+            .map(|m| ("fallback", m))
+            .chain(config.chains.iter().flat_map(|(from, to)| {
+                std::iter::once(("chains", from)).chain(to.iter().map(|m| ("chains", m)))
+            }))
+            .chain(config.prices.keys().map(|m| ("prices", m)));
+        let mut problems = Vec::new();
+        let mut seen = BTreeSet::new();
+        for (field, model) in named {
+            if known.contains(model) || !seen.insert((field, model)) {
+                continue;
+            }
+            let message = match model.split_once('/') {
+                None => format!("`{model}` must be written provider/model"),
+                Some((provider, _)) if !self.providers.contains_key(provider) => format!(
+                    "`{model}` names provider `{provider}`, but the loaded providers are: {}",
+                    list(self.providers.keys())
+                ),
+                Some((provider, _)) if !listed.contains(provider) => continue,
+                Some((provider, _)) => format!(
+                    "`{model}` is not a model of provider `{provider}`; its models are: {}",
+                    list(
+                        known
+                            .iter()
+                            .filter(|k| { k.split_once('/').is_some_and(|(p, _)| p == provider) })
+                    )
+                ),
+            };
+            problems.push(ConfigProblem {
+                field,
+                name: model.clone(),
+                message,
+            });
+        }
+        let keys: BTreeSet<&str> = self.providers.values().filter_map(|p| p.key()).collect();
+        for scope in self.budgets.scopes() {
+            if let Scope::Key(key) = scope
+                && !keys.contains(key.as_str())
+            {
+                problems.push(ConfigProblem {
+                    field: "budgets.keys",
+                    message: format!(
+                        "no loaded provider sends key `{key}`, so this budget would never apply; the providers' keys are: {} (a provider sends its `key` config value, or PROVIDER/default when granted keys)",
+                        list(keys.iter())
+                    ),
+                    name: key,
+                });
+            }
+        }
+        problems
     }
 
     /// Every model, as `provider/model`, with the operator's prices applied.
@@ -242,7 +358,14 @@ impl Router {
                             model = %e.name,
                             "fallback skipped: it lacks what the request needs or is not local"
                         ),
-                        _ => {}
+                        Some(_) => {}
+                        // Checked at start; a provider that no longer lists it
+                        // (or cannot list its models now) lands here.
+                        None => tracing::warn!(
+                            model = %next,
+                            of = %name,
+                            "fallback skipped: no loaded provider lists this model now"
+                        ),
                     }
                 }
                 Ok(out)
@@ -352,15 +475,26 @@ impl Router {
         }
     }
 
-    fn report(&self, caller: &Caller, entry: &Entry, usage: Usage, error: Option<&ModelError>) {
-        self.sink.record(&CallRecord {
+    /// A call ended: report it to the sink, book it in the budget store
+    /// and drop its hold.
+    async fn book(
+        &self,
+        reservation: Reservation,
+        caller: &Caller,
+        entry: &Entry,
+        usage: Usage,
+        error: Option<&ModelError>,
+    ) {
+        let call = CallRecord {
             caller,
             provider: entry.provider.id(),
             key: entry.provider.key(),
             model: &entry.info.id,
             usage,
             error,
-        });
+        };
+        self.sink.record(&call);
+        reservation.settle(&call).await;
     }
 
     fn priced(entry: &Entry, mut usage: Usage) -> Usage {
@@ -386,8 +520,8 @@ impl Router {
         // The routed name, which tells two accounts of one provider apart.
         completion.provider = entry.provider.id().to_owned();
         completion.usage = Self::priced(&entry, completion.usage);
-        reservation.settle(completion.usage.cost_micro_usd);
-        self.report(caller, &entry, completion.usage, None);
+        self.book(reservation, caller, &entry, completion.usage, None)
+            .await;
         Ok(completion)
     }
 
@@ -406,7 +540,7 @@ impl Router {
         let candidates = self.candidates(request).await?;
         let mut last = None;
         for entry in &candidates {
-            let reservation = match self.admit(caller, request, entry) {
+            let reservation = match self.admit(caller, request, entry).await {
                 Ok(Some(r)) => r,
                 Ok(None) => continue,
                 Err(e) => {
@@ -421,8 +555,8 @@ impl Router {
             match outcome {
                 Ok(value) => return Ok((value, entry.clone(), reservation)),
                 Err(e) => {
-                    drop(reservation);
-                    self.report(caller, entry, Usage::default(), Some(&e));
+                    self.book(reservation, caller, entry, Usage::default(), Some(&e))
+                        .await;
                     if !e.allows_failover() {
                         return Err(e);
                     }
@@ -444,7 +578,7 @@ impl Router {
     }
 
     /// Check the breaker and reserve the budget; `Ok(None)` skips the model.
-    fn admit(
+    async fn admit(
         &self,
         caller: &Caller,
         request: &ChatRequest,
@@ -455,7 +589,11 @@ impl Router {
             return Ok(None);
         }
         let ceiling = Self::ceiling(request, &entry.info);
-        match self.budgets.reserve(&self.scopes(caller, entry), ceiling) {
+        match self
+            .budgets
+            .reserve(&self.scopes(caller, entry), ceiling)
+            .await
+        {
             Ok(r) => Ok(Some(r)),
             Err(e) => {
                 self.breakers.release_trial(&entry.name);
@@ -482,7 +620,10 @@ impl Router {
                     } else {
                         self.breakers.release_trial(&entry.name);
                     }
-                    if !e.is_retryable() || tries >= self.config.retries {
+                    // A model that stalled would likely stall again: a
+                    // timeout moves on to the next candidate at once.
+                    let again = e.is_retryable() && !matches!(e, ModelError::Timeout(_));
+                    if !again || tries >= self.config.retries {
                         return Err(e);
                     }
                     let Some(wait) = self.backoff(tries, &e) else {
@@ -583,10 +724,13 @@ impl Router {
             )));
         }
         let tokens: u64 = inputs.iter().map(|i| (i.len() as u64).div_ceil(4)).sum();
-        let reservation = self.budgets.reserve(
-            &self.scopes(caller, &entry),
-            entry.info.cost_micro_usd(tokens, 0),
-        )?;
+        let reservation = self
+            .budgets
+            .reserve(
+                &self.scopes(caller, &entry),
+                entry.info.cost_micro_usd(tokens, 0),
+            )
+            .await?;
         let model_id = entry.info.id.clone();
         let result = self
             .with_retries(&entry, || {
@@ -596,12 +740,13 @@ impl Router {
         match result {
             Ok(mut embeddings) => {
                 embeddings.usage = Self::priced(&entry, embeddings.usage);
-                reservation.settle(embeddings.usage.cost_micro_usd);
-                self.report(caller, &entry, embeddings.usage, None);
+                self.book(reservation, caller, &entry, embeddings.usage, None)
+                    .await;
                 Ok(embeddings)
             }
             Err(e) => {
-                self.report(caller, &entry, Usage::default(), Some(&e));
+                self.book(reservation, caller, &entry, Usage::default(), Some(&e))
+                    .await;
                 Err(e)
             }
         }
@@ -691,8 +836,9 @@ fn meets(info: &ModelInfo, r: &Requirements) -> bool {
 }
 
 /// A routed stream: deltas from the chosen model; budget and usage settle
-/// when the last delta arrives (or at the hold, if the stream is dropped
-/// or fails before reporting usage).
+/// when the last delta arrives, or at the hold if the stream fails or is
+/// dropped before reporting usage (the tokens sent so far may have cost up
+/// to the hold).
 pub struct RoutedStream {
     stream: Box<dyn DeltaStream>,
     first: Option<Delta>,
@@ -731,12 +877,12 @@ impl RoutedStream {
                 if let Some(usage) = delta.usage {
                     let usage = Router::priced(&self.entry, usage);
                     delta.usage = Some(usage);
-                    self.finish(usage, None);
+                    self.finish(usage, None).await;
                 }
                 Some(Ok(delta))
             }
             Some(Err(e)) => {
-                self.fail(&e);
+                self.fail(&e).await;
                 Some(Err(e))
             }
             None => {
@@ -744,7 +890,7 @@ impl RoutedStream {
                     let e = ModelError::MalformedResponse(
                         "the stream ended without its final usage".into(),
                     );
-                    self.fail(&e);
+                    self.fail(&e).await;
                 }
                 self.done = true;
                 None
@@ -752,29 +898,74 @@ impl RoutedStream {
         }
     }
 
-    fn finish(&mut self, usage: Usage, error: Option<&ModelError>) {
-        if let Some(r) = self.reservation.take() {
-            r.settle(usage.cost_micro_usd);
-        }
-        self.sink.record(&CallRecord {
+    async fn finish(&mut self, usage: Usage, error: Option<&ModelError>) {
+        let Some(reservation) = self.reservation.take() else {
+            return;
+        };
+        let call = CallRecord {
             caller: &self.caller,
             provider: self.entry.provider.id(),
             key: self.entry.provider.key(),
             model: &self.entry.info.id,
             usage,
             error,
-        });
+        };
+        self.sink.record(&call);
+        reservation.settle(&call).await;
     }
 
     /// A stream that fails midway may have cost up to its hold: book that.
-    fn fail(&mut self, error: &ModelError) {
+    async fn fail(&mut self, error: &ModelError) {
         self.done = true;
         if let Some(held) = self.reservation.as_ref().map(Reservation::amount) {
             let usage = Usage {
                 cost_micro_usd: held,
                 ..Usage::default()
             };
-            self.finish(usage, Some(error));
+            self.finish(usage, Some(error)).await;
         }
+    }
+}
+
+impl Drop for RoutedStream {
+    /// Dropped before its usage arrived: book the hold (in the background,
+    /// on the current Tokio runtime; without one, the hold lapses).
+    fn drop(&mut self) {
+        let Some(reservation) = self.reservation.take() else {
+            return;
+        };
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        let usage = Usage {
+            cost_micro_usd: reservation.amount(),
+            ..Usage::default()
+        };
+        let caller = self.caller.clone();
+        let provider = self.entry.provider.clone();
+        let model = self.entry.info.id.clone();
+        let sink = self.sink.clone();
+        runtime.spawn(async move {
+            let call = CallRecord {
+                caller: &caller,
+                provider: provider.id(),
+                key: provider.key(),
+                model: &model,
+                usage,
+                error: None,
+            };
+            sink.record(&call);
+            reservation.settle(&call).await;
+        });
+    }
+}
+
+/// Names for a message: `a, b, c`, or `none`.
+fn list<S: AsRef<str>>(names: impl IntoIterator<Item = S>) -> String {
+    let names: Vec<String> = names.into_iter().map(|n| n.as_ref().to_owned()).collect();
+    if names.is_empty() {
+        "none".to_owned()
+    } else {
+        names.join(", ")
     }
 }

@@ -1,5 +1,6 @@
 //! The router against fake providers: selection, retries, failover,
-//! circuit breakers, zero-cloud mode, budgets under concurrency, streams.
+//! circuit breakers, zero-cloud mode, budgets under concurrency (in memory
+//! and in the SQLite usage ledger), streams, stalls, configuration checks.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -20,6 +21,9 @@ struct Fake {
     calls: AtomicUsize,
     /// For streams: wait this long before the first delta.
     stall: Duration,
+    /// For complete calls: wait this long, then fail as the plugin's
+    /// deadline would (`timeout`).
+    complete_stall: Duration,
 }
 
 impl Fake {
@@ -31,6 +35,21 @@ impl Fake {
             behaviour,
             calls: AtomicUsize::new(0),
             stall: Duration::ZERO,
+            complete_stall: Duration::ZERO,
+        })
+    }
+
+    /// A provider whose streams send nothing for an hour and whose complete
+    /// calls end in `timeout` after `deadline`, as a plugin's deadline ends them.
+    fn stalled(id: &str, models: Vec<ModelInfo>, deadline: Duration) -> Arc<Self> {
+        Arc::new(Self {
+            id: id.into(),
+            local: false,
+            models,
+            behaviour: ok(),
+            calls: AtomicUsize::new(0),
+            stall: Duration::from_secs(3600),
+            complete_stall: deadline,
         })
     }
 
@@ -97,7 +116,18 @@ impl Provider for Fake {
         Box::pin(async move { Ok(self.models.clone()) })
     }
     fn complete(&self, request: ProviderRequest) -> BoxFuture<'_, Result<Completion, ModelError>> {
-        Box::pin(async move { self.answer(&request) })
+        Box::pin(async move {
+            if !self.complete_stall.is_zero() {
+                self.calls.fetch_add(1, Ordering::SeqCst);
+                tokio::time::sleep(self.complete_stall).await;
+                return Err(ModelError::Timeout(format!(
+                    "plugin `{}` was stopped: deadline of {} ms exceeded",
+                    self.id,
+                    self.complete_stall.as_millis()
+                )));
+            }
+            self.answer(&request)
+        })
     }
     fn stream(
         &self,
@@ -523,6 +553,8 @@ async fn concurrent_requests_never_spend_past_a_budget() {
     let spent = router
         .budgets()
         .spent(&Scope::Plugin("tutor".into()))
+        .await
+        .unwrap()
         .unwrap();
     assert!(spent <= 10 * ceiling, "spent {spent} of {}", 10 * ceiling);
     // Holds are ceilings; a settled request frees what it did not use.
@@ -539,6 +571,7 @@ async fn streams_fail_over_before_the_first_delta_and_not_after() {
         behaviour: ok(),
         calls: AtomicUsize::new(0),
         stall: Duration::from_secs(120),
+        complete_stall: Duration::ZERO,
     });
     let b = Fake::new(
         "b",
@@ -573,4 +606,252 @@ async fn streams_fail_over_before_the_first_delta_and_not_after() {
         Some(Err(ModelError::Upstream(_)))
     ));
     assert!(stream.next().await.is_none());
+}
+
+/// With the default settings (2 retries, 30 s first-token timeout), a
+/// primary that stalls costs one timeout, not three, before the fallback
+/// answers; each stall counts toward its breaker, which then skips it.
+#[tokio::test(start_paused = true)]
+async fn a_stall_fails_over_after_one_timeout_and_counts_toward_the_breaker() {
+    let stalled = Fake::stalled(
+        "slow",
+        vec![model("m", 1.0, 8000, QualityTier::Standard)],
+        Duration::from_secs(30),
+    );
+    let b = Fake::new(
+        "b",
+        vec![model("m", 1.0, 8000, QualityTier::Standard)],
+        ok(),
+    );
+    let config = RouterConfig {
+        fallback: vec!["b/m".into()],
+        breaker_threshold: 3,
+        ..RouterConfig::default()
+    };
+    let timeout = config.first_token_timeout;
+    assert_eq!((config.retries, timeout), (2, Duration::from_secs(30)));
+    let router = Router::new(config, vec![stalled.clone(), b.clone()], Arc::new(NoSink));
+
+    // Stream: the first-token timeout, once, then the fallback.
+    let started = tokio::time::Instant::now();
+    let stream = router.stream(&caller(), named("slow/m")).await.unwrap();
+    let took = started.elapsed();
+    assert_eq!(stream.model(), "b/m");
+    assert_eq!(
+        stalled.calls(),
+        1,
+        "a stall is not retried on the same model"
+    );
+    assert!(
+        took >= timeout && took < timeout + Duration::from_secs(1),
+        "{took:?}"
+    );
+    drop(stream);
+
+    // Complete: the provider's own timeout (the plugin's deadline), once.
+    let started = tokio::time::Instant::now();
+    let done = router.complete(&caller(), named("slow/m")).await.unwrap();
+    assert_eq!(done.provider, "b");
+    assert_eq!(stalled.calls(), 2);
+    let took = started.elapsed();
+    assert!(
+        took >= Duration::from_secs(30) && took < Duration::from_secs(31),
+        "{took:?}"
+    );
+
+    // The third stall opens the breaker: the next request goes straight to
+    // the fallback without waiting.
+    router.complete(&caller(), named("slow/m")).await.unwrap();
+    assert_eq!(stalled.calls(), 3);
+    let started = tokio::time::Instant::now();
+    let done = router.complete(&caller(), named("slow/m")).await.unwrap();
+    assert_eq!(done.provider, "b");
+    assert_eq!(stalled.calls(), 3, "skipped while its circuit is open");
+    assert!(started.elapsed() < Duration::from_secs(1));
+}
+
+#[tokio::test(start_paused = true)]
+async fn overload_is_still_retried_on_the_same_model() {
+    let a = Fake::new(
+        "a",
+        vec![model("m", 1.0, 8000, QualityTier::Standard)],
+        Arc::new(|n, _| {
+            if n < 2 {
+                Err(ModelError::Overloaded("503".into()))
+            } else {
+                Ok(())
+            }
+        }),
+    );
+    let router = Router::new(RouterConfig::default(), vec![a.clone()], Arc::new(NoSink));
+    let done = router.complete(&caller(), named("a/m")).await.unwrap();
+    assert_eq!(done.provider, "a");
+    assert_eq!(a.calls(), 3, "one try and two retries");
+}
+
+/// A sink that keeps the error kind of every call.
+#[derive(Default)]
+struct Kinds(std::sync::Mutex<Vec<Option<&'static str>>>);
+
+impl UsageSink for Kinds {
+    fn record(&self, call: &CallRecord<'_>) {
+        self.0
+            .lock()
+            .unwrap()
+            .push(call.error.map(ModelError::kind));
+    }
+}
+
+/// Routers that share one usage ledger (as processes sharing a data
+/// directory do) never spend past a budget together, and each call is
+/// booked once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn routers_sharing_a_ledger_never_spend_past_a_budget_together() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("usage.db");
+    let info = model("m", 1.0, 100_000, QualityTier::Standard);
+    let request = named("a/m");
+    let ceiling = info.cost_micro_usd(request.max_input_tokens(), 100);
+    let slow: Behaviour = Arc::new(|_, _| {
+        std::thread::sleep(Duration::from_millis(5));
+        Ok(())
+    });
+    let scope = Scope::Plugin("tutor".into());
+    let config = RouterConfig {
+        budgets: vec![(scope.clone(), 6 * ceiling)],
+        ..fast()
+    };
+    let sink = Arc::new(Kinds::default());
+    let routers: Vec<Arc<Router>> = (0..4)
+        .map(|_| {
+            // Each its own connection, as each process has.
+            let ledger = Arc::new(Ledger::open(&path).unwrap());
+            let a = Fake::new("a", vec![info.clone()], slow.clone());
+            Arc::new(Router::with_store(
+                config.clone(),
+                vec![a],
+                sink.clone(),
+                ledger,
+            ))
+        })
+        .collect();
+    let mut tasks = Vec::new();
+    for i in 0..40 {
+        let router = routers[i % routers.len()].clone();
+        let request = request.clone();
+        tasks.push(tokio::spawn(async move {
+            router.complete(&caller(), request).await
+        }));
+    }
+    let mut ok = 0;
+    for t in tasks {
+        match t.await.unwrap() {
+            Ok(_) => ok += 1,
+            Err(ModelError::BudgetExceeded(m)) => assert!(m.contains("plugin tutor"), "{m}"),
+            Err(e) => panic!("{e}"),
+        }
+    }
+    let ledger = Ledger::open(&path).unwrap();
+    let month = month_start(day_of(std::time::SystemTime::now()));
+    let spent = ledger.spent(&scope, month).unwrap();
+    assert!(spent <= 6 * ceiling, "spent {spent} of {}", 6 * ceiling);
+    assert!(
+        ok >= 6,
+        "holds are ceilings and settle lower: {ok} succeeded"
+    );
+    let booked: u64 = ledger.report(month).unwrap().iter().map(|l| l.calls).sum();
+    assert_eq!(booked, ok, "each answered call is booked once");
+    assert_eq!(ledger.held(&scope).unwrap(), 0, "every hold settled");
+    assert_eq!(
+        routers[0].budgets().spent(&scope).await.unwrap(),
+        Some(spent),
+        "every router sees the same spending"
+    );
+    assert_eq!(sink.0.lock().unwrap().len() as u64, ok);
+}
+
+/// A stream dropped before its usage arrived is booked at its hold, so a
+/// caller cannot spend past a budget by never reading a stream to its end.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stream_dropped_midway_is_booked_at_its_hold() {
+    let dir = tempfile::tempdir().unwrap();
+    let ledger = Arc::new(Ledger::open(&dir.path().join("usage.db")).unwrap());
+    let info = model("m", 1.0, 100_000, QualityTier::Standard);
+    let request = named("a/m");
+    let ceiling = info.cost_micro_usd(request.max_input_tokens(), 100);
+    let scope = Scope::Plugin("tutor".into());
+    let config = RouterConfig {
+        budgets: vec![(scope.clone(), 10 * ceiling)],
+        ..fast()
+    };
+    let a = Fake::new("a", vec![info], ok());
+    let router = Router::with_store(config, vec![a], Arc::new(NoSink), ledger.clone());
+    let mut stream = router.stream(&caller(), request).await.unwrap();
+    assert_eq!(stream.next().await.unwrap().unwrap().content, "Hel");
+    assert_eq!(ledger.held(&scope).unwrap(), ceiling);
+    drop(stream);
+    let month = month_start(day_of(std::time::SystemTime::now()));
+    for _ in 0..200 {
+        if ledger.held(&scope).unwrap() == 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(ledger.held(&scope).unwrap(), 0);
+    assert_eq!(ledger.spent(&scope, month).unwrap(), ceiling);
+}
+
+#[tokio::test]
+async fn names_in_the_configuration_must_name_models_and_keys_that_exist() {
+    let a = Fake::new(
+        "a",
+        vec![model("m", 1.0, 8000, QualityTier::Standard)],
+        ok(),
+    );
+    let b = Fake::new(
+        "b",
+        vec![model("m", 1.0, 8000, QualityTier::Standard)],
+        ok(),
+    );
+    let mut config = fast();
+    config.fallback = vec!["b/m".into(), "b/gpt-does-not-exist".into()];
+    config
+        .chains
+        .insert("a/nope".into(), vec!["b/m".into(), "zz/m".into()]);
+    config.prices.insert("a/m".into(), (1.0, 2.0));
+    config.prices.insert("nameless".into(), (1.0, 2.0));
+    config.budgets = vec![
+        (Scope::Key("fake/default".into()), 10),
+        (Scope::Key("fake/other".into()), 10),
+        (Scope::Plugin("p".into()), 10),
+    ];
+    let router = Router::new(config, vec![a, b], Arc::new(NoSink));
+    let problems: Vec<(&str, String, String)> = router
+        .check_config()
+        .await
+        .into_iter()
+        .map(|p| (p.field, p.name, p.message))
+        .collect();
+    let names: Vec<(&str, &str)> = problems.iter().map(|(f, n, _)| (*f, n.as_str())).collect();
+    assert_eq!(
+        names,
+        [
+            ("fallback", "b/gpt-does-not-exist"),
+            ("chains", "a/nope"),
+            ("chains", "zz/m"),
+            ("prices", "nameless"),
+            ("budgets.keys", "fake/other"),
+        ],
+        "{problems:#?}"
+    );
+    assert!(
+        problems[0]
+            .2
+            .contains("is not a model of provider `b`; its models are: b/m"),
+        "{}",
+        problems[0].2
+    );
+    assert!(problems[2].2.contains("the loaded providers are: a, b"));
+    assert!(problems[3].2.contains("must be written provider/model"));
+    assert!(problems[4].2.contains("keys are: fake/default"));
 }

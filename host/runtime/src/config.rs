@@ -119,7 +119,8 @@ pub struct InferenceSettings {
     pub fallback: Vec<String>,
     /// Fallbacks per named model: `"openai/gpt-4o-mini" = ["anthropic/…"]`.
     pub chains: BTreeMap<String, Vec<String>>,
-    /// Retries of one model before failing over.
+    /// Retries of one model before failing over, for rate limits, overload,
+    /// 5xx and garbled answers (a timeout fails over at once).
     pub retries: u32,
     /// First retry delay in milliseconds; doubles per retry, with jitter.
     pub backoff_base_ms: u64,
@@ -135,6 +136,11 @@ pub struct InferenceSettings {
     pub prices: BTreeMap<String, PriceOverride>,
     /// Spending limits in USD.
     pub budgets: BudgetSettings,
+    /// How long a budget hold outlives its request if the request never
+    /// settles (its process was killed), in milliseconds. Unset: (retries + 1)
+    /// × the longest `deadline-ms` of the provider plugins + retries ×
+    /// `backoff-max-ms` + 60 s (170 s with the defaults).
+    pub hold_expiry_ms: Option<u64>,
 }
 
 impl Default for InferenceSettings {
@@ -151,6 +157,7 @@ impl Default for InferenceSettings {
             first_token_timeout_ms: 30_000,
             prices: BTreeMap::new(),
             budgets: BudgetSettings::default(),
+            hold_expiry_ms: None,
         }
     }
 }
@@ -165,15 +172,19 @@ pub struct PriceOverride {
     pub output: f64,
 }
 
-/// `[inference.budgets]`: USD limits per key, plugin and agent.
+/// `[inference.budgets]`: USD limits per key, plugin and agent, per UTC
+/// calendar month.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case", default)]
 pub struct BudgetSettings {
-    /// Per provider key, `provider/name` → USD.
+    /// Per provider key, `provider/name` → USD: a key a provider plugin
+    /// sends (its `key` config value, else `PROVIDER/default`).
     pub keys: BTreeMap<String, f64>,
-    /// Per plugin id → USD.
+    /// Per plugin id → USD: a plugin granted `inference`, or `cli` for
+    /// `convergio chat`.
     pub plugins: BTreeMap<String, f64>,
-    /// Per agent id → USD.
+    /// Per agent id → USD: a plugin of kind `agent` or `vertical` granted
+    /// `inference`.
     pub agents: BTreeMap<String, f64>,
 }
 
@@ -200,7 +211,7 @@ impl InferenceSettings {
                     .map(|(a, usd)| (Scope::Agent(a.clone()), micro(*usd))),
             )
             .collect();
-        convergio_cap_inference::RouterConfig {
+        let mut config = convergio_cap_inference::RouterConfig {
             zero_cloud: self.zero_cloud,
             chains: self.chains.clone(),
             fallback: self.fallback.clone(),
@@ -216,6 +227,138 @@ impl InferenceSettings {
                 .map(|(m, p)| (m.clone(), (p.input, p.output)))
                 .collect(),
             budgets,
+            hold_expiry: Duration::ZERO,
+        };
+        config.hold_expiry = match self.hold_expiry_ms {
+            Some(ms) => Duration::from_millis(ms),
+            None => config.hold_expiry_for(Duration::from_millis(DEFAULT_DEADLINE_MS)),
+        };
+        config
+    }
+}
+
+/// The caller name of `convergio chat` in budgets and the usage ledger.
+pub const CLI_CALLER: &str = "cli";
+
+/// `deadline-ms` of a plugin that sets none.
+const DEFAULT_DEADLINE_MS: u64 = 30_000;
+
+impl Platform {
+    /// The router's configuration. Unless `hold-expiry-ms` is set, holds
+    /// outlive the longest request the provider plugins' deadlines allow.
+    pub fn router_config(&self) -> convergio_cap_inference::RouterConfig {
+        let mut config = self.inference.router_config();
+        if self.inference.hold_expiry_ms.is_none() {
+            let longest = self
+                .plugins
+                .iter()
+                .filter(|p| p.manifest.kind == crate::PluginKind::Provider)
+                .map(|p| p.limits.deadline_ms)
+                .max()
+                .unwrap_or(DEFAULT_DEADLINE_MS);
+            config.hold_expiry = config.hold_expiry_for(Duration::from_millis(longest));
+        }
+        config
+    }
+
+    /// The router's findings ([`convergio_cap_inference::Router::check_config`])
+    /// as located config errors.
+    pub(crate) fn inference_problems(
+        &self,
+        found: &[convergio_cap_inference::ConfigProblem],
+    ) -> Vec<String> {
+        let text = std::fs::read_to_string(&self.path).unwrap_or_default();
+        found
+            .iter()
+            .map(|p| {
+                format!(
+                    "{}: field `inference.{}`: {}",
+                    self.inference_location(&text, p.field, &p.name),
+                    p.field,
+                    p.message
+                )
+            })
+            .collect()
+    }
+
+    /// Budgets on plugins and agents that could never apply: the plugin is
+    /// not loaded or makes no model calls (not granted `inference`), the
+    /// agent is no plugin of kind `agent` or `vertical` granted `inference`.
+    /// `cli` is the plugin `convergio chat` calls as.
+    pub(crate) fn budget_problems(&self) -> Vec<String> {
+        use crate::PluginKind;
+        let text = std::fs::read_to_string(&self.path).unwrap_or_default();
+        let by_id: BTreeMap<&str, &PluginSpec> =
+            self.plugins.iter().map(|p| (p.id.as_str(), p)).collect();
+        let callers = || {
+            let ids: Vec<&str> = self
+                .plugins
+                .iter()
+                .filter(|p| p.grants.inference)
+                .map(|p| p.id.as_str())
+                .chain([CLI_CALLER])
+                .collect();
+            ids.join(", ")
+        };
+        let mut problems = Vec::new();
+        let budgets = &self.inference.budgets;
+        for id in budgets.plugins.keys() {
+            let why = match by_id.get(id.as_str()) {
+                _ if id == CLI_CALLER => continue,
+                Some(p) if p.grants.inference => continue,
+                Some(p) => format!(
+                    "plugin `{id}` is not granted `inference` ({}), so it makes no model calls and this budget would never apply",
+                    p.config_location
+                ),
+                None => format!("no [[plugin]] has id = \"{id}\""),
+            };
+            problems.push(format!(
+                "{}: field `inference.budgets.plugins`: {why}; budgets apply to the plugins that call models: {}",
+                self.inference_location(&text, "budgets.plugins", id),
+                callers()
+            ));
+        }
+        for id in budgets.agents.keys() {
+            let agent = |p: &PluginSpec| {
+                matches!(p.manifest.kind, PluginKind::Agent | PluginKind::Vertical)
+            };
+            let why = match by_id.get(id.as_str()) {
+                Some(p) if agent(p) && p.grants.inference => continue,
+                Some(p) if agent(p) => format!(
+                    "agent `{id}` is not granted `inference` ({}), so it makes no model calls and this budget would never apply",
+                    p.config_location
+                ),
+                Some(p) => format!(
+                    "plugin `{id}` is of kind `{}`, not an agent; put its budget under `plugins`",
+                    p.manifest.kind.name()
+                ),
+                None => format!("no [[plugin]] has id = \"{id}\""),
+            };
+            let agents: Vec<&str> = self
+                .plugins
+                .iter()
+                .filter(|p| agent(p) && p.grants.inference)
+                .map(|p| p.id.as_str())
+                .collect();
+            problems.push(format!(
+                "{}: field `inference.budgets.agents`: {why}; the agents that call models are: {}",
+                self.inference_location(&text, "budgets.agents", id),
+                if agents.is_empty() {
+                    "none".to_owned()
+                } else {
+                    agents.join(", ")
+                }
+            ));
+        }
+        problems
+    }
+
+    /// `path:line` of `name` under `inference.FIELD` in `text` (the file's
+    /// contents), or `path` alone if it cannot be found.
+    fn inference_location(&self, text: &str, field: &str, name: &str) -> String {
+        match toml_file::line_of_key_value(text, &format!("inference.{field}"), name) {
+            Some(line) => format!("{}:{line}", self.path.display()),
+            None => self.path.display().to_string(),
         }
     }
 }

@@ -198,11 +198,10 @@ impl DeltaStream for ComponentStream {
 
 /// Reports every model call: a tracing event (target `usage`), and tokens,
 /// cost and failures against the key version in the vault (the request
-/// itself is counted by the HTTP capability when it leaves).
+/// itself is counted by the HTTP capability when it leaves). The router
+/// books the call in the usage ledger itself, with its budget hold.
 pub(crate) struct MeteringSink {
     pub(crate) vault: Option<convergio_cap_keys::Vault>,
-    /// Every call, per day, plugin, agent and model (`usage.db`).
-    pub(crate) ledger: std::sync::Arc<ci::Ledger>,
 }
 
 impl ci::UsageSink for MeteringSink {
@@ -219,10 +218,6 @@ impl ci::UsageSink for MeteringSink {
             error = call.error.map(ModelError::kind),
             "model call"
         );
-        // One small upsert on a WAL database; budgets reload from it at start.
-        if let Err(e) = self.ledger.record(call, std::time::SystemTime::now()) {
-            tracing::warn!(error = %e, "could not record model usage in the ledger");
-        }
         let (Some(vault), Some(key)) = (self.vault.clone(), call.key) else {
             return;
         };

@@ -373,53 +373,21 @@ impl Runtime {
         self.inner.router.get().cloned()
     }
 
-    /// Build the router from `[inference]` and the loaded provider plugins;
-    /// a chain or price naming a provider that is not loaded is an error.
+    /// Build the router from `[inference]` and the loaded provider plugins,
+    /// with its budgets and metering in the usage ledger. A chain, fallback
+    /// or price naming a model no provider lists, or a budget that names no
+    /// key, plugin or agent it could apply to, is an error.
     async fn start_router(&self, platform: &Platform) -> Result<Arc<Router>> {
         let providers = self.providers().await?;
-        let ids: BTreeSet<&str> = providers.iter().map(|p| p.id()).collect();
-        let settings = &platform.inference;
-        let mut problems = Vec::new();
-        let named = settings
-            .fallback
-            .iter()
-            .map(|m| ("fallback", m))
-            .chain(settings.chains.iter().flat_map(|(from, to)| {
-                std::iter::once(("chains", from)).chain(to.iter().map(|m| ("chains", m)))
-            }))
-            .chain(settings.prices.keys().map(|m| ("prices", m)));
-        for (field, model) in named {
-            match model.split_once('/') {
-                Some((provider, _)) if ids.contains(provider) => {}
-                Some((provider, _)) => problems.push(format!(
-                    "{}: field `inference.{field}`: `{model}` names provider `{provider}`, but the loaded providers are: {}",
-                    platform.path.display(),
-                    if ids.is_empty() { "none".to_string() } else { ids.iter().copied().collect::<Vec<_>>().join(", ") }
-                )),
-                None => problems.push(format!(
-                    "{}: field `inference.{field}`: `{model}` must be written provider/model",
-                    platform.path.display()
-                )),
-            }
-        }
-        if !problems.is_empty() {
-            return Err(Error::Invalid(problems));
-        }
         let ledger = open_ledger(platform)?;
         let sink = Arc::new(crate::provider::MeteringSink {
             vault: self.inner.vault.clone(),
-            ledger: ledger.clone(),
         });
-        let router = Router::new(settings.router_config(), providers, sink);
-        // Budgets count the month: what was spent before this start still counts.
-        let month = convergio_cap_inference::month_start(convergio_cap_inference::day_of(
-            SystemTime::now(),
-        ));
-        for scope in router.budgets().scopes() {
-            let spent = ledger
-                .spent(&scope, month)
-                .map_err(|e| Error::Config(e.to_string()))?;
-            router.budgets().set_spent(&scope, spent);
+        let router = Router::with_store(platform.router_config(), providers, sink, ledger);
+        let mut problems = platform.inference_problems(&router.check_config().await);
+        problems.extend(platform.budget_problems());
+        if !problems.is_empty() {
+            return Err(Error::Invalid(problems));
         }
         Ok(Arc::new(router))
     }
@@ -1266,7 +1234,8 @@ fn open_storage(platform: &Platform) -> Result<Arc<dyn Backend>> {
     Ok(Arc::new(backend))
 }
 
-/// The usage ledger of model calls: `usage.db` in the data directory.
+/// The usage ledger of model calls and budget holds: `usage.db` in the
+/// data directory.
 fn open_ledger(platform: &Platform) -> Result<Arc<convergio_cap_inference::Ledger>> {
     let path = platform
         .runtime
