@@ -484,6 +484,9 @@ async fn connections_are_kept_alive_and_replaced_when_closed() {
     let upstream = Upstream::start(|r| {
         if r.path == "/close" {
             Reply::text("bye").header("connection", "close")
+        } else if r.path == "/slow" {
+            // Long enough that two requests sent together overlap on any machine.
+            Reply::text("ok").after(Duration::from_millis(500))
         } else {
             Reply::text("ok")
         }
@@ -512,7 +515,7 @@ async fn connections_are_kept_alive_and_replaced_when_closed() {
     assert_eq!(upstream.connections(), 2);
 
     // Two requests at once: the idle connection serves one, a new one the other.
-    let outs = fetch(&runtime, json!({ "url": url("/a"), "count": 2 })).await;
+    let outs = fetch(&runtime, json!({ "url": url("/slow"), "count": 2 })).await;
     assert!(outs.iter().all(|o| o["body"] == "ok"), "{outs:?}");
     assert_eq!(upstream.connections(), 3);
 }
