@@ -43,17 +43,10 @@ impl Scheme {
     }
 }
 
-/// The host part of a granted destination.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub enum HostPattern {
-    /// Exactly this DNS name (lowercase, no trailing dot).
-    Name(String),
-    /// Any subdomain of this domain (`*.example.com`; not the bare domain).
-    Subdomains(String),
-    /// Exactly this address. Granting an address literal is also the one way
-    /// to allow a loopback, private or link-local destination.
-    Ip(IpAddr),
-}
+/// The host part of a granted destination: a name, `*.domain` or an
+/// address literal (the one way to allow a loopback, private or link-local
+/// destination). Parsed and matched as the key vault's bound origins are.
+pub use convergio_cap_keys::OriginHost as HostPattern;
 
 /// The port part of a granted destination.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -99,7 +92,7 @@ impl Destination {
         if rest.contains('@') {
             return Err(bad("a grant cannot carry a user name or password"));
         }
-        let (host, port) = split_host_port(rest).map_err(|why| bad(&why))?;
+        let (host, port) = convergio_cap_keys::split_host_port(rest).map_err(|why| bad(&why))?;
         let port = match port {
             None => PortPattern::Exact(scheme.default_port()),
             Some("*") => PortPattern::Any,
@@ -108,7 +101,7 @@ impl Destination {
                 _ => return Err(bad(&format!("`{p}` is not a port"))),
             },
         };
-        let host = parse_host_pattern(host).map_err(|why| bad(&why))?;
+        let host = HostPattern::parse(host).map_err(|why| bad(&why))?;
         Ok(Self { scheme, host, port })
     }
 
@@ -123,15 +116,7 @@ impl Destination {
         {
             return false;
         }
-        match &self.host {
-            HostPattern::Name(name) => name == host,
-            HostPattern::Subdomains(domain) => {
-                host.len() > domain.len() + 1
-                    && host.ends_with(domain.as_str())
-                    && host.as_bytes()[host.len() - domain.len() - 1] == b'.'
-            }
-            HostPattern::Ip(ip) => host.parse::<IpAddr>().is_ok_and(|h| h == *ip),
-        }
+        self.host.matches(host)
     }
 
     /// The granted address, if this grant is an address literal.
@@ -145,74 +130,13 @@ impl Destination {
 
 impl fmt::Display for Destination {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}://", self.scheme.as_str())?;
-        match &self.host {
-            HostPattern::Name(name) => f.write_str(name)?,
-            HostPattern::Subdomains(domain) => write!(f, "*.{domain}")?,
-            HostPattern::Ip(IpAddr::V6(ip)) => write!(f, "[{ip}]")?,
-            HostPattern::Ip(ip) => write!(f, "{ip}")?,
-        }
+        write!(f, "{}://{}", self.scheme.as_str(), self.host)?;
         match self.port {
             PortPattern::Exact(p) if p == self.scheme.default_port() => Ok(()),
             PortPattern::Exact(p) => write!(f, ":{p}"),
             PortPattern::Any => f.write_str(":*"),
         }
     }
-}
-
-/// Split `host[:port]`, where an IPv6 host is in brackets.
-pub(crate) fn split_host_port(text: &str) -> std::result::Result<(&str, Option<&str>), String> {
-    if let Some(rest) = text.strip_prefix('[') {
-        let (host, after) = rest
-            .split_once(']')
-            .ok_or_else(|| "an IPv6 address needs a closing `]`".to_owned())?;
-        return match after {
-            "" => Ok((host, None)),
-            _ => after
-                .strip_prefix(':')
-                .map(|p| (host, Some(p)))
-                .ok_or_else(|| format!("unexpected `{after}` after the address")),
-        };
-    }
-    Ok(match text.rsplit_once(':') {
-        Some((host, port)) => (host, Some(port)),
-        None => (text, None),
-    })
-}
-
-fn parse_host_pattern(host: &str) -> std::result::Result<HostPattern, String> {
-    let host = host.trim_end_matches('.').to_ascii_lowercase();
-    if let Ok(ip) = host.parse::<IpAddr>() {
-        return Ok(HostPattern::Ip(ip));
-    }
-    let (bare, wildcard) = match host.strip_prefix("*.") {
-        Some(domain) => (domain.to_owned(), true),
-        None => (host.clone(), false),
-    };
-    let valid = !bare.is_empty()
-        && bare.len() <= 253
-        && bare.split('.').all(|label| {
-            !label.is_empty()
-                && label.len() <= 63
-                && !label.starts_with('-')
-                && !label.ends_with('-')
-                && label.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
-        });
-    if !valid {
-        return Err(format!(
-            "`{host}` is not a host name (letters, digits, `-` and `.`, optionally starting with `*.`)"
-        ));
-    }
-    if wildcard && !bare.contains('.') {
-        return Err(format!(
-            "`*.{bare}` would match a whole top-level domain; name the domain, e.g. `*.example.com`"
-        ));
-    }
-    Ok(if wildcard {
-        HostPattern::Subdomains(bare)
-    } else {
-        HostPattern::Name(bare)
-    })
 }
 
 /// Limits on one plugin's outgoing requests.

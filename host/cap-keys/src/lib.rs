@@ -56,7 +56,7 @@ pub use model::{
     REFERENCE_PREFIX, ResolvedKey, UsageDelta, UsageRow, UsageTotals, default_bound_hosts,
     grant_allows, parse_reference, reference,
 };
-pub use origin::{BoundOrigin, OriginHost, OriginScheme, origins_allow};
+pub use origin::{BoundOrigin, OriginHost, OriginScheme, origins_allow, split_host_port};
 #[cfg(feature = "azure")]
 pub use source::azure::{
     AzureKeyVaultConfig, AzureKeyVaultSource, ClientCredentials, ManagedIdentity, StaticToken,

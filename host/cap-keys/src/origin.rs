@@ -42,7 +42,8 @@ impl OriginScheme {
     }
 }
 
-/// The host of a bound origin.
+/// The host of a bound origin, or of a granted `http` destination (the
+/// HTTP capability parses its grants with [`OriginHost::parse`] too).
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub enum OriginHost {
     /// Exactly this DNS name (lowercase, no trailing dot).
@@ -54,7 +55,15 @@ pub enum OriginHost {
 }
 
 impl OriginHost {
-    fn matches(&self, host: &str) -> bool {
+    /// Parse `example.com`, `*.example.com` or an IP address (without
+    /// brackets); the error says what is wrong.
+    pub fn parse(host: &str) -> std::result::Result<Self, String> {
+        parse_host(host)
+    }
+
+    /// Whether `host` (any case, with or without a trailing dot or IPv6
+    /// brackets) is this host.
+    pub fn matches(&self, host: &str) -> bool {
         let host = host.trim_end_matches('.');
         match self {
             Self::Name(name) => name.eq_ignore_ascii_case(host),
@@ -205,15 +214,21 @@ impl BoundOrigin {
     }
 }
 
+/// `example.com`, `*.example.com`, `127.0.0.1` or `[::1]`, as in a URL.
+impl fmt::Display for OriginHost {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            OriginHost::Name(name) => f.write_str(name),
+            OriginHost::Subdomains(domain) => write!(f, "*.{domain}"),
+            OriginHost::Ip(IpAddr::V6(ip)) => write!(f, "[{ip}]"),
+            OriginHost::Ip(ip) => write!(f, "{ip}"),
+        }
+    }
+}
+
 impl fmt::Display for BoundOrigin {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}://", self.scheme.as_str())?;
-        match &self.host {
-            OriginHost::Name(name) => f.write_str(name)?,
-            OriginHost::Subdomains(domain) => write!(f, "*.{domain}")?,
-            OriginHost::Ip(IpAddr::V6(ip)) => write!(f, "[{ip}]")?,
-            OriginHost::Ip(ip) => write!(f, "{ip}")?,
-        }
+        write!(f, "{}://{}", self.scheme.as_str(), self.host)?;
         match self.port {
             Some(p) => write!(f, ":{p}"),
             None => f.write_str(":*"),
@@ -227,7 +242,7 @@ pub fn origins_allow(origins: &[BoundOrigin], scheme: &str, host: &str, port: u1
 }
 
 /// Split `host[:port]`, where an IPv6 host is in brackets.
-fn split_host_port(text: &str) -> std::result::Result<(&str, Option<&str>), String> {
+pub fn split_host_port(text: &str) -> std::result::Result<(&str, Option<&str>), String> {
     if let Some(rest) = text.strip_prefix('[') {
         let (host, after) = rest
             .split_once(']')
