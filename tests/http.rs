@@ -174,15 +174,20 @@ fn vault_with_keys(dir: &std::path::Path) -> Vault {
     vault
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn keys_travel_only_where_granted_and_bound() {
-    let upstream = Upstream::start(|r| {
+/// An upstream that answers whether the request carried an `authorization` header.
+async fn authorization_reporter() -> Upstream {
+    Upstream::start(|r| {
         Reply::json(
             200,
             &json!({"authorized": r.header("authorization").is_some()}),
         )
     })
-    .await;
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keys_travel_only_where_granted_and_bound() {
+    let upstream = authorization_reporter().await;
     let dir = tempfile::tempdir().unwrap();
     let vault = vault_with_keys(dir.path());
     let grants = format!("http = [\"{}\"]\nkeys = [\"openai\"]", upstream.origin());
@@ -532,13 +537,7 @@ fn closed_port() -> u16 {
 /// for its port only; a bare loopback binding allows http on any port.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn keys_travel_only_to_their_bound_origin() {
-    let upstream = Upstream::start(|r| {
-        Reply::json(
-            200,
-            &json!({"authorized": r.header("authorization").is_some()}),
-        )
-    })
-    .await;
+    let upstream = authorization_reporter().await;
     let dir = tempfile::tempdir().unwrap();
     let vault = vault_with_keys(dir.path());
     let secret = SecretString::from(SECRET.to_owned());

@@ -1049,7 +1049,6 @@ impl Session {
                 let deadline = Duration::from_millis(spec.limits.deadline_ms);
                 let deadline_at = Instant::now() + deadline.saturating_sub(started.elapsed());
                 let mut store = warm.store;
-                store.data_mut().deadline_at = deadline_at;
                 arm(&mut store, inner, spec, deadline_at)?;
                 Self {
                     store,
@@ -1203,6 +1202,8 @@ fn arm(
     spec: &PluginSpec,
     deadline_at: Instant,
 ) -> Result<()> {
+    // Host calls that could run long (storage batch reads) stop there too.
+    store.data_mut().deadline_at = deadline_at;
     store.epoch_deadline_callback(move |_| {
         if Instant::now() >= deadline_at {
             Ok(UpdateDeadline::Interrupt)
