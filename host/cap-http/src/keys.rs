@@ -51,7 +51,7 @@ pub(crate) async fn attach(
         .map_err(|_| format!("the `{KEY_HEADER}` header is not text"))?;
     let key = convergio_cap_keys::parse_reference(text).map_err(|e| e.to_string())?;
     let reference = key.reference();
-    if !convergio_cap_keys::grant_allows(&client.policy.key_grants, &key.provider, &key.name) {
+    if !client.policy.key_grants.allows(&key.provider, &key.name) {
         return Err(format!(
             "plugin `{}` is not granted key {reference}; grant it with keys = [\"{}\"] under its [plugin.grants] in platform.toml",
             client.plugin, key.provider

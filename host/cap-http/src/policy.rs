@@ -169,7 +169,7 @@ pub struct HttpPolicy {
     /// Granted destinations; empty allows nothing.
     pub destinations: Vec<Destination>,
     /// Key grants (`provider` or `provider/name`) the plugin may attach.
-    pub key_grants: Vec<String>,
+    pub key_grants: convergio_cap_keys::KeyGrants,
     /// Limits.
     pub limits: HttpLimits,
 }
@@ -193,7 +193,7 @@ impl HttpPolicy {
         if problems.is_empty() {
             Ok(Self {
                 destinations,
-                key_grants: key_grants.to_vec(),
+                key_grants: convergio_cap_keys::KeyGrants::parse(key_grants),
                 limits,
             })
         } else {

@@ -26,15 +26,18 @@
 
 mod breaker;
 mod budget;
+mod host;
 mod ledger;
 mod provider;
 mod router;
 mod types;
+pub mod wit;
 
 pub use breaker::{Admit, Breakers};
 pub use budget::{
     BudgetStore, Budgets, Hold, HoldId, MemoryBudgetStore, Reservation, ReserveError, Scope,
 };
+pub use host::{InferenceCtx, InferenceStream, InferenceView, RouterCell, add_to_linker};
 pub use ledger::{Ledger, LedgerError, UsageLine, day_of, month_start};
 pub use provider::{BoxFuture, DeltaStream, Provider};
 pub use router::{

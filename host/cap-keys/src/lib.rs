@@ -41,6 +41,8 @@
 
 mod crypto;
 mod error;
+mod grant;
+mod host;
 mod maintenance;
 mod model;
 mod origin;
@@ -50,11 +52,13 @@ mod vault;
 
 pub use crypto::{DataKey, KEY_LEN};
 pub use error::{Error, Result};
+pub use grant::{KeyGrant, KeyGrants};
+pub use host::{KeysCtx, KeysView, add_to_linker};
 pub use maintenance::{KeyAlert, MaintenanceReport, MaintenanceTask, MasterCheck};
 pub use model::{
     AuthScheme, DEFAULT_KEY_NAME, KeyInfo, KeyListing, KeyPolicy, KeyRef, KeyState, KeyWarning,
     REFERENCE_PREFIX, ResolvedKey, UsageDelta, UsageRow, UsageTotals, default_bound_hosts,
-    grant_allows, parse_reference, reference,
+    parse_reference, reference,
 };
 pub use origin::{BoundOrigin, OriginHost, OriginScheme, origins_allow, split_host_port};
 #[cfg(feature = "azure")]

@@ -203,15 +203,6 @@ pub fn default_bound_hosts(provider: &str) -> Vec<String> {
     hosts.iter().map(|h| (*h).to_owned()).collect()
 }
 
-/// Whether a plugin's `keys` grants name the key `provider/name`: a grant is
-/// `provider` (every key of that provider) or `provider/name`.
-pub fn grant_allows(grants: &[String], provider: &str, name: &str) -> bool {
-    grants.iter().any(|g| match g.split_once('/') {
-        Some((p, n)) => p == provider && n == name,
-        None => g == provider,
-    })
-}
-
 /// The state of one version of a key.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum KeyState {

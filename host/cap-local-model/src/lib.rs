@@ -18,6 +18,7 @@
 mod backend;
 mod error;
 pub mod gguf;
+mod host;
 #[cfg(feature = "llama")]
 mod llama;
 #[cfg(feature = "ollama")]
@@ -29,6 +30,7 @@ pub use backend::{
     collect,
 };
 pub use error::{Error, Result};
+pub use host::{LocalModelCtx, LocalModelView, LocalStream, ModelGrants, add_to_linker};
 #[cfg(feature = "llama")]
 pub use llama::{LlamaBackend, LlamaOptions, llama_backend};
 #[cfg(feature = "ollama")]

@@ -124,32 +124,18 @@ pub enum ImportClass {
     Plugin,
 }
 
-/// Classify an import name such as `wasi:logging/logging@0.1.0-draft`.
+/// Classify an import name such as `wasi:logging/logging@0.1.0-draft`, by
+/// the host's list of capabilities.
 pub fn classify_import(name: &str) -> ImportClass {
     let unversioned = name.split('@').next().unwrap_or(name);
-    let (package, _interface) = unversioned.split_once('/').unwrap_or((unversioned, ""));
-    match (package, unversioned) {
-        ("wasi:io" | "wasi:clocks" | "wasi:random" | "wasi:cli" | "wasi:filesystem", _) => {
-            ImportClass::Baseline
-        }
-        // The types hold host memory (fields, bodies, streams): only for
-        // plugins granted `http`. Components that never touch HTTP do not
-        // import them (neither `cargo component` nor `wasm32-wasip2` std does).
-        (_, "wasi:http/types" | "wasi:http/outgoing-handler") => {
-            ImportClass::Host(Capability::Http)
-        }
-        ("wasi:sockets", _) => ImportClass::Sockets,
-        ("wasi:logging", _) => ImportClass::Host(Capability::Logging),
-        ("wasi:config", _) => ImportClass::Host(Capability::Config),
-        ("wasi:keyvalue", _) => ImportClass::Host(Capability::Storage),
-        (_, "convergio:platform/keys") => ImportClass::Host(Capability::Keys),
-        (_, "convergio:platform/inference") => ImportClass::Host(Capability::Inference),
-        (_, "convergio:platform/local-model") => ImportClass::Host(Capability::LocalModel),
-        (_, "convergio:platform/events") => ImportClass::Host(Capability::Events),
-        (_, "convergio:platform/admin") => ImportClass::Host(Capability::Admin),
-        // `convergio:platform/types` holds only type definitions.
-        (_, "convergio:platform/types") => ImportClass::Baseline,
-        _ => ImportClass::Plugin,
+    if unversioned.starts_with("wasi:sockets/") {
+        return ImportClass::Sockets;
+    }
+    match crate::capabilities::provider_of(unversioned) {
+        Some(None) => ImportClass::Baseline,
+        Some(Some(capability)) => ImportClass::Host(capability),
+        None if unversioned == "convergio:platform/admin" => ImportClass::Host(Capability::Admin),
+        None => ImportClass::Plugin,
     }
 }
 

@@ -26,9 +26,10 @@ pub enum Error {
         source: std::io::Error,
     },
 
-    /// A component imports something it was not granted or that nothing provides.
-    #[error("{0}")]
-    Denied(String),
+    /// A component imports what it was not granted or what nothing
+    /// provides: one problem per import, each printed on its own line.
+    #[error("{}", .0.join("\n"))]
+    Denied(Vec<String>),
 
     /// A component could not be compiled or linked.
     #[error("plugin `{plugin}`: {message}")]

@@ -31,24 +31,30 @@
 //! ```
 #![deny(missing_docs)]
 
+mod bindings;
+mod capabilities;
 mod capability;
 pub mod config;
 mod engine;
 mod error;
-mod host;
+mod exports;
 mod host_memory;
-mod inference_host;
-mod local_model_host;
+mod host_state;
+mod inner;
+mod linking;
+mod loading;
 pub mod manifest;
-mod model_types;
 pub mod paths;
 mod provider;
 mod runtime;
 pub mod schema;
+mod session;
+mod slot;
 mod toml_file;
 pub mod values;
 mod watch;
 
+pub use capabilities::Event;
 pub use capability::{Capability, ImportClass, classify_import};
 pub use config::{
     Grants, InferenceSettings, KeySettings, Limits, LocalModelSettings, Platform, PlatformConfig,
@@ -56,10 +62,12 @@ pub use config::{
 };
 pub use convergio_host_memory::HostAllocator;
 pub use error::{Error, Result};
-pub use host::{Event, HostState};
+pub use exports::ExportFn;
 pub use host_memory::{HostMemoryExceeded, MAX_HANDLES};
+pub use host_state::HostState;
 pub use manifest::{PluginKind, PluginManifest};
-pub use runtime::{ExportFn, PluginInfo, Runtime};
+pub use runtime::Runtime;
+pub use slot::PluginInfo;
 pub use watch::WatchHandle;
 
 /// The inference router's types, as [`Runtime::providers`] returns them.

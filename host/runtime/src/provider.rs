@@ -2,15 +2,19 @@
 //! the plugin (its limits and grants apply), a stream keeps its session
 //! until it ends.
 
-use std::sync::Weak;
+use std::sync::{Arc, Weak};
 
 use convergio_cap_inference as ci;
 use convergio_cap_inference::{BoxFuture, DeltaStream, ModelError};
 use wasmtime::component::ResourceAny;
 
-use crate::host::wit_provider;
-use crate::model_types::{FromWit, ToWit};
-use crate::runtime::{Inner, Session, Slot};
+use convergio_cap_inference::wit::provider as wit_provider;
+use convergio_cap_inference::wit::{FromWit, ToWit};
+
+use crate::inner::Inner;
+use crate::session::Session;
+use crate::slot::Slot;
+use crate::{Error, Result};
 
 /// A loaded provider plugin, called through `convergio:platform/provider`.
 pub(crate) struct ComponentProvider {
@@ -49,11 +53,11 @@ impl ComponentProvider {
     }
 
     /// A host-side failure (trap, deadline, busy) as a model error.
-    fn failed(&self, err: &crate::Error) -> ModelError {
+    fn failed(&self, err: &Error) -> ModelError {
         let text = format!("provider plugin `{}`: {err}", self.plugin);
         if text.contains("deadline") {
             ModelError::Timeout(text)
-        } else if matches!(err, crate::Error::Busy { .. }) {
+        } else if matches!(err, Error::Busy { .. }) {
             ModelError::Overloaded(text)
         } else {
             ModelError::Upstream(text)
@@ -138,6 +142,65 @@ impl ci::Provider for ComponentProvider {
                 .map_err(ModelError::from_wit)
         })
     }
+}
+
+/// The provider plugins (kind `provider`) as the router's providers: see
+/// [`crate::Runtime::providers`].
+pub(crate) async fn discover(inner: &Arc<Inner>) -> Result<Vec<Arc<dyn ci::Provider>>> {
+    let slots: Vec<(String, Arc<Slot>)> = inner
+        .read_slots()
+        .iter()
+        .filter(|(_, slot)| slot.current.load().spec.manifest.kind == crate::PluginKind::Provider)
+        .map(|(id, slot)| (id.clone(), slot.clone()))
+        .collect();
+    let mut found = Vec::new();
+    for (plugin, slot) in slots {
+        let mut provider = ComponentProvider {
+            inner: Arc::downgrade(inner),
+            slot: Arc::downgrade(&slot),
+            plugin: plugin.clone(),
+            id: String::new(),
+            key: None,
+        };
+        let (mut session, guest) = provider.session().await.map_err(|e| Error::Load {
+            plugin: plugin.clone(),
+            message: e.to_string(),
+        })?;
+        let info = session
+            .run(async |store, _| guest.call_info(store).await)
+            .await?;
+        session.release();
+        let grants = &slot.current.load().spec.grants;
+        provider.key = grants
+            .config
+            .as_ref()
+            .and_then(|c| c.get("key").cloned())
+            // `NAME` alone is a key of this provider, as the adapters read it.
+            .map(|k| {
+                if k.contains('/') {
+                    k
+                } else {
+                    format!("{}/{k}", info.id)
+                }
+            })
+            .or_else(|| (!grants.keys.is_empty()).then(|| format!("{}/default", info.id)));
+        provider.id = info.id;
+        found.push(provider);
+    }
+    let found_ids: Vec<String> = found
+        .iter()
+        .map(|p: &ComponentProvider| p.id.clone())
+        .collect();
+    let mut out: Vec<Arc<dyn ci::Provider>> = Vec::new();
+    for mut provider in std::mem::take(&mut found) {
+        let shared = found_ids.iter().filter(|id| **id == provider.id).count() > 1;
+        if shared {
+            tracing::info!(plugin = %provider.plugin, provider = %provider.id, "several plugins provide `{}`; this one is named `{}`", provider.id, provider.plugin);
+            provider.id = provider.plugin.clone();
+        }
+        out.push(Arc::new(provider));
+    }
+    Ok(out)
 }
 
 fn provider_request(request: &ci::ProviderRequest) -> wit_provider::ProviderRequest {

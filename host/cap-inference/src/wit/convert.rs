@@ -1,17 +1,19 @@
-//! Conversions between the WIT model types (`convergio:platform/types`,
-//! as generated for the host) and the router's plain Rust types.
+//! Conversions between the WIT model types (`convergio:platform/types`)
+//! and the router's plain Rust types.
 
-use convergio_cap_inference as ci;
+use crate as ci;
 
-use crate::host::wit_types as wit;
+use super::types as wit;
 
 /// From the router's types to WIT.
-pub(crate) trait ToWit<T> {
+pub trait ToWit<T> {
+    /// The WIT value.
     fn to_wit(&self) -> T;
 }
 
 /// From WIT to the router's types.
-pub(crate) trait FromWit<T> {
+pub trait FromWit<T> {
+    /// The router's value.
     fn from_wit(value: T) -> Self;
 }
 

@@ -1,36 +1,90 @@
 //! `convergio:platform/inference` for plugins: every call goes through the
 //! router, as the calling plugin (its budgets, its metering).
+//! [`InferenceCtx`] is one plugin's context (who it is to the router, and
+//! the platform's router once it has started); [`InferenceView`] borrows it
+//! with a store's resource table; [`add_to_linker`] links the interface.
 
-use convergio_cap_inference as ci;
-use wasmtime::component::Resource;
+use std::sync::{Arc, OnceLock};
 
-use crate::PluginKind;
-use crate::host::{HostState, wit_inference as wit, wit_types};
-use crate::model_types::{FromWit, ToWit};
+use wasmtime::component::{HasData, Linker, Resource, ResourceTable};
+
+use crate as ci;
+use crate::wit::bindings::convergio::platform::inference as wit;
+use crate::wit::types as wit_types;
+use crate::wit::{FromWit, ToWit};
+
+/// The platform's router, set once every provider plugin is loaded (the
+/// plugins that call it are loaded before it exists).
+pub type RouterCell = Arc<OnceLock<Arc<ci::Router>>>;
 
 /// A routed stream held in a plugin's resource table.
 pub struct InferenceStream(ci::RoutedStream);
 
-impl HostState {
-    fn router(&self) -> Result<std::sync::Arc<ci::Router>, wit_types::ModelError> {
-        self.router.clone().ok_or_else(|| {
+impl std::fmt::Debug for InferenceStream {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("InferenceStream").finish_non_exhaustive()
+    }
+}
+
+/// What the inference capability holds for one plugin.
+#[derive(Debug, Clone)]
+pub struct InferenceCtx {
+    caller: ci::Caller,
+    router: RouterCell,
+}
+
+impl InferenceCtx {
+    /// The context of `caller` on the platform's `router`.
+    pub fn new(caller: ci::Caller, router: RouterCell) -> Self {
+        Self { caller, router }
+    }
+
+    /// Who the plugin is to the router.
+    pub fn caller(&self) -> &ci::Caller {
+        &self.caller
+    }
+}
+
+/// A store's view of its plugin's [`InferenceCtx`], with the table that
+/// holds its streams.
+pub struct InferenceView<'a> {
+    /// The plugin's context.
+    pub ctx: &'a InferenceCtx,
+    /// The store's resource table.
+    pub table: &'a mut ResourceTable,
+}
+
+impl std::fmt::Debug for InferenceView<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("InferenceView")
+            .field("ctx", &self.ctx)
+            .finish_non_exhaustive()
+    }
+}
+
+struct HasInference;
+
+impl HasData for HasInference {
+    type Data<'a> = InferenceView<'a>;
+}
+
+/// Add `convergio:platform/inference` to `linker`. Its functions are async:
+/// instantiate and call with wasmtime's `_async` methods.
+pub fn add_to_linker<T: Send + 'static>(
+    linker: &mut Linker<T>,
+    get: fn(&mut T) -> InferenceView<'_>,
+) -> wasmtime::Result<()> {
+    wit::add_to_linker::<T, HasInference>(linker, get)
+}
+
+impl InferenceView<'_> {
+    fn router(&self) -> Result<Arc<ci::Router>, wit_types::ModelError> {
+        self.ctx.router.get().cloned().ok_or_else(|| {
             wit_types::ModelError::NoModel(
                 "the platform has no inference router yet; it starts once every plugin is loaded"
                     .into(),
             )
         })
-    }
-
-    fn caller(&self) -> ci::Caller {
-        let agent = matches!(
-            self.plugin.manifest.kind,
-            PluginKind::Agent | PluginKind::Vertical
-        )
-        .then(|| self.plugin.id.clone());
-        ci::Caller {
-            plugin: self.plugin.id.clone(),
-            agent,
-        }
     }
 }
 
@@ -72,17 +126,18 @@ fn selector(model: wit::ModelSelector) -> ci::ModelSelector {
     }
 }
 
-impl wit::Host for HostState {
+impl wit::Host for InferenceView<'_> {
     async fn complete(
         &mut self,
         request: wit::ChatRequest,
     ) -> Result<wit_types::Completion, wit_types::ModelError> {
         let router = self.router()?;
-        let caller = self.caller();
+        let ctx = self.ctx;
+        let caller = &ctx.caller;
         let span = tracing::debug_span!("convergio.inference.complete", plugin = %caller.plugin);
         let _guard = span.enter();
         router
-            .complete(&caller, chat_request(request))
+            .complete(caller, chat_request(request))
             .await
             .map(|c| c.to_wit())
             .map_err(|e| e.to_wit())
@@ -93,9 +148,10 @@ impl wit::Host for HostState {
         request: wit::ChatRequest,
     ) -> Result<Resource<InferenceStream>, wit_types::ModelError> {
         let router = self.router()?;
-        let caller = self.caller();
+        let ctx = self.ctx;
+        let caller = &ctx.caller;
         let stream = router
-            .stream(&caller, chat_request(request))
+            .stream(caller, chat_request(request))
             .await
             .map_err(|e| e.to_wit())?;
         self.table
@@ -109,8 +165,9 @@ impl wit::Host for HostState {
         inputs: Vec<String>,
     ) -> Result<wit_types::Embeddings, wit_types::ModelError> {
         let router = self.router()?;
+        let ctx = self.ctx;
         router
-            .embed(&self.caller(), selector(model), inputs)
+            .embed(&ctx.caller, selector(model), inputs)
             .await
             .map(|e| e.to_wit())
             .map_err(|e| e.to_wit())
@@ -129,7 +186,7 @@ impl wit::Host for HostState {
     }
 }
 
-impl wit::HostCompletionStream for HostState {
+impl wit::HostCompletionStream for InferenceView<'_> {
     async fn next(
         &mut self,
         stream: Resource<InferenceStream>,

@@ -1,0 +1,53 @@
+//! `convergio:platform/inference`: model calls through the router
+//! (`convergio-cap-inference`), as the calling plugin (its budgets, its
+//! metering; agents and verticals also as an agent).
+
+use std::sync::Arc;
+
+use convergio_cap_inference::{Caller, InferenceCtx, InferenceView};
+use wasmtime::component::Linker;
+
+use super::{HostCapability, Services};
+use crate::config::{Platform, PluginSpec};
+use crate::host_state::HostState;
+use crate::{Capability, PluginKind, Result};
+
+pub(crate) struct Inference;
+
+impl HostCapability for Inference {
+    const CAPABILITY: Option<Capability> = Some(Capability::Inference);
+    type Shared = ();
+    type Plugin = InferenceCtx;
+    type Store = ();
+
+    fn provides(interface: &str) -> bool {
+        interface == "convergio:platform/inference"
+    }
+
+    fn open(_: &Platform, _: &Services) -> Result<()> {
+        Ok(())
+    }
+
+    fn prepare(
+        _: &(),
+        services: &Services,
+        spec: &Arc<PluginSpec>,
+    ) -> std::result::Result<InferenceCtx, Vec<String>> {
+        let agent = matches!(spec.manifest.kind, PluginKind::Agent | PluginKind::Vertical)
+            .then(|| spec.id.clone());
+        let caller = Caller {
+            plugin: spec.id.clone(),
+            agent,
+        };
+        Ok(InferenceCtx::new(caller, services.router.clone()))
+    }
+
+    fn store(_: &InferenceCtx) {}
+
+    fn add_to_linker(linker: &mut Linker<HostState>) -> wasmtime::Result<()> {
+        convergio_cap_inference::add_to_linker(linker, |s| InferenceView {
+            ctx: &s.plugin.inference,
+            table: &mut s.table,
+        })
+    }
+}

@@ -1,0 +1,65 @@
+//! `wasi:logging`: a plugin's log lines in the host's tracing output, as
+//! fields printed with `Debug` (quoted, line breaks and other control
+//! characters escaped), so a plugin cannot write a line that passes for the
+//! host's own.
+
+use std::sync::Arc;
+
+use wasmtime::component::{HasSelf, Linker};
+
+use super::{HostCapability, Services};
+use crate::bindings::logging;
+use crate::config::{Platform, PluginSpec};
+use crate::host_state::HostState;
+use crate::{Capability, Result};
+
+pub(crate) struct Logging;
+
+impl HostCapability for Logging {
+    const CAPABILITY: Option<Capability> = Some(Capability::Logging);
+    type Shared = ();
+    type Plugin = ();
+    type Store = ();
+
+    fn provides(interface: &str) -> bool {
+        interface.starts_with("wasi:logging/")
+    }
+
+    fn open(_: &Platform, _: &Services) -> Result<()> {
+        Ok(())
+    }
+
+    fn prepare(_: &(), _: &Services, _: &Arc<PluginSpec>) -> std::result::Result<(), Vec<String>> {
+        Ok(())
+    }
+
+    fn store(_: &()) {}
+
+    fn add_to_linker(linker: &mut Linker<HostState>) -> wasmtime::Result<()> {
+        logging::add_to_linker::<_, HasSelf<HostState>>(linker, |s| s)
+    }
+}
+
+impl logging::Host for HostState {
+    fn log(&mut self, level: logging::Level, context: String, message: String) {
+        let plugin = self.plugin.spec.id.as_str();
+        let _span = tracing::trace_span!("convergio.logging.log", plugin).entered();
+        match level {
+            logging::Level::Trace => {
+                tracing::trace!(target: "plugin", plugin, context = ?context, message = ?message)
+            }
+            logging::Level::Debug => {
+                tracing::debug!(target: "plugin", plugin, context = ?context, message = ?message)
+            }
+            logging::Level::Info => {
+                tracing::info!(target: "plugin", plugin, context = ?context, message = ?message)
+            }
+            logging::Level::Warn => {
+                tracing::warn!(target: "plugin", plugin, context = ?context, message = ?message)
+            }
+            logging::Level::Error | logging::Level::Critical => {
+                tracing::error!(target: "plugin", plugin, context = ?context, message = ?message)
+            }
+        }
+    }
+}

@@ -1,0 +1,52 @@
+//! The state of one store: one call (or one warm instance) of one plugin.
+
+use std::sync::Arc;
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+use wasmtime::StoreLimits;
+use wasmtime::component::ResourceTable;
+use wasmtime_wasi::{WasiCtxView, WasiView};
+
+use crate::capabilities::{PluginCaps, StoreCaps};
+
+/// State of one store: the plugin's capability contexts (shared by its
+/// stores), this store's resource table, limits and per-store capability
+/// state, and the current call's deadline.
+pub struct HostState {
+    pub(crate) plugin: Arc<PluginCaps>,
+    /// When the current call's deadline passes; host work that could run
+    /// long (storage batch reads) stops there.
+    pub(crate) deadline_at: Instant,
+    pub(crate) table: ResourceTable,
+    pub(crate) limits: StoreLimits,
+    pub(crate) caps: StoreCaps,
+}
+
+impl std::fmt::Debug for HostState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HostState")
+            .field("plugin", &self.plugin.spec.id)
+            .finish_non_exhaustive()
+    }
+}
+
+impl WasiView for HostState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView {
+            ctx: &mut self.caps.filesystem,
+            table: &mut self.table,
+        }
+    }
+}
+
+impl wasmtime_wasi_http::WasiHttpView for HostState {
+    fn http(&mut self) -> wasmtime_wasi_http::WasiHttpCtxView<'_> {
+        self.caps.http.view(&mut self.table)
+    }
+}
+
+/// Milliseconds since the Unix epoch (0 for times before it).
+pub(crate) fn unix_ms(time: SystemTime) -> u64 {
+    time.duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}

@@ -1,0 +1,373 @@
+//! Sessions: a live instance of one plugin in a store under its limits,
+//! fresh for each call or taken warm from its slot, and the one-line
+//! reasons a call failed.
+
+use std::sync::{Arc, Weak};
+use std::time::{Duration, Instant};
+
+use tracing::Instrument;
+use wasmtime::component::{ResourceTable, Val};
+use wasmtime::{CallHook, Store, StoreLimitsBuilder, Trap, UpdateDeadline};
+
+use crate::config::PluginSpec;
+use crate::exports::ExportFn;
+use crate::host_memory::{HostMemoryExceeded, MAX_HANDLES};
+use crate::host_state::HostState;
+use crate::inner::Inner;
+use crate::slot::{Loaded, Slot, WARM_MAX_USES, Warm};
+use crate::{Error, Result};
+
+/// Run one export in a fresh store under the plugin's limits.
+pub(crate) async fn call_in_store(
+    inner: &Inner,
+    slot: &Slot,
+    loaded: &Loaded,
+    export: &ExportFn,
+    params: &[Val],
+    results: &mut [Val],
+) -> Result<()> {
+    let spec = &loaded.spec;
+    let span = tracing::debug_span!(
+        "convergio.runtime.call",
+        plugin = %spec.id,
+        function = %export.qualified(),
+        generation = loaded.generation
+    );
+    async {
+        let mut session = Session::open(inner, slot, loaded).await?;
+        session
+            .run(async |store, instance| {
+                let func = instance
+                    .get_func(&mut *store, export.index)
+                    .ok_or_else(|| {
+                        wasmtime::format_err!("export `{}` is not a function", export.qualified())
+                    })?;
+                func.call_async(&mut *store, params, results).await
+            })
+            .await
+    }
+    .instrument(span)
+    .await
+}
+
+/// A live instance of one plugin: its store (with the plugin's limits and
+/// grants), the instance and the slot it occupies. A call uses one session;
+/// a stream keeps its session until it ends. The plugin's deadline counts
+/// from the opening.
+pub(crate) struct Session {
+    pub(crate) store: Store<HostState>,
+    pub(crate) instance: wasmtime::component::Instance,
+    spec: Arc<PluginSpec>,
+    /// Charged with what the host allocates while the session runs.
+    account: convergio_host_memory::Account,
+    deadline_at: Instant,
+    grace: Duration,
+    _permit: tokio::sync::OwnedSemaphorePermit,
+    /// Where [`Session::release`] returns the instance, if it may be kept warm.
+    warm: Option<WarmReturn>,
+    /// No call of this session failed, trapped or timed out.
+    healthy: bool,
+}
+
+/// Where a session's instance goes back to, and what it has served.
+struct WarmReturn {
+    slot: Weak<Slot>,
+    generation: u64,
+    uses: u32,
+}
+
+impl Session {
+    /// Wait for a free instance slot, then instantiate the plugin.
+    pub(crate) async fn open(inner: &Inner, slot: &Slot, loaded: &Loaded) -> Result<Self> {
+        let spec = &loaded.spec;
+        let limits = spec.limits;
+        let deadline = Duration::from_millis(limits.deadline_ms);
+        let started = Instant::now();
+        let permit = Self::permit(spec, slot, started).await?;
+        let deadline_at = Instant::now() + deadline.saturating_sub(started.elapsed());
+        let grace = Duration::from_millis(100) + inner.tick * 2;
+
+        let mut table = ResourceTable::new();
+        table.set_max_capacity(MAX_HANDLES);
+        let state = HostState {
+            caps: loaded.caps.store(),
+            plugin: loaded.caps.clone(),
+            deadline_at,
+            table,
+            limits: StoreLimitsBuilder::new()
+                .memory_size(limits.memory_bytes)
+                .table_elements(limits.table_elements)
+                .trap_on_grow_failure(true)
+                .build(),
+        };
+        let mut store = Store::new(&inner.engine, state);
+        store.limiter(|s| &mut s.limits);
+        guard_host_memory(&mut store, loaded.account, limits.host_memory_bytes);
+        arm(&mut store, inner, spec, deadline_at)?;
+        // The epoch deadline stops guest code; the timeout also bounds time in host calls.
+        let pre = loaded.pre.clone();
+        let outcome = tokio::time::timeout(
+            deadline_at.saturating_duration_since(Instant::now()) + grace,
+            loaded.account.scope(pre.instantiate_async(&mut store)),
+        )
+        .await;
+        let instance = Self::settle(spec, outcome)?;
+        Ok(Self {
+            store,
+            instance,
+            spec: spec.clone(),
+            account: loaded.account,
+            deadline_at,
+            grace,
+            _permit: permit,
+            warm: None,
+            healthy: true,
+        })
+    }
+
+    /// [`Session::open`] for a plugin whose instances may serve several
+    /// calls (provider plugins, which hold no state between calls): an idle
+    /// instance of the current version is taken if there is one, with a
+    /// fresh deadline and fuel. Give the instance back with
+    /// [`Session::release`] after a call that went well.
+    pub(crate) async fn open_warm(
+        inner: &Inner,
+        slot: &Arc<Slot>,
+        loaded: &Loaded,
+    ) -> Result<Self> {
+        let spec = &loaded.spec;
+        if spec.limits.warm_instances == 0 {
+            return Self::open(inner, slot, loaded).await;
+        }
+        let mut session = match slot.take_warm(loaded.generation) {
+            Some(warm) => {
+                let started = Instant::now();
+                let permit = Self::permit(spec, slot, started).await?;
+                let deadline = Duration::from_millis(spec.limits.deadline_ms);
+                let deadline_at = Instant::now() + deadline.saturating_sub(started.elapsed());
+                let mut store = warm.store;
+                arm(&mut store, inner, spec, deadline_at)?;
+                Self {
+                    store,
+                    instance: warm.instance,
+                    spec: spec.clone(),
+                    account: loaded.account,
+                    deadline_at,
+                    grace: Duration::from_millis(100) + inner.tick * 2,
+                    _permit: permit,
+                    warm: Some(WarmReturn {
+                        slot: Arc::downgrade(slot),
+                        generation: loaded.generation,
+                        uses: warm.uses,
+                    }),
+                    healthy: true,
+                }
+            }
+            None => Self::open(inner, slot, loaded).await?,
+        };
+        let warm = session.warm.get_or_insert_with(|| WarmReturn {
+            slot: Arc::downgrade(slot),
+            generation: loaded.generation,
+            uses: 0,
+        });
+        warm.uses += 1;
+        Ok(session)
+    }
+
+    /// End the session; an instance opened with [`Session::open_warm`] whose
+    /// calls all went well goes back to its slot for the next call, unless
+    /// the plugin was reloaded meanwhile, enough instances are idle already,
+    /// or it has served [`WARM_MAX_USES`] calls.
+    pub(crate) fn release(self) {
+        let Some(warm) = &self.warm else { return };
+        if !self.healthy || warm.uses >= WARM_MAX_USES {
+            return;
+        }
+        let Some(slot) = warm.slot.upgrade() else {
+            return;
+        };
+        if slot.current.load().generation != warm.generation {
+            return;
+        }
+        let keep = self.spec.limits.warm_instances as usize;
+        let (generation, uses) = (warm.generation, warm.uses);
+        let mut idle = slot.warm.lock().unwrap_or_else(|e| e.into_inner());
+        if idle.len() < keep {
+            idle.push(Warm {
+                store: self.store,
+                instance: self.instance,
+                generation,
+                uses,
+                idle_since: Instant::now(),
+            });
+        }
+    }
+
+    /// Wait (up to the plugin's `queue-ms` from `started`) for one of its
+    /// `max-instances` places.
+    async fn permit(
+        spec: &PluginSpec,
+        slot: &Slot,
+        started: Instant,
+    ) -> Result<tokio::sync::OwnedSemaphorePermit> {
+        let limits = spec.limits;
+        let queue = Duration::from_millis(limits.queue_ms).saturating_sub(started.elapsed());
+        match tokio::time::timeout(queue, slot.permits.clone().acquire_owned()).await {
+            Ok(Ok(permit)) => Ok(permit),
+            _ => Err(Error::Busy {
+                plugin: spec.id.clone(),
+                limit: limits.max_instances,
+                waited_ms: started.elapsed().as_millis() as u64,
+            }),
+        }
+    }
+
+    /// Run `f` on the instance, within what is left of the deadline; a trap
+    /// or the deadline becomes [`Error::Stopped`] with a one-line reason.
+    pub(crate) async fn run<T>(
+        &mut self,
+        f: impl AsyncFnOnce(
+            &mut Store<HostState>,
+            &wasmtime::component::Instance,
+        ) -> wasmtime::Result<T>,
+    ) -> Result<T> {
+        let left = self.deadline_at.saturating_duration_since(Instant::now());
+        let account = self.account;
+        let outcome = tokio::time::timeout(
+            left + self.grace,
+            account.scope(f(&mut self.store, &self.instance)),
+        )
+        .await;
+        let settled = Self::settle(&self.spec, outcome);
+        // A trap or a call cut at its deadline leaves the instance unusable.
+        self.healthy &= settled.is_ok();
+        settled
+    }
+
+    fn settle<T>(
+        spec: &PluginSpec,
+        outcome: std::result::Result<wasmtime::Result<T>, tokio::time::error::Elapsed>,
+    ) -> Result<T> {
+        let stopped = |reason: String| {
+            tracing::warn!(plugin = %spec.id, %reason, "plugin stopped");
+            Error::Stopped {
+                plugin: spec.id.clone(),
+                reason,
+            }
+        };
+        match outcome {
+            Ok(Ok(value)) => Ok(value),
+            Ok(Err(err)) => Err(stopped(describe_failure(&err, spec))),
+            Err(_) => Err(stopped(format!(
+                "deadline of {} ms exceeded",
+                spec.limits.deadline_ms
+            ))),
+        }
+    }
+}
+
+/// Stop the plugin's call when the host holds more than `limit` bytes for
+/// it: checked each time a host call returns to the guest and each time the
+/// host calls into the guest, so a plugin overshoots by at most what one host
+/// call allocates (and those that could allocate without bound, such as
+/// storage batch reads, are capped themselves).
+fn guard_host_memory(
+    store: &mut Store<HostState>,
+    account: convergio_host_memory::Account,
+    limit: usize,
+) {
+    if !account.is_counting() {
+        return;
+    }
+    store.call_hook(move |_, hook| {
+        if matches!(hook, CallHook::ReturningFromHost | CallHook::CallingWasm) {
+            let used = account.used();
+            if used > limit {
+                return Err(HostMemoryExceeded { used, limit }.into());
+            }
+        }
+        Ok(())
+    });
+}
+
+/// Set a store up for one session: the deadline (guest code yields to the
+/// executor every epoch tick, so a busy plugin never holds a worker thread,
+/// and is interrupted once `deadline_at` has passed) and the fuel of a call.
+fn arm(
+    store: &mut Store<HostState>,
+    inner: &Inner,
+    spec: &PluginSpec,
+    deadline_at: Instant,
+) -> Result<()> {
+    // Host calls that could run long (storage batch reads) stop there too.
+    store.data_mut().deadline_at = deadline_at;
+    store.epoch_deadline_callback(move |_| {
+        if Instant::now() >= deadline_at {
+            Ok(UpdateDeadline::Interrupt)
+        } else {
+            Ok(UpdateDeadline::Yield(1))
+        }
+    });
+    store.set_epoch_deadline(1);
+    if inner.fuel {
+        store.set_fuel(spec.limits.fuel.unwrap_or(u64::MAX))?;
+    }
+    Ok(())
+}
+
+/// A one-line reason for a failed call (the wasm backtrace goes to the debug log).
+pub(crate) fn describe_failure(err: &wasmtime::Error, spec: &PluginSpec) -> String {
+    tracing::debug!(plugin = %spec.id, "call failed: {err:?}");
+    let limits = spec.limits;
+    if let Some(exceeded) = err
+        .chain()
+        .find_map(|cause| cause.downcast_ref::<HostMemoryExceeded>())
+    {
+        return exceeded.to_string();
+    }
+    if err.chain().any(|cause| {
+        matches!(
+            cause.downcast_ref::<wasmtime::component::ResourceTableError>(),
+            Some(wasmtime::component::ResourceTableError::Full)
+        )
+    }) {
+        return format!(
+            "more than {MAX_HANDLES} resource handles open at once (the host's limit per instance); drop handles (fields, bodies, buckets, streams) sooner"
+        );
+    }
+    match err.downcast_ref::<Trap>() {
+        Some(Trap::Interrupt) => format!("deadline of {} ms exceeded", limits.deadline_ms),
+        Some(Trap::OutOfFuel) => format!("fuel limit of {} exhausted", limits.fuel.unwrap_or(0)),
+        Some(Trap::StackOverflow) => "call stack exhausted (unbounded recursion?)".to_string(),
+        Some(Trap::MemoryOutOfBounds) => "trapped: out-of-bounds memory access (a stack overflow in the plugin's shadow stack, e.g. unbounded recursion, or a memory bug)".to_string(),
+        Some(Trap::UnreachableCodeReached) => {
+            "trapped: unreachable code reached (the plugin panicked or aborted)".to_string()
+        }
+        Some(trap) => format!("trapped: {trap}"),
+        None => {
+            let text = one_line(err);
+            if text.contains("forcing trap when growing memory") {
+                format!("memory limit of {} MiB reached", limits.memory_bytes >> 20)
+            } else if text.contains("forcing trap when growing table") {
+                format!("table limit of {} elements reached", limits.table_elements)
+            } else {
+                text
+            }
+        }
+    }
+}
+
+/// The error and its causes on one line.
+pub(crate) fn one_line(err: &wasmtime::Error) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    for cause in err.chain() {
+        let text = cause.to_string().replace('\n', " ");
+        if text.contains("wasm backtrace:") {
+            continue;
+        }
+        if !parts.iter().any(|p| p.contains(&text)) {
+            parts.push(text);
+        }
+    }
+    parts.join(": ")
+}
