@@ -1,16 +1,22 @@
 //! Provider adapter components: the `convergio:platform/provider-plugin` world.
 //!
-//! Implement [`Guest`] (and [`GuestCompletionStream`] for the stream resource)
-//! and register it with [`export_provider!`](crate::export_provider). An
-//! adapter reaches its upstream API only through [`crate::http`], naming its
-//! key with [`crate::keys::reference`].
+//! An adapter of an HTTP API implements [`Adapter`] (its settings, models
+//! and the mapping of requests, answers, stream events and errors; see
+//! [`adapter`]) and exports it with
+//! [`export_provider!`](crate::export_provider): the SDK implements
+//! [`Guest`] for every `Adapter`. A provider that is not an HTTP API (the
+//! host's local models) implements [`Guest`] and [`GuestCompletionStream`]
+//! itself. An adapter reaches its upstream API only through [`crate::http`],
+//! naming its key with [`crate::keys::reference`].
 //!
 //! What every adapter needs besides its API's own mapping is here, so that
 //! an adapter keeps only what is specific to its API:
 //!
 //! | helper | what |
 //! | --- | --- |
-//! | [`ProviderConfig`], [`KeyName`], [`check_base_url`], [`wasi_config`] | read and check the operator's settings; errors name the key and the `platform.toml` line that fixes it |
+//! | [`Adapter`], [`Post`] | the one adapter shape, and a request as its mapping builds it |
+//! | [`ModelSpec`] | a declared model (limits, prices, features, what the API needs to know of it), found by id or dated snapshot id |
+//! | [`ProviderConfig`], [`KeyName`], [`check_base_url`], [`ConfigSource`], [`wasi_config`] | read and check the operator's settings; errors name the key and the `platform.toml` line that fixes it |
 //! | [`Upstream`] | the API's name, origin and key: POST JSON with the key by reference ([`Upstream::post_json`], [`Upstream::send`]), and the errors of transport failures, refused keys and broken streams |
 //! | [`ErrorResponse`], [`retry_after_ms`], [`http_date`], [`now_unix_secs`] | a response that is not 2xx, its `Retry-After` header (seconds or HTTP date) |
 //! | [`SseStream`], [`EventDecoder`] | the `completion-stream` resource over server-sent events |
@@ -21,11 +27,17 @@
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 
+pub mod adapter;
 pub mod settings;
+pub mod spec;
 pub mod stream;
+#[cfg(feature = "testing")]
+pub mod testing;
 pub mod upstream;
 
-pub use settings::{KeyName, ProviderConfig, check_base_url, wasi_config};
+pub use adapter::{Adapter, Post};
+pub use settings::{ConfigSource, KeyName, ProviderConfig, check_base_url, wasi_config};
+pub use spec::ModelSpec;
 pub use stream::{EventDecoder, EventSource, SseStream};
 pub use upstream::{ErrorResponse, Upstream, excerpt, http_date, now_unix_secs, retry_after_ms};
 

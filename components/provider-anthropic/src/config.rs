@@ -92,24 +92,12 @@ mod tests {
     use convergio_sdk::client::HttpError;
     use convergio_sdk::http::types::ErrorCode;
     use convergio_sdk::keys::KeyError;
+    use convergio_sdk::provider::testing::{bad_request, documented_config};
 
     use super::*;
 
     fn load(pairs: &[(&str, &str)]) -> Result<Settings, ModelError> {
-        Settings::load(|key| {
-            assert!(KEYS.contains(&key), "undocumented key {key}");
-            Ok(pairs
-                .iter()
-                .find(|(k, _)| *k == key)
-                .map(|(_, v)| (*v).to_owned()))
-        })
-    }
-
-    fn message(err: ModelError) -> String {
-        match err {
-            ModelError::BadRequest(m) => m,
-            other => panic!("expected bad-request, got {other:?}"),
-        }
+        Settings::load(documented_config(&KEYS, pairs))
     }
 
     #[test]
@@ -159,7 +147,7 @@ mod tests {
             ("default-max-tokens", "0"),
             ("default-max-tokens", "lots"),
         ] {
-            let m = message(load(&[(key, value)]).unwrap_err());
+            let m = bad_request(load(&[(key, value)]).unwrap_err());
             assert!(m.contains(&format!("`{key}`")), "{m}");
             assert!(
                 m.contains("platform.toml") && m.contains("config = {"),
@@ -230,7 +218,7 @@ mod tests {
 
     #[test]
     fn unreadable_config_is_a_bad_request() {
-        let m = message(Settings::load(|_| Err("store offline".into())).unwrap_err());
+        let m = bad_request(Settings::load(|_| Err("store offline".into())).unwrap_err());
         assert!(
             m.contains("`base-url`") && m.contains("store offline"),
             "{m}"

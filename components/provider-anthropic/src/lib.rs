@@ -4,20 +4,19 @@
 //! The component reaches `POST {base-url}/v1/messages` only through
 //! [`convergio_sdk::client`] (`wasi:http`), naming its key by reference; the
 //! host replaces the reference with the `x-api-key` header, so the component
-//! never holds a secret. [`wire`] is the JSON on the wire, [`map`] the pure
-//! mapping to and from the platform's types, [`models`] the declared models
-//! and prices, [`config`] the operator's settings; this file is the glue.
+//! never holds a secret. [`config`] is the operator's settings, [`models`]
+//! the declared models and prices, [`wire`] the JSON on the wire and [`map`]
+//! the pure mapping to and from the platform's types; [`Anthropic`] is the
+//! SDK's [`Adapter`] over them.
 
 pub mod config;
 pub mod map;
 pub mod models;
 pub mod wire;
 
-use convergio_sdk::client::Response;
-use convergio_sdk::log;
 use convergio_sdk::provider::{
-    self, Completion, CompletionStream, Embeddings, Guest, ModelInfo, ProviderInfo,
-    ProviderRequest, SseStream, Upstream, now_unix_secs, wasi_config,
+    self, Adapter, Completion, ConfigSource, Embeddings, ErrorResponse, ModelError, ModelInfo,
+    Post, ProviderInfo, ProviderRequest, Upstream, now_unix_secs,
 };
 
 use crate::config::Settings;
@@ -27,62 +26,62 @@ use crate::map::StreamDecoder;
 #[derive(Debug)]
 pub struct Anthropic;
 
-impl Guest for Anthropic {
-    type CompletionStream = SseStream<StreamDecoder>;
+impl Adapter for Anthropic {
+    type Settings = Settings;
+    type Decoder = StreamDecoder;
 
-    fn info() -> ProviderInfo {
+    fn info(_config: impl ConfigSource) -> ProviderInfo {
         ProviderInfo {
             id: map::PROVIDER_ID.to_owned(),
             name: "Anthropic".to_owned(),
         }
     }
 
-    fn models() -> provider::Result<Vec<ModelInfo>> {
+    fn models(_config: impl ConfigSource) -> provider::Result<Vec<ModelInfo>> {
         Ok(models::model_infos())
     }
 
-    fn complete(request: ProviderRequest) -> provider::Result<Completion> {
-        let (upstream, response) = send(&request, false)?;
-        let body = upstream.read_body(response)?;
-        map::parse_completion(&body, &request.model)
+    fn load(config: impl ConfigSource) -> provider::Result<Settings> {
+        Settings::load(config)
     }
 
-    fn stream(request: ProviderRequest) -> provider::Result<CompletionStream> {
-        let (upstream, response) = send(&request, true)?;
-        let decoder = StreamDecoder::new(&request.model);
-        Ok(CompletionStream::new(SseStream::new(
-            &upstream,
-            response.events(),
-            decoder,
-        )))
+    fn upstream(settings: &Settings) -> Upstream {
+        settings.upstream()
     }
 
-    fn embed(model: String, _inputs: Vec<String>) -> provider::Result<Embeddings> {
-        Err(map::no_embeddings(&model))
+    fn chat(
+        settings: &Settings,
+        request: &ProviderRequest,
+        stream: bool,
+    ) -> provider::Result<Post> {
+        map::chat(settings, request, stream)
     }
-}
 
-/// Send `request` to the Messages API; a response whose status is not 2xx
-/// becomes its error.
-fn send(request: &ProviderRequest, stream: bool) -> provider::Result<(Upstream, Response)> {
-    let settings = Settings::load(wasi_config)?;
-    let (body, dropped) = map::build_request(request, settings.default_max_tokens, stream)?;
-    if !dropped.is_empty() {
-        log::warn(&format!(
-            "anthropic/{} does not accept {}: left out of the request",
-            request.model,
-            dropped.join(", ")
-        ));
+    fn completion(
+        _settings: &Settings,
+        request: &ProviderRequest,
+        body: &[u8],
+    ) -> provider::Result<Completion> {
+        map::parse_completion(body, &request.model)
     }
-    let upstream = settings.upstream();
-    let request = upstream
-        .post_json(&settings.messages_url(), &body)?
-        .header("anthropic-version", &settings.api_version);
-    let response = upstream.send(request, |failure| {
+
+    fn decoder(_settings: &Settings, request: &ProviderRequest) -> StreamDecoder {
+        StreamDecoder::new(&request.model)
+    }
+
+    fn error(_settings: &Settings, failure: &ErrorResponse) -> ModelError {
         let retry_after = failure.header("retry-after");
         map::http_error(failure.status, retry_after, &failure.body, now_unix_secs())
-    })?;
-    Ok((upstream, response))
+    }
+
+    fn embed(
+        _settings: &Settings,
+        model: &str,
+        _inputs: &[String],
+        _send: &mut dyn FnMut(&Post) -> provider::Result<Vec<u8>>,
+    ) -> provider::Result<Embeddings> {
+        Err(map::no_embeddings(model))
+    }
 }
 
 // Only the component exports the interface: the export names (`convergio:

@@ -4,13 +4,15 @@
 
 use std::collections::BTreeMap;
 
+use convergio_sdk::log::Level;
 use convergio_sdk::provider::{
-    self, Completion, Delta, EventDecoder, FinishReason, Message, ModelError, ProviderRequest,
-    Role, ToolCall, ToolDefinition, Usage, excerpt, retry_after_ms,
+    self, Completion, Delta, EventDecoder, FinishReason, Message, ModelError, Post,
+    ProviderRequest, Role, ToolCall, ToolDefinition, Usage, excerpt, retry_after_ms,
 };
 use convergio_sdk::sse::SseEvent;
 use serde_json::Value;
 
+use crate::config::Settings;
 use crate::models::{self, Tokens};
 use crate::wire::{
     ApiError, BlockDelta, ErrorBody, MessagesRequest, MessagesResponse, RequestBlock,
@@ -24,6 +26,30 @@ pub const PROVIDER_ID: &str = "anthropic";
 /// no JSON-mode flag, and current models refuse an assistant prefill.
 pub const JSON_MODE_INSTRUCTION: &str = "Answer with one valid JSON value and nothing else: no \
      prose before or after it and no Markdown code fences.";
+
+/// The Messages API request for `request` with `settings`: the body of
+/// [`build_request`], the `anthropic-version` header, and a warning naming
+/// the settings left out.
+pub fn chat(
+    settings: &Settings,
+    request: &ProviderRequest,
+    stream: bool,
+) -> Result<Post, ModelError> {
+    let (body, dropped) = build_request(request, settings.default_max_tokens, stream)?;
+    let post = Post::json(settings.messages_url(), &body)?
+        .header("anthropic-version", &settings.api_version);
+    if dropped.is_empty() {
+        return Ok(post);
+    }
+    Ok(post.note(
+        Level::Warn,
+        format!(
+            "anthropic/{} does not accept {}: left out of the request",
+            request.model,
+            dropped.join(", ")
+        ),
+    ))
+}
 
 /// The wire request for `request`, and the names of the settings left out
 /// because the model does not accept them (for a log line).
@@ -92,7 +118,7 @@ pub fn build_request(
 
     let sampling = &request.sampling;
     let mut dropped = Vec::new();
-    let accepts_sampling = spec.is_none_or(|m| m.sampling);
+    let accepts_sampling = spec.is_none_or(|m| m.api.sampling);
     let temperature = keep(
         sampling.temperature,
         "temperature",
@@ -105,9 +131,8 @@ pub fn build_request(
         dropped.push("seed");
     }
     let max_tokens = sampling.max_tokens.unwrap_or_else(|| {
-        spec.map_or(default_max_tokens, |m| {
-            default_max_tokens.min(m.max_output_tokens)
-        })
+        spec.and_then(|m| m.max_output_tokens)
+            .map_or(default_max_tokens, |max| default_max_tokens.min(max))
     });
 
     let tools = request
@@ -576,28 +601,11 @@ fn merge(into: &mut WireUsage, from: &WireUsage) {
 #[cfg(test)]
 mod tests {
     use convergio_sdk::provider::Sampling;
+    use convergio_sdk::provider::testing::{self, request, tool_call as call};
     use convergio_sdk::sse::SseParser;
     use serde_json::json;
 
     use super::*;
-
-    fn request(model: &str, messages: Vec<Message>) -> ProviderRequest {
-        ProviderRequest {
-            model: model.to_owned(),
-            messages,
-            tools: Vec::new(),
-            sampling: Sampling::default(),
-            json_mode: false,
-        }
-    }
-
-    fn call(id: &str, name: &str, arguments: &str) -> ToolCall {
-        ToolCall {
-            id: id.to_owned(),
-            name: name.to_owned(),
-            arguments: arguments.to_owned(),
-        }
-    }
 
     /// The JSON the component sends (through bytes, as `send` does: f32
     /// sampling values keep their short form).
@@ -773,6 +781,38 @@ mod tests {
             assert!(body.get(field).is_none(), "{field} sent");
         }
         assert_eq!(dropped, ["temperature", "top-p", "top-k", "seed"]);
+    }
+
+    #[test]
+    fn the_post_carries_the_settings_and_notes_what_was_left_out() {
+        let settings = Settings::load(testing::config(&[
+            ("base-url", "http://127.0.0.1:8080/proxy"),
+            ("anthropic-version", "2024-01-01"),
+            ("default-max-tokens", "100"),
+        ]))
+        .unwrap();
+        let mut req = request("claude-opus-5-5", vec![Message::user("hi")]);
+        let post = chat(&settings, &req, true).unwrap();
+        assert_eq!(post.url, "http://127.0.0.1:8080/proxy/v1/messages");
+        assert_eq!(
+            post.headers,
+            [("anthropic-version".to_owned(), "2024-01-01".to_owned())]
+        );
+        let body = post.json_body().unwrap();
+        assert_eq!(
+            (body["max_tokens"].clone(), body["stream"].clone()),
+            (json!(100), json!(true))
+        );
+        assert!(post.notes.is_empty());
+        req.sampling.temperature = Some(0.5);
+        let post = chat(&settings, &req, false).unwrap();
+        assert_eq!(post.notes.len(), 1);
+        assert_eq!(post.notes[0].0, Level::Warn);
+        assert!(
+            post.notes[0]
+                .1
+                .contains("anthropic/claude-opus-5-5 does not accept temperature")
+        );
     }
 
     #[test]

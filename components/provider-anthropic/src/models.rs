@@ -9,21 +9,13 @@
 use convergio_sdk::provider::{self, ModelFeatures, ModelInfo, QualityTier};
 
 /// A declared model.
+pub type ModelSpec = provider::ModelSpec<Api>;
+
+/// What the Messages API needs to know of a model.
 #[derive(Debug, Clone, Copy, PartialEq)]
-pub struct ModelSpec {
-    /// Model id as the API names it (an alias without a date suffix).
-    pub id: &'static str,
-    /// Prompt plus completion tokens.
-    pub context_window: u32,
-    /// The largest `max_tokens` the model accepts.
-    pub max_output_tokens: u32,
-    /// US dollars per million input tokens.
-    pub input_per_mtok: f64,
-    /// US dollars per million output tokens.
-    pub output_per_mtok: f64,
+pub struct Api {
     /// Higher prices for long prompts, if the model has them.
     pub long_prompt: Option<LongPrompt>,
-    pub quality: QualityTier,
     /// Whether the model accepts `temperature`, `top_p` and `top_k`: models
     /// from Claude Opus 4.7 on answer 400 ("`temperature` is deprecated for
     /// this model") when they are sent.
@@ -38,23 +30,30 @@ pub struct LongPrompt {
     pub output_per_mtok: f64,
 }
 
+/// Every model reads images, but `message` carries text only, so `vision`
+/// is not declared. Anthropic has no JSON mode (see README) and no
+/// embeddings.
+const FEATURES: ModelFeatures = ModelFeatures::TOOLS.union(ModelFeatures::STREAMING);
+
 const fn model(
     id: &'static str,
     context_window: u32,
     max_output_tokens: u32,
-    (input_per_mtok, output_per_mtok): (f64, f64),
+    prices: (f64, f64),
     quality: QualityTier,
 ) -> ModelSpec {
-    ModelSpec {
+    provider::ModelSpec::new(
         id,
         context_window,
-        max_output_tokens,
-        input_per_mtok,
-        output_per_mtok,
-        long_prompt: None,
+        Some(max_output_tokens),
+        prices,
+        FEATURES,
         quality,
+    )
+    .with_api(Api {
+        long_prompt: None,
         sampling: false,
-    }
+    })
 }
 
 const M: u32 = 1_000_000;
@@ -84,11 +83,14 @@ pub const MODELS: &[ModelSpec] = &[
         QualityTier::Standard,
     ),
     ModelSpec {
-        long_prompt: Some(LongPrompt {
-            above_input_tokens: 100_000,
-            input_per_mtok: 0.50,
-            output_per_mtok: 2.50,
-        }),
+        api: Api {
+            long_prompt: Some(LongPrompt {
+                above_input_tokens: 100_000,
+                input_per_mtok: 0.50,
+                output_per_mtok: 2.50,
+            }),
+            sampling: false,
+        },
         ..model(
             "claude-haiku-5-5",
             M,
@@ -113,7 +115,10 @@ pub const MODELS: &[ModelSpec] = &[
         QualityTier::Standard,
     ),
     ModelSpec {
-        sampling: true,
+        api: Api {
+            long_prompt: None,
+            sampling: true,
+        },
         ..model(
             "claude-haiku-4-5",
             200_000,
@@ -127,34 +132,12 @@ pub const MODELS: &[ModelSpec] = &[
 /// The declared model `id`, also under a dated snapshot id
 /// (`claude-haiku-4-5-20251001` finds `claude-haiku-4-5`).
 pub fn find(id: &str) -> Option<&'static ModelSpec> {
-    MODELS.iter().find(|m| {
-        m.id == id
-            || id
-                .strip_prefix(m.id)
-                .and_then(|rest| rest.strip_prefix('-'))
-                .is_some_and(|date| date.len() == 8 && date.bytes().all(|b| b.is_ascii_digit()))
-    })
+    ModelSpec::find(MODELS, id)
 }
 
 /// The declared models as the `provider` interface lists them.
 pub fn model_infos() -> Vec<ModelInfo> {
-    MODELS.iter().map(model_info).collect()
-}
-
-fn model_info(spec: &ModelSpec) -> ModelInfo {
-    ModelInfo {
-        id: spec.id.to_owned(),
-        context_window: spec.context_window,
-        max_output_tokens: Some(spec.max_output_tokens),
-        input_price_per_mtok: spec.input_per_mtok,
-        output_price_per_mtok: spec.output_per_mtok,
-        // Every model reads images, but `message` carries text only, so
-        // `vision` is not declared. Anthropic has no JSON mode (see README)
-        // and no embeddings.
-        features: ModelFeatures::TOOLS | ModelFeatures::STREAMING,
-        quality: spec.quality,
-        local: false,
-    }
+    ModelSpec::infos(MODELS)
 }
 
 /// Tokens of one call, as the API counts them.
@@ -187,7 +170,7 @@ pub fn cost_micro_usd(model: &str, tokens: &Tokens) -> u64 {
     let Some(spec) = find(model) else {
         return 0;
     };
-    let (input_price, output_price) = match spec.long_prompt {
+    let (input_price, output_price) = match spec.api.long_prompt {
         Some(tier) if tokens.total_input() > tier.above_input_tokens => {
             (tier.input_per_mtok, tier.output_per_mtok)
         }
@@ -209,7 +192,12 @@ mod tests {
     fn ids_are_unique_and_limits_sane() {
         for (i, m) in MODELS.iter().enumerate() {
             assert!(MODELS[..i].iter().all(|other| other.id != m.id), "{}", m.id);
-            assert!(m.max_output_tokens < m.context_window, "{}", m.id);
+            assert!(
+                m.max_output_tokens
+                    .is_some_and(|max| max < m.context_window),
+                "{}",
+                m.id
+            );
             assert!(m.input_per_mtok > 0.0 && m.output_per_mtok >= m.input_per_mtok);
         }
         let infos = model_infos();

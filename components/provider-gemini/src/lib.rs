@@ -8,100 +8,86 @@
 //!
 //! The API key never enters the component: requests carry the reference of
 //! the configured key (`convergio-key: key:gemini/default`) and the host
-//! swaps it for `x-goog-api-key`. The wire types are in [`wire`], the pure
-//! mapping (unit-tested natively) in [`map`], the declared models in
-//! [`models`], and JSON Schema conversion in [`schema`]; this file is the glue.
+//! swaps it for `x-goog-api-key`. [`config`] is the operator's settings,
+//! [`models`] the declared models and prices, [`wire`] the JSON on the wire,
+//! [`map`] the pure mapping (unit-tested natively) and [`schema`] the
+//! conversion of tools' JSON Schemas to Gemini's OpenAPI subset; [`Gemini`]
+//! is the SDK's [`Adapter`] over them.
 
-use convergio_sdk::client::Response;
-use convergio_sdk::log;
-use convergio_sdk::provider::{
-    self, Completion, CompletionStream, Embeddings, Guest, ModelInfo, ProviderInfo,
-    ProviderRequest, SseStream, Upstream, now_unix_secs, wasi_config,
-};
-use serde_json::Value;
-
+pub mod config;
 pub mod map;
 pub mod models;
 pub mod schema;
 pub mod wire;
 
-use map::Settings;
+use convergio_sdk::provider::{
+    self, Adapter, Completion, ConfigSource, Embeddings, ErrorResponse, ModelError, ModelInfo,
+    Post, ProviderInfo, ProviderRequest, Upstream, now_unix_secs,
+};
+
+use crate::config::Settings;
+use crate::map::StreamState;
 
 /// The component.
 #[derive(Debug)]
 pub struct Gemini;
 
-impl Guest for Gemini {
-    type CompletionStream = SseStream<map::StreamState>;
+impl Adapter for Gemini {
+    type Settings = Settings;
+    type Decoder = StreamState;
 
-    fn info() -> ProviderInfo {
+    fn info(_config: impl ConfigSource) -> ProviderInfo {
         ProviderInfo {
-            id: map::PROVIDER_ID.to_owned(),
+            id: config::PROVIDER_ID.to_owned(),
             name: "Google Gemini".to_owned(),
         }
     }
 
-    fn models() -> provider::Result<Vec<ModelInfo>> {
-        Ok(models::declared())
+    fn models(_config: impl ConfigSource) -> provider::Result<Vec<ModelInfo>> {
+        Ok(models::model_infos())
     }
 
-    fn complete(request: ProviderRequest) -> provider::Result<Completion> {
-        let (settings, upstream) = configured()?;
-        let body = request_body(&request)?;
-        let url = settings.url(&request.model, "generateContent")?;
-        let bytes = upstream.read_body(post(&upstream, &url, &body)?)?;
-        map::completion(&request.model, &bytes)
+    fn load(config: impl ConfigSource) -> provider::Result<Settings> {
+        Settings::load(config)
     }
 
-    fn stream(request: ProviderRequest) -> provider::Result<CompletionStream> {
-        let (settings, upstream) = configured()?;
-        let body = request_body(&request)?;
-        let url = settings.url(&request.model, "streamGenerateContent?alt=sse")?;
-        let response = post(&upstream, &url, &body)?;
-        Ok(CompletionStream::new(SseStream::new(
-            &upstream,
-            response.events(),
-            map::StreamState::new(&request.model),
-        )))
+    fn upstream(settings: &Settings) -> Upstream {
+        settings.upstream()
     }
 
-    fn embed(model: String, inputs: Vec<String>) -> provider::Result<Embeddings> {
-        let (settings, upstream) = configured()?;
-        let url = settings.url(&model, "batchEmbedContents")?;
-        let mut vectors = Vec::with_capacity(inputs.len());
-        for batch in inputs.chunks(map::EMBED_BATCH) {
-            let body = map::embed_body(&model, batch)?;
-            let bytes = upstream.read_body(post(&upstream, &url, &body)?)?;
-            vectors.extend(map::embedding_vectors(&bytes, batch.len())?);
-        }
-        Ok(map::embeddings(&model, vectors))
+    fn chat(
+        settings: &Settings,
+        request: &ProviderRequest,
+        stream: bool,
+    ) -> provider::Result<Post> {
+        map::chat(settings, request, stream)
     }
-}
 
-/// The body for `request`, logging what had to be left out.
-fn request_body(request: &ProviderRequest) -> provider::Result<Value> {
-    let (body, notes) = map::request_body(request)?;
-    for note in notes {
-        log::debug(&format!("provider-gemini: {note}"));
+    fn completion(
+        _settings: &Settings,
+        request: &ProviderRequest,
+        body: &[u8],
+    ) -> provider::Result<Completion> {
+        map::completion(&request.model, body)
     }
-    Ok(body)
-}
 
-/// The settings from `wasi:config`, and the API they point at.
-fn configured() -> provider::Result<(Settings, Upstream)> {
-    let settings = Settings::load(wasi_config)?;
-    let upstream = settings.upstream();
-    Ok((settings, upstream))
-}
+    fn decoder(_settings: &Settings, request: &ProviderRequest) -> StreamState {
+        StreamState::new(&request.model)
+    }
 
-/// POSTs `body` with the key attached; a response whose status is not 2xx
-/// becomes its error.
-fn post(upstream: &Upstream, url: &str, body: &Value) -> provider::Result<Response> {
-    let request = upstream.post_json(url, body)?;
-    upstream.send(request, |failure| {
+    fn error(_settings: &Settings, failure: &ErrorResponse) -> ModelError {
         let retry_after = failure.header("retry-after");
         map::status_error(failure.status, retry_after, &failure.body, now_unix_secs())
-    })
+    }
+
+    fn embed(
+        settings: &Settings,
+        model: &str,
+        inputs: &[String],
+        send: &mut dyn FnMut(&Post) -> provider::Result<Vec<u8>>,
+    ) -> provider::Result<Embeddings> {
+        map::embed(settings, model, inputs, send)
+    }
 }
 
 // Only the component exports the interface: a native build (the rlib the

@@ -1,16 +1,17 @@
 //! Pure mapping between Convergio's provider types and the Gemini wire
-//! ([`crate::wire`]): configuration, requests, responses, stream chunks,
-//! embeddings and errors. Nothing here touches the network, so all of it is
+//! ([`crate::wire`]): requests, responses, stream chunks, embeddings and
+//! errors. Nothing here touches the network, so all of it is
 //! unit-tested natively.
 
+use convergio_sdk::log::Level;
 use convergio_sdk::provider::{
-    self, Completion, Delta, Embeddings, EventDecoder, FinishReason, KeyName, Message, ModelError,
-    ProviderConfig, ProviderRequest, Role, ToolCall, ToolDefinition, Upstream, Usage, excerpt,
-    retry_after_ms,
+    self, Completion, Delta, Embeddings, EventDecoder, FinishReason, Message, ModelError, Post,
+    ProviderRequest, Role, ToolCall, ToolDefinition, Usage, excerpt, retry_after_ms,
 };
 use convergio_sdk::sse::SseEvent;
 use serde_json::{Map, Value};
 
+use crate::config::{PROVIDER_ID, Settings, model_id};
 use crate::models;
 use crate::schema;
 use crate::wire::{
@@ -19,13 +20,6 @@ use crate::wire::{
     GenerateContentRequest, GenerateContentResponse, GenerationConfig, Part, Tool, UsageMetadata,
 };
 
-/// Provider id, the prefix of `gemini/model` names.
-pub const PROVIDER_ID: &str = "gemini";
-/// The Gemini API (Google AI Studio keys).
-pub const DEFAULT_BASE_URL: &str = "https://generativelanguage.googleapis.com";
-pub const DEFAULT_API_VERSION: &str = "v1beta";
-/// `PROVIDER/NAME` of the key used when the operator names none.
-pub const DEFAULT_KEY: &str = "gemini/default";
 /// Joins a tool call's id and the thought signature it carries.
 pub const SIGNATURE_MARK: &str = "#sig=";
 /// Google's documented placeholder for a function call that has no real
@@ -34,97 +28,42 @@ pub const SKIP_SIGNATURE: &str = "skip_thought_signature_validator";
 /// `batchEmbedContents` takes at most this many requests.
 pub const EMBED_BATCH: usize = 100;
 
-// ---------------------------------------------------------------- settings
-
-/// The plugin's configuration (`wasi:config`), validated.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Settings {
-    /// Scheme, host, optional port and path prefix; no trailing `/`.
-    pub base_url: String,
-    pub api_version: String,
-    /// The key (`gemini/default` unless named).
-    pub key: KeyName,
+/// The `generateContent` request for `request` with `settings`
+/// (`streamGenerateContent` with `stream`): the body of [`request_body`],
+/// and a debug line for each thing it left out.
+pub fn chat(
+    settings: &Settings,
+    request: &ProviderRequest,
+    stream: bool,
+) -> Result<Post, ModelError> {
+    let (body, notes) = request_body(request)?;
+    let method = if stream {
+        "streamGenerateContent?alt=sse"
+    } else {
+        "generateContent"
+    };
+    let post = Post::json(settings.url(&request.model, method)?, &body)?;
+    Ok(notes.into_iter().fold(post, |post, note| {
+        post.note(Level::Debug, format!("provider-gemini: {note}"))
+    }))
 }
 
-impl Settings {
-    /// Reads `base-url`, `api-version` and `key` through `get` (the value,
-    /// `None` when unset, or why it cannot be read) and checks them.
-    pub fn load(get: impl Fn(&str) -> Result<Option<String>, String>) -> Result<Self, ModelError> {
-        let config = ProviderConfig::new(PROVIDER_ID, get);
-        let base_url = config.base_url(DEFAULT_BASE_URL)?;
-        let api_version = match config.optional("api-version")? {
-            Some(v) => {
-                let version = v.trim();
-                if version.is_empty()
-                    || !version
-                        .chars()
-                        .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit())
-                {
-                    return Err(config.invalid(
-                        "api-version",
-                        &v,
-                        "must be an API version such as v1beta or v1alpha",
-                        DEFAULT_API_VERSION,
-                    ));
-                }
-                version.to_owned()
-            }
-            None => DEFAULT_API_VERSION.to_owned(),
-        };
-        let key = config.key(DEFAULT_KEY)?;
-        Ok(Self {
-            base_url,
-            api_version,
-            key,
-        })
+/// Embeddings of `inputs` by `model` with `settings`: one
+/// `batchEmbedContents` request per [`EMBED_BATCH`] inputs, each posted by
+/// `send` once the previous one is answered.
+pub fn embed(
+    settings: &Settings,
+    model: &str,
+    inputs: &[String],
+    send: &mut dyn FnMut(&Post) -> Result<Vec<u8>, ModelError>,
+) -> Result<Embeddings, ModelError> {
+    let url = settings.url(model, "batchEmbedContents")?;
+    let mut vectors = Vec::with_capacity(inputs.len());
+    for batch in inputs.chunks(EMBED_BATCH) {
+        let bytes = send(&Post::json(url.as_str(), &embed_body(model, batch)?)?)?;
+        vectors.extend(embedding_vectors(&bytes, batch.len())?);
     }
-
-    /// From the values of `base-url`, `api-version` and `key` (`None` when unset).
-    pub fn from_values(
-        base_url: Option<&str>,
-        api_version: Option<&str>,
-        key: Option<&str>,
-    ) -> Result<Self, ModelError> {
-        Self::load(|name| {
-            Ok(match name {
-                "base-url" => base_url,
-                "api-version" => api_version,
-                "key" => key,
-                _ => None,
-            }
-            .map(str::to_owned))
-        })
-    }
-
-    /// The API, for requests and error messages.
-    pub fn upstream(&self) -> Upstream {
-        Upstream::new("Gemini API", &self.base_url, self.key.clone())
-    }
-
-    /// `{base}/{version}/models/{model}:{method}`; `method` may carry a query.
-    pub fn url(&self, model: &str, method: &str) -> Result<String, ModelError> {
-        let model = model_id(model)?;
-        Ok(format!(
-            "{}/{}/models/{model}:{method}",
-            self.base_url, self.api_version
-        ))
-    }
-}
-
-/// The model id as it goes in the URL path: `models/` prefix removed,
-/// letters, digits, `.`, `-` and `_` only.
-pub fn model_id(model: &str) -> Result<&str, ModelError> {
-    let id = model.strip_prefix("models/").unwrap_or(model);
-    if id.is_empty()
-        || !id
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_'))
-    {
-        return Err(ModelError::NoModel(format!(
-            "`{model}` is not a Gemini model id (e.g. gemini-2.5-flash)"
-        )));
-    }
-    Ok(id)
+    Ok(embeddings(model, vectors))
 }
 
 /// Whether `model` validates thought signatures on function calls
@@ -825,22 +764,11 @@ fn parse_duration_ms(value: &str) -> Option<u64> {
 
 #[cfg(test)]
 mod tests {
-    use convergio_sdk::client::HttpError;
-    use convergio_sdk::http::types::ErrorCode;
     use convergio_sdk::provider::Sampling;
+    use convergio_sdk::provider::testing::{self, request, tool_call as call};
     use serde_json::json;
 
     use super::*;
-
-    fn request(model: &str, messages: Vec<Message>) -> ProviderRequest {
-        ProviderRequest {
-            model: model.to_owned(),
-            messages,
-            tools: Vec::new(),
-            sampling: Sampling::default(),
-            json_mode: false,
-        }
-    }
 
     fn assistant_calls(calls: Vec<ToolCall>) -> Message {
         Message {
@@ -849,74 +777,7 @@ mod tests {
         }
     }
 
-    fn call(id: &str, name: &str, arguments: &str) -> ToolCall {
-        ToolCall {
-            id: id.to_owned(),
-            name: name.to_owned(),
-            arguments: arguments.to_owned(),
-        }
-    }
-
-    // ------------------------------------------------------------ settings
-
-    #[test]
-    fn settings_defaults_and_overrides() {
-        let s = Settings::from_values(None, None, None).unwrap();
-        assert_eq!(s.base_url, DEFAULT_BASE_URL);
-        assert_eq!(
-            (s.key.provider.as_str(), s.key.name.as_str()),
-            ("gemini", "default")
-        );
-        assert_eq!(
-            s.url("gemini-2.5-flash", "generateContent").unwrap(),
-            "https://generativelanguage.googleapis.com/v1beta/models/gemini-2.5-flash:generateContent"
-        );
-        let s = Settings::from_values(
-            Some("http://127.0.0.1:8089/"),
-            Some("v1alpha"),
-            Some("team-b"),
-        )
-        .unwrap();
-        assert_eq!(
-            s.url("models/gemini-4-argon", "streamGenerateContent?alt=sse")
-                .unwrap(),
-            "http://127.0.0.1:8089/v1alpha/models/gemini-4-argon:streamGenerateContent?alt=sse"
-        );
-        assert_eq!(
-            (s.key.provider.as_str(), s.key.name.as_str()),
-            ("gemini", "team-b")
-        );
-        let s = Settings::from_values(None, None, Some("google/prod")).unwrap();
-        assert_eq!(
-            (s.key.provider.as_str(), s.key.name.as_str()),
-            ("google", "prod")
-        );
-    }
-
-    #[test]
-    fn bad_settings_name_the_key_and_the_fix() {
-        for (base, version, key, named) in [
-            (Some("ftp://x"), None, None, "base-url"),
-            (Some("https://"), None, None, "base-url"),
-            (Some("https://h/?key=1"), None, None, "base-url"),
-            (None, Some("V1 beta"), None, "api-version"),
-            (None, None, Some("gemini/"), "key"),
-            (None, None, Some("a/b c"), "key"),
-        ] {
-            let Err(ModelError::BadRequest(message)) = Settings::from_values(base, version, key)
-            else {
-                panic!("{base:?} {version:?} {key:?} accepted");
-            };
-            assert!(message.contains(&format!("config `{named}`")), "{message}");
-            assert!(message.contains("platform.toml"), "{message}");
-        }
-        let s = Settings::from_values(None, None, None).unwrap();
-        assert!(matches!(
-            s.url("../admin", "x"),
-            Err(ModelError::NoModel(_))
-        ));
-        assert!(matches!(s.url("", "x"), Err(ModelError::NoModel(_))));
-    }
+    // -------------------------------------------------- thought signatures
 
     #[test]
     fn thought_signature_generations() {
@@ -1413,6 +1274,65 @@ mod tests {
     // ---------------------------------------------------------- embeddings
 
     #[test]
+    fn the_post_picks_the_method_and_notes_what_was_left_out() {
+        let settings =
+            Settings::load(testing::config(&[("base-url", "http://127.0.0.1:8089")])).unwrap();
+        let mut req = request("gemini-2.5-flash", vec![Message::user("hi")]);
+        let post = chat(&settings, &req, false).unwrap();
+        assert_eq!(
+            post.url,
+            "http://127.0.0.1:8089/v1beta/models/gemini-2.5-flash:generateContent"
+        );
+        assert!(post.headers.is_empty() && post.notes.is_empty());
+        req.tools.push(ToolDefinition {
+            name: "f".to_owned(),
+            description: String::new(),
+            parameters: json!({"type": "object", "additionalProperties": false}).to_string(),
+        });
+        let post = chat(&settings, &req, true).unwrap();
+        assert!(
+            post.url.ends_with(":streamGenerateContent?alt=sse"),
+            "{}",
+            post.url
+        );
+        assert!(!post.notes.is_empty());
+        assert!(
+            post.notes.iter().all(
+                |(level, note)| *level == Level::Debug && note.starts_with("provider-gemini: ")
+            )
+        );
+        req.model = "../admin".to_owned();
+        assert!(matches!(
+            chat(&settings, &req, false),
+            Err(ModelError::NoModel(_))
+        ));
+    }
+
+    #[test]
+    fn embed_sends_a_request_per_batch_in_turn() {
+        let settings = Settings::load(testing::config(&[])).unwrap();
+        let inputs: Vec<String> = (0..EMBED_BATCH + 1).map(|i| i.to_string()).collect();
+        let mut sizes = Vec::new();
+        let e = embed(&settings, "gemini-embedding-001", &inputs, &mut |post| {
+            let n = post.json_body()?["requests"].as_array().map_or(0, Vec::len);
+            sizes.push(n);
+            let vectors: Vec<Value> = (0..n).map(|_| json!({"values": [0.5]})).collect();
+            Ok(json!({"embeddings": vectors}).to_string().into_bytes())
+        })
+        .unwrap();
+        assert_eq!(sizes, [EMBED_BATCH, 1]);
+        assert_eq!(e.vectors.len(), EMBED_BATCH + 1);
+        // A malformed answer stops before the next batch is sent.
+        let mut sent = 0;
+        let err = embed(&settings, "gemini-embedding-001", &inputs, &mut |_| {
+            sent += 1;
+            Ok(b"{}".to_vec())
+        });
+        assert!(matches!(err, Err(ModelError::MalformedResponse(_))));
+        assert_eq!(sent, 1);
+    }
+
+    #[test]
     fn embeddings_batch_request_and_answer() {
         let body = embed_body("gemini-embedding-001", &["a".to_owned(), "b".to_owned()]).unwrap();
         assert_eq!(
@@ -1560,49 +1480,6 @@ mod tests {
         assert!(matches!(
             status_error(400, None, wrapped, NOW),
             ModelError::ContextLengthExceeded(_)
-        ));
-    }
-
-    #[test]
-    fn transport_errors() {
-        let api = Settings::from_values(None, None, None).unwrap().upstream();
-        let http_error = |e: &HttpError| api.transport_error(e);
-        let send_error = |e: &HttpError| api.send_error(e);
-        assert!(matches!(
-            http_error(&HttpError::Code(ErrorCode::HttpRequestDenied)),
-            ModelError::AccessDenied(m) if m.contains("platform.toml")
-                && m.contains("https://generativelanguage.googleapis.com")
-                && m.contains("keys = [\"gemini\"]")
-        ));
-        assert!(matches!(
-            http_error(&HttpError::Code(ErrorCode::DestinationIpProhibited)),
-            ModelError::AccessDenied(_)
-        ));
-        assert!(matches!(
-            http_error(&HttpError::Code(ErrorCode::ConnectionTimeout)),
-            ModelError::Timeout(_)
-        ));
-        assert!(matches!(
-            http_error(&HttpError::Stream(
-                "HttpResponseTimeout: timeout".to_owned()
-            )),
-            ModelError::Timeout(_)
-        ));
-        assert!(matches!(
-            http_error(&HttpError::Code(ErrorCode::ConnectionRefused)),
-            ModelError::Upstream(_)
-        ));
-        assert!(matches!(
-            http_error(&HttpError::Invalid("no scheme".to_owned())),
-            ModelError::BadRequest(_)
-        ));
-        assert!(matches!(
-            send_error(&HttpError::Stream("the stream closed".to_owned())),
-            ModelError::Upstream(m) if m.contains("denied") && m.contains("platform.toml")
-        ));
-        assert!(matches!(
-            send_error(&HttpError::Code(ErrorCode::HttpRequestDenied)),
-            ModelError::AccessDenied(_)
         ));
     }
 }

@@ -11,130 +11,75 @@
 
 use convergio_sdk::provider::{self, ModelFeatures, ModelInfo, QualityTier};
 
-/// What a declared model is for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Kind {
-    /// generateContent: text in (and images), text and function calls out.
-    Chat,
-    /// batchEmbedContents.
-    Embedding,
-}
+/// A declared model: nothing beyond the common facts matters to the mapping.
+pub type ModelSpec = provider::ModelSpec;
 
-/// One row of the table.
-#[derive(Debug, Clone, Copy)]
-struct Declared {
-    id: &'static str,
-    kind: Kind,
-    context_window: u32,
-    max_output_tokens: Option<u32>,
-    input_per_mtok: f64,
-    output_per_mtok: f64,
-    quality: Quality,
-}
-
-#[derive(Debug, Clone, Copy)]
-enum Quality {
-    Basic,
-    Standard,
-    Premium,
-}
+/// generateContent: text in (and images), text and function calls out.
+const CHAT: ModelFeatures = ModelFeatures::TOOLS
+    .union(ModelFeatures::VISION)
+    .union(ModelFeatures::JSON_MODE)
+    .union(ModelFeatures::STREAMING);
 
 const ONE_M: u32 = 1_048_576;
 const OUT_64K: Option<u32> = Some(65_536);
 
-const fn chat(id: &'static str, input: f64, output: f64, quality: Quality) -> Declared {
-    Declared {
-        id,
-        kind: Kind::Chat,
-        context_window: ONE_M,
-        max_output_tokens: OUT_64K,
-        input_per_mtok: input,
-        output_per_mtok: output,
-        quality,
-    }
+const fn chat(id: &'static str, input: f64, output: f64, quality: QualityTier) -> ModelSpec {
+    ModelSpec::new(id, ONE_M, OUT_64K, (input, output), CHAT, quality)
 }
 
-const fn embedding(id: &'static str, context_window: u32, input: f64) -> Declared {
-    Declared {
+/// batchEmbedContents.
+const fn embedding(id: &'static str, context_window: u32, input: f64) -> ModelSpec {
+    ModelSpec::new(
         id,
-        kind: Kind::Embedding,
         context_window,
-        max_output_tokens: None,
-        input_per_mtok: input,
-        output_per_mtok: 0.0,
-        quality: Quality::Standard,
-    }
+        None,
+        (input, 0.0),
+        ModelFeatures::EMBEDDINGS,
+        QualityTier::Standard,
+    )
 }
 
 /// Newest first within each family.
-const TABLE: &[Declared] = &[
+pub const MODELS: &[ModelSpec] = &[
     // Gemini 4: one 1,048,576-token window shared by input and output;
     // 65,536 output tokens per request (long decode is not used).
-    chat("gemini-4-carbon", 4.00, 20.00, Quality::Premium),
-    chat("gemini-4-argon", 4.00, 20.00, Quality::Premium),
-    chat("gemini-4-neon", 3.00, 15.00, Quality::Premium),
-    chat("gemini-4-hydrogen", 1.50, 7.50, Quality::Standard),
+    chat("gemini-4-carbon", 4.00, 20.00, QualityTier::Premium),
+    chat("gemini-4-argon", 4.00, 20.00, QualityTier::Premium),
+    chat("gemini-4-neon", 3.00, 15.00, QualityTier::Premium),
+    chat("gemini-4-hydrogen", 1.50, 7.50, QualityTier::Standard),
     // Gemini 3.x
-    chat("gemini-3.8-flash", 1.50, 7.50, Quality::Standard),
-    chat("gemini-3.5-flash", 1.50, 9.00, Quality::Standard),
-    chat("gemini-3.5-flash-lite", 0.30, 2.50, Quality::Basic),
-    chat("gemini-3.1-pro-preview", 2.00, 12.00, Quality::Premium),
+    chat("gemini-3.8-flash", 1.50, 7.50, QualityTier::Standard),
+    chat("gemini-3.5-flash", 1.50, 9.00, QualityTier::Standard),
+    chat("gemini-3.5-flash-lite", 0.30, 2.50, QualityTier::Basic),
+    chat("gemini-3.1-pro-preview", 2.00, 12.00, QualityTier::Premium),
     // Gemini 2.5
-    chat("gemini-2.5-pro", 1.25, 10.00, Quality::Premium),
-    chat("gemini-2.5-flash", 0.30, 2.50, Quality::Standard),
-    chat("gemini-2.5-flash-lite", 0.10, 0.40, Quality::Basic),
+    chat("gemini-2.5-pro", 1.25, 10.00, QualityTier::Premium),
+    chat("gemini-2.5-flash", 0.30, 2.50, QualityTier::Standard),
+    chat("gemini-2.5-flash-lite", 0.10, 0.40, QualityTier::Basic),
     // Embeddings
     embedding("gemini-embedding-2", 8_192, 0.20),
     embedding("gemini-embedding-001", 2_048, 0.15),
 ];
 
-/// Every declared model.
-pub fn declared() -> Vec<ModelInfo> {
-    TABLE.iter().map(info).collect()
+/// The declared model `model` (`models/` prefix allowed), also under a
+/// dated snapshot id.
+pub fn find(model: &str) -> Option<&'static ModelSpec> {
+    ModelSpec::find(MODELS, model.strip_prefix("models/").unwrap_or(model))
 }
 
-fn info(model: &Declared) -> ModelInfo {
-    let features = match model.kind {
-        Kind::Chat => {
-            ModelFeatures::TOOLS
-                | ModelFeatures::VISION
-                | ModelFeatures::JSON_MODE
-                | ModelFeatures::STREAMING
-        }
-        Kind::Embedding => ModelFeatures::EMBEDDINGS,
-    };
-    ModelInfo {
-        id: model.id.to_owned(),
-        context_window: model.context_window,
-        max_output_tokens: model.max_output_tokens,
-        input_price_per_mtok: model.input_per_mtok,
-        output_price_per_mtok: model.output_per_mtok,
-        features,
-        quality: match model.quality {
-            Quality::Basic => QualityTier::Basic,
-            Quality::Standard => QualityTier::Standard,
-            Quality::Premium => QualityTier::Premium,
-        },
-        local: false,
-    }
-}
-
-/// Declared prices of `model` (input, output per million tokens), if declared.
-pub fn prices(model: &str) -> Option<(f64, f64)> {
-    let model = model.strip_prefix("models/").unwrap_or(model);
-    TABLE
-        .iter()
-        .find(|m| m.id == model)
-        .map(|m| (m.input_per_mtok, m.output_per_mtok))
+/// The declared models as the `provider` interface lists them.
+pub fn model_infos() -> Vec<ModelInfo> {
+    ModelSpec::infos(MODELS)
 }
 
 /// Cost in millionths of a dollar: one token at $1 per million tokens costs
 /// exactly one micro-dollar. Unknown models cost 0.
 pub fn cost_micro_usd(model: &str, input_tokens: u32, output_tokens: u32) -> u64 {
-    match prices(model) {
-        Some((input, output)) => {
-            provider::cost_micro_usd([(input_tokens.into(), input), (output_tokens.into(), output)])
-        }
+    match find(model) {
+        Some(spec) => provider::cost_micro_usd([
+            (input_tokens.into(), spec.input_per_mtok),
+            (output_tokens.into(), spec.output_per_mtok),
+        ]),
         None => 0,
     }
 }
@@ -145,7 +90,7 @@ mod tests {
 
     #[test]
     fn ids_are_unique_and_prices_sane() {
-        let models = declared();
+        let models = model_infos();
         for (i, m) in models.iter().enumerate() {
             assert!(
                 models[i + 1..].iter().all(|o| o.id != m.id),

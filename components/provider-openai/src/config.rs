@@ -221,7 +221,7 @@ impl Settings {
             }
             Flavor::Azure { deployments, .. } => Ok(deployments
                 .iter()
-                .filter_map(|d| models::find(d.model).map(|m| models::model_info(&d.name, m)))
+                .filter_map(|d| models::find(d.model).map(|m| m.info_as(&d.name)))
                 .collect()),
         }
     }
@@ -316,23 +316,12 @@ fn deployments(value: &str) -> Result<Vec<Deployment>, String> {
 
 #[cfg(test)]
 mod tests {
+    use convergio_sdk::provider::testing::{bad_request, documented_config};
+
     use super::*;
 
     fn load(pairs: &[(&str, &str)]) -> Result<Settings, ModelError> {
-        Settings::load(|key| {
-            assert!(KEYS.contains(&key), "undocumented key {key}");
-            Ok(pairs
-                .iter()
-                .find(|(k, _)| *k == key)
-                .map(|(_, v)| (*v).to_owned()))
-        })
-    }
-
-    fn message(err: ModelError) -> String {
-        match err {
-            ModelError::BadRequest(m) => m,
-            other => panic!("expected bad-request, got {other:?}"),
-        }
+        Settings::load(documented_config(&KEYS, pairs))
     }
 
     #[test]
@@ -425,7 +414,7 @@ mod tests {
             ("azure-openai", "prod")
         );
         // No deployments: models() says how to list them.
-        let m = message(v1.model_infos().unwrap_err());
+        let m = bad_request(v1.model_infos().unwrap_err());
         assert!(
             m.contains("deployments") && m.contains("platform.toml"),
             "{m}"
@@ -497,7 +486,7 @@ mod tests {
                 "deployments",
             ),
         ] {
-            let m = message(load(&pairs).unwrap_err());
+            let m = bad_request(load(&pairs).unwrap_err());
             assert!(m.contains(&format!("`{key}`")), "{m}");
             assert!(
                 m.contains("platform.toml") && m.contains("config = {"),
@@ -508,7 +497,7 @@ mod tests {
 
     #[test]
     fn unreadable_config_is_a_bad_request() {
-        let m = message(Settings::load(|_| Err("store offline".into())).unwrap_err());
+        let m = bad_request(Settings::load(|_| Err("store offline".into())).unwrap_err());
         assert!(m.contains("`flavor`") && m.contains("store offline"), "{m}");
         assert!(!Flavor::is_azure(|_| Err("x".into())));
         assert!(Flavor::is_azure(|_| Ok(Some("azure".into()))));

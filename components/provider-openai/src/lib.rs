@@ -8,22 +8,19 @@
 //! (`wasi:http`), naming its key by reference; the host replaces the
 //! reference with the key's auth header (`authorization: Bearer …` for
 //! OpenAI, `api-key` for Azure), so the component never holds a secret.
-//! [`wire`] is the JSON on the wire, [`map`] the pure mapping to and from the
-//! platform's types, [`models`] the declared models and prices, [`config`]
-//! the operator's settings; this file is the glue.
+//! [`config`] is the operator's settings, [`models`] the declared models and
+//! prices, [`wire`] the JSON on the wire and [`map`] the pure mapping to and
+//! from the platform's types; [`OpenAi`] is the SDK's [`Adapter`] over them.
 
 pub mod config;
 pub mod map;
 pub mod models;
 pub mod wire;
 
-use convergio_sdk::client::Response;
-use convergio_sdk::log;
 use convergio_sdk::provider::{
-    self, Completion, CompletionStream, Embeddings, Guest, ModelInfo, ProviderInfo,
-    ProviderRequest, SseStream, now_unix_secs, wasi_config,
+    self, Adapter, Completion, ConfigSource, Embeddings, ErrorResponse, ModelError, ModelInfo,
+    Post, ProviderInfo, ProviderRequest, Upstream, now_unix_secs,
 };
-use serde::Serialize;
 
 use crate::config::{Flavor, Settings};
 use crate::map::{Api, Call, StreamDecoder};
@@ -32,103 +29,69 @@ use crate::map::{Api, Call, StreamDecoder};
 #[derive(Debug)]
 pub struct OpenAi;
 
-impl Guest for OpenAi {
-    type CompletionStream = SseStream<StreamDecoder>;
+impl Adapter for OpenAi {
+    type Settings = Settings;
+    type Decoder = StreamDecoder;
 
-    fn info() -> ProviderInfo {
-        let azure = Flavor::is_azure(wasi_config);
+    fn info(config: impl ConfigSource) -> ProviderInfo {
+        let azure = Flavor::is_azure(config);
         ProviderInfo {
             id: config::provider_id(azure).to_owned(),
             name: if azure { "Azure OpenAI" } else { "OpenAI" }.to_owned(),
         }
     }
 
-    fn models() -> provider::Result<Vec<ModelInfo>> {
-        settings()?.model_infos()
+    fn models(config: impl ConfigSource) -> provider::Result<Vec<ModelInfo>> {
+        Settings::load(config)?.model_infos()
     }
 
-    fn complete(request: ProviderRequest) -> provider::Result<Completion> {
-        let settings = settings()?;
-        let call = call(&settings, &request.model);
-        let response = send_chat(&settings, &call, &request, false)?;
-        let body = call.api.upstream.read_body(response)?;
-        map::parse_completion(&body, &call)
+    fn load(config: impl ConfigSource) -> provider::Result<Settings> {
+        Settings::load(config)
     }
 
-    fn stream(request: ProviderRequest) -> provider::Result<CompletionStream> {
-        let settings = settings()?;
-        let call = call(&settings, &request.model);
-        let response = send_chat(&settings, &call, &request, true)?;
-        let upstream = call.api.upstream.clone();
-        Ok(CompletionStream::new(SseStream::new(
-            &upstream,
-            response.events(),
-            StreamDecoder::new(call),
-        )))
+    fn upstream(settings: &Settings) -> Upstream {
+        settings.upstream()
     }
 
-    fn embed(model: String, inputs: Vec<String>) -> provider::Result<Embeddings> {
-        let settings = settings()?;
-        let call = call(&settings, &model);
-        let body = map::build_embeddings_request(&inputs, &call)?;
-        if inputs.is_empty() {
-            return Ok(map::no_embeddings(&call));
-        }
-        let url = settings.embeddings_url(&model)?;
-        let response = post(&call.api, &url, &body)?;
-        let bytes = call.api.upstream.read_body(response)?;
-        map::parse_embeddings(&bytes, &call, inputs.len())
+    fn chat(
+        settings: &Settings,
+        request: &ProviderRequest,
+        stream: bool,
+    ) -> provider::Result<Post> {
+        map::chat(settings, request, stream)
     }
-}
 
-fn settings() -> provider::Result<Settings> {
-    Settings::load(wasi_config)
-}
-
-fn call(settings: &Settings, model: &str) -> Call {
-    Call {
-        api: Api::new(settings),
-        model: model.to_owned(),
-        spec: settings.spec(model),
+    fn completion(
+        settings: &Settings,
+        request: &ProviderRequest,
+        body: &[u8],
+    ) -> provider::Result<Completion> {
+        map::parse_completion(body, &Call::new(settings, &request.model))
     }
-}
 
-/// Send `request` to Chat Completions.
-fn send_chat(
-    settings: &Settings,
-    call: &Call,
-    request: &ProviderRequest,
-    stream: bool,
-) -> provider::Result<Response> {
-    let built = map::build_request(request, call, stream)?;
-    if !built.dropped.is_empty() {
-        log::warn(&format!(
-            "{}/{} does not accept {}: left out of the request",
-            call.api.provider,
-            request.model,
-            built.dropped.join(", ")
-        ));
+    fn decoder(settings: &Settings, request: &ProviderRequest) -> StreamDecoder {
+        StreamDecoder::new(Call::new(settings, &request.model))
     }
-    if built.reasoning_off {
-        log::info(&format!(
-            "{}/{}: reasoning_effort \"none\" sent, the only setting at which Chat Completions \
-             accepts tools for this model",
-            call.api.provider, request.model
-        ));
-    }
-    let url = settings.chat_url(&request.model)?;
-    post(&call.api, &url, &built.body)
-}
 
-/// POST `body` as JSON to `url` with the key attached by reference; a
-/// response whose status is not 2xx becomes its error.
-fn post(api: &Api, url: &str, body: &impl Serialize) -> provider::Result<Response> {
-    let request = api.upstream.post_json(url, body)?;
-    api.upstream.send(request, |failure| {
+    fn error(settings: &Settings, failure: &ErrorResponse) -> ModelError {
         let header = |name: &str| failure.header(name).map(str::to_owned);
         let retry_after = map::retry_after_ms(header, now_unix_secs());
-        map::http_error(api, failure.status, retry_after, &failure.body)
-    })
+        map::http_error(
+            &Api::new(settings),
+            failure.status,
+            retry_after,
+            &failure.body,
+        )
+    }
+
+    fn embed(
+        settings: &Settings,
+        model: &str,
+        inputs: &[String],
+        send: &mut dyn FnMut(&Post) -> provider::Result<Vec<u8>>,
+    ) -> provider::Result<Embeddings> {
+        map::embed(settings, model, inputs, send)
+    }
 }
 
 // Native builds (the unit tests) cannot link the component's export symbols.

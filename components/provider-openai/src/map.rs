@@ -4,8 +4,9 @@
 
 use std::collections::BTreeMap;
 
+use convergio_sdk::log::Level;
 use convergio_sdk::provider::{
-    self, Completion, Delta, Embeddings, EventDecoder, FinishReason, Message, ModelError,
+    self, Completion, Delta, Embeddings, EventDecoder, FinishReason, Message, ModelError, Post,
     ProviderRequest, Role, ToolCall, ToolDefinition, Upstream, Usage, excerpt,
 };
 use convergio_sdk::sse::SseEvent;
@@ -61,6 +62,15 @@ pub struct Call {
 }
 
 impl Call {
+    /// A call to `model` (an Azure deployment) with `settings`.
+    pub fn new(settings: &Settings, model: &str) -> Self {
+        Self {
+            api: Api::new(settings),
+            model: model.to_owned(),
+            spec: settings.spec(model),
+        }
+    }
+
     /// The model to report as having answered.
     fn answered(&self, response_model: Option<&str>) -> String {
         match response_model.filter(|m| !m.is_empty()) {
@@ -109,6 +119,39 @@ pub struct Built {
     pub reasoning_off: bool,
 }
 
+/// The Chat Completions request for `request` with `settings`: the body of
+/// [`build_request`], and log lines for what was adjusted for the model.
+pub fn chat(
+    settings: &Settings,
+    request: &ProviderRequest,
+    stream: bool,
+) -> Result<Post, ModelError> {
+    let call = Call::new(settings, &request.model);
+    let built = build_request(request, &call, stream)?;
+    let mut post = Post::json(settings.chat_url(&request.model)?, &built.body)?;
+    if !built.dropped.is_empty() {
+        post = post.note(
+            Level::Warn,
+            format!(
+                "{} does not accept {}: left out of the request",
+                call.label(),
+                built.dropped.join(", ")
+            ),
+        );
+    }
+    if built.reasoning_off {
+        post = post.note(
+            Level::Info,
+            format!(
+                "{}: reasoning_effort \"none\" sent, the only setting at which Chat Completions \
+                 accepts tools for this model",
+                call.label()
+            ),
+        );
+    }
+    Ok(post)
+}
+
 /// The wire request for `request` to the model of `call`.
 pub fn build_request(
     request: &ProviderRequest,
@@ -116,7 +159,7 @@ pub fn build_request(
     stream: bool,
 ) -> Result<Built, ModelError> {
     let label = call.label();
-    let tools_rule = match call.spec.map(|s| s.kind) {
+    let tools_rule = match call.spec.map(|s| s.api.kind) {
         Some(Kind::Embedding) => {
             return Err(ModelError::BadRequest(format!(
                 "{label} is an embeddings model: it does not complete chats"
@@ -376,12 +419,29 @@ pub fn finish_reason(reason: Option<&str>) -> FinishReason {
     }
 }
 
+/// Embeddings of `inputs` by `model` with `settings`, in one request that
+/// `send` posts (none for no input).
+pub fn embed(
+    settings: &Settings,
+    model: &str,
+    inputs: &[String],
+    send: &mut dyn FnMut(&Post) -> Result<Vec<u8>, ModelError>,
+) -> Result<Embeddings, ModelError> {
+    let call = Call::new(settings, model);
+    let body = build_embeddings_request(inputs, &call)?;
+    if inputs.is_empty() {
+        return Ok(no_embeddings(&call));
+    }
+    let post = Post::json(settings.embeddings_url(model)?, &body)?;
+    parse_embeddings(&send(&post)?, &call, inputs.len())
+}
+
 /// The wire request of `embed`.
 pub fn build_embeddings_request(
     inputs: &[String],
     call: &Call,
 ) -> Result<EmbeddingsRequest, ModelError> {
-    if let Some(Kind::Chat { .. }) = call.spec.map(|s| s.kind) {
+    if let Some(Kind::Chat { .. }) = call.spec.map(|s| s.api.kind) {
         return Err(ModelError::BadRequest(format!(
             "{} is a chat model: embed with an embeddings model, e.g. text-embedding-3-small",
             call.label()
@@ -847,34 +907,21 @@ mod tests {
     use convergio_sdk::http::types::ErrorCode;
     use convergio_sdk::keys::KeyError;
     use convergio_sdk::provider::Sampling;
+    use convergio_sdk::provider::testing::{self, request};
     use serde_json::json;
 
     use super::*;
 
     fn settings(pairs: &[(&str, &str)]) -> Settings {
-        Settings::load(|key| {
-            Ok(pairs
-                .iter()
-                .find(|(k, _)| *k == key)
-                .map(|(_, v)| (*v).to_owned()))
-        })
-        .unwrap()
-    }
-
-    fn call_of(settings: &Settings, model: &str) -> Call {
-        Call {
-            api: Api::new(settings),
-            model: model.to_owned(),
-            spec: settings.spec(model),
-        }
+        Settings::load(testing::config(pairs)).unwrap()
     }
 
     fn openai(model: &str) -> Call {
-        call_of(&settings(&[]), model)
+        Call::new(&settings(&[]), model)
     }
 
     fn azure(model: &str) -> Call {
-        call_of(
+        Call::new(
             &settings(&[
                 ("flavor", "azure"),
                 ("base-url", "https://contoso.openai.azure.com"),
@@ -885,16 +932,6 @@ mod tests {
             ]),
             model,
         )
-    }
-
-    fn request(model: &str, messages: Vec<Message>) -> ProviderRequest {
-        ProviderRequest {
-            model: model.to_owned(),
-            messages,
-            tools: Vec::new(),
-            sampling: Sampling::default(),
-            json_mode: false,
-        }
     }
 
     fn weather_tool() -> ToolDefinition {
@@ -1041,6 +1078,38 @@ mod tests {
         req.model = "text-embedding-3-small".into();
         assert!(matches!(
             build_request(&req, &openai("text-embedding-3-small"), false),
+            Err(ModelError::BadRequest(_))
+        ));
+    }
+
+    #[test]
+    fn the_post_goes_to_the_flavor_url_and_notes_adjustments() {
+        let mut req = request("gpt-6-luna", vec![Message::user("hi")]);
+        req.sampling.temperature = Some(0.2);
+        let post = chat(&settings(&[]), &req, false).unwrap();
+        assert_eq!(post.url, "https://api.openai.com/v1/chat/completions");
+        assert!(post.headers.is_empty());
+        assert_eq!(post.notes.len(), 1);
+        assert_eq!(post.notes[0].0, Level::Warn);
+        assert!(
+            post.notes[0]
+                .1
+                .contains("openai/gpt-6-luna does not accept temperature"),
+            "{:?}",
+            post.notes
+        );
+        req.tools.push(weather_tool());
+        let post = chat(&settings(&[]), &req, true).unwrap();
+        assert_eq!(post.json_body().unwrap()["reasoning_effort"], json!("none"));
+        assert_eq!(post.notes.len(), 1);
+        assert_eq!(post.notes[0].0, Level::Info);
+        let azure = settings(&[
+            ("flavor", "azure"),
+            ("base-url", "https://contoso.openai.azure.com"),
+        ]);
+        req.model = "a/b".into();
+        assert!(matches!(
+            chat(&azure, &req, false),
             Err(ModelError::BadRequest(_))
         ));
     }
@@ -1462,6 +1531,43 @@ mod tests {
         assert!(no_embeddings(&azure_call).vectors.is_empty());
         assert!(matches!(
             build_embeddings_request(&inputs, &openai("gpt-6-luna")),
+            Err(ModelError::BadRequest(_))
+        ));
+    }
+
+    #[test]
+    fn embed_sends_one_request_and_none_for_no_input() {
+        let s = settings(&[]);
+        let answer = json!({
+            "data": [{"object": "embedding", "index": 0, "embedding": [0.5]}],
+            "model": "text-embedding-3-small",
+            "usage": {"prompt_tokens": 3, "total_tokens": 3}
+        });
+        let mut sent = Vec::new();
+        let e = embed(
+            &s,
+            "text-embedding-3-small",
+            &["hi".to_owned()],
+            &mut |post| {
+                sent.push(post.clone());
+                Ok(answer.to_string().into_bytes())
+            },
+        )
+        .unwrap();
+        assert_eq!(e.vectors, vec![vec![0.5]]);
+        assert_eq!(sent.len(), 1);
+        assert_eq!(sent[0].url, "https://api.openai.com/v1/embeddings");
+        assert_eq!(sent[0].json_body().unwrap()["input"], json!(["hi"]));
+        let mut sends = 0;
+        let none = embed(&s, "text-embedding-3-small", &[], &mut |_| {
+            sends += 1;
+            Ok(Vec::new())
+        })
+        .unwrap();
+        assert!(none.vectors.is_empty() && sends == 0);
+        // A chat model is refused before anything is sent, even for no input.
+        assert!(matches!(
+            embed(&s, "gpt-6-luna", &[], &mut |_| Ok(Vec::new())),
             Err(ModelError::BadRequest(_))
         ));
     }

@@ -13,24 +13,16 @@
 use convergio_sdk::provider::{self, ModelFeatures, ModelInfo, QualityTier};
 
 /// A declared model.
+pub type ModelSpec = provider::ModelSpec<Api>;
+
+/// What Chat Completions and Embeddings need to know of a model.
 #[derive(Debug, Clone, Copy, PartialEq)]
-pub struct ModelSpec {
-    /// Model id as the API names it (an alias without a date suffix).
-    pub id: &'static str,
+pub struct Api {
     pub kind: Kind,
-    /// Prompt plus completion tokens (for embeddings: input tokens).
-    pub context_window: u32,
-    /// The largest `max_completion_tokens` the model accepts (none for embeddings).
-    pub max_output_tokens: Option<u32>,
-    /// US dollars per million input tokens.
-    pub input_per_mtok: f64,
     /// US dollars per million input tokens read from the prompt cache.
     pub cached_input_per_mtok: f64,
-    /// US dollars per million output tokens (reasoning tokens included).
-    pub output_per_mtok: f64,
     /// Higher prices for the whole request above a prompt length.
     pub long_context: Option<LongContext>,
-    pub quality: QualityTier,
 }
 
 /// What kind of model, and for a chat model what Chat Completions accepts.
@@ -77,37 +69,47 @@ const GPT6_LONG: LongContext = LongContext {
 const CONTEXT: u32 = 1_050_000;
 const OUTPUT: u32 = 128_000;
 
+/// `message` carries text only, so `vision` is never declared.
 const fn chat(
     id: &'static str,
     tools: ChatTools,
     (input, cached, output): (f64, f64, f64),
     quality: QualityTier,
 ) -> ModelSpec {
-    ModelSpec {
+    let base = ModelFeatures::JSON_MODE.union(ModelFeatures::STREAMING);
+    let features = match tools {
+        WithoutReasoning => base.union(ModelFeatures::TOOLS),
+        ResponsesOnly => base,
+    };
+    provider::ModelSpec::new(
         id,
-        kind: Kind::Chat { tools },
-        context_window: CONTEXT,
-        max_output_tokens: Some(OUTPUT),
-        input_per_mtok: input,
-        cached_input_per_mtok: cached,
-        output_per_mtok: output,
-        long_context: Some(GPT6_LONG),
+        CONTEXT,
+        Some(OUTPUT),
+        (input, output),
+        features,
         quality,
-    }
+    )
+    .with_api(Api {
+        kind: Kind::Chat { tools },
+        cached_input_per_mtok: cached,
+        long_context: Some(GPT6_LONG),
+    })
 }
 
 const fn embedding(id: &'static str, input: f64, quality: QualityTier) -> ModelSpec {
-    ModelSpec {
+    provider::ModelSpec::new(
         id,
-        kind: Kind::Embedding,
-        context_window: 8_191,
-        max_output_tokens: None,
-        input_per_mtok: input,
-        cached_input_per_mtok: input,
-        output_per_mtok: 0.0,
-        long_context: None,
+        8_191,
+        None,
+        (input, 0.0),
+        ModelFeatures::EMBEDDINGS,
         quality,
-    }
+    )
+    .with_api(Api {
+        kind: Kind::Embedding,
+        cached_input_per_mtok: input,
+        long_context: None,
+    })
 }
 
 use ChatTools::{ResponsesOnly, WithoutReasoning};
@@ -164,55 +166,12 @@ pub const MODELS: &[ModelSpec] = &[
 /// The declared model `id`, also under a dated snapshot id
 /// (`gpt-6-luna-2026-09-22` finds `gpt-6-luna`).
 pub fn find(id: &str) -> Option<&'static ModelSpec> {
-    MODELS.iter().find(|m| {
-        m.id == id
-            || id
-                .strip_prefix(m.id)
-                .and_then(|rest| rest.strip_prefix('-'))
-                .is_some_and(is_date)
-    })
-}
-
-/// `YYYY-MM-DD`.
-fn is_date(s: &str) -> bool {
-    let b = s.as_bytes();
-    b.len() == 10
-        && b[4] == b'-'
-        && b[7] == b'-'
-        && b.iter()
-            .enumerate()
-            .all(|(i, c)| i == 4 || i == 7 || c.is_ascii_digit())
+    ModelSpec::find(MODELS, id)
 }
 
 /// The declared models as the `provider` interface lists them.
 pub fn model_infos() -> Vec<ModelInfo> {
-    MODELS.iter().map(|m| model_info(m.id, m)).collect()
-}
-
-/// The facts of `spec`, listed under `id` (an Azure deployment name or the
-/// model's own id).
-pub fn model_info(id: &str, spec: &ModelSpec) -> ModelInfo {
-    // `message` carries text only, so `vision` is never declared.
-    let features = match spec.kind {
-        Kind::Chat { tools } => {
-            let base = ModelFeatures::JSON_MODE | ModelFeatures::STREAMING;
-            match tools {
-                WithoutReasoning => base | ModelFeatures::TOOLS,
-                ResponsesOnly => base,
-            }
-        }
-        Kind::Embedding => ModelFeatures::EMBEDDINGS,
-    };
-    ModelInfo {
-        id: id.to_owned(),
-        context_window: spec.context_window,
-        max_output_tokens: spec.max_output_tokens,
-        input_price_per_mtok: spec.input_per_mtok,
-        output_price_per_mtok: spec.output_per_mtok,
-        features,
-        quality: spec.quality,
-        local: false,
-    }
+    ModelSpec::infos(MODELS)
 }
 
 /// Token counts of one call, as the API reports them.
@@ -233,7 +192,7 @@ pub fn cost_micro_usd(spec: Option<&ModelSpec>, tokens: &Tokens) -> u64 {
     let Some(spec) = spec else {
         return 0;
     };
-    let (input_factor, output_factor) = match spec.long_context {
+    let (input_factor, output_factor) = match spec.api.long_context {
         Some(long) if tokens.input > long.above_input_tokens => {
             (long.input_factor, long.output_factor)
         }
@@ -242,7 +201,7 @@ pub fn cost_micro_usd(spec: Option<&ModelSpec>, tokens: &Tokens) -> u64 {
     let cached = tokens.cached.min(tokens.input);
     provider::cost_micro_usd([
         (tokens.input - cached, spec.input_per_mtok * input_factor),
-        (cached, spec.cached_input_per_mtok * input_factor),
+        (cached, spec.api.cached_input_per_mtok * input_factor),
         (tokens.output, spec.output_per_mtok * output_factor),
     ])
 }
@@ -269,7 +228,7 @@ mod tests {
 
     #[test]
     fn features_follow_what_chat_completions_accepts() {
-        let info = |id| model_info(id, find(id).unwrap());
+        let info = |id| find(id).unwrap().info();
         assert!(info("gpt-6-luna").features.contains(ModelFeatures::TOOLS));
         assert!(!info("gpt-6.2-sol").features.contains(ModelFeatures::TOOLS));
         assert!(

@@ -7,7 +7,7 @@ use anyhow::{Context, Result, bail};
 use crate::NewKind;
 
 /// (path in the new crate, template text) for each kind.
-fn templates(kind: NewKind) -> [(&'static str, &'static str); 4] {
+fn templates(kind: NewKind) -> Vec<(&'static str, &'static str)> {
     macro_rules! kind {
         ($dir:literal) => {
             [
@@ -34,10 +34,32 @@ fn templates(kind: NewKind) -> [(&'static str, &'static str); 4] {
             ]
         };
     }
+    // A provider's modules: the SDK's one adapter shape.
+    macro_rules! module {
+        ($file:literal) => {
+            (
+                concat!("src/", $file, ".rs"),
+                include_str!(concat!(
+                    "../../../sdk/templates/provider/src/",
+                    $file,
+                    ".rs.tmpl"
+                )),
+            )
+        };
+    }
     match kind {
-        NewKind::Tool => kind!("tool"),
-        NewKind::Provider => kind!("provider"),
-        NewKind::Agent => kind!("agent"),
+        NewKind::Tool => kind!("tool").to_vec(),
+        NewKind::Provider => [
+            kind!("provider").as_slice(),
+            &[
+                module!("config"),
+                module!("models"),
+                module!("wire"),
+                module!("map"),
+            ],
+        ]
+        .concat(),
+        NewKind::Agent => kind!("agent").to_vec(),
     }
 }
 

@@ -98,6 +98,13 @@ pub fn check_base_url(value: &str) -> core::result::Result<String, &'static str>
     Ok(trimmed.to_owned())
 }
 
+/// Where an adapter's settings come from: the value of a key, `None` when
+/// the operator did not set it, or why it could not be read. [`wasi_config`]
+/// in the component, a table in unit tests (any such closure is one).
+pub trait ConfigSource: Fn(&str) -> core::result::Result<Option<String>, String> {}
+
+impl<F> ConfigSource for F where F: Fn(&str) -> core::result::Result<Option<String>, String> {}
+
 /// A configuration getter for [`ProviderConfig::new`] that reads the
 /// plugin's `wasi:config` store (the plugin must request the `config`
 /// capability): the value, `None` when unset, or why the store failed.

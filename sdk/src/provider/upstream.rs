@@ -25,7 +25,7 @@ use crate::bindings::wasi::http::types::ErrorCode;
 use crate::client::{HttpError, Request, Response};
 use crate::keys::KeyError;
 use crate::log;
-use crate::provider::{KeyName, ModelError, Result};
+use crate::provider::{KeyName, ModelError, Post, Result};
 
 /// The API an adapter calls: how messages name it, and the grants that
 /// reach it (the `http` destination and the key).
@@ -165,13 +165,19 @@ impl Upstream {
     /// A POST of `body` as JSON to `url` with the key attached by reference;
     /// add headers to it, then [`send`](Self::send) it.
     pub fn post_json(&self, url: &str, body: &impl Serialize) -> Result<Request> {
+        self.post(&Post::json(url, body)?)
+    }
+
+    /// `post` with the key attached by reference, ready to [`send`](Self::send).
+    pub fn post(&self, post: &Post) -> Result<Request> {
         let reference = self.key_reference()?;
-        let body = serde_json::to_vec(body)
-            .map_err(|e| ModelError::BadRequest(format!("the request cannot be encoded: {e}")))?;
-        Ok(Request::post(url)
+        let request = Request::post(&post.url)
             .header("content-type", "application/json")
-            .key(&reference)
-            .body(body))
+            .key(&reference);
+        let request = post.headers.iter().fold(request, |request, (name, value)| {
+            request.header(name, value)
+        });
+        Ok(request.body(post.body.clone()))
     }
 
     /// Sends `request` and returns the response if its status is 2xx (its
