@@ -21,11 +21,15 @@
 //!   metering per key and per plugin; the [`Ledger`] keeps them in SQLite
 //!   per day, and budgets count the current UTC month from it, across
 //!   restarts.
+//!
+//! A model call fails with a [`ModelError`] (the WIT `model-error`); the
+//! ledger's own failures are this crate's [`Error`].
 
 #![deny(missing_docs)]
 
 mod breaker;
 mod budget;
+mod error;
 mod ledger;
 mod provider;
 mod router;
@@ -35,7 +39,8 @@ pub use breaker::{Admit, Breakers};
 pub use budget::{
     BudgetStore, Budgets, Hold, HoldId, MemoryBudgetStore, Reservation, ReserveError, Scope,
 };
-pub use ledger::{Ledger, LedgerError, UsageLine, day_of, month_start};
+pub use error::{Error, Result};
+pub use ledger::{Ledger, UsageLine, day_of, month_start};
 pub use provider::{BoxFuture, DeltaStream, Provider};
 pub use router::{
     CallRecord, Caller, ConfigProblem, NoSink, RoutedStream, Router, RouterConfig, UsageSink,
