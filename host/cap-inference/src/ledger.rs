@@ -397,6 +397,28 @@ mod tests {
     use super::*;
     use crate::{Caller, Usage};
 
+    /// A successful call of `caller` to `openai/gpt-6-luna` with key
+    /// `openai/default`.
+    fn luna_call(
+        caller: &Caller,
+        input_tokens: u32,
+        output_tokens: u32,
+        cost: u64,
+    ) -> CallRecord<'_> {
+        CallRecord {
+            caller,
+            provider: "openai",
+            key: Some("openai/default"),
+            model: "gpt-6-luna",
+            usage: Usage {
+                input_tokens,
+                output_tokens,
+                cost_micro_usd: cost,
+            },
+            error: None,
+        }
+    }
+
     #[test]
     fn months_start_on_the_first() {
         // 2026-11-25 is day 20_782; November 2026 starts on day 20_758.
@@ -419,19 +441,7 @@ mod tests {
         {
             let ledger = Ledger::open(&path).unwrap();
             for cost in [100, 250] {
-                let call = CallRecord {
-                    caller: &caller,
-                    provider: "openai",
-                    key: Some("openai/default"),
-                    model: "gpt-6-luna",
-                    usage: Usage {
-                        input_tokens: 10,
-                        output_tokens: 5,
-                        cost_micro_usd: cost,
-                    },
-                    error: None,
-                };
-                ledger.record(&call, at).unwrap();
+                ledger.record(&luna_call(&caller, 10, 5, cost), at).unwrap();
             }
         }
         let ledger = Ledger::open(&path).unwrap();
@@ -493,19 +503,9 @@ mod tests {
             plugin: "tutor".into(),
             agent: None,
         };
-        let call = CallRecord {
-            caller: &caller,
-            provider: "openai",
-            key: Some("openai/default"),
-            model: "gpt-6-luna",
-            usage: Usage {
-                input_tokens: 3,
-                output_tokens: 4,
-                cost_micro_usd: 25,
-            },
-            error: None,
-        };
-        one.settle(Some(first), &call).await.unwrap();
+        one.settle(Some(first), &luna_call(&caller, 3, 4, 25))
+            .await
+            .unwrap();
         assert_eq!(two.held(&scope).unwrap(), 0);
         assert_eq!(two.month_spent(&scope).await.unwrap(), 25);
         assert_eq!(two.report(0).unwrap()[0].calls, 1);
