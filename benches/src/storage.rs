@@ -8,8 +8,9 @@
 //!   bucket, then N host calls, each through `convergio-cap-storage` to its
 //!   `SqliteBackend`. The per-operation cost is `(t(N) − t(0)) / N`.
 //! - [`Direct`]: rusqlite on a database of its own with the same pragmas
-//!   (WAL, `synchronous = FULL`, 5 s busy timeout) and the same schema, with
-//!   the statements the backend runs, each write in autocommit.
+//!   (WAL, `synchronous = FULL`, 5 s busy timeout) and the backend's own
+//!   schema ([`SqliteBackend::SCHEMA`]), with the statements the backend
+//!   runs, each write in autocommit.
 //! - [`StorageBench::backend`]: `convergio-cap-storage`'s `SqliteBackend`
 //!   called directly (no guest, no host call), on a database of its own.
 //!
@@ -38,17 +39,6 @@ pub const STORE: &str = "store";
 pub const BUCKET: &str = "bench";
 /// Bytes of each value written.
 pub const VALUE_SIZE: usize = 100;
-
-/// The schema of `convergio-cap-storage` (`host/cap-storage/README.md`).
-const SCHEMA: &str = "
-CREATE TABLE IF NOT EXISTS kv (
-    bucket TEXT NOT NULL,
-    key    TEXT NOT NULL,
-    value  BLOB NOT NULL,
-    PRIMARY KEY (bucket, key)
-);
-CREATE INDEX IF NOT EXISTS kv_bucket ON kv (bucket);
-";
 
 /// The keys of N operations, as the guest makes them.
 fn key(i: usize) -> String {
@@ -88,7 +78,7 @@ impl Direct {
             return Err(format!("SQLite refused WAL mode (journal mode {mode})").into());
         }
         conn.pragma_update(None, "synchronous", "FULL")?;
-        conn.execute_batch(SCHEMA)?;
+        conn.execute_batch(SqliteBackend::SCHEMA)?;
         Ok(Self { conn })
     }
 

@@ -34,6 +34,61 @@
 //! `platform.toml` line that would allow it; the guest gets the error code.
 //! Every request runs in a tracing span `convergio.http.request` (method,
 //! scheme, host, port, path without query, key reference — never a secret).
+//!
+//! [`HttpPlatform`] holds what every plugin shares; [`HttpClient`] is one
+//! plugin's client under its [`HttpPolicy`]; [`HttpState`] is the
+//! `wasi:http` state of one store, which the store's host type hands to
+//! `wasmtime-wasi-http` as its [`WasiHttpView`]; [`add_to_linker`] links the
+//! interfaces.
+//!
+//! ```no_run
+//! use std::collections::BTreeMap;
+//! use std::sync::Arc;
+//!
+//! use convergio_cap_http::{
+//!     HttpClient, HttpLimits, HttpPlatform, HttpPolicy, HttpState, add_to_linker,
+//! };
+//! use wasmtime::component::{Linker, ResourceTable};
+//! use wasmtime::{Engine, Store};
+//! use wasmtime_wasi_http::{WasiHttpCtxView, WasiHttpView};
+//!
+//! struct Host {
+//!     http: HttpState,
+//!     table: ResourceTable,
+//! }
+//!
+//! impl WasiHttpView for Host {
+//!     fn http(&mut self) -> WasiHttpCtxView<'_> {
+//!         self.http.view(&mut self.table)
+//!     }
+//! }
+//!
+//! # fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+//! // The plugin's grants as written in platform.toml, parsed once at load.
+//! let grants = ["https://api.openai.com".to_owned()];
+//! let keys = ["openai".to_owned()];
+//! let policy = HttpPolicy::parse(&grants, &keys, HttpLimits::default()).map_err(|problems| {
+//!     let messages: Vec<String> = problems.iter().map(ToString::to_string).collect();
+//!     messages.join("; ")
+//! })?;
+//! // No host overrides, the Mozilla roots only, no key vault.
+//! let platform = Arc::new(HttpPlatform::new(BTreeMap::new(), &[], None)?);
+//! let client = HttpClient::new("notes-tool", policy, platform);
+//!
+//! let engine = Engine::default();
+//! let mut linker = Linker::<Host>::new(&engine);
+//! // A real host links `wasmtime_wasi::p2::add_to_linker_async` first.
+//! add_to_linker(&mut linker)?;
+//! let store = Store::new(
+//!     &engine,
+//!     Host { http: HttpState::new(client), table: ResourceTable::new() },
+//! );
+//! // ... instantiate a component that imports wasi:http/outgoing-handler
+//! // with `linker`, using `instantiate_async` and `call_async` ...
+//! # drop(store);
+//! # Ok(())
+//! # }
+//! ```
 
 #![deny(missing_docs)]
 

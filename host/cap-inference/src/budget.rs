@@ -14,10 +14,9 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
-use crate::ModelError;
-use crate::ledger::LedgerError;
 use crate::provider::BoxFuture;
 use crate::router::CallRecord;
+use crate::{Error, ModelError};
 
 /// What a budget is kept for.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -78,7 +77,20 @@ pub enum ReserveError {
     },
     /// The store could not be read or written.
     #[error(transparent)]
-    Store(#[from] LedgerError),
+    Store(#[from] Error),
+}
+
+/// A request whose budgets refused it, or could not be checked, is refused
+/// with `budget-exceeded`: rather than risk spending past a budget.
+impl From<ReserveError> for ModelError {
+    fn from(e: ReserveError) -> Self {
+        match e {
+            ReserveError::Exceeded { .. } => ModelError::BudgetExceeded(e.to_string()),
+            ReserveError::Store(e) => ModelError::BudgetExceeded(format!(
+                "the budgets of this request cannot be checked ({e}), so it is refused rather than risk spending past them"
+            )),
+        }
+    }
 }
 
 /// Where holds and spending are kept. The usage [`crate::Ledger`] keeps them
@@ -100,13 +112,13 @@ pub trait BudgetStore: Send + Sync {
         &'a self,
         hold: Option<HoldId>,
         call: &'a CallRecord<'a>,
-    ) -> BoxFuture<'a, Result<(), LedgerError>>;
+    ) -> BoxFuture<'a, Result<(), Error>>;
 
     /// Drop `hold` without booking anything.
-    fn release(&self, hold: HoldId) -> BoxFuture<'_, Result<(), LedgerError>>;
+    fn release(&self, hold: HoldId) -> BoxFuture<'_, Result<(), Error>>;
 
     /// What `scope` spent this UTC month, in millionths of a dollar.
-    fn month_spent<'a>(&'a self, scope: &'a Scope) -> BoxFuture<'a, Result<u64, LedgerError>>;
+    fn month_spent<'a>(&'a self, scope: &'a Scope) -> BoxFuture<'a, Result<u64, Error>>;
 }
 
 /// The budgets of the platform: limits, and the store that keeps holds and
@@ -179,23 +191,13 @@ impl Budgets {
             amount,
             expires: SystemTime::now() + self.hold_expiry,
         };
-        match self.store.reserve(&hold).await {
-            Ok(id) => {
-                reservation.hold = Some(id);
-                Ok(reservation)
-            }
-            Err(e @ ReserveError::Exceeded { .. }) => {
-                Err(ModelError::BudgetExceeded(e.to_string()))
-            }
-            Err(ReserveError::Store(e)) => Err(ModelError::BudgetExceeded(format!(
-                "the budgets of this request cannot be checked ({e}), so it is refused rather than risk spending past them"
-            ))),
-        }
+        reservation.hold = Some(self.store.reserve(&hold).await?);
+        Ok(reservation)
     }
 
     /// What `scope` spent this UTC month (settled requests only), in
     /// millionths of a dollar; `None` if it has no budget.
-    pub async fn spent(&self, scope: &Scope) -> Result<Option<u64>, LedgerError> {
+    pub async fn spent(&self, scope: &Scope) -> Result<Option<u64>, Error> {
         if !self.limits.contains_key(scope) {
             return Ok(None);
         }
@@ -348,7 +350,7 @@ impl BudgetStore for MemoryBudgetStore {
         &'a self,
         hold: Option<HoldId>,
         call: &'a CallRecord<'a>,
-    ) -> BoxFuture<'a, Result<(), LedgerError>> {
+    ) -> BoxFuture<'a, Result<(), Error>> {
         Box::pin(async move {
             let mut state = self.lock();
             if let Some((scopes, _, _)) = hold.and_then(|h| state.holds.remove(&h.0)) {
@@ -361,14 +363,14 @@ impl BudgetStore for MemoryBudgetStore {
         })
     }
 
-    fn release(&self, hold: HoldId) -> BoxFuture<'_, Result<(), LedgerError>> {
+    fn release(&self, hold: HoldId) -> BoxFuture<'_, Result<(), Error>> {
         Box::pin(async move {
             self.lock().holds.remove(&hold.0);
             Ok(())
         })
     }
 
-    fn month_spent<'a>(&'a self, scope: &'a Scope) -> BoxFuture<'a, Result<u64, LedgerError>> {
+    fn month_spent<'a>(&'a self, scope: &'a Scope) -> BoxFuture<'a, Result<u64, Error>> {
         Box::pin(async move { Ok(self.lock().spent.get(scope).copied().unwrap_or(0)) })
     }
 }

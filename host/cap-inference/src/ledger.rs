@@ -15,6 +15,7 @@ use rusqlite::{Connection, Transaction, TransactionBehavior, params};
 use crate::budget::{BudgetStore, Hold, HoldId, ReserveError, Scope};
 use crate::provider::BoxFuture;
 use crate::router::CallRecord;
+use crate::{Error, Result};
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS model_usage (
@@ -74,17 +75,6 @@ pub struct UsageLine {
 #[derive(Debug, Clone)]
 pub struct Ledger {
     conn: Arc<Mutex<Connection>>,
-}
-
-/// An error of the ledger's database, as text.
-#[derive(Debug, thiserror::Error)]
-#[error("usage ledger: {0}")]
-pub struct LedgerError(pub String);
-
-impl From<rusqlite::Error> for LedgerError {
-    fn from(e: rusqlite::Error) -> Self {
-        Self(e.to_string())
-    }
 }
 
 fn to_i64(v: u64) -> i64 {
@@ -237,7 +227,7 @@ fn reserve_in(conn: &mut Connection, hold: &Hold, now: SystemTime) -> Result<Hol
         tx.commit()?;
         Ok(Ok(id))
     })
-    .map_err(LedgerError::from)?
+    .map_err(Error::from)?
 }
 
 /// Book `row` and drop `hold`, in one `IMMEDIATE` transaction.
@@ -277,13 +267,24 @@ pub fn month_start(day: i64) -> i64 {
 
 impl Ledger {
     /// Open (creating if needed) the ledger at `path`.
-    pub fn open(path: &Path) -> Result<Self, LedgerError> {
+    pub fn open(path: &Path) -> Result<Self> {
         if let Some(dir) = path.parent() {
-            std::fs::create_dir_all(dir)
-                .map_err(|e| LedgerError(format!("cannot create {}: {e}", dir.display())))?;
+            std::fs::create_dir_all(dir).map_err(|source| Error::CreateDir {
+                path: dir.to_path_buf(),
+                source,
+            })?;
         }
         let mut conn = convergio_sqlite::open_wal(path, convergio_sqlite::Synchronous::Normal)
-            .map_err(|e| LedgerError(format!("cannot open {}: {e}", path.display())))?;
+            .map_err(|e| match e {
+                convergio_sqlite::OpenError::Sqlite(source) => Error::Open {
+                    path: path.to_path_buf(),
+                    source,
+                },
+                convergio_sqlite::OpenError::NotWal { mode, .. } => Error::NoWal {
+                    path: path.to_path_buf(),
+                    mode,
+                },
+            })?;
         convergio_sqlite::create_schema(&mut conn, SCHEMA)?;
         Ok(Self {
             conn: Arc::new(Mutex::new(conn)),
@@ -302,7 +303,7 @@ impl Ledger {
     ) -> BoxFuture<'static, Result<T, E>>
     where
         T: Send + 'static,
-        E: From<LedgerError> + Send + 'static,
+        E: From<Error> + Send + 'static,
     {
         let conn = self.conn.clone();
         Box::pin(async move {
@@ -311,27 +312,27 @@ impl Ledger {
                 work(&mut conn)
             })
             .await
-            .map_err(|e| E::from(LedgerError(format!("the ledger's task failed: {e}"))))?
+            .map_err(|e| E::from(Error::from(e)))?
         })
     }
 
     /// Add one call.
-    pub fn record(&self, call: &CallRecord<'_>, at: SystemTime) -> Result<(), LedgerError> {
+    pub fn record(&self, call: &CallRecord<'_>, at: SystemTime) -> Result<()> {
         Ok(insert_usage(&self.conn(), &UsageRow::from(call), at)?)
     }
 
     /// What `scope` spent from `since_day` on, in millionths of a dollar.
-    pub fn spent(&self, scope: &Scope, since_day: i64) -> Result<u64, LedgerError> {
+    pub fn spent(&self, scope: &Scope, since_day: i64) -> Result<u64> {
         Ok(spent_since(&self.conn(), scope, since_day)?)
     }
 
     /// What unexpired holds keep in `scope` now, in millionths of a dollar.
-    pub fn held(&self, scope: &Scope) -> Result<u64, LedgerError> {
+    pub fn held(&self, scope: &Scope) -> Result<u64> {
         Ok(held_now(&self.conn(), scope, unix_ms(SystemTime::now()))?)
     }
 
     /// Usage from `since_day` on, per plugin, agent and model, costliest first.
-    pub fn report(&self, since_day: i64) -> Result<Vec<UsageLine>, LedgerError> {
+    pub fn report(&self, since_day: i64) -> Result<Vec<UsageLine>> {
         let conn = self.conn();
         let mut stmt = conn.prepare(
             "SELECT plugin, agent, provider || '/' || model, SUM(calls), SUM(input_tokens),
@@ -367,12 +368,12 @@ impl BudgetStore for Ledger {
         &'a self,
         hold: Option<HoldId>,
         call: &'a CallRecord<'a>,
-    ) -> BoxFuture<'a, Result<(), LedgerError>> {
+    ) -> BoxFuture<'a, Result<()>> {
         let row = UsageRow::from(call);
         self.blocking(move |conn| Ok(settle_in(conn, hold, &row, SystemTime::now())?))
     }
 
-    fn release(&self, hold: HoldId) -> BoxFuture<'_, Result<(), LedgerError>> {
+    fn release(&self, hold: HoldId) -> BoxFuture<'_, Result<()>> {
         self.blocking(move |conn| {
             Ok(convergio_sqlite::retry_busy(|| {
                 let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
@@ -382,7 +383,7 @@ impl BudgetStore for Ledger {
         })
     }
 
-    fn month_spent<'a>(&'a self, scope: &'a Scope) -> BoxFuture<'a, Result<u64, LedgerError>> {
+    fn month_spent<'a>(&'a self, scope: &'a Scope) -> BoxFuture<'a, Result<u64>> {
         let scope = scope.clone();
         self.blocking(move |conn| {
             let since = month_start(day_of(SystemTime::now()));
@@ -395,6 +396,28 @@ impl BudgetStore for Ledger {
 mod tests {
     use super::*;
     use crate::{Caller, Usage};
+
+    /// A successful call of `caller` to `openai/gpt-6-luna` with key
+    /// `openai/default`.
+    fn luna_call(
+        caller: &Caller,
+        input_tokens: u32,
+        output_tokens: u32,
+        cost: u64,
+    ) -> CallRecord<'_> {
+        CallRecord {
+            caller,
+            provider: "openai",
+            key: Some("openai/default"),
+            model: "gpt-6-luna",
+            usage: Usage {
+                input_tokens,
+                output_tokens,
+                cost_micro_usd: cost,
+            },
+            error: None,
+        }
+    }
 
     #[test]
     fn months_start_on_the_first() {
@@ -418,19 +441,7 @@ mod tests {
         {
             let ledger = Ledger::open(&path).unwrap();
             for cost in [100, 250] {
-                let call = CallRecord {
-                    caller: &caller,
-                    provider: "openai",
-                    key: Some("openai/default"),
-                    model: "gpt-6-luna",
-                    usage: Usage {
-                        input_tokens: 10,
-                        output_tokens: 5,
-                        cost_micro_usd: cost,
-                    },
-                    error: None,
-                };
-                ledger.record(&call, at).unwrap();
+                ledger.record(&luna_call(&caller, 10, 5, cost), at).unwrap();
             }
         }
         let ledger = Ledger::open(&path).unwrap();
@@ -492,19 +503,9 @@ mod tests {
             plugin: "tutor".into(),
             agent: None,
         };
-        let call = CallRecord {
-            caller: &caller,
-            provider: "openai",
-            key: Some("openai/default"),
-            model: "gpt-6-luna",
-            usage: Usage {
-                input_tokens: 3,
-                output_tokens: 4,
-                cost_micro_usd: 25,
-            },
-            error: None,
-        };
-        one.settle(Some(first), &call).await.unwrap();
+        one.settle(Some(first), &luna_call(&caller, 3, 4, 25))
+            .await
+            .unwrap();
         assert_eq!(two.held(&scope).unwrap(), 0);
         assert_eq!(two.month_spent(&scope).await.unwrap(), 25);
         assert_eq!(two.report(0).unwrap()[0].calls, 1);

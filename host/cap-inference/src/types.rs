@@ -1,8 +1,6 @@
 //! The model types of `convergio:platform/types`, as plain Rust, so the
 //! router does not depend on any one set of generated bindings.
 
-use std::fmt;
-
 /// Who wrote a message.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Role {
@@ -230,33 +228,51 @@ pub struct Embeddings {
     pub usage: Usage,
 }
 
-/// Every failure of a model call.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// Every failure of a model call: the WIT `model-error`. Each message
+/// starts with the case's [`ModelError::kind`].
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ModelError {
     /// Slow down; retry after this many milliseconds if known.
+    #[error("rate-limited{}", retry_after(.0))]
     RateLimited(Option<u64>),
     /// Temporarily overloaded.
+    #[error("overloaded: {0}")]
     Overloaded(String),
     /// The prompt does not fit.
+    #[error("context-length-exceeded: {0}")]
     ContextLengthExceeded(String),
     /// The content was refused.
+    #[error("content-filtered: {0}")]
     ContentFiltered(String),
     /// The key was refused or not granted.
+    #[error("auth: {0}")]
     Auth(String),
     /// The request is wrong.
+    #[error("bad-request: {0}")]
     BadRequest(String),
     /// The upstream failed.
+    #[error("upstream: {0}")]
     Upstream(String),
     /// No answer in time.
+    #[error("timeout: {0}")]
     Timeout(String),
     /// Not the documented format.
+    #[error("malformed-response: {0}")]
     MalformedResponse(String),
     /// No model fits, or the model is unknown.
+    #[error("no-model: {0}")]
     NoModel(String),
     /// A budget would be exceeded.
+    #[error("budget-exceeded: {0}")]
     BudgetExceeded(String),
     /// Not granted.
+    #[error("access-denied: {0}")]
     AccessDenied(String),
+}
+
+/// `: retry after MS ms` when the wait is known.
+fn retry_after(ms: &Option<u64>) -> String {
+    ms.map_or_else(String::new, |ms| format!(": retry after {ms} ms"))
 }
 
 impl ModelError {
@@ -299,28 +315,6 @@ impl ModelError {
         }
     }
 }
-
-impl fmt::Display for ModelError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            ModelError::RateLimited(Some(ms)) => write!(f, "rate-limited: retry after {ms} ms"),
-            ModelError::RateLimited(None) => f.write_str("rate-limited"),
-            ModelError::Overloaded(m)
-            | ModelError::ContextLengthExceeded(m)
-            | ModelError::ContentFiltered(m)
-            | ModelError::Auth(m)
-            | ModelError::BadRequest(m)
-            | ModelError::Upstream(m)
-            | ModelError::Timeout(m)
-            | ModelError::MalformedResponse(m)
-            | ModelError::NoModel(m)
-            | ModelError::BudgetExceeded(m)
-            | ModelError::AccessDenied(m) => write!(f, "{}: {m}", self.kind()),
-        }
-    }
-}
-
-impl std::error::Error for ModelError {}
 
 /// What a request needs from a model, for policy selection.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -429,5 +423,36 @@ impl ChatRequest {
                 .sum::<usize>();
         // Per-message overhead of chat formats, roughly.
         (chars as u64).div_ceil(4) + 4 * self.messages.len() as u64
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A model error reads `KIND: MESSAGE` (the texts users and tests see).
+    #[test]
+    fn model_errors_read_kind_then_message() {
+        assert_eq!(
+            ModelError::RateLimited(Some(1500)).to_string(),
+            "rate-limited: retry after 1500 ms"
+        );
+        assert_eq!(ModelError::RateLimited(None).to_string(), "rate-limited");
+        let cases = [
+            ModelError::Overloaded("m".into()),
+            ModelError::ContextLengthExceeded("m".into()),
+            ModelError::ContentFiltered("m".into()),
+            ModelError::Auth("m".into()),
+            ModelError::BadRequest("m".into()),
+            ModelError::Upstream("m".into()),
+            ModelError::Timeout("m".into()),
+            ModelError::MalformedResponse("m".into()),
+            ModelError::NoModel("m".into()),
+            ModelError::BudgetExceeded("m".into()),
+            ModelError::AccessDenied("m".into()),
+        ];
+        for e in cases {
+            assert_eq!(e.to_string(), format!("{}: m", e.kind()));
+        }
     }
 }

@@ -3,40 +3,142 @@
 
 mod common;
 
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use common::*;
 use convergio_cap_keys::secrecy::{ExposeSecret as _, SecretString};
 use convergio_cap_keys::{
-    AuthScheme, Error, KeyPolicy, KeyState, KeyWarning, UsageDelta, Vault, VaultOptions,
+    AuthScheme, Error, KeyPolicy, KeyState, KeyWarning, Result, UsageDelta, Vault, VaultOptions,
     parse_reference, reference,
 };
 use rusqlite::Connection;
+use tempfile::TempDir;
 
 fn secret(s: &str) -> SecretString {
     SecretString::from(s)
 }
 
-#[test]
-fn round_trip_through_a_reopened_vault() {
+/// A temporary directory and the path of a vault file in it.
+fn temp_db() -> (TempDir, PathBuf) {
     let dir = tempfile::tempdir().unwrap();
     let path = db(dir.path());
-    {
-        let vault = Vault::open(&path, master(7)).unwrap();
-        let v = vault
-            .add(
-                "openai",
-                "default",
-                &secret(MARKER),
-                None,
-                &hosts(&["api.openai.com"]),
-                AuthScheme::Bearer,
-            )
-            .unwrap();
-        assert_eq!(v, 1);
+    (dir, path)
+}
+
+/// The vault at `path`, under test key 7.
+fn open(path: &Path) -> Vault {
+    Vault::open(path, master(7)).unwrap()
+}
+
+/// A new vault under test key 7 whose clock the test moves.
+fn clocked() -> (TempDir, ManualClock, Vault) {
+    let (dir, path) = temp_db();
+    let clock = ManualClock::new();
+    let vault = open_with_clock(&path, &clock);
+    (dir, clock, vault)
+}
+
+/// Change the vault file behind the vault's back, as another program could.
+fn tamper(path: &Path, sql: &str) {
+    Connection::open(path).unwrap().execute_batch(sql).unwrap();
+}
+
+/// A key for [`Vault::add`]: `PROVIDER/default`, bound to one host, never
+/// expiring, until a method says otherwise.
+struct NewKey {
+    provider: &'static str,
+    name: &'static str,
+    secret: String,
+    expires: Option<SystemTime>,
+    hosts: Vec<String>,
+    scheme: AuthScheme,
+}
+
+/// `provider/default` holding `secret`, bound to `host`.
+fn key(provider: &'static str, secret: &str, host: &str, scheme: AuthScheme) -> NewKey {
+    NewKey {
+        provider,
+        name: "default",
+        secret: secret.to_owned(),
+        expires: None,
+        hosts: hosts(&[host]),
+        scheme,
     }
-    let vault = Vault::open(&path, master(7)).unwrap();
+}
+
+/// `openai/default` holding `secret`: bearer, bound to `api.openai.com`.
+fn openai(secret: &str) -> NewKey {
+    key("openai", secret, "api.openai.com", AuthScheme::Bearer)
+}
+
+/// `anthropic/default` holding `secret`: `x-api-key`, bound to `api.anthropic.com`.
+fn anthropic(secret: &str) -> NewKey {
+    key(
+        "anthropic",
+        secret,
+        "api.anthropic.com",
+        AuthScheme::XApiKey,
+    )
+}
+
+impl NewKey {
+    fn provider(self, provider: &'static str) -> Self {
+        Self { provider, ..self }
+    }
+
+    fn name(self, name: &'static str) -> Self {
+        Self { name, ..self }
+    }
+
+    fn hosts(self, list: &[&str]) -> Self {
+        Self {
+            hosts: hosts(list),
+            ..self
+        }
+    }
+
+    fn expires(self, at: SystemTime) -> Self {
+        Self {
+            expires: Some(at),
+            ..self
+        }
+    }
+
+    /// Add it to `vault`; the version it got.
+    fn add(&self, vault: &Vault) -> Result<u32> {
+        vault.add(
+            self.provider,
+            self.name,
+            &secret(&self.secret),
+            self.expires,
+            &self.hosts,
+            self.scheme,
+        )
+    }
+}
+
+/// Rotate `openai/default` to `new_secret`, the old version usable for `grace`.
+fn rotate_openai(vault: &Vault, new_secret: &str, grace: Duration) -> u32 {
+    vault
+        .rotate("openai", "default", &secret(new_secret), grace, None)
+        .unwrap()
+}
+
+/// Usage of `n` requests and nothing else.
+fn requests(n: u64) -> UsageDelta {
+    UsageDelta {
+        requests: n,
+        ..UsageDelta::default()
+    }
+}
+
+#[test]
+fn round_trip_through_a_reopened_vault() {
+    let (_dir, path) = temp_db();
+    assert_eq!(openai(MARKER).add(&open(&path)).unwrap(), 1);
+    let vault = open(&path);
     let key = vault.resolve("openai", "default").unwrap();
     assert_eq!(key.version, 1);
     assert_eq!(key.header_name, "authorization");
@@ -48,16 +150,7 @@ fn round_trip_through_a_reopened_vault() {
     assert!(!key.allows("http", "api.openai.com", 443));
     assert!(!key.allows("https", "api.openai.com", 8443));
 
-    vault
-        .add(
-            "anthropic",
-            "default",
-            &secret("sk-ant-0123456789abcdef"),
-            None,
-            &hosts(&["api.anthropic.com"]),
-            AuthScheme::XApiKey,
-        )
-        .unwrap();
+    anthropic("sk-ant-0123456789abcdef").add(&vault).unwrap();
     let ant = vault.resolve("anthropic", "default").unwrap();
     assert_eq!(ant.header_name, "x-api-key");
     assert_eq!(ant.header_value.expose_secret(), "sk-ant-0123456789abcdef");
@@ -73,72 +166,19 @@ fn round_trip_through_a_reopened_vault() {
 
 #[test]
 fn add_refuses_bad_input_and_duplicates() {
-    let dir = tempfile::tempdir().unwrap();
-    let vault = Vault::open(db(dir.path()), master(7)).unwrap();
-    let h = hosts(&["api.openai.com"]);
+    let (_dir, path) = temp_db();
+    let vault = open(&path);
+    for bad in [
+        openai("x").provider("Open AI"),
+        openai("x").hosts(&[]),
+        openai("abc\n"),
+        openai("ok").hosts(&["https://api.openai.com/v1"]),
+    ] {
+        assert!(matches!(bad.add(&vault), Err(Error::Invalid { .. })));
+    }
+    openai("ok").add(&vault).unwrap();
     assert!(matches!(
-        vault.add(
-            "Open AI",
-            "default",
-            &secret("x"),
-            None,
-            &h,
-            AuthScheme::Bearer
-        ),
-        Err(Error::Invalid { .. })
-    ));
-    assert!(matches!(
-        vault.add(
-            "openai",
-            "default",
-            &secret("x"),
-            None,
-            &[],
-            AuthScheme::Bearer
-        ),
-        Err(Error::Invalid { .. })
-    ));
-    assert!(matches!(
-        vault.add(
-            "openai",
-            "default",
-            &secret("abc\n"),
-            None,
-            &h,
-            AuthScheme::Bearer
-        ),
-        Err(Error::Invalid { .. })
-    ));
-    assert!(matches!(
-        vault.add(
-            "openai",
-            "default",
-            &secret("ok"),
-            None,
-            &hosts(&["https://api.openai.com/v1"]),
-            AuthScheme::Bearer
-        ),
-        Err(Error::Invalid { .. })
-    ));
-    vault
-        .add(
-            "openai",
-            "default",
-            &secret("ok"),
-            None,
-            &h,
-            AuthScheme::Bearer,
-        )
-        .unwrap();
-    assert!(matches!(
-        vault.add(
-            "openai",
-            "default",
-            &secret("ok2"),
-            None,
-            &h,
-            AuthScheme::Bearer
-        ),
+        openai("ok2").add(&vault),
         Err(Error::AlreadyExists { .. })
     ));
     assert!(matches!(
@@ -149,19 +189,9 @@ fn add_refuses_bad_input_and_duplicates() {
 
 #[test]
 fn wrong_master_key_is_a_clear_error() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = db(dir.path());
-    let vault = Vault::open(&path, master(7)).unwrap();
-    vault
-        .add(
-            "openai",
-            "default",
-            &secret(MARKER),
-            None,
-            &hosts(&["api.openai.com"]),
-            AuthScheme::Bearer,
-        )
-        .unwrap();
+    let (_dir, path) = temp_db();
+    let vault = open(&path);
+    openai(MARKER).add(&vault).unwrap();
     let id = vault.master_key_id().unwrap();
     drop(vault);
 
@@ -179,20 +209,8 @@ fn wrong_master_key_is_a_clear_error() {
 
 #[test]
 fn tampered_ciphertext_is_an_integrity_error() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = db(dir.path());
-    let vault = Vault::open(&path, master(7)).unwrap();
-    vault
-        .add(
-            "openai",
-            "default",
-            &secret(MARKER),
-            None,
-            &hosts(&["api.openai.com"]),
-            AuthScheme::Bearer,
-        )
-        .unwrap();
-    drop(vault);
+    let (_dir, path) = temp_db();
+    openai(MARKER).add(&open(&path)).unwrap();
 
     let conn = Connection::open(&path).unwrap();
     let mut ct: Vec<u8> = conn
@@ -210,8 +228,7 @@ fn tampered_ciphertext_is_an_integrity_error() {
     .unwrap();
     drop(conn);
 
-    let vault = Vault::open(&path, master(7)).unwrap();
-    let err = vault.resolve("openai", "default").unwrap_err();
+    let err = open(&path).resolve("openai", "default").unwrap_err();
     assert!(matches!(err, Error::Integrity { .. }), "{err:?}");
     assert_eq!(
         err.to_string(),
@@ -221,49 +238,29 @@ fn tampered_ciphertext_is_an_integrity_error() {
 
 #[test]
 fn rows_cannot_be_swapped_or_re_pointed_at_another_host() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = db(dir.path());
-    let vault = Vault::open(&path, master(7)).unwrap();
-    vault
-        .add(
-            "openai",
-            "default",
-            &secret("sk-first-0123456789"),
-            None,
-            &hosts(&["api.openai.com"]),
-            AuthScheme::Bearer,
-        )
-        .unwrap();
-    vault
-        .add(
-            "openai",
-            "second",
-            &secret("sk-second-0123456789"),
-            None,
-            &hosts(&["api.openai.com"]),
-            AuthScheme::Bearer,
-        )
+    let (_dir, path) = temp_db();
+    let vault = open(&path);
+    openai("sk-first-0123456789").add(&vault).unwrap();
+    openai("sk-second-0123456789")
+        .name("second")
+        .add(&vault)
         .unwrap();
     drop(vault);
 
     // Copy the second key's sealed material into the first row.
-    let conn = Connection::open(&path).unwrap();
-    conn.execute(
+    tamper(
+        &path,
         "UPDATE keys SET (wrapped_key, nonce, ciphertext) =
              (SELECT wrapped_key, nonce, ciphertext FROM keys WHERE name = 'second')
          WHERE name = 'default'",
-        [],
-    )
-    .unwrap();
+    );
     // Point the second key at an attacker's host.
-    conn.execute(
+    tamper(
+        &path,
         "UPDATE keys SET bound_hosts = '[\"https://evil.example.com:443\"]' WHERE name = 'second'",
-        [],
-    )
-    .unwrap();
-    drop(conn);
+    );
 
-    let vault = Vault::open(&path, master(7)).unwrap();
+    let vault = open(&path);
     assert!(matches!(
         vault.resolve("openai", "default"),
         Err(Error::Integrity { .. })
@@ -276,29 +273,9 @@ fn rows_cannot_be_swapped_or_re_pointed_at_another_host() {
 
 #[test]
 fn rotation_keeps_the_old_version_for_its_grace_period() {
-    let dir = tempfile::tempdir().unwrap();
-    let clock = ManualClock::new();
-    let vault = open_with_clock(&db(dir.path()), &clock);
-    let h = hosts(&["api.openai.com"]);
-    vault
-        .add(
-            "openai",
-            "default",
-            &secret("sk-old-0123456789abcd"),
-            None,
-            &h,
-            AuthScheme::Bearer,
-        )
-        .unwrap();
-    let v2 = vault
-        .rotate(
-            "openai",
-            "default",
-            &secret("sk-new-0123456789wxyz"),
-            Duration::from_secs(3600),
-            None,
-        )
-        .unwrap();
+    let (_dir, clock, vault) = clocked();
+    openai("sk-old-0123456789abcd").add(&vault).unwrap();
+    let v2 = rotate_openai(&vault, "sk-new-0123456789wxyz", Duration::from_secs(3600));
     assert_eq!(v2, 2);
 
     let key = vault.resolve("openai", "default").unwrap();
@@ -333,15 +310,7 @@ fn rotation_keeps_the_old_version_for_its_grace_period() {
     assert_eq!(vault.resolve("openai", "default").unwrap().version, 2);
 
     // A zero grace revokes at once.
-    vault
-        .rotate(
-            "openai",
-            "default",
-            &secret("sk-third-0123456789"),
-            Duration::ZERO,
-            None,
-        )
-        .unwrap();
+    rotate_openai(&vault, "sk-third-0123456789", Duration::ZERO);
     assert!(matches!(
         vault.resolve_version("openai", "default", 2),
         Err(Error::Revoked { .. })
@@ -351,20 +320,9 @@ fn rotation_keeps_the_old_version_for_its_grace_period() {
 
 #[test]
 fn revoke_and_remove() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = db(dir.path());
-    let vault = Vault::open(&path, master(7)).unwrap();
-    let h = hosts(&["api.openai.com"]);
-    vault
-        .add(
-            "openai",
-            "default",
-            &secret(MARKER),
-            None,
-            &h,
-            AuthScheme::Bearer,
-        )
-        .unwrap();
+    let (_dir, path) = temp_db();
+    let vault = open(&path);
+    openai(MARKER).add(&vault).unwrap();
     vault.resolve("openai", "default").unwrap();
     vault.revoke("openai", "default", 1).unwrap();
     let err = vault.resolve("openai", "default").unwrap_err();
@@ -390,19 +348,7 @@ fn revoke_and_remove() {
     drop(conn);
 
     // After a revoke the key can be added again, as the next version.
-    assert_eq!(
-        vault
-            .add(
-                "openai",
-                "default",
-                &secret("sk-again-0123456789"),
-                None,
-                &h,
-                AuthScheme::Bearer
-            )
-            .unwrap(),
-        2
-    );
+    assert_eq!(openai("sk-again-0123456789").add(&vault).unwrap(), 2);
     assert_eq!(vault.remove("openai", "default").unwrap(), 2);
     assert!(matches!(
         vault.resolve("openai", "default"),
@@ -416,19 +362,11 @@ fn revoke_and_remove() {
 
 #[test]
 fn expired_keys_are_refused() {
-    let dir = tempfile::tempdir().unwrap();
-    let clock = ManualClock::new();
-    let vault = open_with_clock(&db(dir.path()), &clock);
+    let (_dir, clock, vault) = clocked();
     let expires = clock.now() + Duration::from_secs(86_400 * 3);
-    vault
-        .add(
-            "openai",
-            "default",
-            &secret("sk-0123456789abcdef"),
-            Some(expires),
-            &hosts(&["api.openai.com"]),
-            AuthScheme::Bearer,
-        )
+    openai("sk-0123456789abcdef")
+        .expires(expires)
+        .add(&vault)
         .unwrap();
     vault.resolve("openai", "default").unwrap();
     assert_eq!(
@@ -445,26 +383,23 @@ fn expired_keys_are_refused() {
         Err(Error::Expired { .. })
     ));
     assert!(matches!(
-        vault.add(
-            "openai",
-            "x",
-            &secret("s"),
-            Some(clock.now()),
-            &hosts(&["a.com"]),
-            AuthScheme::Bearer
-        ),
+        openai("s")
+            .name("x")
+            .hosts(&["a.com"])
+            .expires(clock.now())
+            .add(&vault),
         Err(Error::Invalid { .. })
     ));
 }
 
 #[test]
 fn max_age_policy_warns_in_list() {
-    let dir = tempfile::tempdir().unwrap();
+    let (_dir, path) = temp_db();
     let clock = ManualClock::new();
     let mut policy = KeyPolicy::default();
     policy.max_age_days.insert("openai".to_owned(), 30);
     let vault = Vault::open_with(
-        db(dir.path()),
+        path,
         master(7),
         VaultOptions {
             policy,
@@ -473,26 +408,8 @@ fn max_age_policy_warns_in_list() {
         },
     )
     .unwrap();
-    vault
-        .add(
-            "openai",
-            "default",
-            &secret("sk-0123456789abcdef"),
-            None,
-            &hosts(&["api.openai.com"]),
-            AuthScheme::Bearer,
-        )
-        .unwrap();
-    vault
-        .add(
-            "anthropic",
-            "default",
-            &secret("sk-0123456789abcdef"),
-            None,
-            &hosts(&["api.anthropic.com"]),
-            AuthScheme::XApiKey,
-        )
-        .unwrap();
+    openai("sk-0123456789abcdef").add(&vault).unwrap();
+    anthropic("sk-0123456789abcdef").add(&vault).unwrap();
     assert!(vault.list().unwrap().iter().all(|k| k.warnings.is_empty()));
     clock.advance(Duration::from_secs(86_400 * 25));
     let list = vault.list().unwrap();
@@ -523,29 +440,9 @@ fn max_age_policy_warns_in_list() {
 
 #[test]
 fn usage_accounting_under_concurrency() {
-    let dir = tempfile::tempdir().unwrap();
-    let clock = ManualClock::new();
-    let vault = open_with_clock(&db(dir.path()), &clock);
-    vault
-        .add(
-            "openai",
-            "default",
-            &secret("sk-0123456789abcdef"),
-            None,
-            &hosts(&["api.openai.com"]),
-            AuthScheme::Bearer,
-        )
-        .unwrap();
-    vault
-        .add(
-            "anthropic",
-            "default",
-            &secret("sk-0123456789abcdef"),
-            None,
-            &hosts(&["api.anthropic.com"]),
-            AuthScheme::XApiKey,
-        )
-        .unwrap();
+    let (_dir, clock, vault) = clocked();
+    openai("sk-0123456789abcdef").add(&vault).unwrap();
+    anthropic("sk-0123456789abcdef").add(&vault).unwrap();
 
     std::thread::scope(|s| {
         for t in 0..8u64 {
@@ -568,15 +465,7 @@ fn usage_accounting_under_concurrency() {
         }
     });
     vault
-        .record_usage(
-            "anthropic",
-            "default",
-            1,
-            &UsageDelta {
-                requests: 3,
-                ..UsageDelta::default()
-            },
-        )
+        .record_usage("anthropic", "default", 1, &requests(3))
         .unwrap();
 
     let all = vault.usage(None, None).unwrap();
@@ -604,15 +493,7 @@ fn usage_accounting_under_concurrency() {
     // `since` counts whole UTC days.
     clock.advance(Duration::from_secs(86_400 * 2));
     vault
-        .record_usage(
-            "openai",
-            "default",
-            1,
-            &UsageDelta {
-                requests: 1,
-                ..UsageDelta::default()
-            },
-        )
+        .record_usage("openai", "default", 1, &requests(1))
         .unwrap();
     let recent = vault.usage(Some("openai"), Some(clock.now())).unwrap();
     assert_eq!(recent[0].totals.requests, 1);
@@ -622,40 +503,14 @@ fn usage_accounting_under_concurrency() {
 
 #[test]
 fn the_secret_never_appears_in_the_files() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = db(dir.path());
-    let vault = Vault::open(&path, master(7)).unwrap();
-    vault
-        .add(
-            "openai",
-            "default",
-            &secret(MARKER),
-            None,
-            &hosts(&["api.openai.com"]),
-            AuthScheme::Bearer,
-        )
-        .unwrap();
+    let (dir, path) = temp_db();
+    let vault = open(&path);
+    openai(MARKER).add(&vault).unwrap();
     vault.resolve("openai", "default").unwrap();
     vault
-        .record_usage(
-            "openai",
-            "default",
-            1,
-            &UsageDelta {
-                requests: 1,
-                ..UsageDelta::default()
-            },
-        )
+        .record_usage("openai", "default", 1, &requests(1))
         .unwrap();
-    vault
-        .rotate(
-            "openai",
-            "default",
-            &secret(&format!("{MARKER}-2")),
-            Duration::from_secs(60),
-            None,
-        )
-        .unwrap();
+    rotate_openai(&vault, &format!("{MARKER}-2"), Duration::from_secs(60));
     vault.list().unwrap();
 
     // The masked hint keeps the last 4 characters: scan for everything before them.
@@ -684,77 +539,30 @@ fn the_secret_never_appears_in_the_files() {
 
 #[test]
 fn no_error_or_debug_output_contains_the_secret() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = db(dir.path());
-    let vault = Vault::open(&path, master(7)).unwrap();
+    let (_dir, path) = temp_db();
+    let vault = open(&path);
     let mut outputs = Vec::new();
-    vault
-        .add(
-            "openai",
-            "default",
-            &secret(MARKER),
-            None,
-            &hosts(&["api.openai.com"]),
-            AuthScheme::Bearer,
-        )
-        .unwrap();
+    openai(MARKER).add(&vault).unwrap();
     let key = vault.resolve("openai", "default").unwrap();
     outputs.push(format!("{key:?}"));
     outputs.push(format!("{vault:?}"));
     outputs.push(format!("{:?}", vault.list().unwrap()));
     outputs.push(format!("{:?}", vault.info("openai", "default").unwrap()));
 
+    // Refused secrets: a duplicate, then bad ones under a new name.
+    let refused = |secret: &str| {
+        openai(secret)
+            .name("x")
+            .hosts(&["a.com"])
+            .add(&vault)
+            .unwrap_err()
+    };
     let mut errors: Vec<Error> = vec![
-        vault
-            .add(
-                "openai",
-                "default",
-                &secret(MARKER),
-                None,
-                &hosts(&["api.openai.com"]),
-                AuthScheme::Bearer,
-            )
-            .unwrap_err(),
-        vault
-            .add(
-                "openai",
-                "x",
-                &secret(&format!("{MARKER}\n")),
-                None,
-                &hosts(&["a.com"]),
-                AuthScheme::Bearer,
-            )
-            .unwrap_err(),
-        vault
-            .add(
-                "openai",
-                "x",
-                &secret(&format!(" {MARKER}")),
-                None,
-                &hosts(&["a.com"]),
-                AuthScheme::Bearer,
-            )
-            .unwrap_err(),
-        vault
-            .add(
-                "openai",
-                "x",
-                &secret(&format!("{MARKER}\u{7}")),
-                None,
-                &hosts(&["a.com"]),
-                AuthScheme::Bearer,
-            )
-            .unwrap_err(),
-        vault
-            .add(
-                "openai",
-                "x",
-                &secret(&MARKER.repeat(400)),
-                None,
-                &hosts(&["a.com"]),
-                AuthScheme::Bearer,
-            )
-            .unwrap_err(),
+        openai(MARKER).add(&vault).unwrap_err(),
+        refused(&format!("{MARKER}\n")),
+        refused(&format!(" {MARKER}")),
+        refused(&format!("{MARKER}\u{7}")),
+        refused(&MARKER.repeat(400)),
         vault
             .rotate("openai", "nope", &secret(MARKER), Duration::ZERO, None)
             .unwrap_err(),
@@ -764,16 +572,8 @@ fn no_error_or_debug_output_contains_the_secret() {
     ];
     drop(vault);
     errors.push(Vault::open(&path, master(9)).unwrap_err());
-    let conn = Connection::open(&path).unwrap();
-    conn.execute("UPDATE keys SET ciphertext = x'00'", [])
-        .unwrap();
-    drop(conn);
-    errors.push(
-        Vault::open(&path, master(7))
-            .unwrap()
-            .resolve("openai", "default")
-            .unwrap_err(),
-    );
+    tamper(&path, "UPDATE keys SET ciphertext = x'00'");
+    errors.push(open(&path).resolve("openai", "default").unwrap_err());
 
     let needle = &MARKER[3..MARKER.len() - 4];
     for e in &errors {
@@ -789,33 +589,14 @@ fn no_error_or_debug_output_contains_the_secret() {
 
 #[test]
 fn the_cache_follows_rotation_in_this_and_other_processes() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = db(dir.path());
+    let (_dir, path) = temp_db();
     let server_clock = ManualClock::new();
     let server = open_with_clock(&path, &server_clock);
-    let h = hosts(&["api.openai.com"]);
-    server
-        .add(
-            "openai",
-            "default",
-            &secret("sk-one-0123456789"),
-            None,
-            &h,
-            AuthScheme::Bearer,
-        )
-        .unwrap();
+    openai("sk-one-0123456789").add(&server).unwrap();
     assert_eq!(server.resolve("openai", "default").unwrap().version, 1);
 
     // Same process: rotate invalidates at once.
-    server
-        .rotate(
-            "openai",
-            "default",
-            &secret("sk-two-0123456789"),
-            Duration::from_secs(60),
-            None,
-        )
-        .unwrap();
+    rotate_openai(&server, "sk-two-0123456789", Duration::from_secs(60));
     let key = server.resolve("openai", "default").unwrap();
     assert_eq!(
         (key.version, key.header_value.expose_secret()),
@@ -823,15 +604,8 @@ fn the_cache_follows_rotation_in_this_and_other_processes() {
     );
 
     // Another process (the CLI) rotates: seen after the revalidation interval.
-    let cli = Vault::open(&path, master(7)).unwrap();
-    cli.rotate(
-        "openai",
-        "default",
-        &secret("sk-three-0123456789"),
-        Duration::from_secs(60),
-        None,
-    )
-    .unwrap();
+    let cli = open(&path);
+    rotate_openai(&cli, "sk-three-0123456789", Duration::from_secs(60));
     assert_eq!(
         server.resolve("openai", "default").unwrap().version,
         2,
@@ -851,18 +625,9 @@ fn the_cache_follows_rotation_in_this_and_other_processes() {
 
 #[test]
 fn rotation_under_load_never_fails_a_caller() {
-    let dir = tempfile::tempdir().unwrap();
-    let vault = Vault::open(db(dir.path()), master(7)).unwrap();
-    vault
-        .add(
-            "openai",
-            "default",
-            &secret("sk-v1-0123456789"),
-            None,
-            &hosts(&["api.openai.com"]),
-            AuthScheme::Bearer,
-        )
-        .unwrap();
+    let (_dir, path) = temp_db();
+    let vault = open(&path);
+    openai("sk-v1-0123456789").add(&vault).unwrap();
     let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
     std::thread::scope(|s| {
         for _ in 0..4 {
@@ -886,15 +651,11 @@ fn rotation_under_load_never_fails_a_caller() {
             });
         }
         for v in 2..=20 {
-            vault
-                .rotate(
-                    "openai",
-                    "default",
-                    &secret(&format!("sk-v{v}-0123456789")),
-                    Duration::from_secs(60),
-                    None,
-                )
-                .unwrap();
+            rotate_openai(
+                &vault,
+                &format!("sk-v{v}-0123456789"),
+                Duration::from_secs(60),
+            );
         }
         stop.store(true, std::sync::atomic::Ordering::Relaxed);
     });
@@ -903,29 +664,17 @@ fn rotation_under_load_never_fails_a_caller() {
 
 #[test]
 fn change_master_moves_every_key_to_a_new_master_key() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = db(dir.path());
-    let vault = Vault::open(&path, master(7)).unwrap();
-    vault
-        .add(
-            "openai",
-            "default",
-            &secret("sk-0123456789abcdef"),
-            None,
-            &hosts(&["api.openai.com"]),
-            AuthScheme::Bearer,
-        )
-        .unwrap();
-    vault
-        .add(
-            "gemini",
-            "default",
-            &secret("AIza0123456789abcdef"),
-            None,
-            &hosts(&["generativelanguage.googleapis.com"]),
-            AuthScheme::XGoogApiKey,
-        )
-        .unwrap();
+    let (_dir, path) = temp_db();
+    let vault = open(&path);
+    openai("sk-0123456789abcdef").add(&vault).unwrap();
+    key(
+        "gemini",
+        "AIza0123456789abcdef",
+        "generativelanguage.googleapis.com",
+        AuthScheme::XGoogApiKey,
+    )
+    .add(&vault)
+    .unwrap();
     let rotation = vault.change_master(master(8)).unwrap();
     assert_eq!(rotation.rewrapped, 2);
     assert_eq!(vault.master_key_id().unwrap(), rotation.key_id);
@@ -963,19 +712,11 @@ fn change_master_moves_every_key_to_a_new_master_key() {
 /// no revalidation, and with the same errors as `resolve`.
 #[test]
 fn resolve_cached_never_touches_the_database() {
-    let dir = tempfile::tempdir().unwrap();
-    let clock = ManualClock::new();
-    let vault = open_with_clock(&db(dir.path()), &clock);
+    let (_dir, clock, vault) = clocked();
     let in_a_day = clock.now() + Duration::from_secs(86_400);
-    vault
-        .add(
-            "openai",
-            "default",
-            &secret("sk-cached-0123456789ab"),
-            Some(in_a_day),
-            &hosts(&["api.openai.com"]),
-            AuthScheme::Bearer,
-        )
+    openai("sk-cached-0123456789ab")
+        .expires(in_a_day)
+        .add(&vault)
         .unwrap();
     // Not resolved yet: not cached.
     assert!(vault.resolve_cached("openai", "default").is_none());

@@ -770,31 +770,15 @@ fn copy_hashing(
             .map_err(|e| Error::Backend(format!("cannot create `{}`: {e}", part.display())))?;
         let mut reporter = Reporter::start(progress, 0, total);
         let mut hasher = Sha256::new();
-        let mut buf = vec![0u8; CHUNK];
-        let mut done = 0u64;
-        loop {
-            let n = match input.read(&mut buf) {
-                Ok(0) => break,
-                Ok(n) => n,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => {
-                    return Err(Error::Backend(format!(
-                        "cannot read `{}`: {e}",
-                        from.display()
-                    )));
-                }
-            };
-            let chunk = buf.get(..n).unwrap_or_default();
-            output
-                .write_all(chunk)
-                .map_err(|e| Error::Backend(format!("cannot write `{}`: {e}", part.display())))?;
-            hasher.update(chunk);
-            done += n as u64;
-            reporter.advance(done);
-        }
-        output
-            .sync_all()
-            .map_err(|e| Error::Backend(format!("cannot write `{}`: {e}", part.display())))?;
+        let done = write_hashing(
+            &mut input,
+            &mut output,
+            part,
+            &mut hasher,
+            &mut reporter,
+            0,
+            |_, e, _| Error::Backend(format!("cannot read `{}`: {e}", from.display())),
+        )?;
         reporter.finish(done);
         Ok((hex(&hasher.finalize()), done))
     })();
@@ -805,37 +789,54 @@ fn copy_hashing(
     result
 }
 
-/// sha256 of the file at `path`; `(hex, size)`.
-fn hash_file(path: &Path) -> Result<(String, u64)> {
-    let mut file = File::open(path)
-        .map_err(|e| Error::Backend(format!("cannot open `{}`: {e}", path.display())))?;
-    let mut hasher = Sha256::new();
+/// Append all of `input` to `output` (the file at `path`),
+/// feeding each piece to `hasher` and the count of bytes to `reporter`;
+/// the count after the last piece, counting on from `done`. The file is
+/// flushed to disk at the end. A failed read is made an error by
+/// `read_failed`, given the file, the failure and the count so far; a failed
+/// write or flush is `cannot write PATH`.
+fn write_hashing(
+    input: &mut impl Read,
+    output: &mut File,
+    path: &Path,
+    hasher: &mut Sha256,
+    reporter: &mut Reporter<'_>,
+    mut done: u64,
+    read_failed: impl FnOnce(&File, io::Error, u64) -> Error,
+) -> Result<u64> {
+    let write_failed =
+        |e: io::Error| Error::Backend(format!("cannot write `{}`: {e}", path.display()));
     let mut buf = vec![0u8; CHUNK];
-    let mut size = 0u64;
     loop {
-        let n = match file.read(&mut buf) {
+        let n = match input.read(&mut buf) {
             Ok(0) => break,
             Ok(n) => n,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => {
-                return Err(Error::Backend(format!(
-                    "cannot read `{}`: {e}",
-                    path.display()
-                )));
-            }
+            Err(e) => return Err(read_failed(output, e, done)),
         };
-        hasher.update(buf.get(..n).unwrap_or_default());
-        size += n as u64;
+        let chunk = buf.get(..n).unwrap_or_default();
+        output.write_all(chunk).map_err(write_failed)?;
+        hasher.update(chunk);
+        done += n as u64;
+        reporter.advance(done);
     }
+    output.sync_all().map_err(write_failed)?;
+    Ok(done)
+}
+
+/// sha256 of the file at `path`; `(hex, size)`.
+fn hash_file(path: &Path) -> Result<(String, u64)> {
+    let (hasher, size) = hasher_of(path)?;
     Ok((hex(&hasher.finalize()), size))
 }
 
 /// Like [`hash_file`], but the hasher, to continue a resumed download.
 fn hasher_of(path: &Path) -> Result<(Sha256, u64)> {
-    let mut file = File::open(path)
+    let file = File::open(path)
         .map_err(|e| Error::Backend(format!("cannot open `{}`: {e}", path.display())))?;
     let mut hasher = Sha256::new();
-    let size = io::copy(&mut file, &mut hasher)
+    // `io::copy` reads through a `BufReader`'s own buffer: pieces of `CHUNK`.
+    let size = io::copy(&mut io::BufReader::with_capacity(CHUNK, file), &mut hasher)
         .map_err(|e| Error::Backend(format!("cannot read `{}`: {e}", path.display())))?;
     Ok((hasher, size))
 }
@@ -979,27 +980,19 @@ fn download(
 
         let mut reporter = Reporter::start(progress, start, total);
         let mut body = response.into_body().into_reader();
-        let mut buf = vec![0u8; CHUNK];
-        let mut done = start;
-        loop {
-            let n = match body.read(&mut buf) {
-                Ok(0) => break,
-                Ok(n) => n,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => {
-                    let _ = file.sync_all();
-                    return Err(interrupted(url, done, total, &e.to_string()));
-                }
-            };
-            let chunk = buf.get(..n).unwrap_or_default();
-            file.write_all(chunk)
-                .map_err(|e| Error::Backend(format!("cannot write `{}`: {e}", part.display())))?;
-            hasher.update(chunk);
-            done += n as u64;
-            reporter.advance(done);
-        }
-        file.sync_all()
-            .map_err(|e| Error::Backend(format!("cannot write `{}`: {e}", part.display())))?;
+        let done = write_hashing(
+            &mut body,
+            &mut file,
+            part,
+            &mut hasher,
+            &mut reporter,
+            start,
+            |file, e, done| {
+                // Keep what arrived for the next attempt to resume from.
+                let _ = file.sync_all();
+                interrupted(url, done, total, &e.to_string())
+            },
+        )?;
         if let Some(total) = total
             && done != total
         {

@@ -16,20 +16,6 @@ const PAGE_KEYS: usize = 1000;
 /// Most key bytes one `list-keys` page returns (at least one key is returned).
 const PAGE_BYTES: usize = 1 << 20;
 
-/// The schema. The index on `bucket` holds `(bucket, rowid)`, which is what
-/// `list-keys` pages through: the cursor is the last rowid returned, so a
-/// page is a range scan and concurrent writes never make a listing skip a
-/// key that existed throughout.
-const SCHEMA: &str = "
-CREATE TABLE IF NOT EXISTS kv (
-    bucket TEXT NOT NULL,
-    key    TEXT NOT NULL,
-    value  BLOB NOT NULL,
-    PRIMARY KEY (bucket, key)
-);
-CREATE INDEX IF NOT EXISTS kv_bucket ON kv (bucket);
-";
-
 /// Buckets in one SQLite file: table `kv(bucket, key, value)`.
 ///
 /// The database runs in WAL mode with `synchronous=FULL`: every write is one
@@ -51,6 +37,24 @@ pub struct SqliteBackend {
 }
 
 impl SqliteBackend {
+    /// The schema [`Self::open`] creates (idempotent: every statement is
+    /// `IF NOT EXISTS`), for tools that read or compare against the file
+    /// with SQLite directly, such as the storage benchmark's baseline.
+    ///
+    /// The index on `bucket` holds `(bucket, rowid)`, which is what
+    /// `list-keys` pages through: the cursor is the last rowid returned, so a
+    /// page is a range scan and concurrent writes never make a listing skip a
+    /// key that existed throughout.
+    pub const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS kv (
+    bucket TEXT NOT NULL,
+    key    TEXT NOT NULL,
+    value  BLOB NOT NULL,
+    PRIMARY KEY (bucket, key)
+);
+CREATE INDEX IF NOT EXISTS kv_bucket ON kv (bucket);
+";
+
     /// Open (or create) the database at `path`, creating its folder if needed.
     pub fn open(path: impl AsRef<Path>) -> Result<Self> {
         let path = path.as_ref().to_path_buf();
@@ -72,7 +76,7 @@ impl SqliteBackend {
                 },
                 convergio_sqlite::OpenError::Sqlite(source) => open_err(source),
             })?;
-        convergio_sqlite::create_schema(&mut conn, SCHEMA).map_err(open_err)?;
+        convergio_sqlite::create_schema(&mut conn, Self::SCHEMA).map_err(open_err)?;
         // The file is in WAL mode now (the mode is persistent).
         let reader = convergio_sqlite::open(&path).map_err(open_err)?;
         Ok(Self {
