@@ -93,3 +93,15 @@ fn main() -> ExitCode {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    use super::Cli;
+
+    #[test]
+    fn every_verb_and_option_is_well_formed() {
+        Cli::command().debug_assert();
+    }
+}

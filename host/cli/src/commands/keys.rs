@@ -14,6 +14,13 @@ use convergio_cap_keys::{AuthScheme, BoundOrigin, DEFAULT_KEY_NAME, Vault, defau
 
 use crate::shared::{self, PlatformFile};
 
+/// Manage BYOK provider keys (encrypted at rest; secrets are never printed).
+#[derive(Debug, clap::Args)]
+pub struct KeysArgs {
+    #[command(subcommand)]
+    command: KeysCommand,
+}
+
 /// Key vault commands.
 #[derive(Debug, Subcommand)]
 enum KeysCommand {
@@ -97,13 +104,6 @@ fn show(time: Option<SystemTime>) -> String {
         || "-".to_string(),
         |t| humantime::format_rfc3339_seconds(t).to_string(),
     )
-}
-
-/// Manage BYOK provider keys (encrypted at rest; secrets are never printed).
-#[derive(Debug, clap::Args)]
-pub struct KeysArgs {
-    #[command(subcommand)]
-    command: KeysCommand,
 }
 
 impl KeysArgs {

@@ -11,6 +11,13 @@ use convergio_runtime::local_models::{ModelStore, PullProgress};
 
 use crate::shared::PlatformFile;
 
+/// Manage the local model cache (GGUF files for llama.cpp).
+#[derive(Debug, clap::Args)]
+pub struct ModelsArgs {
+    #[command(subcommand)]
+    command: ModelsCommand,
+}
+
 /// `convergio models …`.
 #[derive(Debug, Subcommand)]
 enum ModelsCommand {
@@ -39,13 +46,6 @@ enum ModelsCommand {
         /// Model name.
         name: String,
     },
-}
-
-/// Manage the local model cache (GGUF files for llama.cpp).
-#[derive(Debug, clap::Args)]
-pub struct ModelsArgs {
-    #[command(subcommand)]
-    command: ModelsCommand,
 }
 
 impl ModelsArgs {
