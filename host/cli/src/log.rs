@@ -1,9 +1,44 @@
 //! The host's log output. Each log record reaches the writer in one write;
 //! [`OneLine`] escapes every line break and control character inside it, so
 //! nothing a plugin manages to get into a record (a bucket name, a URL, a
-//! message) can start a line that passes for the host's own.
+//! message) can start a line that passes for the host's own. [`init`] sets
+//! it up.
 
-use std::io::{self, Write};
+use std::io::{self, IsTerminal, Write};
+
+/// Crates whose debug and trace output is about compiling code, not about
+/// the platform: millions of lines per component at `trace`.
+const COMPILER_TARGETS: [&str; 4] = [
+    "cranelift_codegen",
+    "cranelift_frontend",
+    "regalloc2",
+    "wasmtime_internal_cranelift",
+];
+
+/// Send log records to stderr, one line each, filtered by `RUST_LOG` if
+/// set, else by `filter` (`--log`).
+pub fn init(filter: &str) {
+    let filter = std::env::var("RUST_LOG").unwrap_or_else(|_| filter.to_owned());
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::new(log_filter(&filter)))
+        .with_writer(OneLine {
+            ansi: io::stderr().is_terminal(),
+        })
+        .with_ansi(io::stderr().is_terminal())
+        .init();
+}
+
+/// The user's filter, with the compiler's internals kept at `info` unless the
+/// filter names them itself.
+fn log_filter(filter: &str) -> String {
+    let mut out = filter.to_owned();
+    for target in COMPILER_TARGETS {
+        if !filter.contains(target) {
+            out.push_str(&format!(",{target}=info"));
+        }
+    }
+    out
+}
 
 /// Writes each record to stderr on one line, control characters escaped.
 #[derive(Debug, Clone, Copy)]

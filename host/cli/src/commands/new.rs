@@ -1,10 +1,47 @@
 //! `convergio new`: a plugin crate from the SDK's templates.
 
 use std::path::{Path, PathBuf};
+use std::process::ExitCode;
 
 use anyhow::{Context, Result, bail};
+use clap::ValueEnum;
 
-use crate::NewKind;
+/// Create a new plugin crate from a template.
+#[derive(Debug, clap::Args)]
+pub struct NewArgs {
+    /// What to create.
+    kind: NewKind,
+    /// Plugin id (lowercase letters, digits, dashes); also the folder name.
+    name: String,
+    /// Folder to create the crate in (default: ./NAME).
+    #[arg(long)]
+    dir: Option<PathBuf>,
+}
+
+/// Kinds of plugin `new` can create.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum NewKind {
+    /// A tool component.
+    Tool,
+    /// A model provider adapter.
+    Provider,
+    /// An agent.
+    Agent,
+}
+
+impl NewArgs {
+    /// Create the crate and say how to build it.
+    pub fn run(self) -> Result<ExitCode> {
+        let dir = self.dir.unwrap_or_else(|| PathBuf::from(&self.name));
+        create(self.kind, &self.name, &dir)?;
+        println!("created {} in {}", self.name, dir.display());
+        println!(
+            "build it:  cd {} && cargo build --target wasm32-wasip2 --release",
+            dir.display()
+        );
+        Ok(ExitCode::SUCCESS)
+    }
+}
 
 /// (path in the new crate, template text) for each kind.
 fn templates(kind: NewKind) -> Vec<(&'static str, &'static str)> {
@@ -13,23 +50,35 @@ fn templates(kind: NewKind) -> Vec<(&'static str, &'static str)> {
             [
                 (
                     "Cargo.toml",
-                    include_str!(concat!("../../../sdk/templates/", $dir, "/Cargo.toml.tmpl")),
+                    include_str!(concat!(
+                        "../../../../sdk/templates/",
+                        $dir,
+                        "/Cargo.toml.tmpl"
+                    )),
                 ),
                 (
                     "src/lib.rs",
-                    include_str!(concat!("../../../sdk/templates/", $dir, "/src/lib.rs.tmpl")),
+                    include_str!(concat!(
+                        "../../../../sdk/templates/",
+                        $dir,
+                        "/src/lib.rs.tmpl"
+                    )),
                 ),
                 (
                     "plugin.toml",
                     include_str!(concat!(
-                        "../../../sdk/templates/",
+                        "../../../../sdk/templates/",
                         $dir,
                         "/plugin.toml.tmpl"
                     )),
                 ),
                 (
                     "README.md",
-                    include_str!(concat!("../../../sdk/templates/", $dir, "/README.md.tmpl")),
+                    include_str!(concat!(
+                        "../../../../sdk/templates/",
+                        $dir,
+                        "/README.md.tmpl"
+                    )),
                 ),
             ]
         };
@@ -76,7 +125,7 @@ fn sdk_dependency() -> String {
 }
 
 /// Create crate `name` of `kind` in `dir`, which must not exist or be empty.
-pub fn create(kind: NewKind, name: &str, dir: &Path) -> Result<()> {
+fn create(kind: NewKind, name: &str, dir: &Path) -> Result<()> {
     if let Some(problem) = convergio_runtime::manifest::id_problem(name) {
         bail!("{problem}");
     }

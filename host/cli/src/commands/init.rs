@@ -2,8 +2,11 @@
 //! the local model provider, so a first platform needs no key.
 
 use std::path::{Path, PathBuf};
+use std::process::ExitCode;
 
 use anyhow::{Context, Result, bail};
+
+use crate::shared::PlatformFile;
 
 /// The file `init` writes; `{manifest}` is the TOML string of the local
 /// model provider's `plugin.toml`.
@@ -59,10 +62,33 @@ deadline-ms = 120000
 /// Folder of the provider's manifest under the components folder.
 const PROVIDER: &str = "provider-local";
 
+/// Write a commented default platform.toml (zero-cloud: local models
+/// only, no key needed) at --config, which is ./platform.toml unless
+/// named. An existing file is left alone unless --force.
+#[derive(Debug, clap::Args)]
+pub struct InitArgs {
+    /// The `components` folder of a Convergio checkout (the one holding
+    /// `provider-local/plugin.toml`); default: `components` beside the
+    /// new platform.toml.
+    #[arg(long)]
+    components: Option<PathBuf>,
+    /// Replace an existing file.
+    #[arg(long)]
+    force: bool,
+}
+
+impl InitArgs {
+    /// Write the default platform to the platform file.
+    pub fn run(self, platform: &PlatformFile) -> Result<ExitCode> {
+        write(platform.path(), self.components.as_deref(), self.force)?;
+        Ok(ExitCode::SUCCESS)
+    }
+}
+
 /// Write the default platform to `config`. `components` is the folder that
 /// holds `provider-local/plugin.toml` (default: `components` beside
 /// `config`). Refuses to replace an existing file unless `force`.
-pub fn run(config: &Path, components: Option<&Path>, force: bool) -> Result<()> {
+fn write(config: &Path, components: Option<&Path>, force: bool) -> Result<()> {
     if config.exists() && !force {
         bail!(
             "{} already exists; `convergio init` does not overwrite it (add --force to replace it, or --config to write another file)",

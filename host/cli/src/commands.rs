@@ -1,0 +1,14 @@
+//! One module per verb of `convergio`, each with its `XArgs` struct (the
+//! verb's options and help) and `XArgs::run`.
+
+pub mod chat;
+pub mod check;
+pub mod init;
+pub mod invoke;
+pub mod keys;
+pub mod models;
+pub mod new;
+pub mod plugin;
+pub mod run;
+pub mod schema;
+pub mod usage;
