@@ -89,7 +89,7 @@ fn templates(kind: NewKind) -> Vec<(&'static str, &'static str)> {
             (
                 concat!("src/", $file, ".rs"),
                 include_str!(concat!(
-                    "../../../sdk/templates/provider/src/",
+                    "../../../../sdk/templates/provider/src/",
                     $file,
                     ".rs.tmpl"
                 )),
