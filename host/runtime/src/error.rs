@@ -99,7 +99,35 @@ pub enum Error {
         waited_ms: u64,
     },
 
+    /// A host capability could not open what it serves plugins from (its
+    /// database, the key vault, the model cache, the HTTP client's
+    /// certificates).
+    #[error("{context}: {source}")]
+    Capability {
+        /// The capability, as grants name it (`storage`, `keys`, …).
+        capability: &'static str,
+        /// What it was doing, e.g. `cannot open the storage database /data/convergio.db`.
+        context: String,
+        /// Why it failed.
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+
     /// Any other wasmtime failure.
     #[error(transparent)]
     Wasmtime(#[from] wasmtime::Error),
+}
+
+impl Error {
+    /// A [`Error::Capability`] failure of `capability` while `context`.
+    pub(crate) fn capability(
+        capability: &'static str,
+        context: impl Into<String>,
+        source: impl Into<Box<dyn std::error::Error + Send + Sync>>,
+    ) -> Self {
+        Self::Capability {
+            capability,
+            context: context.into(),
+            source: source.into(),
+        }
+    }
 }

@@ -6,13 +6,13 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
-use convergio_cap_inference::{Router, RouterCell};
+use convergio_cap_inference::Router;
 use tokio::sync::{Semaphore, broadcast};
 use tracing::Instrument;
 use wasmtime::Engine;
 use wasmtime::component::Val;
 
-use crate::capabilities::{Event, Services, Shared, data_dir};
+use crate::capabilities::{Event, Services, Shared};
 use crate::config::Platform;
 use crate::engine::{EpochTicker, build_engine};
 use crate::exports::ExportFn;
@@ -62,10 +62,7 @@ impl Runtime {
                 "host memory that plugins cause is not counted against their host-memory-mib: this program's global allocator is not convergio_runtime::HostAllocator"
             );
         }
-        let services = Services {
-            vault: open_vault(platform)?,
-            router: RouterCell::default(),
-        };
+        let services = Services::open(platform)?;
         let shared = Shared::open(platform, &services)?;
         let runtime = Self {
             inner: Arc::new(Inner {
@@ -190,7 +187,7 @@ impl Runtime {
     /// key, plugin or agent it could apply to, is an error.
     async fn start_router(&self, platform: &Platform) -> Result<Arc<Router>> {
         let providers = crate::provider::discover(&self.inner).await?;
-        let ledger = open_ledger(platform)?;
+        let ledger = crate::capabilities::open_ledger(platform)?;
         let sink = Arc::new(crate::provider::MeteringSink {
             vault: self.inner.services.vault.clone(),
         });
@@ -337,30 +334,4 @@ impl Runtime {
     pub fn vault(&self) -> Option<&convergio_cap_keys::Vault> {
         self.inner.services.vault.as_ref()
     }
-}
-
-/// The usage ledger of model calls and budget holds: `usage.db` in the
-/// data directory.
-fn open_ledger(platform: &Platform) -> Result<Arc<convergio_cap_inference::Ledger>> {
-    let path = data_dir(platform).join("usage.db");
-    convergio_cap_inference::Ledger::open(&path)
-        .map(Arc::new)
-        .map_err(|e| Error::Config(format!("cannot open {}: {e}", path.display())))
-}
-
-/// The key vault, opened only when some plugin is granted keys (so a platform
-/// without keys never creates a master key).
-fn open_vault(platform: &Platform) -> Result<Option<convergio_cap_keys::Vault>> {
-    if platform.plugins.iter().all(|p| p.grants.keys.is_empty()) {
-        return Ok(None);
-    }
-    let dir = data_dir(platform);
-    convergio_cap_keys::Vault::open_in_with(&dir, platform.keys.vault_options())
-        .map(Some)
-        .map_err(|e| {
-            Error::Config(format!(
-                "cannot open the key vault in {}: {e}",
-                dir.display()
-            ))
-        })
 }

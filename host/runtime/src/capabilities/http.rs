@@ -35,7 +35,7 @@ impl HostCapability for Http {
             services.vault.clone(),
         )
         .map(|http| Arc::new(http.zero_cloud(platform.inference.zero_cloud)))
-        .map_err(|e| Error::Config(e.to_string()))
+        .map_err(|e| Error::capability("http", "cannot set up outgoing HTTP", e))
     }
 
     fn prepare(

@@ -7,10 +7,10 @@ use std::sync::Arc;
 use convergio_cap_inference::{Caller, InferenceCtx, InferenceView};
 use wasmtime::component::Linker;
 
-use super::{HostCapability, Services};
+use super::{HostCapability, Services, data_dir};
 use crate::config::{Platform, PluginSpec};
 use crate::host_state::HostState;
-use crate::{Capability, PluginKind, Result};
+use crate::{Capability, Error, PluginKind, Result};
 
 pub(crate) struct Inference;
 
@@ -50,4 +50,13 @@ impl HostCapability for Inference {
             table: &mut s.table,
         })
     }
+}
+
+/// The usage ledger of model calls and budget holds: `usage.db` in the
+/// data directory.
+pub(crate) fn open_ledger(platform: &Platform) -> Result<Arc<convergio_cap_inference::Ledger>> {
+    let path = data_dir(platform).join("usage.db");
+    convergio_cap_inference::Ledger::open(&path)
+        .map(Arc::new)
+        .map_err(|e| Error::capability("inference", format!("cannot open {}", path.display()), e))
 }

@@ -6,10 +6,10 @@ use std::sync::Arc;
 use convergio_cap_keys::{KeyGrants, KeysCtx, KeysView};
 use wasmtime::component::Linker;
 
-use super::{HostCapability, Services};
+use super::{HostCapability, Services, data_dir};
 use crate::config::{Platform, PluginSpec};
 use crate::host_state::HostState;
-use crate::{Capability, Result};
+use crate::{Capability, Error, Result};
 
 pub(crate) struct Keys;
 
@@ -46,4 +46,22 @@ impl HostCapability for Keys {
             ctx: &s.plugin.keys,
         })
     }
+}
+
+/// The key vault, opened only when some plugin is granted keys (so a platform
+/// without keys never creates a master key).
+pub(super) fn open_vault(platform: &Platform) -> Result<Option<convergio_cap_keys::Vault>> {
+    if platform.plugins.iter().all(|p| p.grants.keys.is_empty()) {
+        return Ok(None);
+    }
+    let dir = data_dir(platform);
+    convergio_cap_keys::Vault::open_in_with(&dir, platform.keys.vault_options())
+        .map(Some)
+        .map_err(|e| {
+            Error::capability(
+                "keys",
+                format!("cannot open the key vault in {}", dir.display()),
+                e,
+            )
+        })
 }

@@ -37,7 +37,7 @@ impl HostCapability for LocalModel {
         let settings = &platform.local_models;
         let mut backends: Vec<Arc<dyn lm::Backend>> = Vec::new();
         let store = lm::ModelStore::open(models_dir(platform))
-            .map_err(|e| Error::Config(format!("cannot open the model cache: {e}")))?;
+            .map_err(|e| Error::capability("local-model", "cannot open the model cache", e))?;
         backends.push(Arc::new(lm::LlamaBackend::new(
             Arc::new(store),
             lm::LlamaOptions {
@@ -52,7 +52,7 @@ impl HostCapability for LocalModel {
         )));
         if let Some(url) = &settings.ollama {
             let ollama = lm::OllamaBackend::new(url)
-                .map_err(|e| Error::Config(format!("[local-models] ollama: {e}")))?;
+                .map_err(|e| Error::capability("local-model", "[local-models] ollama", e))?;
             backends.push(Arc::new(ollama));
         }
         Ok(Some(LocalModels::new(backends)))

@@ -46,6 +46,19 @@ pub(crate) struct Services {
     pub(crate) router: convergio_cap_inference::RouterCell,
 }
 
+impl Services {
+    /// Open the vault (only when some plugin is granted keys) and make the
+    /// cell the router goes in once it starts.
+    pub(crate) fn open(platform: &Platform) -> Result<Self> {
+        Ok(Self {
+            vault: keys::open_vault(platform)?,
+            router: convergio_cap_inference::RouterCell::default(),
+        })
+    }
+}
+
+pub(crate) use inference::open_ledger;
+
 /// One host capability: see the module documentation.
 pub(crate) trait HostCapability {
     /// The grant that allows it; `None` for baseline WASI, which every

@@ -28,10 +28,11 @@ impl HostCapability for Storage {
     fn open(platform: &Platform, _: &Services) -> Result<Self::Shared> {
         let path = data_dir(platform).join("convergio.db");
         let backend = SqliteBackend::open(&path).map_err(|e| {
-            Error::Config(format!(
-                "cannot open the storage database {}: {e}",
-                path.display()
-            ))
+            Error::capability(
+                "storage",
+                format!("cannot open the storage database {}", path.display()),
+                e,
+            )
         })?;
         Ok(Arc::new(backend))
     }
