@@ -204,8 +204,6 @@ fn link_plugin_import(
     Ok(())
 }
 
-/// Run one export in a fresh store under the plugin's limits.
-
 /// A function of another plugin, as linked into a caller.
 struct CallTarget {
     runtime: Weak<Inner>,

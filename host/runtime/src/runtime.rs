@@ -204,11 +204,6 @@ impl Runtime {
     /// Each is named by the id its `info()` reports (`openai/…`), unless
     /// several plugins report the same id (two accounts of one provider):
     /// then each of those is named by its plugin id. Its key is its `key`
-
-    /// The provider plugins (kind `provider`), for the inference router.
-    /// Each is named by the id its `info()` reports (`openai/…`), unless
-    /// several plugins report the same id (two accounts of one provider):
-    /// then each of those is named by its plugin id. Its key is its `key`
     /// config value, else `ID/default` when it is granted keys.
     pub async fn providers(&self) -> Result<Vec<Arc<dyn convergio_cap_inference::Provider>>> {
         crate::provider::discover(&self.inner).await
