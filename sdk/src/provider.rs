@@ -35,7 +35,7 @@ pub mod stream;
 pub mod testing;
 pub mod upstream;
 
-pub use adapter::{Adapter, Post};
+pub use adapter::{Adapter, AdapterSettings, Post};
 pub use settings::{ConfigSource, KeyName, ProviderConfig, check_base_url, wasi_config};
 pub use spec::ModelSpec;
 pub use stream::{EventDecoder, EventSource, SseStream};

@@ -2,7 +2,9 @@
 //! sets under the plugin's `[plugin.grants]` in `platform.toml`) and checked
 //! before any request is sent.
 
-use convergio_sdk::provider::{KeyName, ModelError, ProviderConfig, Upstream};
+use convergio_sdk::provider::{
+    AdapterSettings, ConfigSource, KeyName, ModelError, ProviderConfig, Upstream,
+};
 
 /// Where the API lives unless `base-url` says otherwise.
 pub const DEFAULT_BASE_URL: &str = "https://api.anthropic.com";
@@ -35,15 +37,12 @@ impl Settings {
     pub fn messages_url(&self) -> String {
         format!("{}/v1/messages", self.base_url)
     }
+}
 
-    /// The API, for requests and error messages.
-    pub fn upstream(&self) -> Upstream {
-        Upstream::new("Anthropic API", &self.base_url, self.key.clone())
-    }
-
+impl AdapterSettings for Settings {
     /// Read and check every setting; `get` returns the value of a key, `None`
     /// when the operator did not set it, or why it could not be read.
-    pub fn load(get: impl Fn(&str) -> Result<Option<String>, String>) -> Result<Self, ModelError> {
+    fn load(get: impl ConfigSource) -> Result<Self, ModelError> {
         let config = ProviderConfig::new("anthropic", get);
         let base_url = config.base_url(DEFAULT_BASE_URL)?;
         let key = config.key(DEFAULT_KEY)?;
@@ -79,6 +78,11 @@ impl Settings {
             api_version,
             default_max_tokens,
         })
+    }
+
+    /// The API, for requests and error messages.
+    fn upstream(&self) -> Upstream {
+        Upstream::new("Anthropic API", &self.base_url, self.key.clone())
     }
 }
 

@@ -600,6 +600,7 @@ fn merge(into: &mut WireUsage, from: &WireUsage) {
 
 #[cfg(test)]
 mod tests {
+    use convergio_sdk::provider::AdapterSettings as _;
     use convergio_sdk::provider::Sampling;
     use convergio_sdk::provider::testing::{self, request, tool_call as call};
     use convergio_sdk::sse::SseParser;

@@ -2,7 +2,9 @@
 //! sets under the plugin's `[plugin.grants]` in `platform.toml`) and checked
 //! before any request is sent.
 
-use convergio_sdk::provider::{ConfigSource, KeyName, ModelError, ProviderConfig, Upstream};
+use convergio_sdk::provider::{
+    AdapterSettings, ConfigSource, KeyName, ModelError, ProviderConfig, Upstream,
+};
 
 /// Provider id, the prefix of `gemini/model` names.
 pub const PROVIDER_ID: &str = "gemini";
@@ -25,9 +27,20 @@ pub struct Settings {
 }
 
 impl Settings {
+    /// `{base}/{version}/models/{model}:{method}`; `method` may carry a query.
+    pub fn url(&self, model: &str, method: &str) -> Result<String, ModelError> {
+        let model = model_id(model)?;
+        Ok(format!(
+            "{}/{}/models/{model}:{method}",
+            self.base_url, self.api_version
+        ))
+    }
+}
+
+impl AdapterSettings for Settings {
     /// Reads `base-url`, `api-version` and `key` through `get` (the value,
     /// `None` when unset, or why it cannot be read) and checks them.
-    pub fn load(get: impl ConfigSource) -> Result<Self, ModelError> {
+    fn load(get: impl ConfigSource) -> Result<Self, ModelError> {
         let config = ProviderConfig::new(PROVIDER_ID, get);
         let base_url = config.base_url(DEFAULT_BASE_URL)?;
         let api_version = match config.optional("api-version")? {
@@ -58,17 +71,8 @@ impl Settings {
     }
 
     /// The API, for requests and error messages.
-    pub fn upstream(&self) -> Upstream {
+    fn upstream(&self) -> Upstream {
         Upstream::new("Gemini API", &self.base_url, self.key.clone())
-    }
-
-    /// `{base}/{version}/models/{model}:{method}`; `method` may carry a query.
-    pub fn url(&self, model: &str, method: &str) -> Result<String, ModelError> {
-        let model = model_id(model)?;
-        Ok(format!(
-            "{}/{}/models/{model}:{method}",
-            self.base_url, self.api_version
-        ))
     }
 }
 

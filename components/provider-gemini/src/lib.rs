@@ -22,7 +22,7 @@ pub mod wire;
 
 use convergio_sdk::provider::{
     self, Adapter, Completion, ConfigSource, Embeddings, ErrorResponse, ModelError, ModelInfo,
-    Post, ProviderInfo, ProviderRequest, Upstream, now_unix_secs,
+    Post, ProviderInfo, ProviderRequest, now_unix_secs,
 };
 
 use crate::config::Settings;
@@ -45,14 +45,6 @@ impl Adapter for Gemini {
 
     fn models(_config: impl ConfigSource) -> provider::Result<Vec<ModelInfo>> {
         Ok(models::model_infos())
-    }
-
-    fn load(config: impl ConfigSource) -> provider::Result<Settings> {
-        Settings::load(config)
-    }
-
-    fn upstream(settings: &Settings) -> Upstream {
-        settings.upstream()
     }
 
     fn chat(

@@ -764,6 +764,7 @@ fn parse_duration_ms(value: &str) -> Option<u64> {
 
 #[cfg(test)]
 mod tests {
+    use convergio_sdk::provider::AdapterSettings as _;
     use convergio_sdk::provider::Sampling;
     use convergio_sdk::provider::testing::{self, request, tool_call as call};
     use serde_json::json;

@@ -6,7 +6,8 @@
 //! OpenAI resource, where the model named in a request is a deployment.
 
 use convergio_sdk::provider::{
-    KeyName, ModelError, ModelInfo, ProviderConfig, Upstream, check_base_url,
+    AdapterSettings, ConfigSource, KeyName, ModelError, ModelInfo, ProviderConfig, Upstream,
+    check_base_url,
 };
 
 use crate::models::{self, ModelSpec};
@@ -72,87 +73,6 @@ impl Flavor {
 }
 
 impl Settings {
-    /// Read and check every setting; `get` returns the value of a key, `None`
-    /// when the operator did not set it, or why it could not be read.
-    pub fn load(get: impl Fn(&str) -> Result<Option<String>, String>) -> Result<Self, ModelError> {
-        let config = ProviderConfig::new("OpenAI", get);
-        let azure = match config.optional("flavor")? {
-            Some(v) => flavor(&v).ok_or_else(|| {
-                config.invalid("flavor", &v, "is neither \"openai\" nor \"azure\"", "azure")
-            })?,
-            None => false,
-        };
-        if !azure {
-            for key in ["api-version", "deployments"] {
-                if config.optional(key)?.is_some() {
-                    return Err(config.error(
-                        key,
-                        Some("(set)"),
-                        "applies only to Azure OpenAI (flavor = \"azure\")",
-                        "flavor = \"azure\"",
-                    ));
-                }
-            }
-        }
-        let base_url = if azure {
-            match config.optional("base-url")? {
-                Some(url) => azure_endpoint(&url)
-                    .map_err(|problem| config.invalid("base-url", &url, problem, AZURE_EXAMPLE))?,
-                None => {
-                    return Err(config.error(
-                        "base-url",
-                        None,
-                        "is not set: Azure OpenAI has no default endpoint",
-                        &format!("flavor = \"azure\", base-url = \"{AZURE_EXAMPLE}\""),
-                    ));
-                }
-            }
-        } else {
-            config.base_url(DEFAULT_OPENAI_BASE_URL)?
-        };
-        let key = config.key(if azure {
-            DEFAULT_AZURE_KEY
-        } else {
-            DEFAULT_OPENAI_KEY
-        })?;
-        let flavor = if azure {
-            let api = match config.optional("api-version")? {
-                Some(v) => api_version(&v).ok_or_else(|| {
-                    config.invalid(
-                        "api-version",
-                        &v,
-                        "is not an Azure OpenAI API version (YYYY-MM-DD[-preview] or v1)",
-                        DEFAULT_AZURE_API_VERSION,
-                    )
-                })?,
-                None => AzureApi::Dated(DEFAULT_AZURE_API_VERSION.to_owned()),
-            };
-            let deployments = match config.optional("deployments")? {
-                Some(v) => deployments(&v).map_err(|problem| {
-                    config.invalid("deployments", &v, &problem, DEPLOYMENTS_EXAMPLE)
-                })?,
-                None => Vec::new(),
-            };
-            Flavor::Azure { api, deployments }
-        } else {
-            Flavor::OpenAi
-        };
-        Ok(Self {
-            flavor,
-            base_url,
-            key,
-        })
-    }
-
-    /// The API, for requests and error messages.
-    pub fn upstream(&self) -> Upstream {
-        let name = match self.flavor {
-            Flavor::OpenAi => "OpenAI API",
-            Flavor::Azure { .. } => "Azure OpenAI API",
-        };
-        Upstream::new(name, &self.base_url, self.key.clone())
-    }
-
     /// The id in `provider/model` names.
     pub fn provider_id(&self) -> &'static str {
         provider_id(matches!(self.flavor, Flavor::Azure { .. }))
@@ -224,6 +144,89 @@ impl Settings {
                 .filter_map(|d| models::find(d.model).map(|m| m.info_as(&d.name)))
                 .collect()),
         }
+    }
+}
+
+impl AdapterSettings for Settings {
+    /// Read and check every setting; `get` returns the value of a key, `None`
+    /// when the operator did not set it, or why it could not be read.
+    fn load(get: impl ConfigSource) -> Result<Self, ModelError> {
+        let config = ProviderConfig::new("OpenAI", get);
+        let azure = match config.optional("flavor")? {
+            Some(v) => flavor(&v).ok_or_else(|| {
+                config.invalid("flavor", &v, "is neither \"openai\" nor \"azure\"", "azure")
+            })?,
+            None => false,
+        };
+        if !azure {
+            for key in ["api-version", "deployments"] {
+                if config.optional(key)?.is_some() {
+                    return Err(config.error(
+                        key,
+                        Some("(set)"),
+                        "applies only to Azure OpenAI (flavor = \"azure\")",
+                        "flavor = \"azure\"",
+                    ));
+                }
+            }
+        }
+        let base_url = if azure {
+            match config.optional("base-url")? {
+                Some(url) => azure_endpoint(&url)
+                    .map_err(|problem| config.invalid("base-url", &url, problem, AZURE_EXAMPLE))?,
+                None => {
+                    return Err(config.error(
+                        "base-url",
+                        None,
+                        "is not set: Azure OpenAI has no default endpoint",
+                        &format!("flavor = \"azure\", base-url = \"{AZURE_EXAMPLE}\""),
+                    ));
+                }
+            }
+        } else {
+            config.base_url(DEFAULT_OPENAI_BASE_URL)?
+        };
+        let key = config.key(if azure {
+            DEFAULT_AZURE_KEY
+        } else {
+            DEFAULT_OPENAI_KEY
+        })?;
+        let flavor = if azure {
+            let api = match config.optional("api-version")? {
+                Some(v) => api_version(&v).ok_or_else(|| {
+                    config.invalid(
+                        "api-version",
+                        &v,
+                        "is not an Azure OpenAI API version (YYYY-MM-DD[-preview] or v1)",
+                        DEFAULT_AZURE_API_VERSION,
+                    )
+                })?,
+                None => AzureApi::Dated(DEFAULT_AZURE_API_VERSION.to_owned()),
+            };
+            let deployments = match config.optional("deployments")? {
+                Some(v) => deployments(&v).map_err(|problem| {
+                    config.invalid("deployments", &v, &problem, DEPLOYMENTS_EXAMPLE)
+                })?,
+                None => Vec::new(),
+            };
+            Flavor::Azure { api, deployments }
+        } else {
+            Flavor::OpenAi
+        };
+        Ok(Self {
+            flavor,
+            base_url,
+            key,
+        })
+    }
+
+    /// The API, for requests and error messages.
+    fn upstream(&self) -> Upstream {
+        let name = match self.flavor {
+            Flavor::OpenAi => "OpenAI API",
+            Flavor::Azure { .. } => "Azure OpenAI API",
+        };
+        Upstream::new(name, &self.base_url, self.key.clone())
     }
 }
 

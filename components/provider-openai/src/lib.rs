@@ -17,9 +17,10 @@ pub mod map;
 pub mod models;
 pub mod wire;
 
+use convergio_sdk::provider::AdapterSettings as _;
 use convergio_sdk::provider::{
     self, Adapter, Completion, ConfigSource, Embeddings, ErrorResponse, ModelError, ModelInfo,
-    Post, ProviderInfo, ProviderRequest, Upstream, now_unix_secs,
+    Post, ProviderInfo, ProviderRequest, now_unix_secs,
 };
 
 use crate::config::{Flavor, Settings};
@@ -43,14 +44,6 @@ impl Adapter for OpenAi {
 
     fn models(config: impl ConfigSource) -> provider::Result<Vec<ModelInfo>> {
         Settings::load(config)?.model_infos()
-    }
-
-    fn load(config: impl ConfigSource) -> provider::Result<Settings> {
-        Settings::load(config)
-    }
-
-    fn upstream(settings: &Settings) -> Upstream {
-        settings.upstream()
     }
 
     fn chat(

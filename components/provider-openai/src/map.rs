@@ -2,6 +2,7 @@
 //! format: requests, responses, stream chunks, embeddings and errors. Nothing
 //! here does I/O, so all of it is unit-tested natively.
 
+use convergio_sdk::provider::AdapterSettings as _;
 use std::collections::BTreeMap;
 
 use convergio_sdk::log::Level;

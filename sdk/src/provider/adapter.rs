@@ -12,7 +12,7 @@
 //!
 //! ```no_run
 //! use convergio_sdk::provider::{
-//!     self, Adapter, Completion, ConfigSource, Delta, Embeddings, ErrorResponse, EventDecoder,
+//!     self, Adapter, AdapterSettings, Completion, ConfigSource, Delta, Embeddings, ErrorResponse, EventDecoder,
 //!     KeyName, ModelError, ModelInfo, Post, ProviderConfig, ProviderInfo, ProviderRequest,
 //!     Upstream,
 //! };
@@ -25,9 +25,30 @@
 //! struct Decoder;
 //!
 //! impl EventDecoder for Decoder {
-//!     fn event(&mut self, event: &SseEvent) -> provider::Result<Option<Delta>> { todo!() }
-//!     fn finished(&self) -> bool { todo!() }
-//!     fn end(&mut self) -> provider::Result<Delta> { todo!() }
+//!     // Acme streams `data: {"text": "…"}` events and ends with `data: [DONE]`.
+//!     fn event(&mut self, event: &SseEvent) -> provider::Result<Option<Delta>> {
+//!         if event.data == "[DONE]" {
+//!             return Ok(None);
+//!         }
+//!         let chunk: serde_json::Value = serde_json::from_str(&event.data)
+//!             .map_err(|e| ModelError::MalformedResponse(format!("Acme API event: {e}")))?;
+//!         let content = chunk["text"].as_str().unwrap_or_default().to_owned();
+//!         Ok(Some(Delta { content, tool_calls: Vec::new(), finish_reason: None, usage: None }))
+//!     }
+//!     fn finished(&self) -> bool { false }
+//!     fn end(&mut self) -> provider::Result<Delta> {
+//!         Err(ModelError::MalformedResponse("the Acme API stream ended early".into()))
+//!     }
+//! }
+//!
+//! impl AdapterSettings for Settings {
+//!     fn load(config: impl ConfigSource) -> provider::Result<Settings> {
+//!         let config = ProviderConfig::new("acme", config);
+//!         Ok(Settings { base_url: config.base_url("https://api.acme.test")?, key: config.key("acme/default")? })
+//!     }
+//!     fn upstream(&self) -> Upstream {
+//!         Upstream::new("Acme API", &self.base_url, self.key.clone())
+//!     }
 //! }
 //!
 //! impl Adapter for Acme {
@@ -38,18 +59,26 @@
 //!         ProviderInfo { id: "acme".into(), name: "Acme".into() }
 //!     }
 //!     fn models(_config: impl ConfigSource) -> provider::Result<Vec<ModelInfo>> { Ok(Vec::new()) }
-//!     fn load(config: impl ConfigSource) -> provider::Result<Settings> {
-//!         let config = ProviderConfig::new("acme", config);
-//!         Ok(Settings { base_url: config.base_url("https://api.acme.test")?, key: config.key("acme/default")? })
-//!     }
-//!     fn upstream(settings: &Settings) -> Upstream {
-//!         Upstream::new("Acme API", &settings.base_url, settings.key.clone())
-//!     }
 //!     fn chat(settings: &Settings, request: &ProviderRequest, stream: bool) -> provider::Result<Post> {
 //!         let body = serde_json::json!({"model": request.model, "stream": stream});
 //!         Post::json(format!("{}/chat", settings.base_url), &body)
 //!     }
-//!     fn completion(_: &Settings, _: &ProviderRequest, body: &[u8]) -> provider::Result<Completion> { todo!() }
+//!     fn completion(_: &Settings, request: &ProviderRequest, body: &[u8]) -> provider::Result<Completion> {
+//!         let answer: serde_json::Value = serde_json::from_slice(body)
+//!             .map_err(|e| ModelError::MalformedResponse(format!("Acme API answer: {e}")))?;
+//!         Ok(Completion {
+//!             provider: "acme".into(),
+//!             model: request.model.clone(),
+//!             message: provider::Message {
+//!                 role: provider::Role::Assistant,
+//!                 content: answer["text"].as_str().unwrap_or_default().to_owned(),
+//!                 tool_calls: Vec::new(),
+//!                 tool_call_id: None,
+//!             },
+//!             finish_reason: provider::FinishReason::Stop,
+//!             usage: provider::Usage::default(),
+//!         })
+//!     }
 //!     fn decoder(_: &Settings, _: &ProviderRequest) -> Decoder { Decoder }
 //!     fn error(_: &Settings, failure: &ErrorResponse) -> ModelError {
 //!         ModelError::Upstream(format!("Acme API answered HTTP {}", failure.status))
@@ -78,6 +107,17 @@ use crate::provider::{
     ModelError, ModelInfo, ProviderInfo, ProviderRequest, Result, SseStream, Upstream, wasi_config,
 };
 
+/// An adapter's settings: read and checked from the plugin's configuration,
+/// and the API they point at.
+pub trait AdapterSettings: Sized {
+    /// Reads and checks the settings (see [`ProviderConfig`](crate::provider::ProviderConfig)):
+    /// a bad value is a `bad-request` naming the key and the fix.
+    fn load(config: impl ConfigSource) -> Result<Self>;
+
+    /// The API the settings point at: its name, origin and key.
+    fn upstream(&self) -> Upstream;
+}
+
 /// An adapter of one upstream API: what is specific to that API. The SDK
 /// implements [`Guest`] for every `Adapter`, so
 /// `convergio_sdk::export_provider!(MyAdapter)` exports it.
@@ -85,8 +125,8 @@ use crate::provider::{
 /// `config` is where settings come from ([`wasi_config`] in the component,
 /// a table in unit tests).
 pub trait Adapter {
-    /// The operator's settings, read and checked by [`load`](Self::load).
-    type Settings;
+    /// The operator's settings.
+    type Settings: AdapterSettings;
     /// Turns the events of a streamed answer into deltas.
     type Decoder: EventDecoder + 'static;
 
@@ -96,13 +136,6 @@ pub trait Adapter {
     /// The models it serves, with prices, limits and features (read the
     /// settings only if the list depends on them).
     fn models(config: impl ConfigSource) -> Result<Vec<ModelInfo>>;
-
-    /// Reads and checks the settings (see [`ProviderConfig`](crate::provider::ProviderConfig)):
-    /// a bad value is a `bad-request` naming the key and the fix.
-    fn load(config: impl ConfigSource) -> Result<Self::Settings>;
-
-    /// The API the settings point at: its name, origin and key.
-    fn upstream(settings: &Self::Settings) -> Upstream;
 
     /// The request for `request` (`stream` asks for server-sent events), or
     /// why it cannot be sent.
@@ -201,16 +234,16 @@ impl<A: Adapter> Guest for A {
     }
 
     fn complete(request: ProviderRequest) -> Result<Completion> {
-        let settings = A::load(wasi_config)?;
-        let upstream = A::upstream(&settings);
+        let settings = A::Settings::load(wasi_config)?;
+        let upstream = settings.upstream();
         let post = A::chat(&settings, &request, false)?;
         let body = upstream.read_body(send::<A>(&settings, &upstream, &post)?)?;
         A::completion(&settings, &request, &body)
     }
 
     fn stream(request: ProviderRequest) -> Result<CompletionStream> {
-        let settings = A::load(wasi_config)?;
-        let upstream = A::upstream(&settings);
+        let settings = A::Settings::load(wasi_config)?;
+        let upstream = settings.upstream();
         let post = A::chat(&settings, &request, true)?;
         let response = send::<A>(&settings, &upstream, &post)?;
         let decoder = A::decoder(&settings, &request);
@@ -222,8 +255,8 @@ impl<A: Adapter> Guest for A {
     }
 
     fn embed(model: String, inputs: Vec<String>) -> Result<Embeddings> {
-        let settings = A::load(wasi_config)?;
-        let upstream = A::upstream(&settings);
+        let settings = A::Settings::load(wasi_config)?;
+        let upstream = settings.upstream();
         A::embed(&settings, &model, &inputs, &mut |post| {
             upstream.read_body(send::<A>(&settings, &upstream, post)?)
         })
