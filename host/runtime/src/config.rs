@@ -642,8 +642,25 @@ impl Grants {
     pub fn capabilities(&self) -> Vec<Capability> {
         Capability::ALL
             .into_iter()
-            .filter(|c| c.is_granted(self))
+            .filter(|c| self.grants(*c))
             .collect()
+    }
+
+    /// Whether these grants give `capability`.
+    pub fn grants(&self, capability: Capability) -> bool {
+        let grants = self;
+        match capability {
+            Capability::Logging => grants.logging,
+            Capability::Config => grants.config.is_some(),
+            Capability::Storage => !grants.storage.is_empty(),
+            Capability::Http => !grants.http.is_empty(),
+            Capability::Keys => !grants.keys.is_empty(),
+            Capability::Inference => grants.inference,
+            Capability::LocalModel => !grants.models.is_empty(),
+            Capability::Events => !grants.events.is_empty(),
+            Capability::Admin => grants.admin,
+            Capability::Plugins => !grants.plugins.is_empty(),
+        }
     }
 }
 

@@ -131,3 +131,18 @@ impl Error {
         }
     }
 }
+
+/// The error and its causes on one line.
+pub(crate) fn one_line(err: &wasmtime::Error) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    for cause in err.chain() {
+        let text = cause.to_string().replace('\n', " ");
+        if text.contains("wasm backtrace:") {
+            continue;
+        }
+        if !parts.iter().any(|p| p.contains(&text)) {
+            parts.push(text);
+        }
+    }
+    parts.join(": ")
+}

@@ -1,13 +1,13 @@
 //! The state of one store: one call (or one warm instance) of one plugin.
 
 use std::sync::Arc;
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::time::Instant;
 
 use wasmtime::StoreLimits;
 use wasmtime::component::ResourceTable;
 use wasmtime_wasi::{WasiCtxView, WasiView};
 
-use crate::capabilities::{PluginCaps, StoreCaps};
+use crate::capabilities::{CapabilityHost, PluginCaps, StoreCaps, StoreParts};
 
 /// State of one store: the plugin's capability contexts (shared by its
 /// stores), this store's resource table, limits and per-store capability
@@ -45,8 +45,13 @@ impl wasmtime_wasi_http::WasiHttpView for HostState {
     }
 }
 
-/// Milliseconds since the Unix epoch (0 for times before it).
-pub(crate) fn unix_ms(time: SystemTime) -> u64 {
-    time.duration_since(UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+impl CapabilityHost for HostState {
+    fn parts(&mut self) -> StoreParts<'_> {
+        StoreParts {
+            plugin: &self.plugin,
+            caps: &mut self.caps,
+            table: &mut self.table,
+            deadline_at: self.deadline_at,
+        }
+    }
 }

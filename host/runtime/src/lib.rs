@@ -50,12 +50,14 @@ mod runtime;
 pub mod schema;
 mod session;
 mod slot;
+mod time;
 mod toml_file;
 pub mod values;
 mod watch;
 
 pub use capabilities::Event;
-pub use capability::{Capability, ImportClass, classify_import};
+pub use capabilities::{ImportClass, classify_import};
+pub use capability::Capability;
 pub use config::{
     Grants, InferenceSettings, KeySettings, Limits, LocalModelSettings, Platform, PlatformConfig,
     PluginSpec,

@@ -9,12 +9,13 @@ use wasmtime::component::types::ComponentItem;
 use wasmtime::component::{Component, Linker, Val};
 
 use crate::capabilities;
-use crate::capability::{ImportClass, classify_import};
+use crate::capabilities::{ImportClass, classify_import};
 use crate::config::PluginSpec;
+use crate::error::one_line;
 use crate::exports::ExportFn;
 use crate::host_state::HostState;
 use crate::inner::Inner;
-use crate::session::{call_in_store, one_line};
+use crate::session::call_in_store;
 use crate::slot::{Loaded, Slot};
 use crate::values::{is_plain, render_func};
 use crate::{Capability, Error, Result};
@@ -46,7 +47,7 @@ pub(crate) fn link(
             ImportClass::Host(cap) => cap,
             ImportClass::Plugin => Capability::Plugins,
         };
-        if !capability.is_granted(&spec.grants) {
+        if !spec.grants.grants(capability) {
             problems.push(denied(spec, name, capability));
             continue;
         }

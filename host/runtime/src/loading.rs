@@ -14,9 +14,9 @@ use wasmtime::component::Component;
 
 use crate::capabilities::PluginCaps;
 use crate::config::PluginSpec;
+use crate::error::one_line;
 use crate::exports::Exports;
 use crate::inner::Inner;
-use crate::session::one_line;
 use crate::slot::Loaded;
 use crate::{Error, Result};
 

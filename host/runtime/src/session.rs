@@ -10,6 +10,7 @@ use wasmtime::component::{ResourceTable, Val};
 use wasmtime::{CallHook, Store, StoreLimitsBuilder, Trap, UpdateDeadline};
 
 use crate::config::PluginSpec;
+use crate::error::one_line;
 use crate::exports::ExportFn;
 use crate::host_memory::{HostMemoryExceeded, MAX_HANDLES};
 use crate::host_state::HostState;
@@ -355,19 +356,4 @@ pub(crate) fn describe_failure(err: &wasmtime::Error, spec: &PluginSpec) -> Stri
             }
         }
     }
-}
-
-/// The error and its causes on one line.
-pub(crate) fn one_line(err: &wasmtime::Error) -> String {
-    let mut parts: Vec<String> = Vec::new();
-    for cause in err.chain() {
-        let text = cause.to_string().replace('\n', " ");
-        if text.contains("wasm backtrace:") {
-            continue;
-        }
-        if !parts.iter().any(|p| p.contains(&text)) {
-            parts.push(text);
-        }
-    }
-    parts.join(": ")
 }

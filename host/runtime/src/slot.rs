@@ -16,7 +16,8 @@ use wasmtime::component::InstancePre;
 use crate::capabilities::PluginCaps;
 use crate::config::PluginSpec;
 use crate::exports::Exports;
-use crate::host_state::{HostState, unix_ms};
+use crate::host_state::HostState;
+use crate::time::unix_ms;
 
 /// One compiled and linked version of a plugin.
 pub(crate) struct Loaded {

@@ -4,12 +4,11 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use wasmtime::component::{HasSelf, Linker};
+use wasmtime::component::{HasData, Linker};
 
-use super::{HostCapability, Services};
+use super::{CapabilityHost, HostCapability, Services};
 use crate::bindings::config_store;
 use crate::config::{Platform, PluginSpec};
-use crate::host_state::HostState;
 use crate::{Capability, Result};
 
 pub(crate) struct Config;
@@ -39,26 +38,41 @@ impl HostCapability for Config {
 
     fn store(_: &Self::Plugin) {}
 
-    fn add_to_linker(linker: &mut Linker<HostState>) -> wasmtime::Result<()> {
-        config_store::add_to_linker::<_, HasSelf<HostState>>(linker, |s| s)
+    fn add_to_linker<T: CapabilityHost>(linker: &mut Linker<T>) -> wasmtime::Result<()> {
+        config_store::add_to_linker::<T, ConfigView<'static>>(linker, view::<T>)
     }
 }
 
-impl config_store::Host for HostState {
+/// A store's view for `wasi:config`: the plugin's id and values.
+pub(crate) struct ConfigView<'a> {
+    plugin: &'a str,
+    values: &'a BTreeMap<String, String>,
+}
+
+impl HasData for ConfigView<'static> {
+    type Data<'a> = ConfigView<'a>;
+}
+
+fn view<T: CapabilityHost>(host: &mut T) -> ConfigView<'_> {
+    let plugin = host.parts().plugin;
+    ConfigView {
+        plugin: &plugin.spec.id,
+        values: &plugin.config,
+    }
+}
+
+impl config_store::Host for ConfigView<'_> {
     fn get(&mut self, key: String) -> std::result::Result<Option<String>, config_store::Error> {
-        let plugin = &self.plugin;
-        let _span =
-            tracing::trace_span!("convergio.config.get", plugin = %plugin.spec.id, key = ?key)
-                .entered();
-        Ok(plugin.config.get(&key).cloned())
+        let _span = tracing::trace_span!("convergio.config.get", plugin = %self.plugin, key = ?key)
+            .entered();
+        Ok(self.values.get(&key).cloned())
     }
 
     fn get_all(&mut self) -> std::result::Result<Vec<(String, String)>, config_store::Error> {
-        let plugin = &self.plugin;
         let _span =
-            tracing::trace_span!("convergio.config.get_all", plugin = %plugin.spec.id).entered();
-        Ok(plugin
-            .config
+            tracing::trace_span!("convergio.config.get_all", plugin = %self.plugin).entered();
+        Ok(self
+            .values
             .iter()
             .map(|(k, v)| (k.clone(), v.clone()))
             .collect())

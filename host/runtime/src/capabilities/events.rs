@@ -6,12 +6,12 @@ use std::sync::Arc;
 use std::time::SystemTime;
 
 use tokio::sync::broadcast;
-use wasmtime::component::{HasSelf, Linker};
+use wasmtime::component::{HasData, Linker};
 
-use super::{HostCapability, Services};
+use super::{CapabilityHost, HostCapability, Services};
 use crate::bindings::events;
 use crate::config::{Platform, PluginSpec};
-use crate::host_state::{HostState, unix_ms};
+use crate::time::unix_ms;
 use crate::{Capability, Result};
 
 /// Largest event payload a plugin may publish.
@@ -97,22 +97,39 @@ impl HostCapability for Events {
 
     fn store(_: &EventsCtx) {}
 
-    fn add_to_linker(linker: &mut Linker<HostState>) -> wasmtime::Result<()> {
-        events::add_to_linker::<_, HasSelf<HostState>>(linker, |s| s)
+    fn add_to_linker<T: CapabilityHost>(linker: &mut Linker<T>) -> wasmtime::Result<()> {
+        events::add_to_linker::<T, EventsView<'static>>(linker, view::<T>)
     }
 }
 
-impl events::Host for HostState {
+/// A store's view for `events`: the plugin's id and its context.
+pub(crate) struct EventsView<'a> {
+    plugin: &'a str,
+    ctx: &'a EventsCtx,
+}
+
+impl HasData for EventsView<'static> {
+    type Data<'a> = EventsView<'a>;
+}
+
+fn view<T: CapabilityHost>(host: &mut T) -> EventsView<'_> {
+    let plugin = host.parts().plugin;
+    EventsView {
+        plugin: &plugin.spec.id,
+        ctx: &plugin.events,
+    }
+}
+
+impl events::Host for EventsView<'_> {
     fn publish(
         &mut self,
         topic: String,
         payload: String,
     ) -> std::result::Result<(), events::EventError> {
-        let caps = &self.plugin;
-        let plugin = caps.spec.id.as_str();
+        let plugin = self.plugin;
         let _span =
             tracing::debug_span!("convergio.events.publish", plugin, topic = ?topic).entered();
-        if !caps.events.topics.iter().any(|p| p.matches(&topic)) {
+        if !self.ctx.topics.iter().any(|p| p.matches(&topic)) {
             return Err(events::EventError::AccessDenied(format!(
                 "plugin `{plugin}` may not publish on `{topic}`; grant it with events = [\"{topic}\"] under its [plugin.grants] in platform.toml"
             )));
@@ -131,7 +148,7 @@ impl events::Host for HostState {
         let timestamp_ms = unix_ms(SystemTime::now());
         tracing::info!(target: "event", plugin, topic = ?topic, payload = ?payload, "event");
         // No subscriber is not an error: events are fire-and-forget.
-        let _ = caps.events.sender.send(Event {
+        let _ = self.ctx.sender.send(Event {
             source: plugin.to_owned(),
             topic,
             payload,

@@ -10,9 +10,8 @@ use wasmtime::component::Linker;
 use wasmtime_wasi::filesystem::WasiFilesystemCtx;
 use wasmtime_wasi::{FsPerms, WasiCtx, WasiCtxBuilder};
 
-use super::{HostCapability, Services};
+use super::{CapabilityHost, HostCapability, Services};
 use crate::config::{Platform, PluginSpec};
-use crate::host_state::HostState;
 use crate::{Capability, Result};
 
 pub(crate) struct Filesystem;
@@ -60,7 +59,7 @@ impl HostCapability for Filesystem {
                 problems.push(format!(
                     "cannot open granted directory {}: {}",
                     dir.host.display(),
-                    crate::session::one_line(&e)
+                    crate::error::one_line(&e)
                 ));
             }
         }
@@ -86,7 +85,7 @@ impl HostCapability for Filesystem {
         ctx
     }
 
-    fn add_to_linker(linker: &mut Linker<HostState>) -> wasmtime::Result<()> {
+    fn add_to_linker<T: CapabilityHost>(linker: &mut Linker<T>) -> wasmtime::Result<()> {
         wasmtime_wasi::p2::add_to_linker_async(linker)
     }
 }

@@ -6,9 +6,8 @@ use std::sync::Arc;
 use convergio_cap_http::{HttpClient, HttpPlatform, HttpPolicy, HttpState};
 use wasmtime::component::Linker;
 
-use super::{HostCapability, Services};
+use super::{CapabilityHost, HostCapability, Services};
 use crate::config::{Platform, PluginSpec};
-use crate::host_state::HostState;
 use crate::{Capability, Error, Result};
 
 pub(crate) struct Http;
@@ -52,7 +51,7 @@ impl HostCapability for Http {
         HttpState::new(client.clone())
     }
 
-    fn add_to_linker(linker: &mut Linker<HostState>) -> wasmtime::Result<()> {
+    fn add_to_linker<T: CapabilityHost>(linker: &mut Linker<T>) -> wasmtime::Result<()> {
         convergio_cap_http::add_to_linker(linker)
     }
 }

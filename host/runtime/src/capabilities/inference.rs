@@ -7,9 +7,8 @@ use std::sync::Arc;
 use convergio_cap_inference::{Caller, InferenceCtx, InferenceView};
 use wasmtime::component::Linker;
 
-use super::{HostCapability, Services, data_dir};
+use super::{CapabilityHost, HostCapability, Services, data_dir};
 use crate::config::{Platform, PluginSpec};
-use crate::host_state::HostState;
 use crate::{Capability, Error, PluginKind, Result};
 
 pub(crate) struct Inference;
@@ -44,11 +43,16 @@ impl HostCapability for Inference {
 
     fn store(_: &InferenceCtx) {}
 
-    fn add_to_linker(linker: &mut Linker<HostState>) -> wasmtime::Result<()> {
-        convergio_cap_inference::add_to_linker(linker, |s| InferenceView {
-            ctx: &s.plugin.inference,
-            table: &mut s.table,
-        })
+    fn add_to_linker<T: CapabilityHost>(linker: &mut Linker<T>) -> wasmtime::Result<()> {
+        convergio_cap_inference::add_to_linker(linker, view::<T>)
+    }
+}
+
+fn view<T: CapabilityHost>(host: &mut T) -> InferenceView<'_> {
+    let parts = host.parts();
+    InferenceView {
+        ctx: &parts.plugin.inference,
+        table: parts.table,
     }
 }
 

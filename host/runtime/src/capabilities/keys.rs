@@ -6,9 +6,8 @@ use std::sync::Arc;
 use convergio_cap_keys::{KeyGrants, KeysCtx, KeysView};
 use wasmtime::component::Linker;
 
-use super::{HostCapability, Services, data_dir};
+use super::{CapabilityHost, HostCapability, Services, data_dir};
 use crate::config::{Platform, PluginSpec};
-use crate::host_state::HostState;
 use crate::{Capability, Error, Result};
 
 pub(crate) struct Keys;
@@ -41,10 +40,14 @@ impl HostCapability for Keys {
 
     fn store(_: &KeysCtx) {}
 
-    fn add_to_linker(linker: &mut Linker<HostState>) -> wasmtime::Result<()> {
-        convergio_cap_keys::add_to_linker(linker, |s| KeysView {
-            ctx: &s.plugin.keys,
-        })
+    fn add_to_linker<T: CapabilityHost>(linker: &mut Linker<T>) -> wasmtime::Result<()> {
+        convergio_cap_keys::add_to_linker(linker, view::<T>)
+    }
+}
+
+fn view<T: CapabilityHost>(host: &mut T) -> KeysView<'_> {
+    KeysView {
+        ctx: &host.parts().plugin.keys,
     }
 }
 

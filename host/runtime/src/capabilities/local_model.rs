@@ -12,9 +12,8 @@ use convergio_cap_local_model::{
 };
 use wasmtime::component::Linker;
 
-use super::{HostCapability, Services, data_dir};
+use super::{CapabilityHost, HostCapability, Services, data_dir};
 use crate::config::{Platform, PluginSpec};
-use crate::host_state::HostState;
 use crate::{Capability, Error, Result};
 
 pub(crate) struct LocalModel;
@@ -72,11 +71,16 @@ impl HostCapability for LocalModel {
 
     fn store(_: &LocalModelCtx) {}
 
-    fn add_to_linker(linker: &mut Linker<HostState>) -> wasmtime::Result<()> {
-        convergio_cap_local_model::add_to_linker(linker, |s| LocalModelView {
-            ctx: &s.plugin.local_model,
-            table: &mut s.table,
-        })
+    fn add_to_linker<T: CapabilityHost>(linker: &mut Linker<T>) -> wasmtime::Result<()> {
+        convergio_cap_local_model::add_to_linker(linker, view::<T>)
+    }
+}
+
+fn view<T: CapabilityHost>(host: &mut T) -> LocalModelView<'_> {
+    let parts = host.parts();
+    LocalModelView {
+        ctx: &parts.plugin.local_model,
+        table: parts.table,
     }
 }
 

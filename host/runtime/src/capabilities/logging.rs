@@ -5,12 +5,11 @@
 
 use std::sync::Arc;
 
-use wasmtime::component::{HasSelf, Linker};
+use wasmtime::component::{HasData, Linker};
 
-use super::{HostCapability, Services};
+use super::{CapabilityHost, HostCapability, Services};
 use crate::bindings::logging;
 use crate::config::{Platform, PluginSpec};
-use crate::host_state::HostState;
 use crate::{Capability, Result};
 
 pub(crate) struct Logging;
@@ -35,14 +34,29 @@ impl HostCapability for Logging {
 
     fn store(_: &()) {}
 
-    fn add_to_linker(linker: &mut Linker<HostState>) -> wasmtime::Result<()> {
-        logging::add_to_linker::<_, HasSelf<HostState>>(linker, |s| s)
+    fn add_to_linker<T: CapabilityHost>(linker: &mut Linker<T>) -> wasmtime::Result<()> {
+        logging::add_to_linker::<T, LoggingView<'static>>(linker, view::<T>)
     }
 }
 
-impl logging::Host for HostState {
+/// A store's view for `wasi:logging`: the plugin's id.
+pub(crate) struct LoggingView<'a> {
+    plugin: &'a str,
+}
+
+impl HasData for LoggingView<'static> {
+    type Data<'a> = LoggingView<'a>;
+}
+
+fn view<T: CapabilityHost>(host: &mut T) -> LoggingView<'_> {
+    LoggingView {
+        plugin: &host.parts().plugin.spec.id,
+    }
+}
+
+impl logging::Host for LoggingView<'_> {
     fn log(&mut self, level: logging::Level, context: String, message: String) {
-        let plugin = self.plugin.spec.id.as_str();
+        let plugin = self.plugin;
         let _span = tracing::trace_span!("convergio.logging.log", plugin).entered();
         match level {
             logging::Level::Trace => {

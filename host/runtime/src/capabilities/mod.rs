@@ -19,11 +19,13 @@
 //! (docs/architecture.md, "Adding a capability").
 
 use std::sync::Arc;
+use std::time::Instant;
 
-use wasmtime::component::Linker;
+use wasmtime::component::{Linker, ResourceTable};
+use wasmtime_wasi::WasiView;
+use wasmtime_wasi_http::WasiHttpView;
 
 use crate::config::{Platform, PluginSpec};
-use crate::host_state::HostState;
 use crate::{Capability, Result};
 
 mod config;
@@ -59,6 +61,26 @@ impl Services {
 
 pub(crate) use inference::open_ledger;
 
+/// A store's state as the capabilities see it. The runtime's `HostState`
+/// implements it; capabilities never name `HostState`, so they sit below it.
+pub(crate) trait CapabilityHost: WasiView + WasiHttpView + Send + 'static {
+    /// This store's parts.
+    fn parts(&mut self) -> StoreParts<'_>;
+}
+
+/// What a capability's host functions reach in a store.
+pub(crate) struct StoreParts<'a> {
+    /// The plugin's capability contexts.
+    pub(crate) plugin: &'a PluginCaps,
+    /// This store's capability state.
+    #[allow(dead_code)]
+    pub(crate) caps: &'a mut StoreCaps,
+    /// This store's resource table.
+    pub(crate) table: &'a mut ResourceTable,
+    /// When the current call's deadline passes.
+    pub(crate) deadline_at: Instant,
+}
+
 /// One host capability: see the module documentation.
 pub(crate) trait HostCapability {
     /// The grant that allows it; `None` for baseline WASI, which every
@@ -91,7 +113,7 @@ pub(crate) trait HostCapability {
 
     /// Link the capability's interfaces. Whether a plugin may import them
     /// was decided from its grants before linking.
-    fn add_to_linker(linker: &mut Linker<HostState>) -> wasmtime::Result<()>;
+    fn add_to_linker<T: CapabilityHost>(linker: &mut Linker<T>) -> wasmtime::Result<()>;
 }
 
 /// The list: `field: type` for each capability, in linking order (baseline
@@ -154,7 +176,7 @@ macro_rules! capabilities {
         }
 
         /// Link every capability.
-        pub(crate) fn add_to_linker(linker: &mut Linker<HostState>) -> wasmtime::Result<()> {
+        pub(crate) fn add_to_linker<T: CapabilityHost>(linker: &mut Linker<T>) -> wasmtime::Result<()> {
             $(<$ty as HostCapability>::add_to_linker(linker)?;)*
             Ok(())
         }
@@ -188,6 +210,39 @@ capabilities! {
     local_model: local_model::LocalModel,
 }
 
+/// What an import of a component needs from the host.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ImportClass {
+    /// Baseline WASI that Rust components import (clocks, random, stdio,
+    /// environment, exit, streams, filesystem: the WASI preview 1 adapter
+    /// that `cargo component` uses always imports the filesystem). Always
+    /// linked, but holding nothing unless granted: no directories, no
+    /// environment variables, no arguments.
+    Baseline,
+    /// A host capability that must be granted.
+    Host(Capability),
+    /// Raw sockets: never available to plugins (use `wasi:http`).
+    Sockets,
+    /// Not provided by the host: must be another plugin's export, which needs
+    /// the `plugins` grant.
+    Plugin,
+}
+
+/// Classify an import name such as `wasi:logging/logging@0.1.0-draft`, by
+/// the host's list of capabilities.
+pub fn classify_import(name: &str) -> ImportClass {
+    let unversioned = name.split('@').next().unwrap_or(name);
+    if unversioned.starts_with("wasi:sockets/") {
+        return ImportClass::Sockets;
+    }
+    match provider_of(unversioned) {
+        Some(None) => ImportClass::Baseline,
+        Some(Some(capability)) => ImportClass::Host(capability),
+        None if unversioned == "convergio:platform/admin" => ImportClass::Host(Capability::Admin),
+        None => ImportClass::Plugin,
+    }
+}
+
 /// The data directory of `platform` (default: Convergio's home).
 pub(crate) fn data_dir(platform: &Platform) -> std::path::PathBuf {
     platform
@@ -195,4 +250,51 @@ pub(crate) fn data_dir(platform: &Platform) -> std::path::PathBuf {
         .data_dir
         .clone()
         .unwrap_or_else(crate::paths::home)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Grants;
+
+    #[test]
+    fn classifies_imports() {
+        assert_eq!(
+            classify_import("wasi:io/streams@0.2.12"),
+            ImportClass::Baseline
+        );
+        assert_eq!(
+            classify_import("wasi:logging/logging@0.1.0-draft"),
+            ImportClass::Host(Capability::Logging)
+        );
+        assert_eq!(
+            classify_import("wasi:http/outgoing-handler@0.2.12"),
+            ImportClass::Host(Capability::Http)
+        );
+        assert_eq!(
+            classify_import("wasi:http/types@0.2.12"),
+            ImportClass::Host(Capability::Http)
+        );
+        assert_eq!(
+            classify_import("wasi:sockets/tcp@0.2.12"),
+            ImportClass::Sockets
+        );
+        assert_eq!(
+            classify_import("convergio:platform/tool@0.1.0"),
+            ImportClass::Plugin
+        );
+        assert_eq!(classify_import("acme:math/calc@1.0.0"), ImportClass::Plugin);
+        assert_eq!(
+            classify_import("convergio:platform/local-model@0.1.0"),
+            ImportClass::Host(Capability::LocalModel)
+        );
+    }
+
+    #[test]
+    fn empty_grants_grant_nothing() {
+        let grants = Grants::default();
+        for cap in Capability::ALL {
+            assert!(!grants.grants(cap), "{cap} granted by default");
+        }
+    }
 }

@@ -8,9 +8,8 @@ use convergio_cap_storage::{
 };
 use wasmtime::component::Linker;
 
-use super::{HostCapability, Services, data_dir};
+use super::{CapabilityHost, HostCapability, Services, data_dir};
 use crate::config::{Platform, PluginSpec};
-use crate::host_state::HostState;
 use crate::{Capability, Error, Result};
 
 pub(crate) struct Storage;
@@ -67,9 +66,12 @@ impl HostCapability for Storage {
 
     fn store(_: &StorageCtx) {}
 
-    fn add_to_linker(linker: &mut Linker<HostState>) -> wasmtime::Result<()> {
-        convergio_cap_storage::add_to_linker(linker, |s| {
-            StorageView::new(&s.plugin.storage, &mut s.table).with_deadline(s.deadline_at)
-        })
+    fn add_to_linker<T: CapabilityHost>(linker: &mut Linker<T>) -> wasmtime::Result<()> {
+        convergio_cap_storage::add_to_linker(linker, view::<T>)
     }
+}
+
+fn view<T: CapabilityHost>(host: &mut T) -> StorageView<'_> {
+    let parts = host.parts();
+    StorageView::new(&parts.plugin.storage, parts.table).with_deadline(parts.deadline_at)
 }
