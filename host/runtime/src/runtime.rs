@@ -15,7 +15,6 @@ use wasmtime::component::Val;
 use crate::capabilities::{Event, Services, Shared};
 use crate::config::Platform;
 use crate::engine::{EpochTicker, build_engine};
-use crate::exports::ExportFn;
 use crate::inner::Inner;
 use crate::loading;
 use crate::manifest::PluginManifest;
@@ -155,7 +154,7 @@ impl Runtime {
             message,
         })?;
         let mut results = vec![Val::Bool(false); export.ty.results().len()];
-        self.call(&slot, &loaded, export, &params, &mut results)
+        call_in_store(&self.inner, &slot, &loaded, export, &params, &mut results)
             .await?;
         Ok(match results.as_slice() {
             [] => serde_json::Value::Null,
@@ -170,7 +169,7 @@ impl Runtime {
         let loaded = slot.current.load_full();
         let export = loaded.exports.find(plugin, function)?;
         let mut results = vec![Val::Bool(false); export.ty.results().len()];
-        self.call(&slot, &loaded, export, params, &mut results)
+        call_in_store(&self.inner, &slot, &loaded, export, params, &mut results)
             .await?;
         Ok(results)
     }
@@ -310,18 +309,6 @@ impl Runtime {
 
     fn slot(&self, id: &str) -> Result<Arc<Slot>> {
         self.inner.slot(id)
-    }
-
-    /// Run one export in a fresh store under the plugin's limits.
-    async fn call(
-        &self,
-        slot: &Slot,
-        loaded: &Loaded,
-        export: &ExportFn,
-        params: &[Val],
-        results: &mut [Val],
-    ) -> Result<()> {
-        call_in_store(&self.inner, slot, loaded, export, params, results).await
     }
 
     /// The platform's key vault, open when some plugin is granted keys; for
