@@ -154,8 +154,7 @@ impl Runtime {
             message,
         })?;
         let mut results = vec![Val::Bool(false); export.ty.results().len()];
-        call_in_store(&self.inner, &slot, &loaded, export, &params, &mut results)
-            .await?;
+        call_in_store(&self.inner, &slot, &loaded, export, &params, &mut results).await?;
         Ok(match results.as_slice() {
             [] => serde_json::Value::Null,
             [one] => val_to_json(one),
@@ -169,8 +168,7 @@ impl Runtime {
         let loaded = slot.current.load_full();
         let export = loaded.exports.find(plugin, function)?;
         let mut results = vec![Val::Bool(false); export.ty.results().len()];
-        call_in_store(&self.inner, &slot, &loaded, export, params, &mut results)
-            .await?;
+        call_in_store(&self.inner, &slot, &loaded, export, params, &mut results).await?;
         Ok(results)
     }
 
