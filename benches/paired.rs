@@ -26,7 +26,9 @@ use convergio_benches::baseline::{Raw, Target};
 use convergio_benches::storage::{
     StorageBench, backend_gets, backend_sets, get_params, next_seed, set_params,
 };
-use convergio_benches::{AGENT, BENCH, Components, Convergio, TOOL, invoke_params, task};
+use convergio_benches::{
+    AGENT, BENCH, Components, Convergio, TOOL, WARM_AGENT, WARM_TOOL, invoke_params, task,
+};
 use wasmtime::component::Val;
 
 /// Rounds per path (odd, for a plain median), after one warm-up round.
@@ -213,6 +215,24 @@ fn main() {
         }));
         lines.push(report("forwarding (run - describe - tool)", &data, |t| {
             (t[0] - t[1] - t[2], t[3] - t[4] - t[5])
+        }));
+
+        // The same agent and tool opted in to warm instances (`warm-instances`),
+        // beside raw wasmtime instantiating afresh as above: what opting in saves.
+        let cases = [
+            Call::Convergio(WARM_AGENT, "agent.run", &run),
+            Call::Convergio(WARM_AGENT, "agent.describe", &[]),
+            Call::Convergio(WARM_TOOL, "tool.invoke", &echo),
+            Call::Raw(&raw.agent_run, &run),
+            Call::Raw(&raw.agent_describe, &[]),
+            Call::Raw(&raw.tool_invoke, &echo),
+        ];
+        let data = rounds(&convergio, &cases, batch(150), n, warm_up).await;
+        lines.push(report("tool.invoke, warm / raw fresh", &data, |t| {
+            (t[2], t[5])
+        }));
+        lines.push(report("component hop, warm / raw fresh", &data, |t| {
+            (t[0] - t[1], t[3] - t[4])
         }));
 
         // Storage: per operation through the guest, (t(N) - t(0)) / N, beside

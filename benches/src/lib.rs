@@ -35,6 +35,10 @@ pub const BENCH: &str = "bench";
 pub const TOOL: &str = "echo-tool";
 /// Plugin id of `caller_agent`, linked to [`TOOL`].
 pub const AGENT: &str = "agent";
+/// Plugin id of `plain_tool` kept warm (`warm-instances = 4`).
+pub const WARM_TOOL: &str = "warm-tool";
+/// Plugin id of `caller_agent` kept warm, linked to [`WARM_TOOL`].
+pub const WARM_AGENT: &str = "warm-agent";
 
 /// The `wasi:config` key `bench_tool` reads, and its value.
 pub const CONFIG: (&str, &str) = ("k", "v");
@@ -64,7 +68,8 @@ impl Components {
 }
 
 /// A throwaway Convergio platform: `bench` (granted `config = { k = "v" }`),
-/// `echo-tool` (no grants) and `agent` (granted `plugins = ["echo-tool"]`).
+/// `echo-tool` (no grants) and `agent` (granted `plugins = ["echo-tool"]`),
+/// and the same two opted in to warm instances: `warm-tool` and `warm-agent`.
 #[derive(Debug)]
 pub struct Convergio {
     /// The runtime under test.
@@ -87,6 +92,12 @@ impl Convergio {
             TestPlugin::new(AGENT, "agent", components.agent.clone())
                 .declares(&["plugins"])
                 .grants(&format!("plugins = [\"{TOOL}\"]")),
+            TestPlugin::new(WARM_TOOL, "tool", components.tool.clone())
+                .limits("warm-instances = 4"),
+            TestPlugin::new(WARM_AGENT, "agent", components.agent.clone())
+                .declares(&["plugins"])
+                .grants(&format!("plugins = [\"{WARM_TOOL}\"]"))
+                .limits("warm-instances = 4"),
         ];
         // Keep the platform's files (its storage database) in the temporary directory.
         let runtime = start(dir.path(), "data-dir = \".\"", &plugins).await;

@@ -480,10 +480,12 @@ pub struct Limits {
     pub http_max_response_bytes: Option<u64>,
     /// Outgoing HTTP: requests of the plugin in flight at once (default 16).
     pub http_max_concurrent: Option<u32>,
-    /// Provider plugins: idle instances kept warm for the next model call
-    /// (default 4, at most `max-instances`; 0 starts every call in a fresh
-    /// instance). Each holds its memory and a slot of the instance pool.
-    /// Other kinds of plugin always start each call in a fresh instance.
+    /// Idle instances kept warm for the next call, at most `max-instances`;
+    /// 0 starts every call in a fresh instance. Each holds its memory and a
+    /// slot of the instance pool. Provider plugins: default 4 (also from
+    /// `[runtime.default-limits]`). Other kinds: 0 unless set in the
+    /// plugin's own `[plugin.limits]`, because a warm instance keeps its
+    /// guest globals from one call to the next.
     pub warm_instances: Option<u32>,
 }
 
@@ -510,7 +512,7 @@ pub struct EffectiveLimits {
     pub bucket_max_bytes: Option<u64>,
     /// Outgoing HTTP limits.
     pub http: convergio_cap_http::HttpLimits,
-    /// Idle instances kept warm (provider plugins).
+    /// Idle instances kept warm for the next call.
     pub warm_instances: u32,
 }
 
@@ -964,6 +966,16 @@ impl Platform {
                     component_path.display(),
                     manifest_path.display()
                 ));
+            }
+            let mut limits = limits;
+            if manifest.kind != crate::PluginKind::Provider {
+                // A warm instance keeps guest globals between calls: each
+                // tool or agent plugin opts in on its own.
+                limits.warm_instances = entry
+                    .limits
+                    .warm_instances
+                    .unwrap_or(0)
+                    .min(limits.max_instances);
             }
             plugins.push(PluginSpec {
                 id: entry.id.clone(),

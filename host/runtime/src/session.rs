@@ -18,10 +18,12 @@ use crate::inner::Inner;
 use crate::slot::{Loaded, Slot, WARM_MAX_USES, Warm};
 use crate::{Error, Result};
 
-/// Run one export in a fresh store under the plugin's limits.
+/// Run one export under the plugin's limits: in a fresh store, or on an
+/// idle warm instance when the plugin keeps some (`warm-instances`), which
+/// goes back to the slot after a call that went well.
 pub(crate) async fn call_in_store(
     inner: &Inner,
-    slot: &Slot,
+    slot: &Arc<Slot>,
     loaded: &Loaded,
     export: &ExportFn,
     params: &[Val],
@@ -35,8 +37,8 @@ pub(crate) async fn call_in_store(
         generation = loaded.generation
     );
     async {
-        let mut session = Session::open(inner, slot, loaded).await?;
-        session
+        let mut session = Session::open_warm(inner, slot, loaded).await?;
+        let outcome = session
             .run(async |store, instance| {
                 let func = instance
                     .get_func(&mut *store, export.index)
@@ -45,7 +47,10 @@ pub(crate) async fn call_in_store(
                     })?;
                 func.call_async(&mut *store, params, results).await
             })
-            .await
+            .await;
+        // Kept warm only if the call went well (see `Session::release`).
+        session.release();
+        outcome
     }
     .instrument(span)
     .await
@@ -127,7 +132,8 @@ impl Session {
     }
 
     /// [`Session::open`] for a plugin whose instances may serve several
-    /// calls (provider plugins, which hold no state between calls): an idle
+    /// calls (`warm-instances` above 0: provider plugins by default, other
+    /// kinds when the operator opts them in): an idle
     /// instance of the current version is taken if there is one, with a
     /// fresh deadline and fuel. Give the instance back with
     /// [`Session::release`] after a call that went well.

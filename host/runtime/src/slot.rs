@@ -44,7 +44,7 @@ pub(crate) struct Slot {
     pub(crate) relied_upon: Mutex<BTreeMap<String, String>>,
     pub(crate) reload_lock: tokio::sync::Mutex<()>,
     pub(crate) last_error: Mutex<Option<String>>,
-    /// Idle instances kept for the next call (provider plugins; see [`Session::open_warm`]).
+    /// Idle instances kept for the next call (`warm-instances`; see `Session::open_warm`).
     pub(crate) warm: Mutex<Vec<Warm>>,
 }
 
