@@ -233,8 +233,8 @@ pub enum Error {
         /// The run's last seq.
         last: Seq,
     },
-    /// A checkpoint of a fork before its fork point.
-    #[error("run `{run}` starts after seq {fork_seq}; a checkpoint at {seq} belongs to its parent")]
+    /// A checkpoint, or a fork, of a fork before its fork point.
+    #[error("run `{run}` was forked at seq {fork_seq}; seq {seq} is its parent's: use the parent")]
     BeforeFork {
         /// The fork.
         run: RunId,
@@ -347,7 +347,10 @@ pub trait RunStore: Send + Sync + fmt::Debug {
     /// The bytes stored under `hash`.
     fn get_blob(&self, hash: &str) -> Result<Option<Vec<u8>>>;
 
-    /// Every committed entry, as it commits, for every run.
+    /// Every entry this store commits, as it commits, for every run.
+    /// Entries that another process appends to the same database are not
+    /// broadcast here: once caught up, a [`Subscription`] follows this
+    /// process's appends only.
     fn events(&self) -> tokio::sync::broadcast::Receiver<Arc<Entry>>;
 }
 

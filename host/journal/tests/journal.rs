@@ -360,6 +360,15 @@ fn forks_share_the_prefix_and_forks_of_forks_work() {
         Err(Error::BeforeFork { fork_seq: 6, .. })
     ));
 
+    // Before its fork point, a fork's seqs are its parent's.
+    assert!(matches!(
+        store.fork(&child, 5, &RunId::from("early")),
+        Err(Error::BeforeFork {
+            seq: 5,
+            fork_seq: 6,
+            ..
+        })
+    ));
     let grandchild = RunId::from("grandchild");
     store.fork(&child, 8, &grandchild).unwrap();
     store
@@ -410,7 +419,9 @@ fn leases_exclude_other_owners_until_expiry_or_release() {
     let store = store(dir.path(), Durability::Process);
     let run = RunId::from("r");
     store.create_run(&run, "g").unwrap();
-    let ttl = Duration::from_millis(300);
+    // Long enough that a loaded machine does not let it lapse between the
+    // steps that expect it held.
+    let ttl = Duration::from_secs(1);
     let lease = store.claim(&run, "host-a", ttl).unwrap();
     assert_eq!(lease.owner, "host-a");
     match store.claim(&run, "host-b", ttl) {
