@@ -1,0 +1,361 @@
+//! The journal of agent-graph runs: what the run driver records before it
+//! acts, so a run resumes after a crash without running a journaled node
+//! again.
+//!
+//! A run is a sequence of entries numbered from 1 (decisions, node calls
+//! started, node results, state deltas, interrupts, inputs). A writer
+//! appends with the seq it expects to be last, so two hosts driving one run
+//! cannot interleave. Checkpoints keep the folded state at a seq. A fork
+//! starts a new run at a seq of another and shares its journal prefix
+//! instead of copying it. A lease says which host drives a run. Large node
+//! outputs are stored once, by content hash. Each committed entry is
+//! broadcast; a [`Subscription`] catches up from the store and then follows.
+//!
+//! [`RunStore`] is the trait another backend (PostgreSQL, NATS JetStream)
+//! implements; [`SqliteRunStore`] is the one built in: its own SQLite file,
+//! with group commit of the appends that arrive while a commit is in flight.
+//!
+//! ```no_run
+//! use convergio_journal::{Durability, NewEntry, RunId, RunStore, SqliteRunStore};
+//!
+//! let store = SqliteRunStore::open(std::path::Path::new("runs.db"), Durability::Process)?;
+//! let run = RunId::from("run-1");
+//! store.create_run(&run, "graph-hash")?;
+//! let last = store.append_blocking(&run, 0, vec![NewEntry::new("decision", b"{}".to_vec())])?;
+//! assert_eq!(last, 1);
+//! assert_eq!(store.read_after(&run, 0, 10)?.len(), 1);
+//! # Ok::<(), convergio_journal::Error>(())
+//! ```
+#![deny(missing_docs)]
+
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+mod sqlite;
+mod subscription;
+
+pub use sqlite::{Durability, Options, SqliteRunStore};
+pub use subscription::Subscription;
+
+/// A boxed future, so [`RunStore`] stays usable as a trait object.
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// The position of an entry in its run: the first entry is 1, and 0 means
+/// "before the first entry".
+pub type Seq = u64;
+
+/// A run's id.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct RunId(pub String);
+
+impl RunId {
+    /// The id as text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for RunId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl From<&str> for RunId {
+    fn from(id: &str) -> Self {
+        Self(id.to_owned())
+    }
+}
+
+impl From<String> for RunId {
+    fn from(id: String) -> Self {
+        Self(id)
+    }
+}
+
+/// An entry to append; the store gives it its seq and time.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewEntry {
+    /// What happened: `decision`, `node.started`, `node.result`,
+    /// `state.delta`, `interrupt`, `input`, …
+    pub kind: String,
+    /// The node call it belongs to, if any.
+    pub call_id: Option<String>,
+    /// The entry's content.
+    pub payload: Vec<u8>,
+}
+
+impl NewEntry {
+    /// An entry of `kind` with `payload` and no call id.
+    pub fn new(kind: impl Into<String>, payload: Vec<u8>) -> Self {
+        Self {
+            kind: kind.into(),
+            call_id: None,
+            payload,
+        }
+    }
+
+    /// The same entry, for the node call `call_id`.
+    #[must_use]
+    pub fn call(mut self, call_id: impl Into<String>) -> Self {
+        self.call_id = Some(call_id.into());
+        self
+    }
+}
+
+/// A journaled entry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Entry {
+    /// The run it was read from (for a fork, the fork, also for the entries
+    /// it shares with its parent).
+    pub run: RunId,
+    /// Its position in the run, from 1.
+    pub seq: Seq,
+    /// What happened.
+    pub kind: String,
+    /// The node call it belongs to, if any.
+    pub call_id: Option<String>,
+    /// The entry's content.
+    pub payload: Vec<u8>,
+    /// When it was committed, in Unix milliseconds.
+    pub at_ms: u64,
+}
+
+/// Where a run stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RunStatus {
+    /// Being driven.
+    Running,
+    /// Waiting for input (an interrupt).
+    Waiting,
+    /// Finished.
+    Done,
+    /// Failed.
+    Failed,
+    /// Cancelled.
+    Cancelled,
+}
+
+impl RunStatus {
+    /// The status as stored.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Running => "running",
+            Self::Waiting => "waiting",
+            Self::Done => "done",
+            Self::Failed => "failed",
+            Self::Cancelled => "cancelled",
+        }
+    }
+
+    /// The status stored as `text`.
+    pub fn parse(text: &str) -> Option<Self> {
+        Some(match text {
+            "running" => Self::Running,
+            "waiting" => Self::Waiting,
+            "done" => Self::Done,
+            "failed" => Self::Failed,
+            "cancelled" => Self::Cancelled,
+            _ => return None,
+        })
+    }
+}
+
+/// What the store knows of a run.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RunInfo {
+    /// Its id.
+    pub id: RunId,
+    /// The hash of the graph it runs.
+    pub graph_hash: String,
+    /// The run and seq it was forked from, if it is a fork.
+    pub parent: Option<(RunId, Seq)>,
+    /// Where it stands.
+    pub status: RunStatus,
+    /// When it was created, in Unix milliseconds.
+    pub created_ms: u64,
+    /// When it last changed (an append, a status), in Unix milliseconds.
+    pub updated_ms: u64,
+}
+
+/// The folded state of a run at a seq.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Checkpoint {
+    /// The run it was read for.
+    pub run: RunId,
+    /// The last entry folded into `state`.
+    pub seq: Seq,
+    /// The state.
+    pub state: Vec<u8>,
+}
+
+/// A claim on a run: which host drives it, until when.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Lease {
+    /// The run.
+    pub run: RunId,
+    /// Who holds it.
+    pub owner: String,
+    /// When it lapses unless renewed, in Unix milliseconds.
+    pub expires_ms: u64,
+}
+
+/// Why a journal operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// Another writer appended first: the run's last seq is not the one the
+    /// append expected.
+    #[error("run `{run}`: append expected last seq {expected}, but it is {actual}")]
+    Conflict {
+        /// The run.
+        run: RunId,
+        /// The last seq the append expected.
+        expected: Seq,
+        /// The run's actual last seq.
+        actual: Seq,
+    },
+    /// No run has this id.
+    #[error("no run `{0}`")]
+    NoRun(RunId),
+    /// A run with this id exists already.
+    #[error("run `{0}` exists already")]
+    RunExists(RunId),
+    /// A seq past the run's last entry (a fork or checkpoint point).
+    #[error("run `{run}` has no seq {seq}: its last seq is {last}")]
+    PastEnd {
+        /// The run.
+        run: RunId,
+        /// The seq asked for.
+        seq: Seq,
+        /// The run's last seq.
+        last: Seq,
+    },
+    /// A checkpoint, or a fork, of a fork before its fork point.
+    #[error("run `{run}` was forked at seq {fork_seq}; seq {seq} is its parent's: use the parent")]
+    BeforeFork {
+        /// The fork.
+        run: RunId,
+        /// The seq asked for.
+        seq: Seq,
+        /// Where it was forked.
+        fork_seq: Seq,
+    },
+    /// Another owner holds the run's lease.
+    #[error("run `{run}` is claimed by `{owner}` until {expires_ms} ms")]
+    Claimed {
+        /// The run.
+        run: RunId,
+        /// Who holds it.
+        owner: String,
+        /// When the lease lapses, in Unix milliseconds.
+        expires_ms: u64,
+    },
+    /// A renewal by an owner who no longer holds the lease.
+    #[error("`{owner}` does not hold the lease on run `{run}`")]
+    NotHeld {
+        /// The run.
+        run: RunId,
+        /// Who tried to renew.
+        owner: String,
+    },
+    /// The journal file could not be opened.
+    #[error("cannot open the journal: {0}")]
+    Open(String),
+    /// SQLite refused.
+    #[error("journal database: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+    /// The batch this append was part of failed to commit.
+    #[error("journal commit failed: {0}")]
+    Commit(String),
+    /// A blocking task of the store's failed.
+    #[error("a journal task failed: {0}")]
+    Task(String),
+    /// The writer thread is gone (the store is closing).
+    #[error("the journal's writer has stopped")]
+    Closed,
+}
+
+/// `Result` with this crate's [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Where runs are journaled. Every method but [`RunStore::append`] blocks
+/// on the store; call them from a blocking task in async code.
+pub trait RunStore: Send + Sync + fmt::Debug {
+    /// Create a run of `graph_hash`, running, with no entries.
+    fn create_run(&self, run: &RunId, graph_hash: &str) -> Result<RunInfo>;
+
+    /// Append `entries` after seq `expected`, which must be the run's last
+    /// seq ([`Error::Conflict`] otherwise). Returns the new last seq. Waits
+    /// for the commit without blocking the async runtime's threads.
+    fn append<'a>(
+        &'a self,
+        run: &'a RunId,
+        expected: Seq,
+        entries: Vec<NewEntry>,
+    ) -> BoxFuture<'a, Result<Seq>>;
+
+    /// [`RunStore::append`], blocking the calling thread until the commit.
+    fn append_blocking(&self, run: &RunId, expected: Seq, entries: Vec<NewEntry>) -> Result<Seq>;
+
+    /// Up to `limit` entries of `run` after seq `after`, in order (for a
+    /// fork, its parent's up to the fork point, then its own).
+    fn read_after(&self, run: &RunId, after: Seq, limit: usize) -> Result<Vec<Entry>>;
+
+    /// The run's last seq (0 with no entries).
+    fn last_seq(&self, run: &RunId) -> Result<Seq>;
+
+    /// Keep `state` as the run's state at `seq` (replacing one kept there).
+    fn write_checkpoint(&self, run: &RunId, seq: Seq, state: &[u8]) -> Result<()>;
+
+    /// The latest checkpoint at or before `seq` (a fork also sees its
+    /// parent's, up to the fork point).
+    fn checkpoint_at_or_before(&self, run: &RunId, seq: Seq) -> Result<Option<Checkpoint>>;
+
+    /// Start run `new` from `parent` at seq `at`: it reads the parent's
+    /// entries up to `at`, which it shares instead of copying, and appends
+    /// its own after them.
+    fn fork(&self, parent: &RunId, at: Seq, new: &RunId) -> Result<RunInfo>;
+
+    /// Set the run's status.
+    fn set_status(&self, run: &RunId, status: RunStatus) -> Result<()>;
+
+    /// What the store knows of `run`, if it exists.
+    fn run_info(&self, run: &RunId) -> Result<Option<RunInfo>>;
+
+    /// Every run, oldest first.
+    fn list_runs(&self) -> Result<Vec<RunInfo>>;
+
+    /// Claim `run` for `owner` for `ttl`. Succeeds if nobody holds it, its
+    /// lease lapsed, or `owner` holds it (then it is renewed);
+    /// [`Error::Claimed`] otherwise.
+    fn claim(&self, run: &RunId, owner: &str, ttl: Duration) -> Result<Lease>;
+
+    /// Extend `owner`'s lease on `run` by `ttl` from now; [`Error::NotHeld`]
+    /// if it lapsed and someone else claimed the run, or it was released.
+    fn renew(&self, run: &RunId, owner: &str, ttl: Duration) -> Result<Lease>;
+
+    /// Give up `owner`'s lease on `run` (nothing if `owner` does not hold it).
+    fn release(&self, run: &RunId, owner: &str) -> Result<()>;
+
+    /// Store `bytes` once, whatever the number of puts; returns its SHA-256
+    /// in lowercase hex.
+    fn put_blob(&self, bytes: &[u8]) -> Result<String>;
+
+    /// The bytes stored under `hash`.
+    fn get_blob(&self, hash: &str) -> Result<Option<Vec<u8>>>;
+
+    /// Every entry this store commits, as it commits, for every run.
+    /// Entries that another process appends to the same database are not
+    /// broadcast here: once caught up, a [`Subscription`] follows this
+    /// process's appends only.
+    fn events(&self) -> tokio::sync::broadcast::Receiver<Arc<Entry>>;
+}
+
+/// Follow `run` from after seq `after`: the entries already journaled, then
+/// each one as it commits.
+pub fn subscribe(store: Arc<dyn RunStore>, run: RunId, after: Seq) -> Subscription {
+    Subscription::new(store, run, after)
+}

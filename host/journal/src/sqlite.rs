@@ -1,0 +1,767 @@
+//! [`RunStore`] on SQLite: its own file (`runs.db` in the data directory),
+//! so the journal does not compete with plugins' storage writes.
+//!
+//! Appends go to one writer thread. It takes the first waiting append,
+//! then every append that arrived while it was committing, and commits them
+//! all in one transaction: the group commit. Each append checks its
+//! expected seq inside that transaction, in a savepoint of its own, so one
+//! that fails leaves the others of the batch alone. Each caller waits for
+//! the commit of its own append. Other operations use a second connection
+//! (in WAL mode, reads do not wait for the writer).
+
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, mpsc};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use convergio_sqlite::Synchronous;
+use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
+use sha2::{Digest, Sha256};
+use tokio::sync::{broadcast, oneshot};
+
+use crate::{
+    BoxFuture, Checkpoint, Entry, Error, Lease, NewEntry, Result, RunId, RunInfo, RunStatus,
+    RunStore, Seq,
+};
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS runs (
+    id          TEXT    PRIMARY KEY,
+    graph_hash  TEXT    NOT NULL,
+    -- A fork's parent run and the seq it was forked at: its entries up to
+    -- fork_seq are the parent's, read through this link, never copied.
+    parent      TEXT,
+    fork_seq    INTEGER,
+    status      TEXT    NOT NULL,
+    created_ms  INTEGER NOT NULL,
+    updated_ms  INTEGER NOT NULL,
+    last_seq    INTEGER NOT NULL
+) STRICT;
+CREATE TABLE IF NOT EXISTS entries (
+    run      TEXT    NOT NULL,
+    seq      INTEGER NOT NULL,
+    kind     TEXT    NOT NULL,
+    call_id  TEXT,
+    payload  BLOB    NOT NULL,
+    at_ms    INTEGER NOT NULL,
+    PRIMARY KEY (run, seq)
+) STRICT, WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS checkpoints (
+    run    TEXT    NOT NULL,
+    seq    INTEGER NOT NULL,
+    state  BLOB    NOT NULL,
+    PRIMARY KEY (run, seq)
+) STRICT, WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS blobs (
+    hash   TEXT PRIMARY KEY,
+    bytes  BLOB NOT NULL
+) STRICT, WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS claims (
+    run         TEXT    PRIMARY KEY,
+    owner       TEXT    NOT NULL,
+    expires_ms  INTEGER NOT NULL
+) STRICT;
+";
+
+/// When a commit is durable.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Durability {
+    /// `fsync` on every commit (WAL, `synchronous = FULL`): an acknowledged
+    /// entry survives a power loss.
+    Sync,
+    /// WAL with `synchronous = NORMAL`: no `fsync` per commit; an
+    /// acknowledged entry survives `kill -9` of the process, not always a
+    /// crash of the machine.
+    #[default]
+    Process,
+    /// An in-memory database: nothing survives the process. The path is
+    /// not used.
+    Off,
+}
+
+/// How a [`SqliteRunStore`] is opened.
+#[derive(Debug, Clone, Copy)]
+pub struct Options {
+    /// When a commit is durable.
+    pub durability: Durability,
+    /// Committed entries the broadcast keeps for subscribers that lag;
+    /// one that lags further re-reads from the table.
+    pub broadcast_capacity: usize,
+    /// The most appends one transaction commits.
+    pub max_batch: usize,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Self {
+            durability: Durability::Process,
+            broadcast_capacity: 4096,
+            max_batch: 1024,
+        }
+    }
+}
+
+/// The built-in [`RunStore`]. Cheap to clone; clones share the store.
+#[derive(Debug, Clone)]
+pub struct SqliteRunStore {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    /// Everything but appends (shared with the writer in `Off` mode, where
+    /// the database is one connection's memory).
+    conn: Arc<Mutex<Connection>>,
+    appends: Mutex<mpsc::Sender<Append>>,
+    commits: Arc<AtomicU64>,
+    events: broadcast::Sender<Arc<Entry>>,
+}
+
+/// One append on its way to the writer thread.
+#[derive(Debug)]
+struct Append {
+    run: RunId,
+    expected: Seq,
+    entries: Vec<NewEntry>,
+    reply: Reply,
+}
+
+#[derive(Debug)]
+enum Reply {
+    Async(oneshot::Sender<Result<Seq>>),
+    Blocking(mpsc::SyncSender<Result<Seq>>),
+}
+
+impl Reply {
+    fn send(self, result: Result<Seq>) {
+        // A caller that stopped waiting does not want the answer.
+        let _ = match self {
+            Self::Async(tx) => tx.send(result).map_err(|_| ()),
+            Self::Blocking(tx) => tx.send(result).map_err(|_| ()),
+        };
+    }
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+fn to_i64(v: u64) -> i64 {
+    i64::try_from(v).unwrap_or(i64::MAX)
+}
+
+fn to_u64(v: i64) -> u64 {
+    u64::try_from(v).unwrap_or(0)
+}
+
+fn lock(conn: &Mutex<Connection>) -> MutexGuard<'_, Connection> {
+    // A panic while holding the lock leaves SQLite consistent (an open
+    // transaction rolls back when dropped), so the connection stays usable.
+    conn.lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+fn open_conn(path: &Path, durability: Durability) -> Result<Connection> {
+    let sync = match durability {
+        Durability::Sync => Synchronous::Full,
+        Durability::Process | Durability::Off => Synchronous::Normal,
+    };
+    let mut conn = convergio_sqlite::open_wal(path, sync)
+        .map_err(|e| Error::Open(format!("{}: {e}", path.display())))?;
+    convergio_sqlite::create_schema(&mut conn, SCHEMA)?;
+    Ok(conn)
+}
+
+impl SqliteRunStore {
+    /// Open (creating if needed) the journal at `path` with `durability`
+    /// and the other [`Options`] at their defaults.
+    pub fn open(path: &Path, durability: Durability) -> Result<Self> {
+        Self::open_with(
+            path,
+            Options {
+                durability,
+                ..Options::default()
+            },
+        )
+    }
+
+    /// Open (creating if needed) the journal at `path`.
+    pub fn open_with(path: &Path, options: Options) -> Result<Self> {
+        let (writer, conn) = match options.durability {
+            Durability::Off => {
+                let mut conn = Connection::open_in_memory()?;
+                convergio_sqlite::create_schema(&mut conn, SCHEMA)?;
+                let conn = Arc::new(Mutex::new(conn));
+                (Arc::clone(&conn), conn)
+            }
+            durability => (
+                Arc::new(Mutex::new(open_conn(path, durability)?)),
+                Arc::new(Mutex::new(open_conn(path, durability)?)),
+            ),
+        };
+        let (events, _) = broadcast::channel(options.broadcast_capacity.max(1));
+        let commits = Arc::new(AtomicU64::new(0));
+        let (tx, rx) = mpsc::channel();
+        let thread = Writer {
+            conn: writer,
+            requests: rx,
+            commits: Arc::clone(&commits),
+            events: events.clone(),
+            max_batch: options.max_batch.max(1),
+        };
+        std::thread::Builder::new()
+            .name("convergio-journal-writer".into())
+            .spawn(move || thread.run())
+            .map_err(|e| Error::Open(format!("cannot start the writer thread: {e}")))?;
+        Ok(Self {
+            inner: Arc::new(Inner {
+                conn,
+                appends: Mutex::new(tx),
+                commits,
+                events,
+            }),
+        })
+    }
+
+    /// Transactions the writer has committed (each holds one or more
+    /// appends).
+    pub fn commits(&self) -> u64 {
+        self.inner.commits.load(Ordering::Relaxed)
+    }
+
+    /// Follow `run` from after seq `after` (see [`crate::subscribe`]).
+    pub fn subscribe(&self, run: RunId, after: Seq) -> crate::Subscription {
+        crate::subscribe(Arc::new(self.clone()), run, after)
+    }
+
+    /// Rows in the `entries` table (all runs): what the journal holds
+    /// itself, without the prefixes forks share.
+    pub fn stored_entries(&self) -> Result<u64> {
+        let conn = lock(&self.inner.conn);
+        let n: i64 = conn.query_row("SELECT COUNT(*) FROM entries", [], |r| r.get(0))?;
+        Ok(to_u64(n))
+    }
+
+    fn send(&self, run: &RunId, expected: Seq, entries: Vec<NewEntry>, reply: Reply) -> Result<()> {
+        let sender = self
+            .inner
+            .appends
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        sender
+            .send(Append {
+                run: run.clone(),
+                expected,
+                entries,
+                reply,
+            })
+            .map_err(|_| Error::Closed)
+    }
+}
+
+/// The writer thread: one connection, one transaction per batch.
+struct Writer {
+    conn: Arc<Mutex<Connection>>,
+    requests: mpsc::Receiver<Append>,
+    commits: Arc<AtomicU64>,
+    events: broadcast::Sender<Arc<Entry>>,
+    max_batch: usize,
+}
+
+impl Writer {
+    fn run(self) {
+        let mut batch = Vec::new();
+        // Ends when every handle on the store is dropped.
+        while let Ok(first) = self.requests.recv() {
+            batch.push(first);
+            while batch.len() < self.max_batch {
+                match self.requests.try_recv() {
+                    Ok(next) => batch.push(next),
+                    Err(_) => break,
+                }
+            }
+            self.commit(&mut batch);
+        }
+    }
+
+    fn commit(&self, batch: &mut Vec<Append>) {
+        let now = now_ms();
+        let outcome = {
+            let mut conn = lock(&self.conn);
+            commit_batch(&mut conn, batch, now)
+        };
+        match outcome {
+            Ok(results) => {
+                self.commits.fetch_add(1, Ordering::Relaxed);
+                for (append, result) in batch.drain(..).zip(results) {
+                    if let Ok(last) = &result {
+                        let first = last + 1 - append.entries.len() as u64;
+                        for (seq, e) in (first..).zip(append.entries) {
+                            // No subscriber is not an error.
+                            let _ = self.events.send(Arc::new(Entry {
+                                run: append.run.clone(),
+                                seq,
+                                kind: e.kind,
+                                call_id: e.call_id,
+                                payload: e.payload,
+                                at_ms: now,
+                            }));
+                        }
+                    }
+                    append.reply.send(result);
+                }
+            }
+            Err(e) => {
+                let message = e.to_string();
+                for append in batch.drain(..) {
+                    append.reply.send(Err(Error::Commit(message.clone())));
+                }
+            }
+        }
+    }
+}
+
+/// One transaction for `batch`; each append in a savepoint of its own.
+/// The outer error is the transaction's: then nothing was committed.
+fn commit_batch(
+    conn: &mut Connection,
+    batch: &[Append],
+    now: u64,
+) -> rusqlite::Result<Vec<Result<Seq>>> {
+    // `IMMEDIATE` takes the write lock first, waiting up to the busy
+    // timeout for another process's transaction.
+    let mut tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let mut results = Vec::with_capacity(batch.len());
+    for append in batch {
+        let mut sp = tx.savepoint()?;
+        let result = append_in(&sp, append, now);
+        if result.is_ok() {
+            sp.commit()?;
+        } else {
+            sp.rollback()?;
+            sp.commit()?;
+        }
+        results.push(result);
+    }
+    tx.commit()?;
+    Ok(results)
+}
+
+fn append_in(conn: &Connection, append: &Append, now: u64) -> Result<Seq> {
+    let actual: Option<i64> = conn
+        .prepare_cached("SELECT last_seq FROM runs WHERE id = ?1")?
+        .query_row([append.run.as_str()], |r| r.get(0))
+        .optional()?;
+    let Some(actual) = actual.map(to_u64) else {
+        return Err(Error::NoRun(append.run.clone()));
+    };
+    if actual != append.expected {
+        return Err(Error::Conflict {
+            run: append.run.clone(),
+            expected: append.expected,
+            actual,
+        });
+    }
+    let mut insert = conn.prepare_cached(
+        "INSERT INTO entries (run, seq, kind, call_id, payload, at_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+    )?;
+    let mut last = actual;
+    for e in &append.entries {
+        last += 1;
+        insert.execute(params![
+            append.run.as_str(),
+            to_i64(last),
+            e.kind,
+            e.call_id,
+            e.payload,
+            to_i64(now)
+        ])?;
+    }
+    conn.prepare_cached("UPDATE runs SET last_seq = ?2, updated_ms = ?3 WHERE id = ?1")?
+        .execute(params![append.run.as_str(), to_i64(last), to_i64(now)])?;
+    Ok(last)
+}
+
+/// A run's row.
+struct RunRow {
+    info: RunInfo,
+    last_seq: Seq,
+}
+
+fn run_row(conn: &Connection, run: &RunId) -> Result<Option<RunRow>> {
+    let row = conn
+        .prepare_cached(
+            "SELECT graph_hash, parent, fork_seq, status, created_ms, updated_ms, last_seq
+             FROM runs WHERE id = ?1",
+        )?
+        .query_row([run.as_str()], |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                r.get::<_, Option<String>>(1)?,
+                r.get::<_, Option<i64>>(2)?,
+                r.get::<_, String>(3)?,
+                r.get::<_, i64>(4)?,
+                r.get::<_, i64>(5)?,
+                r.get::<_, i64>(6)?,
+            ))
+        })
+        .optional()?;
+    Ok(row.map(
+        |(graph_hash, parent, fork_seq, status, created, updated, last)| RunRow {
+            info: RunInfo {
+                id: run.clone(),
+                graph_hash,
+                parent: parent.map(|p| (RunId(p), fork_seq.map_or(0, to_u64))),
+                // Only this crate writes the column.
+                status: RunStatus::parse(&status).unwrap_or(RunStatus::Failed),
+                created_ms: to_u64(created),
+                updated_ms: to_u64(updated),
+            },
+            last_seq: to_u64(last),
+        },
+    ))
+}
+
+fn existing(conn: &Connection, run: &RunId) -> Result<RunRow> {
+    run_row(conn, run)?.ok_or_else(|| Error::NoRun(run.clone()))
+}
+
+/// The runs whose rows make up `run`'s journal, root first: each with the
+/// seqs it contributes, `(after, up_to]` (`None`: to the end).
+fn lineage(conn: &Connection, run: &RunId) -> Result<Vec<(RunId, Seq, Option<Seq>)>> {
+    let mut chain = Vec::new();
+    let mut current = existing(conn, run)?;
+    let mut up_to = None;
+    loop {
+        let parent = current.info.parent.clone();
+        let after = parent.as_ref().map_or(0, |(_, at)| *at);
+        chain.push((current.info.id.clone(), after, up_to));
+        let Some((parent, at)) = parent else { break };
+        up_to = Some(at);
+        current = existing(conn, &parent)?;
+    }
+    chain.reverse();
+    Ok(chain)
+}
+
+fn read_entries(conn: &Connection, run: &RunId, after: Seq, limit: usize) -> Result<Vec<Entry>> {
+    let mut out = Vec::new();
+    let mut query = conn.prepare_cached(
+        "SELECT seq, kind, call_id, payload, at_ms FROM entries
+         WHERE run = ?1 AND seq > ?2 AND seq <= ?3 ORDER BY seq LIMIT ?4",
+    )?;
+    for (source, from, up_to) in lineage(conn, run)? {
+        let remaining = limit.saturating_sub(out.len());
+        if remaining == 0 {
+            break;
+        }
+        if up_to.is_some_and(|u| u <= after) {
+            continue;
+        }
+        let rows = query.query_map(
+            params![
+                source.as_str(),
+                to_i64(after.max(from)),
+                up_to.map_or(i64::MAX, to_i64),
+                i64::try_from(remaining).unwrap_or(i64::MAX)
+            ],
+            |r| {
+                Ok(Entry {
+                    run: run.clone(),
+                    seq: to_u64(r.get(0)?),
+                    kind: r.get(1)?,
+                    call_id: r.get(2)?,
+                    payload: r.get(3)?,
+                    at_ms: to_u64(r.get(4)?),
+                })
+            },
+        )?;
+        for row in rows {
+            out.push(row?);
+        }
+    }
+    Ok(out)
+}
+
+fn lease_row(conn: &Connection, run: &RunId) -> Result<Option<(String, u64)>> {
+    Ok(conn
+        .prepare_cached("SELECT owner, expires_ms FROM claims WHERE run = ?1")?
+        .query_row([run.as_str()], |r| {
+            Ok((r.get::<_, String>(0)?, to_u64(r.get(1)?)))
+        })
+        .optional()?)
+}
+
+fn ttl_ms(ttl: Duration) -> u64 {
+    u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX)
+}
+
+impl SqliteRunStore {
+    /// `step` in one `IMMEDIATE` transaction on the other connection.
+    fn write<T>(&self, mut step: impl FnMut(&rusqlite::Transaction<'_>) -> Result<T>) -> Result<T> {
+        let mut conn = lock(&self.inner.conn);
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let value = step(&tx)?;
+        tx.commit()?;
+        Ok(value)
+    }
+
+    fn set_lease(tx: &Connection, run: &RunId, owner: &str, ttl: Duration) -> Result<Lease> {
+        let expires_ms = now_ms().saturating_add(ttl_ms(ttl));
+        tx.prepare_cached(
+            "INSERT INTO claims (run, owner, expires_ms) VALUES (?1, ?2, ?3)
+             ON CONFLICT (run) DO UPDATE SET owner = excluded.owner, expires_ms = excluded.expires_ms",
+        )?
+        .execute(params![run.as_str(), owner, to_i64(expires_ms)])?;
+        Ok(Lease {
+            run: run.clone(),
+            owner: owner.to_owned(),
+            expires_ms,
+        })
+    }
+}
+
+impl RunStore for SqliteRunStore {
+    fn create_run(&self, run: &RunId, graph_hash: &str) -> Result<RunInfo> {
+        self.write(|tx| {
+            if run_row(tx, run)?.is_some() {
+                return Err(Error::RunExists(run.clone()));
+            }
+            let now = now_ms();
+            tx.prepare_cached(
+                "INSERT INTO runs (id, graph_hash, status, created_ms, updated_ms, last_seq)
+                 VALUES (?1, ?2, 'running', ?3, ?3, 0)",
+            )?
+            .execute(params![run.as_str(), graph_hash, to_i64(now)])?;
+            Ok(RunInfo {
+                id: run.clone(),
+                graph_hash: graph_hash.to_owned(),
+                parent: None,
+                status: RunStatus::Running,
+                created_ms: now,
+                updated_ms: now,
+            })
+        })
+    }
+
+    fn append<'a>(
+        &'a self,
+        run: &'a RunId,
+        expected: Seq,
+        entries: Vec<NewEntry>,
+    ) -> BoxFuture<'a, Result<Seq>> {
+        Box::pin(async move {
+            let (tx, rx) = oneshot::channel();
+            self.send(run, expected, entries, Reply::Async(tx))?;
+            rx.await.map_err(|_| Error::Closed)?
+        })
+    }
+
+    fn append_blocking(&self, run: &RunId, expected: Seq, entries: Vec<NewEntry>) -> Result<Seq> {
+        let (tx, rx) = mpsc::sync_channel(1);
+        self.send(run, expected, entries, Reply::Blocking(tx))?;
+        rx.recv().map_err(|_| Error::Closed)?
+    }
+
+    fn read_after(&self, run: &RunId, after: Seq, limit: usize) -> Result<Vec<Entry>> {
+        read_entries(&lock(&self.inner.conn), run, after, limit)
+    }
+
+    fn last_seq(&self, run: &RunId) -> Result<Seq> {
+        Ok(existing(&lock(&self.inner.conn), run)?.last_seq)
+    }
+
+    fn write_checkpoint(&self, run: &RunId, seq: Seq, state: &[u8]) -> Result<()> {
+        self.write(|tx| {
+            let row = existing(tx, run)?;
+            if seq > row.last_seq {
+                return Err(Error::PastEnd {
+                    run: run.clone(),
+                    seq,
+                    last: row.last_seq,
+                });
+            }
+            if let Some((_, fork_seq)) = row.info.parent
+                && seq < fork_seq
+            {
+                return Err(Error::BeforeFork {
+                    run: run.clone(),
+                    seq,
+                    fork_seq,
+                });
+            }
+            tx.prepare_cached(
+                "INSERT OR REPLACE INTO checkpoints (run, seq, state) VALUES (?1, ?2, ?3)",
+            )?
+            .execute(params![run.as_str(), to_i64(seq), state])?;
+            Ok(())
+        })
+    }
+
+    fn checkpoint_at_or_before(&self, run: &RunId, seq: Seq) -> Result<Option<Checkpoint>> {
+        let conn = lock(&self.inner.conn);
+        let mut query = conn.prepare_cached(
+            "SELECT seq, state FROM checkpoints WHERE run = ?1 AND seq >= ?2 AND seq <= ?3
+             ORDER BY seq DESC LIMIT 1",
+        )?;
+        // Newest first: a fork's own checkpoint at its fork point hides
+        // its parent's there.
+        for (source, after, up_to) in lineage(&conn, run)?.into_iter().rev() {
+            let bound = up_to.map_or(seq, |u| u.min(seq));
+            if bound < after {
+                continue;
+            }
+            let found = query
+                .query_row(
+                    params![source.as_str(), to_i64(after), to_i64(bound)],
+                    |r| Ok((to_u64(r.get(0)?), r.get::<_, Vec<u8>>(1)?)),
+                )
+                .optional()?;
+            if let Some((seq, state)) = found {
+                return Ok(Some(Checkpoint {
+                    run: run.clone(),
+                    seq,
+                    state,
+                }));
+            }
+        }
+        Ok(None)
+    }
+
+    fn fork(&self, parent: &RunId, at: Seq, new: &RunId) -> Result<RunInfo> {
+        self.write(|tx| {
+            let row = existing(tx, parent)?;
+            if at > row.last_seq {
+                return Err(Error::PastEnd {
+                    run: parent.clone(),
+                    seq: at,
+                    last: row.last_seq,
+                });
+            }
+            if let Some((_, fork_seq)) = &row.info.parent
+                && at < *fork_seq
+            {
+                return Err(Error::BeforeFork {
+                    run: parent.clone(),
+                    seq: at,
+                    fork_seq: *fork_seq,
+                });
+            }
+            if run_row(tx, new)?.is_some() {
+                return Err(Error::RunExists(new.clone()));
+            }
+            let now = now_ms();
+            tx.prepare_cached(
+                "INSERT INTO runs (id, graph_hash, parent, fork_seq, status, created_ms, updated_ms, last_seq)
+                 VALUES (?1, ?2, ?3, ?4, 'running', ?5, ?5, ?4)",
+            )?
+            .execute(params![
+                new.as_str(),
+                row.info.graph_hash,
+                parent.as_str(),
+                to_i64(at),
+                to_i64(now)
+            ])?;
+            Ok(RunInfo {
+                id: new.clone(),
+                graph_hash: row.info.graph_hash.clone(),
+                parent: Some((parent.clone(), at)),
+                status: RunStatus::Running,
+                created_ms: now,
+                updated_ms: now,
+            })
+        })
+    }
+
+    fn set_status(&self, run: &RunId, status: RunStatus) -> Result<()> {
+        self.write(|tx| {
+            let changed = tx
+                .prepare_cached("UPDATE runs SET status = ?2, updated_ms = ?3 WHERE id = ?1")?
+                .execute(params![run.as_str(), status.as_str(), to_i64(now_ms())])?;
+            if changed == 0 {
+                return Err(Error::NoRun(run.clone()));
+            }
+            Ok(())
+        })
+    }
+
+    fn run_info(&self, run: &RunId) -> Result<Option<RunInfo>> {
+        Ok(run_row(&lock(&self.inner.conn), run)?.map(|r| r.info))
+    }
+
+    fn list_runs(&self) -> Result<Vec<RunInfo>> {
+        let conn = lock(&self.inner.conn);
+        let ids = conn
+            .prepare_cached("SELECT id FROM runs ORDER BY created_ms, id")?
+            .query_map([], |r| r.get::<_, String>(0))?
+            .collect::<rusqlite::Result<Vec<_>>>()?;
+        let mut runs = Vec::with_capacity(ids.len());
+        for id in ids {
+            if let Some(row) = run_row(&conn, &RunId(id))? {
+                runs.push(row.info);
+            }
+        }
+        Ok(runs)
+    }
+
+    fn claim(&self, run: &RunId, owner: &str, ttl: Duration) -> Result<Lease> {
+        self.write(|tx| {
+            existing(tx, run)?;
+            if let Some((holder, expires_ms)) = lease_row(tx, run)?
+                && holder != owner
+                && expires_ms > now_ms()
+            {
+                return Err(Error::Claimed {
+                    run: run.clone(),
+                    owner: holder,
+                    expires_ms,
+                });
+            }
+            Self::set_lease(tx, run, owner, ttl)
+        })
+    }
+
+    fn renew(&self, run: &RunId, owner: &str, ttl: Duration) -> Result<Lease> {
+        self.write(|tx| match lease_row(tx, run)? {
+            Some((holder, _)) if holder == owner => Self::set_lease(tx, run, owner, ttl),
+            _ => Err(Error::NotHeld {
+                run: run.clone(),
+                owner: owner.to_owned(),
+            }),
+        })
+    }
+
+    fn release(&self, run: &RunId, owner: &str) -> Result<()> {
+        self.write(|tx| {
+            tx.prepare_cached("DELETE FROM claims WHERE run = ?1 AND owner = ?2")?
+                .execute(params![run.as_str(), owner])?;
+            Ok(())
+        })
+    }
+
+    fn put_blob(&self, bytes: &[u8]) -> Result<String> {
+        let hash = Sha256::digest(bytes)
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect::<String>();
+        self.write(|tx| {
+            tx.prepare_cached("INSERT OR IGNORE INTO blobs (hash, bytes) VALUES (?1, ?2)")?
+                .execute(params![hash, bytes])?;
+            Ok(())
+        })?;
+        Ok(hash)
+    }
+
+    fn get_blob(&self, hash: &str) -> Result<Option<Vec<u8>>> {
+        Ok(lock(&self.inner.conn)
+            .prepare_cached("SELECT bytes FROM blobs WHERE hash = ?1")?
+            .query_row([hash], |r| r.get(0))
+            .optional()?)
+    }
+
+    fn events(&self) -> broadcast::Receiver<Arc<Entry>> {
+        self.inner.events.subscribe()
+    }
+}
