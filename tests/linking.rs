@@ -140,3 +140,59 @@ async fn grant_naming_an_unknown_plugin_is_a_config_error() {
         "{err}"
     );
 }
+
+/// `Runtime::invoke_as`: one plugin calling others by id (as a run driver
+/// does for the orchestrator), only those its `plugins` grant names.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn invoke_as_calls_only_the_plugins_the_caller_is_granted() {
+    let dir = tempfile::tempdir().unwrap();
+    let runtime = start(
+        dir.path(),
+        "",
+        &[
+            tool("first"),
+            tool("second"),
+            tool("ungranted"),
+            // A plugin that imports no `tool` interface, so granting it
+            // several plugins that export one is not ambiguous.
+            TestPlugin::new("driver", "tool", test_component("plain_tool"))
+                .grants("plugins = [\"first\", \"second\"]"),
+        ],
+    )
+    .await;
+    for callee in ["first", "second"] {
+        let out = runtime
+            .invoke_as(
+                "driver",
+                callee,
+                "tool.invoke",
+                &json!(["echo", "{\"n\":1}"]),
+            )
+            .await
+            .unwrap();
+        assert_eq!(out, json!({"ok": "{\"n\":1}"}), "{callee}: {out}");
+    }
+    let err = runtime
+        .invoke_as("driver", "ungranted", "tool.invoke", &json!(["echo", "{}"]))
+        .await
+        .unwrap_err();
+    let text = err.to_string();
+    assert!(
+        matches!(err, convergio_runtime::Error::CallDenied { .. }),
+        "{text}"
+    );
+    assert!(
+        text.contains("plugin `driver` may not call plugin `ungranted`")
+            && text.contains("plugins = [\"ungranted\"]")
+            && text.contains("platform.toml:"),
+        "{text}"
+    );
+    let err = runtime
+        .invoke_as("nobody", "first", "tool.invoke", &json!(["echo", "{}"]))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, convergio_runtime::Error::UnknownPlugin(ref id) if id == "nobody"),
+        "{err}"
+    );
+}

@@ -31,6 +31,19 @@ pub enum Error {
     #[error("{}", .0.join("\n"))]
     Denied(Vec<String>),
 
+    /// A plugin asked to call another that its `plugins` grant does not name.
+    #[error(
+        "plugin `{caller}` may not call plugin `{callee}`; grant it with plugins = [\"{callee}\"] under [plugin.grants] of `{caller}` ({location})"
+    )]
+    CallDenied {
+        /// The calling plugin.
+        caller: String,
+        /// The plugin it asked to call.
+        callee: String,
+        /// Where the caller is configured (`platform.toml:LINE`).
+        location: String,
+    },
+
     /// A component could not be compiled or linked.
     #[error("plugin `{plugin}`: {message}")]
     Load {

@@ -146,6 +146,45 @@ impl Runtime {
         function: &str,
         args: &serde_json::Value,
     ) -> Result<serde_json::Value> {
+        self.call_json(plugin, function, args).await
+    }
+
+    /// [`Runtime::invoke_json`] on behalf of plugin `caller`: allowed only
+    /// when `caller`'s `plugins` grant names `callee`. This is how a run
+    /// driver dispatches a graph's node calls for the orchestrator plugin:
+    /// to any number of plugins by id, each in a store of its own under its
+    /// own grants and limits (on a warm instance when it is opted in), where
+    /// an import would link the caller to exactly one exporter.
+    pub async fn invoke_as(
+        &self,
+        caller: &str,
+        callee: &str,
+        function: &str,
+        args: &serde_json::Value,
+    ) -> Result<serde_json::Value> {
+        let span = tracing::debug_span!("convergio.plugins.call", caller, callee, function);
+        async {
+            let caller_slot = self.slot(caller)?;
+            let spec = caller_slot.current.load().spec.clone();
+            if !spec.grants.plugins.iter().any(|granted| granted == callee) {
+                return Err(Error::CallDenied {
+                    caller: caller.to_owned(),
+                    callee: callee.to_owned(),
+                    location: spec.config_location.clone(),
+                });
+            }
+            self.call_json(callee, function, args).await
+        }
+        .instrument(span)
+        .await
+    }
+
+    async fn call_json(
+        &self,
+        plugin: &str,
+        function: &str,
+        args: &serde_json::Value,
+    ) -> Result<serde_json::Value> {
         let slot = self.slot(plugin)?;
         let loaded = slot.current.load_full();
         let export = loaded.exports.find(plugin, function)?;
