@@ -82,17 +82,89 @@ struct WarmReturn {
     uses: u32,
 }
 
+/// A session's place and time: one of the plugin's `max-instances`
+/// permits, and when its deadline passes (counted from when the caller
+/// started waiting).
+struct Admission {
+    permit: tokio::sync::OwnedSemaphorePermit,
+    deadline_at: Instant,
+    grace: Duration,
+}
+
 impl Session {
     /// Wait for a free instance slot, then instantiate the plugin.
     pub(crate) async fn open(inner: &Inner, slot: &Slot, loaded: &Loaded) -> Result<Self> {
+        let admission = Self::admit(inner, &loaded.spec, slot).await?;
+        Self::instantiate(inner, loaded, admission).await
+    }
+
+    /// [`Session::open`] for a plugin whose instances may serve several
+    /// calls (`warm-instances` above 0: provider plugins by default, other
+    /// kinds when the operator opts them in): once a slot is free, an idle
+    /// instance of the current version is taken if there is one, with a
+    /// fresh deadline and fuel. Give the instance back with
+    /// [`Session::release`] after a call that went well.
+    pub(crate) async fn open_warm(
+        inner: &Inner,
+        slot: &Arc<Slot>,
+        loaded: &Loaded,
+    ) -> Result<Self> {
         let spec = &loaded.spec;
-        let limits = spec.limits;
-        let deadline = Duration::from_millis(limits.deadline_ms);
+        if spec.limits.warm_instances == 0 {
+            return Self::open(inner, slot, loaded).await;
+        }
+        // The permit first: an instance another call gives back while this
+        // one waits is then there to take.
+        let admission = Self::admit(inner, spec, slot).await?;
+        let (mut session, uses) = match slot.take_warm(loaded.generation) {
+            Some(warm) => {
+                let mut store = warm.store;
+                arm(&mut store, inner, spec, admission.deadline_at)?;
+                let session = Self {
+                    store,
+                    instance: warm.instance,
+                    spec: spec.clone(),
+                    account: loaded.account,
+                    deadline_at: admission.deadline_at,
+                    grace: admission.grace,
+                    _permit: admission.permit,
+                    warm: None,
+                    healthy: true,
+                };
+                (session, warm.uses)
+            }
+            None => (Self::instantiate(inner, loaded, admission).await?, 0),
+        };
+        session.warm = Some(WarmReturn {
+            slot: Arc::downgrade(slot),
+            generation: loaded.generation,
+            uses: uses + 1,
+        });
+        Ok(session)
+    }
+
+    /// Wait (up to the plugin's `queue-ms`) for one of its `max-instances`
+    /// places; the deadline counts from the start of the wait.
+    async fn admit(inner: &Inner, spec: &PluginSpec, slot: &Slot) -> Result<Admission> {
         let started = Instant::now();
         let permit = Self::permit(spec, slot, started).await?;
-        let deadline_at = Instant::now() + deadline.saturating_sub(started.elapsed());
-        let grace = Duration::from_millis(100) + inner.tick * 2;
+        let deadline = Duration::from_millis(spec.limits.deadline_ms);
+        Ok(Admission {
+            permit,
+            deadline_at: Instant::now() + deadline.saturating_sub(started.elapsed()),
+            grace: Duration::from_millis(100) + inner.tick * 2,
+        })
+    }
 
+    /// A fresh store with the plugin's limits, and the plugin instantiated in it.
+    async fn instantiate(inner: &Inner, loaded: &Loaded, admission: Admission) -> Result<Self> {
+        let spec = &loaded.spec;
+        let limits = spec.limits;
+        let Admission {
+            permit,
+            deadline_at,
+            grace,
+        } = admission;
         let mut table = ResourceTable::new();
         table.set_max_capacity(MAX_HANDLES);
         let state = HostState {
@@ -111,10 +183,11 @@ impl Session {
         guard_host_memory(&mut store, loaded.account, limits.host_memory_bytes);
         arm(&mut store, inner, spec, deadline_at)?;
         // The epoch deadline stops guest code; the timeout also bounds time in host calls.
-        let pre = loaded.pre.clone();
         let outcome = tokio::time::timeout(
             deadline_at.saturating_duration_since(Instant::now()) + grace,
-            loaded.account.scope(pre.instantiate_async(&mut store)),
+            loaded
+                .account
+                .scope(loaded.pre.instantiate_async(&mut store)),
         )
         .await;
         let instance = Self::settle(spec, outcome)?;
@@ -129,56 +202,6 @@ impl Session {
             warm: None,
             healthy: true,
         })
-    }
-
-    /// [`Session::open`] for a plugin whose instances may serve several
-    /// calls (`warm-instances` above 0: provider plugins by default, other
-    /// kinds when the operator opts them in): an idle
-    /// instance of the current version is taken if there is one, with a
-    /// fresh deadline and fuel. Give the instance back with
-    /// [`Session::release`] after a call that went well.
-    pub(crate) async fn open_warm(
-        inner: &Inner,
-        slot: &Arc<Slot>,
-        loaded: &Loaded,
-    ) -> Result<Self> {
-        let spec = &loaded.spec;
-        if spec.limits.warm_instances == 0 {
-            return Self::open(inner, slot, loaded).await;
-        }
-        let mut session = match slot.take_warm(loaded.generation) {
-            Some(warm) => {
-                let started = Instant::now();
-                let permit = Self::permit(spec, slot, started).await?;
-                let deadline = Duration::from_millis(spec.limits.deadline_ms);
-                let deadline_at = Instant::now() + deadline.saturating_sub(started.elapsed());
-                let mut store = warm.store;
-                arm(&mut store, inner, spec, deadline_at)?;
-                Self {
-                    store,
-                    instance: warm.instance,
-                    spec: spec.clone(),
-                    account: loaded.account,
-                    deadline_at,
-                    grace: Duration::from_millis(100) + inner.tick * 2,
-                    _permit: permit,
-                    warm: Some(WarmReturn {
-                        slot: Arc::downgrade(slot),
-                        generation: loaded.generation,
-                        uses: warm.uses,
-                    }),
-                    healthy: true,
-                }
-            }
-            None => Self::open(inner, slot, loaded).await?,
-        };
-        let warm = session.warm.get_or_insert_with(|| WarmReturn {
-            slot: Arc::downgrade(slot),
-            generation: loaded.generation,
-            uses: 0,
-        });
-        warm.uses += 1;
-        Ok(session)
     }
 
     /// End the session; an instance opened with [`Session::open_warm`] whose
