@@ -121,7 +121,8 @@ struct Inner {
     /// Everything but appends (shared with the writer in `Off` mode, where
     /// the database is one connection's memory).
     conn: Arc<Mutex<Connection>>,
-    appends: Mutex<mpsc::Sender<Append>>,
+    /// To the writer thread (`Sender` is `Sync`: appenders send without a lock).
+    appends: mpsc::Sender<Append>,
     commits: Arc<AtomicU64>,
     events: broadcast::Sender<Arc<Entry>>,
 }
@@ -227,7 +228,7 @@ impl SqliteRunStore {
         Ok(Self {
             inner: Arc::new(Inner {
                 conn,
-                appends: Mutex::new(tx),
+                appends: tx,
                 commits,
                 events,
             }),
@@ -254,12 +255,8 @@ impl SqliteRunStore {
     }
 
     fn send(&self, run: &RunId, expected: Seq, entries: Vec<NewEntry>, reply: Reply) -> Result<()> {
-        let sender = self
-            .inner
+        self.inner
             .appends
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        sender
             .send(Append {
                 run: run.clone(),
                 expected,
