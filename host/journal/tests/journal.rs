@@ -578,12 +578,16 @@ fn kill_9_appender() {
         panic!("kill_9_appender is the child process of acknowledged_entries_survive_kill_9; run that test instead")
     }));
     let store = store(&dir, Durability::Process);
+    // Every run exists before the first append, so the parent can read each
+    // one however early the kill comes.
+    for t in 0..4 {
+        store.create_run(&RunId(format!("run-{t}")), "g").unwrap();
+    }
     let threads: Vec<_> = (0..4)
         .map(|t| {
             let store = store.clone();
             std::thread::spawn(move || {
                 let run = RunId(format!("run-{t}"));
-                store.create_run(&run, "g").unwrap();
                 let deadline = std::time::Instant::now() + Duration::from_secs(60);
                 for seq in 1u64.. {
                     assert!(
