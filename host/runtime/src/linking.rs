@@ -268,7 +268,7 @@ impl CallTarget {
     }
 }
 
-pub(crate) fn denied(spec: &PluginSpec, import: &str, capability: Capability) -> String {
+fn denied(spec: &PluginSpec, import: &str, capability: Capability) -> String {
     format!(
         "plugin `{}` imports `{import}` but is not granted `{capability}`; to allow it, add `{}` under [plugin.grants] of the [[plugin]] with id = \"{}\" ({})",
         spec.id,
