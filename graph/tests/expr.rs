@@ -506,7 +506,7 @@ fn parse_errors_say_where_and_what_was_expected() {
         ("1e999", "the number 1e999 is out of range", 1),
         (
             "foo == 1",
-            "unknown name 'foo': a value is null, true, false, a number, a string, a path starting with state or nodes, or a call of len, exists, lower or upper",
+            "unknown name 'foo': a value is null, true, false, a number, a string, a path starting with state, nodes, item, index or output, or a call of len, exists, lower or upper",
             1,
         ),
         (
@@ -552,7 +552,7 @@ fn parse_errors_say_where_and_what_was_expected() {
         ),
         (
             "exists(1)",
-            "exists() takes a path starting with state or nodes, found the number 1",
+            "exists() takes a path starting with state, nodes, item, index or output, found the number 1",
             8,
         ),
         (

@@ -13,6 +13,10 @@ pub struct Known {
     pub state: Vec<String>,
     /// Declared node ids.
     pub nodes: Vec<String>,
+    /// Whether `item` and `index` are defined (a map branch's template).
+    pub item: bool,
+    /// Whether `output` is defined (a node's output mapping).
+    pub output: bool,
 }
 
 impl Known {
@@ -27,7 +31,23 @@ impl Known {
         Self {
             state: state.into_iter().map(Into::into).collect(),
             nodes: nodes.into_iter().map(Into::into).collect(),
+            item: false,
+            output: false,
         }
+    }
+
+    /// The same names, with `item` and `index` defined.
+    #[must_use]
+    pub fn with_item(mut self) -> Self {
+        self.item = true;
+        self
+    }
+
+    /// The same names, with `output` defined.
+    #[must_use]
+    pub fn with_output(mut self) -> Self {
+        self.output = true;
+        self
     }
 }
 
@@ -38,6 +58,8 @@ pub enum NameKind {
     StateKey,
     /// A node id right after `nodes`.
     Node,
+    /// `item`, `index` or `output` where it is not defined.
+    Root,
 }
 
 impl fmt::Display for NameKind {
@@ -45,6 +67,7 @@ impl fmt::Display for NameKind {
         f.write_str(match self {
             Self::StateKey => "state key",
             Self::Node => "node",
+            Self::Root => "name",
         })
     }
 }
@@ -98,6 +121,30 @@ fn walk(src: &str, node: &Node, known: &Known, out: &mut Vec<UnknownName>) {
 }
 
 fn check_path(src: &str, path: &Path, known: &Known, out: &mut Vec<UnknownName>) {
+    let defined = match path.root {
+        Root::State | Root::Nodes => true,
+        Root::Item | Root::Index => known.item,
+        Root::Output => known.output,
+    };
+    if !defined {
+        let (line, column) = position(src, path.start);
+        let mut declared = vec!["state".to_owned(), "nodes".to_owned()];
+        if known.item {
+            declared.extend(["item".to_owned(), "index".to_owned()]);
+        }
+        if known.output {
+            declared.push("output".to_owned());
+        }
+        out.push(UnknownName {
+            kind: NameKind::Root,
+            name: path.root.name().to_owned(),
+            offset: path.start,
+            line,
+            column,
+            declared,
+        });
+        return;
+    }
     let Some(first) = path.segs.first() else {
         return;
     };
@@ -107,6 +154,7 @@ fn check_path(src: &str, path: &Path, known: &Known, out: &mut Vec<UnknownName>)
     let (kind, names) = match path.root {
         Root::State => (NameKind::StateKey, &known.state),
         Root::Nodes => (NameKind::Node, &known.nodes),
+        Root::Item | Root::Index | Root::Output => return,
     };
     if !names.contains(name) {
         let (line, column) = position(src, first.offset);

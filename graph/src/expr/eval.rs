@@ -16,6 +16,8 @@ pub(crate) fn eval(expr: &Expr, scope: &Scope<'_>) -> Result<Value> {
         src: &expr.source,
         state: scope.state,
         nodes: scope.nodes,
+        item: scope.item,
+        output: scope.output,
     };
     ctx.eval(&expr.root).map(Cow::into_owned)
 }
@@ -24,6 +26,8 @@ struct Ctx<'a> {
     src: &'a str,
     state: &'a Value,
     nodes: &'a Value,
+    item: Option<(&'a Value, &'a Value)>,
+    output: Option<&'a Value>,
 }
 
 /// A number, exact while it is a 64-bit signed integer.
@@ -279,9 +283,23 @@ impl<'a> Ctx<'a> {
     }
 
     fn resolve(&self, path: &Path) -> Result<&'a Value> {
-        let mut cur = match path.root {
-            Root::State => self.state,
-            Root::Nodes => self.nodes,
+        let root = match path.root {
+            Root::State => Some(self.state),
+            Root::Nodes => Some(self.nodes),
+            Root::Item => self.item.map(|(item, _)| item),
+            Root::Index => self.item.map(|(_, index)| index),
+            Root::Output => self.output,
+        };
+        let Some(mut cur) = root else {
+            let where_ = match path.root {
+                Root::Output => "in a node's output mapping",
+                _ => "in the template of a map node's branch",
+            };
+            return Err(self.error(
+                EvalErrorKind::MissingPath,
+                path.start,
+                format!("`{}` is defined only {where_}", path.root.name()),
+            ));
         };
         for (i, seg) in path.segs.iter().enumerate() {
             let missing =

@@ -149,12 +149,34 @@ impl fmt::Display for Expr {
 pub struct Scope<'a> {
     state: &'a Value,
     nodes: &'a Value,
+    item: Option<(&'a Value, &'a Value)>,
+    output: Option<&'a Value>,
 }
 
 impl<'a> Scope<'a> {
     /// A scope over `state` and `nodes`.
     pub fn new(state: &'a Value, nodes: &'a Value) -> Self {
-        Self { state, nodes }
+        Self {
+            state,
+            nodes,
+            item: None,
+            output: None,
+        }
+    }
+
+    /// The same scope with `item` and `index` (a number) defined: inside a
+    /// `map` node's template.
+    #[must_use]
+    pub fn with_item(mut self, item: &'a Value, index: &'a Value) -> Self {
+        self.item = Some((item, index));
+        self
+    }
+
+    /// The same scope with `output` defined: a node's output mapping.
+    #[must_use]
+    pub fn with_output(mut self, output: &'a Value) -> Self {
+        self.output = Some(output);
+        self
     }
 }
 
@@ -351,11 +373,39 @@ impl Func {
 pub(crate) enum Root {
     State,
     Nodes,
+    Item,
+    Index,
+    Output,
+}
+
+impl Root {
+    pub(crate) fn of(word: &str) -> Option<Self> {
+        Some(match word {
+            "state" => Self::State,
+            "nodes" => Self::Nodes,
+            "item" => Self::Item,
+            "index" => Self::Index,
+            "output" => Self::Output,
+            _ => return None,
+        })
+    }
+
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            Self::State => "state",
+            Self::Nodes => "nodes",
+            Self::Item => "item",
+            Self::Index => "index",
+            Self::Output => "output",
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) struct Path {
     pub(crate) root: Root,
+    /// Byte offset of the root word.
+    pub(crate) start: usize,
     pub(crate) segs: Vec<Seg>,
 }
 
@@ -375,10 +425,7 @@ pub(crate) enum Step {
 impl Path {
     /// The path's root and first `n` steps, as text: `state.a["b c"][0]`.
     pub(crate) fn text(&self, n: usize) -> String {
-        let mut out = String::from(match self.root {
-            Root::State => "state",
-            Root::Nodes => "nodes",
-        });
+        let mut out = String::from(self.root.name());
         for seg in self.segs.iter().take(n) {
             match &seg.step {
                 Step::Key(k) if lex::is_name(k) => {

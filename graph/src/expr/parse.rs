@@ -254,7 +254,7 @@ impl Parser<'_> {
                         other => Value::Bool(other == "true"),
                     })
                 }
-                "state" | "nodes" => {
+                "state" | "nodes" | "item" | "index" | "output" => {
                     let path = self.path()?;
                     self.node(Kind::Path(path), offset, 1)
                 }
@@ -262,11 +262,11 @@ impl Parser<'_> {
                     self.advance();
                     self.expect("(", "after 'exists'")?;
                     let next = self.peek();
-                    if !matches!(&next.tok, Tok::Word(w) if w == "state" || w == "nodes") {
+                    if !matches!(&next.tok, Tok::Word(w) if Root::of(w).is_some()) {
                         return Err(self.error(
                             next.offset,
                             format!(
-                                "exists() takes a path starting with state or nodes, found {}",
+                                "exists() takes a path starting with state, nodes, item, index or output, found {}",
                                 describe(&next.tok)
                             ),
                         ));
@@ -293,7 +293,7 @@ impl Parser<'_> {
                     offset,
                     format!(
                         "unknown name '{w}': a value is null, true, false, a number, a string, \
-                         a path starting with state or nodes, or a call of len, exists, lower or upper"
+                         a path starting with state, nodes, item, index or output, or a call of len, exists, lower or upper"
                     ),
                 )),
             },
@@ -317,9 +317,10 @@ impl Parser<'_> {
     /// `state` or `nodes` followed by `.name`, `[index]` and `["key"]` steps.
     fn path(&mut self) -> Result<Path> {
         let root = match &self.peek().tok {
-            Tok::Word(w) if w == "nodes" => Root::Nodes,
+            Tok::Word(w) => Root::of(w).unwrap_or(Root::State),
             _ => Root::State,
         };
+        let start = self.peek().offset;
         self.advance();
         let mut segs = Vec::new();
         loop {
@@ -374,7 +375,7 @@ impl Parser<'_> {
                 self.expect("]", "to close the '['")?;
                 segs.push(Seg { step, offset });
             } else {
-                return Ok(Path { root, segs });
+                return Ok(Path { root, start, segs });
             }
         }
     }
