@@ -23,5 +23,10 @@
 //! ```
 #![deny(missing_docs)]
 
+pub mod engine;
 pub mod expr;
 pub mod model;
+pub mod plan;
+pub mod schema;
+pub mod snapshot;
+pub mod template;

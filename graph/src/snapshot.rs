@@ -1,0 +1,223 @@
+//! A run's snapshot and the patches that change it.
+//!
+//! The orchestrator keeps everything it knows of a run in one JSON object —
+//! the graph state, the outputs of finished nodes, its scheduling records —
+//! and every change it makes is a [`Patch`]. The host journals the patches of
+//! each step and folds them with [`apply`] to rebuild the snapshot on resume,
+//! without calling the orchestrator: what was journaled is what happened,
+//! whatever orchestrator version runs next. A patch carries the reducer of a
+//! state write (`append`, `merge`, `add`) instead of the value it produced,
+//! so the journal grows with what each step added, not with the state.
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+/// What a patch does at its path.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Op {
+    /// Put the value there, replacing what was there.
+    Set,
+    /// Remove the key (nothing if absent).
+    Remove,
+    /// The target is a list (created empty when absent): a list value is
+    /// appended item by item, anything else as one item.
+    Append,
+    /// The target is an object (created empty when absent): the value's keys
+    /// replace its keys.
+    Merge,
+    /// The target is a number (0 when absent): the value is added.
+    Add,
+}
+
+/// One change to a snapshot: `op` with `value` at `path`, a list of object
+/// keys from the snapshot's root. Objects on the way are created.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Patch {
+    /// The operation.
+    pub op: Op,
+    /// Object keys from the root.
+    pub path: Vec<String>,
+    /// Its operand (`null` for [`Op::Remove`]).
+    #[serde(default, skip_serializing_if = "Value::is_null")]
+    pub value: Value,
+}
+
+/// Why a patch does not apply.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("patch {op:?} at /{path}: {message}")]
+pub struct PatchError {
+    /// The operation.
+    pub op: Op,
+    /// Its path, joined with `/`.
+    pub path: String,
+    /// What is wrong.
+    pub message: String,
+}
+
+/// Apply `patch` to `root`.
+pub fn apply(root: &mut Value, patch: &Patch) -> Result<(), PatchError> {
+    apply_parts(root, patch.op, &patch.path, &patch.value)
+}
+
+/// Apply `op` with `value` at `path` of `root` (what [`apply`] does, without
+/// building a [`Patch`]).
+pub fn apply_parts(
+    root: &mut Value,
+    op: Op,
+    path: &[String],
+    value: &Value,
+) -> Result<(), PatchError> {
+    let fail = |message: String| PatchError {
+        op,
+        path: path.join("/"),
+        message,
+    };
+    let Some((last, parents)) = path.split_last() else {
+        return Err(fail("an empty path".to_owned()));
+    };
+    let mut cur = root;
+    for key in parents {
+        let Value::Object(map) = cur else {
+            return Err(fail(format!(
+                "`{key}` is under a value that is not an object"
+            )));
+        };
+        cur = map
+            .entry(key.clone())
+            .or_insert_with(|| Value::Object(Map::new()));
+    }
+    let Value::Object(map) = cur else {
+        return Err(fail("the parent is not an object".to_owned()));
+    };
+    match op {
+        Op::Set => {
+            map.insert(last.clone(), value.clone());
+        }
+        Op::Remove => {
+            map.remove(last);
+        }
+        Op::Append => {
+            let target = map
+                .entry(last.clone())
+                .or_insert_with(|| Value::Array(Vec::new()));
+            let Value::Array(items) = target else {
+                return Err(fail(format!("append to {}, not a list", kind(target))));
+            };
+            match value {
+                Value::Array(more) => items.extend(more.iter().cloned()),
+                one => items.push(one.clone()),
+            }
+        }
+        Op::Merge => {
+            let Value::Object(incoming) = value else {
+                return Err(fail(format!("merge of {}, not an object", kind(value))));
+            };
+            let target = map
+                .entry(last.clone())
+                .or_insert_with(|| Value::Object(Map::new()));
+            let Value::Object(fields) = target else {
+                return Err(fail(format!("merge into {}, not an object", kind(target))));
+            };
+            for (k, v) in incoming {
+                fields.insert(k.clone(), v.clone());
+            }
+        }
+        Op::Add => {
+            let target = map.entry(last.clone()).or_insert_with(|| Value::from(0));
+            let sum = add(target, value)
+                .ok_or_else(|| fail(format!("add of {} to {}", kind(value), kind(target))))?;
+            *target = sum;
+        }
+    }
+    Ok(())
+}
+
+/// `a + b` for two JSON numbers: an integer while exact, else a float.
+pub fn add(a: &Value, b: &Value) -> Option<Value> {
+    let (Value::Number(x), Value::Number(y)) = (a, b) else {
+        return None;
+    };
+    if let (Some(x), Some(y)) = (x.as_i64(), y.as_i64())
+        && let Some(sum) = x.checked_add(y)
+    {
+        return Some(Value::from(sum));
+    }
+    let sum = x.as_f64()? + y.as_f64()?;
+    serde_json::Number::from_f64(sum).map(Value::Number)
+}
+
+fn kind(value: &Value) -> &'static str {
+    match value {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "a list",
+        Value::Object(_) => "an object",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use serde_json::json;
+
+    use super::*;
+
+    fn patch(op: Op, path: &[&str], value: Value) -> Patch {
+        Patch {
+            op,
+            path: path.iter().map(|s| (*s).to_owned()).collect(),
+            value,
+        }
+    }
+
+    #[test]
+    fn every_op_applies_and_creates_what_is_missing() {
+        let mut root = json!({});
+        for p in [
+            patch(Op::Set, &["values", "a"], json!(1)),
+            patch(Op::Append, &["values", "list"], json!([1, 2])),
+            patch(Op::Append, &["values", "list"], json!(3)),
+            patch(Op::Merge, &["values", "obj"], json!({"x": 1})),
+            patch(Op::Merge, &["values", "obj"], json!({"y": 2, "x": 3})),
+            patch(Op::Add, &["values", "n"], json!(2)),
+            patch(Op::Add, &["values", "n"], json!(0.5)),
+            patch(Op::Set, &["values", "gone"], json!(true)),
+            patch(Op::Remove, &["values", "gone"], Value::Null),
+        ] {
+            apply(&mut root, &p).unwrap();
+        }
+        assert_eq!(
+            root,
+            json!({"values": {"a": 1, "list": [1, 2, 3], "obj": {"x": 3, "y": 2}, "n": 2.5}})
+        );
+    }
+
+    #[test]
+    fn a_mismatched_target_is_an_error_naming_the_path() {
+        let mut root = json!({"values": {"s": "text"}});
+        let err = apply(&mut root, &patch(Op::Append, &["values", "s"], json!(1))).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "patch Append at /values/s: append to a string, not a list"
+        );
+        let err = apply(&mut root, &patch(Op::Add, &["values", "s"], json!(1))).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "patch Add at /values/s: add of a number to a string"
+        );
+    }
+
+    #[test]
+    fn integers_stay_exact_until_they_overflow() {
+        assert_eq!(add(&json!(2), &json!(3)), Some(json!(5)));
+        assert_eq!(
+            add(&json!(i64::MAX), &json!(1)),
+            Some(json!(9.223372036854776e18))
+        );
+        assert_eq!(add(&json!("a"), &json!(1)), None);
+    }
+}
