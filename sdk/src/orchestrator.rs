@@ -1,8 +1,10 @@
 //! The orchestrator component: the `convergio:platform/orchestrator-plugin` world.
 //!
 //! Implement [`Guest`] and register it with
-//! [`export_orchestrator!`](crate::export_orchestrator). The orchestrator runs
-//! agents through [`agents`] and tools through [`tools`], both linked by the host.
+//! [`export_orchestrator!`](crate::export_orchestrator). An orchestrator is a
+//! step function: it decides which node calls a run makes next and the host's
+//! run driver makes them (`components/orchestrator` is the platform's own,
+//! over the `convergio-graph` crate's engine).
 
 #[doc(hidden)]
 #[allow(missing_docs, unsafe_code, unused_qualifications, clippy::all)]
@@ -11,17 +13,8 @@ pub mod bindings {
         world: "convergio:platform/orchestrator-plugin@0.1.0",
         export_macro_name: "export",
         module: "convergio_sdk::orchestrator::bindings",
-        with: {
-            "convergio:platform/agent@0.1.0": convergio_sdk::bindings::convergio::platform::agent,
-            "convergio:platform/tool@0.1.0": convergio_sdk::bindings::convergio::platform::tool,
-        }
+        with: {}
     );
 }
 
-/// The agents the orchestrator runs (`convergio:platform/agent`, imported).
-pub use crate::bindings::convergio::platform::agent as agents;
-/// The tools the orchestrator calls (`convergio:platform/tool`, imported).
-pub use crate::bindings::convergio::platform::tool as tools;
-pub use bindings::exports::convergio::platform::orchestrator::{
-    Edge, Graph, Guest, Node, NodeKind, NodeStatus, OrchestratorError, RunState, RunStatus,
-};
+pub use bindings::exports::convergio::platform::orchestrator::{Guest, StepError, StepRequest};

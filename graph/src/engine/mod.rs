@@ -16,11 +16,13 @@
 //! condition do not wait for the branch that did not run). A loop edge, when
 //! taken, starts a new iteration of the nodes its target reaches.
 
+mod instance;
 mod run;
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+pub use instance::{Instance, Refusal, Request, compile, graph_hash};
 pub use run::{StepError, step};
 
 use crate::snapshot::Patch;

@@ -1,0 +1,136 @@
+//! What one orchestrator instance keeps between steps: the graphs it
+//! compiled (by hash) and the snapshots of the runs it stepped (by run id
+//! and version). The orchestrator component and the host's in-process step
+//! function both step through it, so they behave alike.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+
+use super::{Decision, Input, StepError, step};
+use crate::model::Graph;
+use crate::plan::Plan;
+
+/// Compiled graphs an instance keeps.
+const MAX_GRAPHS: usize = 64;
+/// Run snapshots an instance keeps.
+const MAX_RUNS: usize = 256;
+
+/// Why an instance did not take a step. The run is unchanged.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Refusal {
+    /// The instance does not hold the graph: send it.
+    #[error("unknown graph: send it")]
+    UnknownGraph,
+    /// The instance holds no copy of the run at this version: send it.
+    #[error("no snapshot of the run at this version: send it")]
+    NeedSnapshot,
+    /// The graph cannot run.
+    #[error("invalid graph: {0}")]
+    InvalidGraph(String),
+    /// The step itself was refused.
+    #[error(transparent)]
+    Step(#[from] StepError),
+}
+
+/// One step's request.
+#[derive(Debug, Clone, Copy)]
+pub struct Request<'a> {
+    /// The run.
+    pub run: &'a str,
+    /// SHA-256 of the graph's canonical JSON, lowercase hex.
+    pub graph_hash: &'a str,
+    /// The graph's canonical JSON, when sent.
+    pub graph: Option<&'a str>,
+    /// Steps journaled so far.
+    pub version: u64,
+    /// The run's snapshot at `version`, when sent.
+    pub snapshot: Option<&'a Value>,
+    /// What happened since the last step.
+    pub inputs: &'a [Input],
+}
+
+/// An orchestrator instance's memory.
+#[derive(Debug, Default)]
+pub struct Instance {
+    graphs: HashMap<String, Arc<Plan>>,
+    runs: HashMap<String, (u64, Value)>,
+}
+
+/// SHA-256 of `text`, lowercase hex: a graph's hash.
+pub fn graph_hash(text: &str) -> String {
+    let digest = Sha256::digest(text.as_bytes());
+    let mut out = String::with_capacity(64);
+    for byte in digest {
+        out.push(char::from(HEX[usize::from(byte >> 4)]));
+        out.push(char::from(HEX[usize::from(byte & 15)]));
+    }
+    out
+}
+
+const HEX: &[u8; 16] = b"0123456789abcdef";
+
+/// Read and compile a graph's canonical JSON.
+pub fn compile(text: &str) -> Result<Plan, Vec<String>> {
+    let graph: Graph = serde_json::from_str(text)
+        .map_err(|e| vec![format!("not a canonical graph document: {e}")])?;
+    Plan::compile(&graph).map_err(|e| e.0)
+}
+
+impl Instance {
+    /// An instance that holds nothing.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Take one step.
+    pub fn step(&mut self, request: Request<'_>) -> Result<Decision, Refusal> {
+        let plan = match (request.graph, self.graphs.get(request.graph_hash)) {
+            (_, Some(plan)) => Arc::clone(plan),
+            (None, None) => return Err(Refusal::UnknownGraph),
+            (Some(text), None) => {
+                if graph_hash(text) != request.graph_hash {
+                    return Err(Refusal::InvalidGraph(format!(
+                        "the graph sent does not have the hash {}",
+                        request.graph_hash
+                    )));
+                }
+                let plan =
+                    Arc::new(compile(text).map_err(|e| Refusal::InvalidGraph(e.join("; ")))?);
+                if self.graphs.len() >= MAX_GRAPHS {
+                    self.graphs.clear();
+                }
+                self.graphs
+                    .insert(request.graph_hash.to_owned(), Arc::clone(&plan));
+                plan
+            }
+        };
+        // The cached copy is taken out: if the step fails half-way it is
+        // not reused, and the next request sends the snapshot.
+        let mut snap = match request.snapshot {
+            Some(snap) => snap.clone(),
+            None => match self.runs.remove(request.run) {
+                Some((version, snap)) if version == request.version => snap,
+                _ => return Err(Refusal::NeedSnapshot),
+            },
+        };
+        let decision = step(&plan, &mut snap, request.inputs.to_vec())?;
+        if decision.status.is_final() {
+            self.runs.remove(request.run);
+        } else {
+            if self.runs.len() >= MAX_RUNS {
+                self.runs.clear();
+            }
+            self.runs
+                .insert(request.run.to_owned(), (request.version + 1, snap));
+        }
+        Ok(decision)
+    }
+
+    /// Drop what the instance keeps of `run`.
+    pub fn forget(&mut self, run: &str) {
+        self.runs.remove(run);
+    }
+}

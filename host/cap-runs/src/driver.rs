@@ -1,0 +1,1226 @@
+//! [`Runs`]: start, drive, resume, answer, cancel, inspect and fork runs.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use convergio_graph::engine::{CallResult, Decision, Input, Status, Target, graph_hash};
+use convergio_graph::model::Graph;
+use convergio_graph::plan::Plan;
+use convergio_graph::snapshot::{Op, Patch, apply};
+use convergio_journal::{BoxFuture, RunId, RunInfo, RunStatus, RunStore, Seq};
+use serde::Deserialize;
+use serde_json::{Map, Value};
+use tokio::sync::{Semaphore, mpsc, oneshot};
+use tokio::task::AbortHandle;
+
+use crate::journal::{self, Checkpoint, EntryKind, Step};
+use crate::{Error, NodeCall, NodeExecutor, Result, StepFailure, StepFunction, StepRequest};
+
+/// How a [`Runs`] behaves.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// A checkpoint (the whole snapshot) every this many steps, so a resume
+    /// folds at most this many decisions.
+    pub checkpoint_every: u64,
+    /// Who drives runs, for leases: `host:pid` by default, so a run whose
+    /// driver died on this host can be taken over at once.
+    pub owner: String,
+    /// How long a lease lasts without renewal.
+    pub lease_ttl: Duration,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Self {
+            checkpoint_every: 64,
+            owner: format!("{}:{}", hostname(), std::process::id()),
+            lease_ttl: Duration::from_secs(30),
+        }
+    }
+}
+
+fn hostname() -> String {
+    std::fs::read_to_string("/etc/hostname")
+        .map(|h| h.trim().to_owned())
+        .ok()
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "localhost".to_owned())
+}
+
+/// A run as it stands: what the store knows and its folded snapshot.
+#[derive(Debug, Clone)]
+pub struct RunView {
+    /// The store's record.
+    pub info: RunInfo,
+    /// The snapshot (see docs/graphs.md, "Snapshots").
+    pub snapshot: Value,
+    /// Steps folded into it.
+    pub version: u64,
+    /// The journal seq it is at.
+    pub seq: Seq,
+}
+
+impl RunView {
+    /// The run's status as its last decision gave it.
+    pub fn status(&self) -> &str {
+        self.snapshot
+            .get("status")
+            .and_then(Value::as_str)
+            .unwrap_or("running")
+    }
+}
+
+/// The run driver. Cheap to clone; clones drive the same runs.
+#[derive(Debug, Clone)]
+pub struct Runs {
+    shared: Arc<Shared>,
+}
+
+#[derive(Debug)]
+struct Shared {
+    store: Arc<dyn RunStore>,
+    steps: Arc<dyn StepFunction>,
+    exec: Arc<dyn NodeExecutor>,
+    options: Options,
+    /// Runs driven by this process now, and how to reach their driver.
+    live: Mutex<HashMap<RunId, mpsc::UnboundedSender<Command>>>,
+    /// Graphs by hash, compiled.
+    graphs: Mutex<HashMap<String, Arc<GraphDoc>>>,
+    /// One queue per plugin.
+    queues: Mutex<HashMap<String, Arc<Semaphore>>>,
+}
+
+#[derive(Debug)]
+struct GraphDoc {
+    hash: String,
+    text: String,
+    plan: Plan,
+}
+
+#[derive(Debug)]
+struct Command {
+    input: Input,
+    reply: oneshot::Sender<Result<()>>,
+}
+
+/// A run being driven: its graph, folded snapshot and journal position.
+struct Live {
+    run: RunId,
+    graph: Arc<GraphDoc>,
+    snap: Value,
+    version: u64,
+    seq: Seq,
+    /// Send the snapshot with the next step (the first of a session).
+    send_snapshot: bool,
+    /// The status last written to the store.
+    stored: RunStatus,
+}
+
+type Done = (String, CallResult, u64);
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'static) -> Result<T> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| Error::Journal(convergio_journal::Error::Task(e.to_string())))?
+}
+
+impl Runs {
+    /// A driver over `store`, deciding with `steps` and executing with
+    /// `exec`.
+    pub fn new(
+        store: Arc<dyn RunStore>,
+        steps: Arc<dyn StepFunction>,
+        exec: Arc<dyn NodeExecutor>,
+        options: Options,
+    ) -> Self {
+        Self {
+            shared: Arc::new(Shared {
+                store,
+                steps,
+                exec,
+                options,
+                live: Mutex::new(HashMap::new()),
+                graphs: Mutex::new(HashMap::new()),
+                queues: Mutex::new(HashMap::new()),
+            }),
+        }
+    }
+
+    /// The journal.
+    pub fn store(&self) -> &Arc<dyn RunStore> {
+        &self.shared.store
+    }
+
+    /// Start a run of `graph` with `input` (an object of state keys), as
+    /// `id` (a new unique id when none). Returns once the first step is
+    /// journaled; the run goes on in the background ([`Runs::wait`]).
+    pub async fn start(&self, graph: &Graph, input: Value, id: Option<String>) -> Result<RunId> {
+        let text = serde_json::to_string(graph).map_err(|e| Error::InvalidGraph(e.to_string()))?;
+        let doc = self.shared.graph_doc(text)?;
+        let run = RunId(id.unwrap_or_else(new_run_id));
+        self.shared.start_run(run, doc, input).await
+    }
+
+    /// Wait until `run` finishes or waits for input; its status then.
+    pub async fn wait(&self, run: &RunId) -> Result<Status> {
+        self.shared.wait(run, false).await
+    }
+
+    /// Wait until `run` finishes (a run waiting for input goes on waiting).
+    pub async fn wait_final(&self, run: &RunId) -> Result<Status> {
+        self.shared.wait(run, true).await
+    }
+
+    /// Answer interrupt `interrupt` of `run` (validated against its
+    /// schema); the run goes on.
+    pub async fn answer(&self, run: &RunId, interrupt: &str, value: Value) -> Result<()> {
+        let input = Input::Answer {
+            interrupt: interrupt.to_owned(),
+            value,
+        };
+        Shared::command(&self.shared, run, input).await
+    }
+
+    /// Cancel `run`: its calls in flight are stopped and recorded as
+    /// cancelled.
+    pub async fn cancel(&self, run: &RunId, reason: &str) -> Result<()> {
+        let input = Input::Cancel {
+            reason: reason.to_owned(),
+        };
+        Shared::command(&self.shared, run, input).await
+    }
+
+    /// Drive `run` again after a restart: the calls that were in flight run
+    /// again with their idempotency keys. Nothing if this process drives it
+    /// already.
+    pub async fn resume(&self, run: &RunId) -> Result<()> {
+        Shared::command(&self.shared, run, Input::Resume).await
+    }
+
+    /// Resume every run the journal says is running and no one drives;
+    /// their ids.
+    pub async fn resume_all(&self) -> Result<Vec<RunId>> {
+        let store = Arc::clone(&self.shared.store);
+        let runs = blocking(move || Ok(store.list_runs()?)).await?;
+        let mut resumed = Vec::new();
+        for info in runs {
+            if info.status != RunStatus::Running || lock(&self.shared.live).contains_key(&info.id) {
+                continue;
+            }
+            match self.resume(&info.id).await {
+                Ok(()) => resumed.push(info.id),
+                Err(e) => tracing::warn!(run = %info.id, error = %e, "cannot resume the run"),
+            }
+        }
+        Ok(resumed)
+    }
+
+    /// Every run, oldest first.
+    pub async fn list(&self) -> Result<Vec<RunInfo>> {
+        let store = Arc::clone(&self.shared.store);
+        blocking(move || Ok(store.list_runs()?)).await
+    }
+
+    /// `run` as it stands.
+    pub async fn view(&self, run: &RunId) -> Result<RunView> {
+        let shared = Arc::clone(&self.shared);
+        let run = run.clone();
+        blocking(move || shared.fold(&run, None)).await
+    }
+
+    /// `run` as it stood after the step at seq `seq`.
+    pub async fn view_at(&self, run: &RunId, seq: Seq) -> Result<RunView> {
+        let shared = Arc::clone(&self.shared);
+        let run = run.clone();
+        blocking(move || shared.fold(&run, Some(seq))).await
+    }
+
+    /// Every step of `run`: the points it can be inspected at and forked
+    /// from.
+    pub async fn steps(&self, run: &RunId) -> Result<Vec<Step>> {
+        let shared = Arc::clone(&self.shared);
+        let run = run.clone();
+        blocking(move || shared.steps(&run)).await
+    }
+
+    /// Start a new run from `run` as it stood after the step at `seq`, with
+    /// `patch` (an object of state keys) written over its state. The fork
+    /// shares the parent's journal up to `seq`; calls in flight at that
+    /// point run again (under the fork's own idempotency keys).
+    pub async fn fork(&self, run: &RunId, seq: Seq, patch: Option<Value>) -> Result<RunId> {
+        Shared::fork(&self.shared, run, seq, patch).await
+    }
+}
+
+fn new_run_id() -> String {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let ms = convergio_journal_time();
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    format!("run-{ms:x}-{:x}-{n}", std::process::id())
+}
+
+fn convergio_journal_time() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+#[derive(Deserialize)]
+struct StatusOnly {
+    status: Status,
+}
+
+impl Shared {
+    fn graph_doc(&self, text: String) -> Result<Arc<GraphDoc>> {
+        let hash = graph_hash(&text);
+        if let Some(doc) = lock(&self.graphs).get(&hash) {
+            return Ok(Arc::clone(doc));
+        }
+        let graph: Graph =
+            serde_json::from_str(&text).map_err(|e| Error::InvalidGraph(e.to_string()))?;
+        let plan = Plan::compile(&graph).map_err(|e| Error::InvalidGraph(e.to_string()))?;
+        let doc = Arc::new(GraphDoc {
+            hash: hash.clone(),
+            text,
+            plan,
+        });
+        lock(&self.graphs).insert(hash, Arc::clone(&doc));
+        Ok(doc)
+    }
+
+    /// The graph with `hash`, from the cache or the journal's blobs.
+    fn graph_by_hash(&self, hash: &str) -> Result<Arc<GraphDoc>> {
+        if let Some(doc) = lock(&self.graphs).get(hash) {
+            return Ok(Arc::clone(doc));
+        }
+        let bytes = self
+            .store
+            .get_blob(hash)?
+            .ok_or_else(|| Error::InvalidGraph(format!("the journal has no graph {hash}")))?;
+        let text = String::from_utf8(bytes).map_err(|e| Error::InvalidGraph(e.to_string()))?;
+        self.graph_doc(text)
+    }
+
+    async fn start_run(
+        self: &Arc<Self>,
+        run: RunId,
+        doc: Arc<GraphDoc>,
+        input: Value,
+    ) -> Result<RunId> {
+        let mut live = Live {
+            run: run.clone(),
+            graph: Arc::clone(&doc),
+            snap: Value::Object(Map::new()),
+            version: 0,
+            seq: 0,
+            send_snapshot: true,
+            stored: RunStatus::Running,
+        };
+        let inputs = vec![Input::Start { input }];
+        // The first step is taken before the run exists, so an input the
+        // graph refuses leaves nothing behind.
+        let decision = match self.decide(&mut live, &inputs).await {
+            Ok(d) => d,
+            Err(StepFailure::BadInput(message)) => return Err(Error::BadInput { run, message }),
+            Err(StepFailure::InvalidGraph(message)) => return Err(Error::InvalidGraph(message)),
+            Err(e) => return Err(Error::InvalidGraph(e.to_string())),
+        };
+        {
+            let store = Arc::clone(&self.store);
+            let (run, doc) = (run.clone(), Arc::clone(&doc));
+            let owner = self.options.owner.clone();
+            let ttl = self.options.lease_ttl;
+            blocking(move || {
+                store.put_blob(doc.text.as_bytes())?;
+                store.create_run(&run, &doc.hash)?;
+                store.claim(&run, &owner, ttl)?;
+                Ok(())
+            })
+            .await?;
+        }
+        let (tx, rx) = mpsc::unbounded_channel();
+        lock(&self.live).insert(run.clone(), tx);
+        let shared = Arc::clone(self);
+        tokio::spawn(async move {
+            let mut driver = Driver::new(shared, live, rx);
+            // A failure here stopped the driver and was logged; the run is
+            // resumed from its journal.
+            let _ = driver
+                .after_decision(inputs.into_iter().map(|i| (i, None)).collect(), decision)
+                .await;
+            driver.run().await;
+        });
+        Ok(run)
+    }
+
+    /// Send `input` to `run`'s driver, starting one if none runs. (Boxed:
+    /// drivers send commands to child runs, so the future is recursive.)
+    fn command(self: &Arc<Self>, run: &RunId, input: Input) -> BoxFuture<'static, Result<()>> {
+        let shared = Arc::clone(self);
+        let run = run.clone();
+        Box::pin(async move { shared.command_inner(&run, input).await })
+    }
+
+    async fn command_inner(self: &Arc<Self>, run: &RunId, input: Input) -> Result<()> {
+        let (reply, answer) = oneshot::channel();
+        let mut command = Command { input, reply };
+        let sent = match lock(&self.live).get(run) {
+            Some(tx) => match tx.send(command) {
+                Ok(()) => None,
+                Err(mpsc::error::SendError(back)) => Some(back),
+            },
+            None => Some(command),
+        };
+        match sent {
+            None => return answer.await.unwrap_or(Ok(())),
+            Some(back) => command = back,
+        }
+        // No driver: load the run and start one.
+        let loaded = {
+            let shared = Arc::clone(self);
+            let run = run.clone();
+            blocking(move || shared.fold(&run, None)).await?
+        };
+        let status = loaded.status().to_owned();
+        if matches!(status.as_str(), "done" | "failed" | "cancelled") {
+            return Err(Error::Status {
+                run: run.clone(),
+                status,
+                message: "it is over; `graph fork` starts a new run from any of its steps"
+                    .to_owned(),
+            });
+        }
+        {
+            let store = Arc::clone(&self.store);
+            let owner = self.options.owner.clone();
+            let ttl = self.options.lease_ttl;
+            let run = run.clone();
+            blocking(move || claim(&*store, &run, &owner, ttl)).await?;
+        }
+        let graph = {
+            let shared = Arc::clone(self);
+            let hash = loaded.info.graph_hash.clone();
+            blocking(move || shared.graph_by_hash(&hash)).await?
+        };
+        let live = Live {
+            run: run.clone(),
+            graph,
+            snap: loaded.snapshot,
+            version: loaded.version,
+            seq: loaded.seq,
+            send_snapshot: true,
+            stored: loaded.info.status,
+        };
+        let (tx, rx) = mpsc::unbounded_channel();
+        let raced = {
+            let mut map = lock(&self.live);
+            let raced = map.contains_key(run);
+            if !raced {
+                map.insert(run.clone(), tx);
+            }
+            raced
+        };
+        if raced {
+            // Another caller started a driver meanwhile: use it.
+            return self.command(run, command.input).await;
+        }
+        let needs_resume = !matches!(command.input, Input::Resume);
+        let shared = Arc::clone(self);
+        tokio::spawn(async move {
+            let mut driver = Driver::new(shared, live, rx);
+            if needs_resume
+                && driver
+                    .live
+                    .snap
+                    .get("calls")
+                    .and_then(Value::as_object)
+                    .is_some_and(|c| !c.is_empty())
+            {
+                // Calls were in flight when the last driver stopped.
+                driver.step_inputs(vec![(Input::Resume, None)], None).await;
+            }
+            driver
+                .step_inputs(vec![(command.input, None)], Some(command.reply))
+                .await;
+            driver.run().await;
+        });
+        answer.await.unwrap_or(Ok(()))
+    }
+
+    async fn wait(&self, run: &RunId, final_only: bool) -> Result<Status> {
+        let store = Arc::clone(&self.store);
+        let r = run.clone();
+        let (info, last) = blocking(move || {
+            let info = store.run_info(&r)?.ok_or_else(|| Error::NoRun(r.clone()))?;
+            let last = store.last_seq(&r)?;
+            Ok((info, last))
+        })
+        .await?;
+        let settled = match info.status {
+            RunStatus::Running => false,
+            RunStatus::Waiting => !final_only,
+            RunStatus::Done | RunStatus::Failed | RunStatus::Cancelled => true,
+        };
+        // The status in the store is written after the decision, so the
+        // decisions so far tell the settled status.
+        let mut sub = convergio_journal::subscribe(Arc::clone(&self.store), run.clone(), 0);
+        let mut latest: Option<Status> = None;
+        loop {
+            if settled
+                && sub.last_seq() >= last
+                && let Some(status) = latest
+            {
+                return Ok(status);
+            }
+            let Some(entry) = sub.next().await? else {
+                return latest.ok_or_else(|| Error::NoRun(run.clone()));
+            };
+            if entry.kind != EntryKind::Decision.as_str() {
+                continue;
+            }
+            let status = serde_json::from_slice::<StatusOnly>(&entry.payload)
+                .map_err(|e| Error::Corrupt {
+                    run: run.clone(),
+                    seq: entry.seq,
+                    message: e.to_string(),
+                })?
+                .status;
+            let done = status.is_final() || (!final_only && status == Status::Waiting);
+            if done && entry.seq >= last {
+                self.settle_status(run, &status).await;
+                return Ok(status);
+            }
+            latest = Some(status);
+        }
+    }
+
+    /// The driver records a run's status in the store right after the
+    /// decision that set it; wait (briefly) for that, so what the caller
+    /// reads next (`graph list`) agrees with what `wait` returned.
+    async fn settle_status(&self, run: &RunId, status: &Status) {
+        let want = match status {
+            Status::Running => RunStatus::Running,
+            Status::Waiting => RunStatus::Waiting,
+            Status::Done { .. } => RunStatus::Done,
+            Status::Failed { .. } => RunStatus::Failed,
+            Status::Cancelled { .. } => RunStatus::Cancelled,
+        };
+        for _ in 0..200 {
+            let store = Arc::clone(&self.store);
+            let r = run.clone();
+            match blocking(move || Ok(store.run_info(&r)?)).await {
+                Ok(Some(info)) if info.status != want => {
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                }
+                _ => return,
+            }
+        }
+    }
+
+    /// Fold `run`'s journal up to `upto` (its end when none).
+    fn fold(&self, run: &RunId, upto: Option<Seq>) -> Result<RunView> {
+        let info = self
+            .store
+            .run_info(run)?
+            .ok_or_else(|| Error::NoRun(run.clone()))?;
+        let last = self.store.last_seq(run)?;
+        let end = upto.unwrap_or(last).min(last);
+        let (mut snap, mut version, mut after) =
+            match self.store.checkpoint_at_or_before(run, end)? {
+                Some(cp) => {
+                    let parsed: Checkpoint =
+                        serde_json::from_slice(&cp.state).map_err(|e| Error::Corrupt {
+                            run: run.clone(),
+                            seq: cp.seq,
+                            message: format!("checkpoint: {e}"),
+                        })?;
+                    (parsed.snapshot, parsed.version, cp.seq)
+                }
+                None => (Value::Object(Map::new()), 0, 0),
+            };
+        while after < end {
+            let page = self.store.read_after(run, after, 512)?;
+            if page.is_empty() {
+                break;
+            }
+            for entry in page {
+                if entry.seq > end {
+                    break;
+                }
+                after = entry.seq;
+                if entry.kind != EntryKind::Decision.as_str() {
+                    continue;
+                }
+                let corrupt = |message: String| Error::Corrupt {
+                    run: run.clone(),
+                    seq: entry.seq,
+                    message,
+                };
+                let decision = journal::read_decision(&*self.store, &entry).map_err(corrupt)?;
+                journal::fold(&mut snap, &decision).map_err(|m| Error::Corrupt {
+                    run: run.clone(),
+                    seq: entry.seq,
+                    message: m,
+                })?;
+                version = decision.version + 1;
+            }
+        }
+        Ok(RunView {
+            info,
+            snapshot: snap,
+            version,
+            seq: end,
+        })
+    }
+
+    fn steps(&self, run: &RunId) -> Result<Vec<Step>> {
+        if self.store.run_info(run)?.is_none() {
+            return Err(Error::NoRun(run.clone()));
+        }
+        let mut out = Vec::new();
+        let mut after = 0;
+        loop {
+            let page = self.store.read_after(run, after, 512)?;
+            if page.is_empty() {
+                return Ok(out);
+            }
+            for entry in page {
+                after = entry.seq;
+                if entry.kind != EntryKind::Decision.as_str() {
+                    continue;
+                }
+                let decision = journal::read_decision(&*self.store, &entry).map_err(|message| {
+                    Error::Corrupt {
+                        run: run.clone(),
+                        seq: entry.seq,
+                        message,
+                    }
+                })?;
+                out.push(Step {
+                    seq: entry.seq,
+                    at_ms: entry.at_ms,
+                    version: decision.version + 1,
+                    events: decision.events,
+                    status: decision.status,
+                });
+            }
+        }
+    }
+
+    async fn fork(
+        self: &Arc<Self>,
+        parent: &RunId,
+        seq: Seq,
+        patch: Option<Value>,
+    ) -> Result<RunId> {
+        let shared = Arc::clone(self);
+        let p = parent.clone();
+        let view = blocking(move || shared.fold(&p, Some(seq))).await?;
+        let store = Arc::clone(&self.store);
+        let p = parent.clone();
+        let entry = blocking(move || Ok(store.read_after(&p, seq.saturating_sub(1), 1)?)).await?;
+        if entry
+            .first()
+            .is_none_or(|e| e.seq != seq || e.kind != EntryKind::Decision.as_str())
+        {
+            return Err(Error::Status {
+                run: parent.clone(),
+                status: view.status().to_owned(),
+                message: format!(
+                    "seq {seq} is not a step; `graph checkpoints {parent}` lists the steps to fork from"
+                ),
+            });
+        }
+        let graph = {
+            let shared = Arc::clone(self);
+            let hash = view.info.graph_hash.clone();
+            blocking(move || shared.graph_by_hash(&hash)).await?
+        };
+        let mut patches = Vec::new();
+        if let Some(patch) = &patch {
+            let Value::Object(fields) = patch else {
+                return Err(Error::BadInput {
+                    run: parent.clone(),
+                    message: "a fork's patch is an object of state keys".to_owned(),
+                });
+            };
+            for (key, value) in fields {
+                let Some(decl) = graph.plan.graph.state.get(key) else {
+                    return Err(Error::BadInput {
+                        run: parent.clone(),
+                        message: format!(
+                            "the patch names state key `{key}`, which the graph does not declare"
+                        ),
+                    });
+                };
+                if let Some(schema) = &decl.schema
+                    && let Err(errors) = convergio_graph::schema::check(schema, value)
+                {
+                    return Err(Error::BadInput {
+                        run: parent.clone(),
+                        message: format!(
+                            "patch `{key}` does not match its schema: {}",
+                            errors.join("; ")
+                        ),
+                    });
+                }
+                patches.push(Patch {
+                    op: Op::Set,
+                    path: vec!["values".to_owned(), key.clone()],
+                    value: value.clone(),
+                });
+            }
+        }
+        // A fork of a finished run goes on from where it stood: running.
+        patches.push(Patch {
+            op: Op::Set,
+            path: vec!["status".to_owned()],
+            value: Value::from("running"),
+        });
+        let fork = RunId(new_run_id());
+        let mut snap = view.snapshot;
+        for p in &patches {
+            apply(&mut snap, p).map_err(|e| Error::BadInput {
+                run: parent.clone(),
+                message: e.to_string(),
+            })?;
+        }
+        let decision = Decision {
+            patches,
+            calls: Vec::new(),
+            cancel: Vec::new(),
+            interrupts: Vec::new(),
+            events: Vec::new(),
+            status: Status::Running,
+        };
+        {
+            let store = Arc::clone(&self.store);
+            let (p, f) = (parent.clone(), fork.clone());
+            let version = view.version;
+            let payload =
+                serde_json::to_vec(&serde_json::json!({"parent": p.0, "seq": seq, "patch": patch}))
+                    .unwrap_or_default();
+            blocking(move || {
+                store.fork(&p, seq, &f)?;
+                let mut entries = vec![convergio_journal::NewEntry::new(
+                    EntryKind::Fork.as_str(),
+                    payload,
+                )];
+                entries.extend(
+                    journal::encode_step(&*store, &[], version, &decision).map_err(|message| {
+                        Error::Corrupt {
+                            run: f.clone(),
+                            seq,
+                            message,
+                        }
+                    })?,
+                );
+                store.append_blocking(&f, seq, entries)?;
+                Ok(())
+            })
+            .await?;
+        }
+        self.command(&fork, Input::Resume).await?;
+        Ok(fork)
+    }
+
+    fn queue(&self, plugin: &str) -> Arc<Semaphore> {
+        let mut queues = lock(&self.queues);
+        Arc::clone(
+            queues
+                .entry(plugin.to_owned())
+                .or_insert_with(|| Arc::new(Semaphore::new(self.exec.concurrency(plugin).max(1)))),
+        )
+    }
+
+    /// One step with the handshake: the graph and the snapshot are sent
+    /// when the orchestrator asks for them.
+    async fn decide(&self, live: &mut Live, inputs: &[Input]) -> Result<Decision, StepFailure> {
+        let mut send_graph = false;
+        for _ in 0..3 {
+            let request = StepRequest {
+                run: &live.run.0,
+                graph_hash: &live.graph.hash,
+                graph: send_graph.then_some(live.graph.text.as_str()),
+                version: live.version,
+                snapshot: live.send_snapshot.then_some(&live.snap),
+                inputs,
+            };
+            match self.steps.step(request).await {
+                Err(StepFailure::UnknownGraph) if !send_graph => send_graph = true,
+                Err(StepFailure::NeedSnapshot) if !live.send_snapshot => live.send_snapshot = true,
+                other => {
+                    live.send_snapshot = false;
+                    return other;
+                }
+            }
+        }
+        Err(StepFailure::Failed(
+            "it asked again for the graph and snapshot it was sent".to_owned(),
+        ))
+    }
+}
+
+/// Take the lease on `run`, taking over one whose holder is a process of
+/// this host that is gone.
+fn claim(store: &dyn RunStore, run: &RunId, owner: &str, ttl: Duration) -> Result<()> {
+    match store.claim(run, owner, ttl) {
+        Ok(_) => Ok(()),
+        Err(convergio_journal::Error::Claimed { owner: holder, .. })
+            if holder_is_gone(&holder, owner) =>
+        {
+            store.release(run, &holder)?;
+            store.claim(run, owner, ttl)?;
+            Ok(())
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+fn holder_is_gone(holder: &str, me: &str) -> bool {
+    let (Some((host, pid)), Some((my_host, _))) = (holder.rsplit_once(':'), me.rsplit_once(':'))
+    else {
+        return false;
+    };
+    host == my_host
+        && pid
+            .parse::<u32>()
+            .is_ok_and(|pid| !std::path::Path::new(&format!("/proc/{pid}")).exists())
+}
+
+/// The task that drives one run.
+struct Driver {
+    shared: Arc<Shared>,
+    live: Live,
+    commands: mpsc::UnboundedReceiver<Command>,
+    done_tx: mpsc::UnboundedSender<Done>,
+    done_rx: mpsc::UnboundedReceiver<Done>,
+    in_flight: HashMap<String, (AbortHandle, Option<RunId>)>,
+    over: bool,
+    last_renew: Instant,
+}
+
+impl Driver {
+    fn new(shared: Arc<Shared>, live: Live, commands: mpsc::UnboundedReceiver<Command>) -> Self {
+        let (done_tx, done_rx) = mpsc::unbounded_channel();
+        Self {
+            shared,
+            live,
+            commands,
+            done_tx,
+            done_rx,
+            in_flight: HashMap::new(),
+            over: false,
+            last_renew: Instant::now(),
+        }
+    }
+
+    async fn run(&mut self) {
+        loop {
+            if (self.over || (self.in_flight.is_empty() && self.is_waiting()))
+                && self.stop_if_idle()
+            {
+                return;
+            }
+            let renew_in =
+                (self.shared.options.lease_ttl / 3).saturating_sub(self.last_renew.elapsed());
+            tokio::select! {
+                Some(done) = self.done_rx.recv() => {
+                    let mut inputs = vec![done];
+                    while let Ok(more) = self.done_rx.try_recv() {
+                        inputs.push(more);
+                    }
+                    let inputs = inputs
+                        .into_iter()
+                        .map(|(call, result, ms)| {
+                            self.in_flight.remove(&call);
+                            (Input::Result { call, result }, Some(ms))
+                        })
+                        .collect();
+                    self.step_inputs(inputs, None).await;
+                }
+                Some(command) = self.commands.recv() => {
+                    if matches!(command.input, Input::Resume) {
+                        let _ = command.reply.send(Ok(()));
+                    } else {
+                        self.step_inputs(vec![(command.input, None)], Some(command.reply)).await;
+                    }
+                }
+                () = tokio::time::sleep(renew_in) => self.renew().await,
+            }
+        }
+    }
+
+    fn is_waiting(&self) -> bool {
+        self.live.snap.get("status").and_then(Value::as_str) == Some("waiting")
+    }
+
+    /// Stop driving if nothing is pending; whether it stopped.
+    fn stop_if_idle(&mut self) -> bool {
+        let mut live = lock(&self.shared.live);
+        if !self.commands.is_empty() || !self.done_rx.is_empty() {
+            return false;
+        }
+        live.remove(&self.live.run);
+        drop(live);
+        let store = Arc::clone(&self.shared.store);
+        let run = self.live.run.clone();
+        let owner = self.shared.options.owner.clone();
+        tokio::task::spawn_blocking(move || {
+            let _ = store.release(&run, &owner);
+        });
+        true
+    }
+
+    async fn renew(&mut self) {
+        self.last_renew = Instant::now();
+        let store = Arc::clone(&self.shared.store);
+        let run = self.live.run.clone();
+        let owner = self.shared.options.owner.clone();
+        let ttl = self.shared.options.lease_ttl;
+        if let Err(e) = blocking(move || Ok(store.renew(&run, &owner, ttl)?)).await {
+            tracing::error!(run = %self.live.run, error = %e, "lost the run's lease; stopping");
+            self.abandon();
+        }
+    }
+
+    /// Stop driving without touching the journal (another host has the
+    /// run, or the journal failed): in-flight calls are stopped, their
+    /// results never journaled, and a resume runs them again.
+    fn abandon(&mut self) {
+        for (handle, _) in self.in_flight.values() {
+            handle.abort();
+        }
+        self.in_flight.clear();
+        self.over = true;
+    }
+
+    /// Step with `inputs`, journal, then act.
+    async fn step_inputs(
+        &mut self,
+        inputs: Vec<(Input, Option<u64>)>,
+        reply: Option<oneshot::Sender<Result<()>>>,
+    ) {
+        if self.over {
+            if let Some(reply) = reply {
+                let _ = reply.send(Err(Error::Status {
+                    run: self.live.run.clone(),
+                    status: self
+                        .live
+                        .snap
+                        .get("status")
+                        .and_then(Value::as_str)
+                        .unwrap_or("over")
+                        .to_owned(),
+                    message: "it is over".to_owned(),
+                }));
+            }
+            return;
+        }
+        let plain: Vec<Input> = inputs.iter().map(|(i, _)| i.clone()).collect();
+        let decision = match self.shared.decide(&mut self.live, &plain).await {
+            Ok(d) => d,
+            Err(StepFailure::BadInput(message)) => {
+                if let Some(reply) = reply {
+                    let _ = reply.send(Err(Error::BadInput {
+                        run: self.live.run.clone(),
+                        message,
+                    }));
+                }
+                return;
+            }
+            Err(failure) => self.host_failure(&failure),
+        };
+        let ok = self.after_decision(inputs, decision).await;
+        if let Some(reply) = reply {
+            let _ = reply.send(ok);
+        }
+    }
+
+    /// The orchestrator could not decide: the run fails, and the host
+    /// writes that decision itself.
+    fn host_failure(&mut self, failure: &StepFailure) -> Decision {
+        let error = failure.to_string();
+        tracing::error!(run = %self.live.run, %error, "the orchestrator failed; the run fails");
+        let mut patches = Vec::new();
+        if let Some(calls) = self.live.snap.get("calls").and_then(Value::as_object) {
+            for id in calls.keys() {
+                patches.push(Patch {
+                    op: Op::Remove,
+                    path: vec!["calls".to_owned(), id.clone()],
+                    value: Value::Null,
+                });
+            }
+        }
+        patches.push(Patch {
+            op: Op::Set,
+            path: vec!["status".to_owned()],
+            value: Value::from("failed"),
+        });
+        patches.push(Patch {
+            op: Op::Set,
+            path: vec!["error".to_owned()],
+            value: Value::from(error.clone()),
+        });
+        Decision {
+            patches,
+            calls: Vec::new(),
+            cancel: self.in_flight.keys().cloned().collect(),
+            interrupts: Vec::new(),
+            events: Vec::new(),
+            status: Status::Failed { error },
+        }
+    }
+
+    /// Journal the step, then act on the decision.
+    async fn after_decision(
+        &mut self,
+        inputs: Vec<(Input, Option<u64>)>,
+        decision: Decision,
+    ) -> Result<()> {
+        let entries = match journal::encode_step(
+            &*self.shared.store,
+            &inputs,
+            self.live.version,
+            &decision,
+        ) {
+            Ok(e) => e,
+            Err(message) => {
+                tracing::error!(run = %self.live.run, %message, "cannot encode a step; stopping");
+                self.abandon();
+                return Err(Error::Corrupt {
+                    run: self.live.run.clone(),
+                    seq: self.live.seq,
+                    message,
+                });
+            }
+        };
+        match self
+            .shared
+            .store
+            .append(&self.live.run, self.live.seq, entries)
+            .await
+        {
+            Ok(seq) => self.live.seq = seq,
+            Err(e) => {
+                tracing::error!(run = %self.live.run, error = %e, "cannot journal a step; stopping");
+                self.abandon();
+                return Err(e.into());
+            }
+        }
+        for patch in &decision.patches {
+            if let Err(e) = apply(&mut self.live.snap, patch) {
+                tracing::error!(run = %self.live.run, error = %e, "a journaled patch does not apply");
+            }
+        }
+        self.live.version += 1;
+        if self
+            .live
+            .version
+            .is_multiple_of(self.shared.options.checkpoint_every.max(1))
+        {
+            self.checkpoint().await;
+        }
+        for id in &decision.cancel {
+            if let Some((handle, child)) = self.in_flight.remove(id) {
+                handle.abort();
+                if let Some(child) = child {
+                    let shared = Arc::clone(&self.shared);
+                    tokio::spawn(async move {
+                        let _ = Shared::command(
+                            &shared,
+                            &child,
+                            Input::Cancel {
+                                reason: "its parent run stopped".to_owned(),
+                            },
+                        )
+                        .await;
+                    });
+                }
+            }
+        }
+        for call in decision.calls {
+            self.dispatch(call);
+        }
+        let status = match &decision.status {
+            Status::Running => RunStatus::Running,
+            Status::Waiting => RunStatus::Waiting,
+            Status::Done { .. } => RunStatus::Done,
+            Status::Failed { .. } => RunStatus::Failed,
+            Status::Cancelled { .. } => RunStatus::Cancelled,
+        };
+        if status != self.live.stored {
+            self.live.stored = status;
+            let store = Arc::clone(&self.shared.store);
+            let run = self.live.run.clone();
+            if let Err(e) = blocking(move || Ok(store.set_status(&run, status)?)).await {
+                tracing::error!(run = %self.live.run, error = %e, "cannot record the run's status");
+            }
+        }
+        if decision.status.is_final() {
+            for (handle, _) in self.in_flight.values() {
+                handle.abort();
+            }
+            self.in_flight.clear();
+            self.over = true;
+            self.shared.steps.forget(&self.live.run.0).await;
+        }
+        Ok(())
+    }
+
+    async fn checkpoint(&self) {
+        let store = Arc::clone(&self.shared.store);
+        let run = self.live.run.clone();
+        let seq = self.live.seq;
+        let state = serde_json::to_vec(&Checkpoint {
+            version: self.live.version,
+            snapshot: self.live.snap.clone(),
+        });
+        let Ok(state) = state else { return };
+        if let Err(e) = blocking(move || Ok(store.write_checkpoint(&run, seq, &state)?)).await {
+            tracing::warn!(run = %self.live.run, error = %e, "cannot write a checkpoint");
+        }
+    }
+
+    fn dispatch(&mut self, call: convergio_graph::engine::Call) {
+        let shared = Arc::clone(&self.shared);
+        let done = self.done_tx.clone();
+        let run = self.live.run.clone();
+        let id = call.id.clone();
+        let key = call.id.clone();
+        let mut child = None;
+        let sub_graph = match &call.target {
+            Target::Subgraph { graph } => {
+                let c = RunId(format!("{run}.{}.{}", call.id, call.attempt));
+                child = Some(c.clone());
+                let text = self
+                    .live
+                    .graph
+                    .plan
+                    .subgraphs
+                    .get(graph)
+                    .and_then(|p| serde_json::to_string(&p.graph).ok());
+                Some((c, text))
+            }
+            _ => None,
+        };
+        let state = match &call.target {
+            Target::Agent { .. } => self.live.snap.get("values").cloned().unwrap_or(Value::Null),
+            _ => Value::Null,
+        };
+        let handle = tokio::spawn(async move {
+            if call.delay_ms > 0 {
+                tokio::time::sleep(Duration::from_millis(call.delay_ms)).await;
+            }
+            let started = Instant::now();
+            let timeout = call.timeout_ms.map(Duration::from_millis);
+            let result = match sub_graph {
+                Some((child, text)) => {
+                    with_timeout(
+                        timeout,
+                        Shared::run_child(&shared, child, text, call.input.clone()),
+                    )
+                    .await
+                }
+                None => {
+                    let plugin = match &call.target {
+                        Target::Tool { plugin, .. } | Target::Agent { plugin } => plugin.clone(),
+                        Target::Subgraph { .. } => String::new(),
+                    };
+                    let queue = shared.queue(&plugin);
+                    let node_call = NodeCall {
+                        idempotency_key: NodeCall::key(&run, &call.id, call.attempt),
+                        run,
+                        call,
+                        state,
+                    };
+                    let Ok(_permit) = queue.acquire_owned().await else {
+                        return;
+                    };
+                    with_timeout(timeout, shared.exec.execute(&node_call)).await
+                }
+            };
+            let ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
+            let _ = done.send((id, result, ms));
+        });
+        self.in_flight.insert(key, (handle.abort_handle(), child));
+    }
+}
+
+async fn with_timeout(
+    timeout: Option<Duration>,
+    call: impl Future<Output = CallResult>,
+) -> CallResult {
+    match timeout {
+        None => call.await,
+        Some(limit) => match tokio::time::timeout(limit, call).await {
+            Ok(result) => result,
+            Err(_) => CallResult::Err {
+                error: format!("timed out after {} ms", limit.as_millis()),
+            },
+        },
+    }
+}
+
+impl Shared {
+    /// Run the subgraph child `child` (or wait for it, when a resumed
+    /// parent finds it started) and give its outcome as a call result.
+    async fn run_child(
+        self: &Arc<Self>,
+        child: RunId,
+        text: Option<String>,
+        input: Value,
+    ) -> CallResult {
+        let Some(text) = text else {
+            return CallResult::Err {
+                error: "the subgraph is not in the graph's `graphs`".to_owned(),
+            };
+        };
+        let store = Arc::clone(&self.store);
+        let c = child.clone();
+        let exists = blocking(move || Ok(store.run_info(&c)?)).await;
+        let started = match exists {
+            Ok(Some(_)) => match Shared::command(self, &child, Input::Resume).await {
+                Ok(()) | Err(Error::Status { .. }) => Ok(()),
+                Err(e) => Err(e),
+            },
+            Ok(None) => match self.graph_doc(text) {
+                Ok(doc) => Box::pin(self.start_run(child.clone(), doc, input))
+                    .await
+                    .map(|_| ()),
+                Err(e) => Err(e),
+            },
+            Err(e) => Err(e),
+        };
+        if let Err(e) = started {
+            return CallResult::Err {
+                error: format!("subgraph run `{child}`: {e}"),
+            };
+        }
+        match self.wait(&child, true).await {
+            Ok(Status::Done { output }) => CallResult::Ok {
+                output,
+                updates: Vec::new(),
+            },
+            Ok(Status::Failed { error }) => CallResult::Err {
+                error: format!("subgraph run `{child}` failed: {error}"),
+            },
+            Ok(Status::Cancelled { reason }) => CallResult::Err {
+                error: format!("subgraph run `{child}` was cancelled: {reason}"),
+            },
+            Ok(other) => CallResult::Err {
+                error: format!("subgraph run `{child}` stopped {other:?}"),
+            },
+            Err(e) => CallResult::Err {
+                error: format!("subgraph run `{child}`: {e}"),
+            },
+        }
+    }
+}

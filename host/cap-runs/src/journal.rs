@@ -1,0 +1,260 @@
+//! How a run is written to the journal and read back.
+//!
+//! Each step is one append: an entry per input (`run.start`, `node.result`,
+//! `interrupt.answer`, `run.resume`, `run.cancel`, `run.fork`) and then the
+//! `decision`: the step's version, its patches to the snapshot, the calls it
+//! stopped, what happened to nodes, and the run's status. The calls it
+//! dispatched are in its patches (`calls/ID`), so they are not written
+//! twice. A patch value or an input larger than [`BLOB_THRESHOLD`] is stored
+//! once, by content hash, and the entry refers to it.
+
+use convergio_graph::engine::{Decision, Input, NodeEvent, Status};
+use convergio_graph::snapshot::{Op, Patch, apply};
+use convergio_journal::{Entry, NewEntry, RunStore};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+/// Values larger than this (bytes of JSON) go to the blob store.
+pub const BLOB_THRESHOLD: usize = 16 * 1024;
+
+/// The kinds of journal entries a run has.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EntryKind {
+    /// The run started, with its input.
+    Start,
+    /// A node call finished.
+    Result,
+    /// An interrupt was answered.
+    Answer,
+    /// The host resumed the run after a restart.
+    Resume,
+    /// The run was cancelled.
+    Cancel,
+    /// The run was forked from another, with a state patch.
+    Fork,
+    /// The orchestrator's decision.
+    Decision,
+}
+
+impl EntryKind {
+    /// The kind as journaled.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Start => "run.start",
+            Self::Result => "node.result",
+            Self::Answer => "interrupt.answer",
+            Self::Resume => "run.resume",
+            Self::Cancel => "run.cancel",
+            Self::Fork => "run.fork",
+            Self::Decision => "decision",
+        }
+    }
+
+    /// The kind journaled as `text`.
+    pub fn parse(text: &str) -> Option<Self> {
+        Some(match text {
+            "run.start" => Self::Start,
+            "node.result" => Self::Result,
+            "interrupt.answer" => Self::Answer,
+            "run.resume" => Self::Resume,
+            "run.cancel" => Self::Cancel,
+            "run.fork" => Self::Fork,
+            "decision" => Self::Decision,
+            _ => return None,
+        })
+    }
+
+    fn of(input: &Input) -> Self {
+        match input {
+            Input::Start { .. } => Self::Start,
+            Input::Result { .. } => Self::Result,
+            Input::Answer { .. } => Self::Answer,
+            Input::Resume => Self::Resume,
+            Input::Cancel { .. } => Self::Cancel,
+        }
+    }
+}
+
+/// A journaled input: what happened, and for a node result how long the
+/// call took.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct JournaledInput {
+    /// The input.
+    pub input: Input,
+    /// The call's duration in milliseconds (results only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ms: Option<u64>,
+}
+
+/// A patch as journaled: its value inline or by blob hash.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct StoredPatch {
+    op: Op,
+    path: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    value: Option<Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    blob: Option<String>,
+}
+
+/// A decision as journaled.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct StoredDecision {
+    version: u64,
+    patches: Vec<StoredPatch>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    cancel: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    events: Vec<NodeEvent>,
+    status: Status,
+}
+
+/// A payload stored by hash.
+#[derive(Debug, Serialize, Deserialize)]
+struct BlobRef {
+    blob: String,
+}
+
+/// One step of a run as read back: a point the run can be inspected at or
+/// forked from.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Step {
+    /// The decision's seq in the journal.
+    pub seq: u64,
+    /// When it was committed, Unix milliseconds.
+    pub at_ms: u64,
+    /// The snapshot's version after it.
+    pub version: u64,
+    /// What happened to nodes in it.
+    pub events: Vec<NodeEvent>,
+    /// The run's status after it.
+    pub status: Status,
+}
+
+/// The entries of one step.
+pub(crate) fn encode_step(
+    store: &dyn RunStore,
+    inputs: &[(Input, Option<u64>)],
+    version: u64,
+    decision: &Decision,
+) -> Result<Vec<NewEntry>, String> {
+    let mut entries = Vec::with_capacity(inputs.len() + 1);
+    for (input, ms) in inputs {
+        let journaled = JournaledInput {
+            input: input.clone(),
+            ms: *ms,
+        };
+        let mut payload = serde_json::to_vec(&journaled).map_err(|e| e.to_string())?;
+        if payload.len() > BLOB_THRESHOLD {
+            let blob = store.put_blob(&payload).map_err(|e| e.to_string())?;
+            payload = serde_json::to_vec(&BlobRef { blob }).map_err(|e| e.to_string())?;
+        }
+        let mut entry = NewEntry::new(EntryKind::of(input).as_str(), payload);
+        if let Input::Result { call, .. } = input {
+            entry = entry.call(call.clone());
+        }
+        entries.push(entry);
+    }
+    let mut patches = Vec::with_capacity(decision.patches.len());
+    for patch in &decision.patches {
+        patches.push(store_patch(store, patch)?);
+    }
+    let stored = StoredDecision {
+        version,
+        patches,
+        cancel: decision.cancel.clone(),
+        events: decision.events.clone(),
+        status: decision.status.clone(),
+    };
+    let payload = serde_json::to_vec(&stored).map_err(|e| e.to_string())?;
+    entries.push(NewEntry::new(EntryKind::Decision.as_str(), payload));
+    Ok(entries)
+}
+
+fn store_patch(store: &dyn RunStore, patch: &Patch) -> Result<StoredPatch, String> {
+    let mut stored = StoredPatch {
+        op: patch.op,
+        path: patch.path.clone(),
+        value: None,
+        blob: None,
+    };
+    if patch.value.is_null() {
+        return Ok(stored);
+    }
+    let big = matches!(&patch.value, Value::String(s) if s.len() > BLOB_THRESHOLD)
+        || matches!(&patch.value, Value::Array(_) | Value::Object(_))
+            && serde_json::to_vec(&patch.value).map_or(0, |v| v.len()) > BLOB_THRESHOLD;
+    if big {
+        let bytes = serde_json::to_vec(&patch.value).map_err(|e| e.to_string())?;
+        stored.blob = Some(store.put_blob(&bytes).map_err(|e| e.to_string())?);
+    } else {
+        stored.value = Some(patch.value.clone());
+    }
+    Ok(stored)
+}
+
+/// A decision entry read back: its version, patches (blobs resolved) and
+/// the rest.
+pub(crate) struct ReadDecision {
+    pub version: u64,
+    pub patches: Vec<Patch>,
+    pub events: Vec<NodeEvent>,
+    pub status: Status,
+}
+
+pub(crate) fn read_decision(store: &dyn RunStore, entry: &Entry) -> Result<ReadDecision, String> {
+    let stored: StoredDecision =
+        serde_json::from_slice(&entry.payload).map_err(|e| format!("a decision: {e}"))?;
+    let mut patches = Vec::with_capacity(stored.patches.len());
+    for p in stored.patches {
+        let value = match (p.value, p.blob) {
+            (Some(v), _) => v,
+            (None, Some(hash)) => {
+                let bytes = store
+                    .get_blob(&hash)
+                    .map_err(|e| e.to_string())?
+                    .ok_or_else(|| format!("blob {hash} is missing"))?;
+                serde_json::from_slice(&bytes).map_err(|e| format!("blob {hash}: {e}"))?
+            }
+            (None, None) => Value::Null,
+        };
+        patches.push(Patch {
+            op: p.op,
+            path: p.path,
+            value,
+        });
+    }
+    Ok(ReadDecision {
+        version: stored.version,
+        patches,
+        events: stored.events,
+        status: stored.status,
+    })
+}
+
+/// An input entry (`run.start`, `node.result`, …) read back.
+pub fn read_input(store: &dyn RunStore, entry: &Entry) -> Result<JournaledInput, String> {
+    let bytes = match serde_json::from_slice::<BlobRef>(&entry.payload) {
+        Ok(blob) => store
+            .get_blob(&blob.blob)
+            .map_err(|e| e.to_string())?
+            .ok_or_else(|| format!("blob {} is missing", blob.blob))?,
+        Err(_) => entry.payload.clone(),
+    };
+    serde_json::from_slice(&bytes).map_err(|e| format!("an input: {e}"))
+}
+
+/// A checkpoint's content: the snapshot and its version.
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) struct Checkpoint {
+    pub version: u64,
+    pub snapshot: Value,
+}
+
+/// Apply a read decision's patches to `snap`.
+pub(crate) fn fold(snap: &mut Value, decision: &ReadDecision) -> Result<(), String> {
+    for patch in &decision.patches {
+        apply(snap, patch).map_err(|e| e.to_string())?;
+    }
+    Ok(())
+}

@@ -1,0 +1,166 @@
+//! The run driver of agent graphs.
+//!
+//! Decisions and effects are split. An orchestrator ([`StepFunction`]: the
+//! orchestrator component, or the same engine in process) decides which
+//! node calls a run makes; this crate makes them ([`NodeExecutor`]: each in
+//! its plugin's own store, under its grants and limits), concurrently on
+//! tokio, with each plugin's calls queued to the plugin's concurrency so a
+//! wide fan-out waits instead of failing as busy. Every step's inputs (the
+//! results that arrived, an answer, a cancel) and its decision are journaled
+//! in one append *before* anything the decision asks for starts: a result is
+//! committed before the orchestrator's decision on it takes effect, and a
+//! call is journaled as dispatched before it runs.
+//!
+//! A run resumes by folding its journal — the latest checkpoint, then the
+//! patches of every decision after it — without calling the orchestrator for
+//! anything already decided; then a `resume` step dispatches the calls that
+//! were in flight again, with the same call id and attempt, so with the run
+//! id the same **idempotency key**. A node whose result was journaled never
+//! runs again.
+//!
+//! Subgraph nodes run as child runs (`{run}.{call}`), journaled like any
+//! run; a resumed parent finds its child and waits for it instead of
+//! starting it again.
+
+mod driver;
+mod journal;
+mod native;
+
+use std::fmt;
+
+use convergio_graph::engine::{CallResult, Decision, Input};
+use convergio_journal::{BoxFuture, RunId};
+use serde_json::Value;
+
+pub use convergio_graph::engine::{Call, Status, Target};
+pub use driver::{Options, RunView, Runs};
+pub use journal::{EntryKind, JournaledInput, Step, read_input};
+pub use native::NativeSteps;
+
+/// One step's request to a [`StepFunction`].
+#[derive(Debug, Clone, Copy)]
+pub struct StepRequest<'a> {
+    /// The run.
+    pub run: &'a str,
+    /// SHA-256 of the graph's canonical JSON, lowercase hex.
+    pub graph_hash: &'a str,
+    /// The graph's canonical JSON; sent after [`StepFailure::UnknownGraph`].
+    pub graph: Option<&'a str>,
+    /// Steps journaled for the run so far.
+    pub version: u64,
+    /// The run's snapshot at `version`; sent after
+    /// [`StepFailure::NeedSnapshot`] and for a run's first step.
+    pub snapshot: Option<&'a Value>,
+    /// What happened since the last step.
+    pub inputs: &'a [Input],
+}
+
+/// Why a step function did not decide.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum StepFailure {
+    /// It does not hold the graph: send it.
+    #[error("the orchestrator does not hold the graph")]
+    UnknownGraph,
+    /// It holds no copy of the run at this version: send the snapshot.
+    #[error("the orchestrator holds no snapshot of the run at this version")]
+    NeedSnapshot,
+    /// The graph cannot run.
+    #[error("the graph cannot run: {0}")]
+    InvalidGraph(String),
+    /// An input does not fit the run; the run is unchanged.
+    #[error("{0}")]
+    BadInput(String),
+    /// The orchestrator failed (trapped, timed out, returned what is not a
+    /// decision, is not loaded): the run fails with this message.
+    #[error("the orchestrator failed: {0}")]
+    Failed(String),
+}
+
+/// An orchestrator: decides a run's next node calls.
+pub trait StepFunction: Send + Sync + fmt::Debug {
+    /// Take one step.
+    fn step<'a>(&'a self, request: StepRequest<'a>)
+    -> BoxFuture<'a, Result<Decision, StepFailure>>;
+
+    /// The run finished: drop what is kept of it.
+    fn forget<'a>(&'a self, run: &'a str) -> BoxFuture<'a, ()>;
+}
+
+/// A node call, as the executor gets it.
+#[derive(Debug, Clone)]
+pub struct NodeCall {
+    /// The run it belongs to.
+    pub run: RunId,
+    /// The call, as the orchestrator decided it.
+    pub call: Call,
+    /// `{run}:{call}:{attempt}`: the same for a call dispatched again after
+    /// a crash, different for a retry after a failure.
+    pub idempotency_key: String,
+    /// The run's state when the call was dispatched (agents read it).
+    pub state: Value,
+}
+
+impl NodeCall {
+    /// The idempotency key of attempt `attempt` of `call` in `run`.
+    pub fn key(run: &RunId, call: &str, attempt: u32) -> String {
+        format!("{run}:{call}:{attempt}")
+    }
+}
+
+/// What runs node calls: tools and agents (subgraphs the driver runs
+/// itself, as child runs).
+pub trait NodeExecutor: Send + Sync + fmt::Debug {
+    /// Run one call to the end.
+    fn execute<'a>(&'a self, call: &'a NodeCall) -> BoxFuture<'a, CallResult>;
+
+    /// How many calls to `plugin` may run at once; more wait their turn.
+    fn concurrency(&self, plugin: &str) -> usize {
+        let _ = plugin;
+        16
+    }
+}
+
+/// Why a run operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// No run has this id.
+    #[error("no run `{0}`; `convergio graph list` shows the runs")]
+    NoRun(RunId),
+    /// The operation does not fit the run's status.
+    #[error("run `{run}` is {status}: {message}")]
+    Status {
+        /// The run.
+        run: RunId,
+        /// Its status.
+        status: String,
+        /// What cannot be done.
+        message: String,
+    },
+    /// An input the orchestrator refused (the run is unchanged).
+    #[error("run `{run}`: {message}")]
+    BadInput {
+        /// The run.
+        run: RunId,
+        /// Why.
+        message: String,
+    },
+    /// The graph cannot run.
+    #[error("the graph cannot run: {0}")]
+    InvalidGraph(String),
+    /// The journal failed.
+    #[error(transparent)]
+    Journal(#[from] convergio_journal::Error),
+    /// The journal holds something this driver cannot read.
+    #[error("run `{run}`: the journal entry at seq {seq} is unreadable: {message}")]
+    Corrupt {
+        /// The run.
+        run: RunId,
+        /// The entry.
+        seq: u64,
+        /// Why.
+        message: String,
+    },
+}
+
+/// `Result` with this crate's [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;

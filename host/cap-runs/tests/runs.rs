@@ -1,0 +1,546 @@
+//! The run driver over a real journal (SQLite on a temporary file) with the
+//! in-process engine and tools written here: parallel branches that really
+//! overlap, per-plugin queues, maps, timeouts and retries, interrupts
+//! answered after a restart, resume after a crash of the driver with the
+//! same idempotency keys, forks, cancel, subgraphs, and an orchestrator that
+//! fails.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use convergio_cap_runs::{
+    NativeSteps, NodeCall, NodeExecutor, Options, Runs, Status, StepFailure, StepFunction,
+    StepRequest, Target,
+};
+use convergio_graph::engine::{CallResult, Decision};
+use convergio_graph::model::Graph;
+use convergio_journal::{BoxFuture, Durability, RunId, RunStatus, RunStore, SqliteRunStore};
+use serde_json::{Value, json};
+
+/// Tools of plugin `t` (and `narrow`, which takes two calls at a time).
+#[derive(Debug, Default)]
+struct Tools {
+    keys: Mutex<Vec<String>>,
+    running: Mutex<HashMap<String, usize>>,
+    max_running: Mutex<HashMap<String, usize>>,
+    flaky_failures: AtomicUsize,
+}
+
+impl Tools {
+    fn keys(&self) -> Vec<String> {
+        self.keys.lock().unwrap().clone()
+    }
+
+    fn max_running(&self, plugin: &str) -> usize {
+        self.max_running
+            .lock()
+            .unwrap()
+            .get(plugin)
+            .copied()
+            .unwrap_or(0)
+    }
+}
+
+impl NodeExecutor for Tools {
+    fn execute<'a>(&'a self, call: &'a NodeCall) -> BoxFuture<'a, CallResult> {
+        Box::pin(async move {
+            let Target::Tool { plugin, tool } = &call.call.target else {
+                return CallResult::Err {
+                    error: "not a tool".into(),
+                };
+            };
+            self.keys.lock().unwrap().push(call.idempotency_key.clone());
+            {
+                let mut running = self.running.lock().unwrap();
+                let now = running.entry(plugin.clone()).or_default();
+                *now += 1;
+                let mut max = self.max_running.lock().unwrap();
+                let m = max.entry(plugin.clone()).or_default();
+                *m = (*m).max(*now);
+            }
+            let input = &call.call.input;
+            let result = match tool.as_str() {
+                "echo" => CallResult::Ok {
+                    output: input.clone(),
+                    updates: vec![],
+                },
+                "sleep" => {
+                    let ms = input.get("ms").and_then(Value::as_u64).unwrap_or(10);
+                    tokio::time::sleep(Duration::from_millis(ms)).await;
+                    CallResult::Ok {
+                        output: input.clone(),
+                        updates: vec![],
+                    }
+                }
+                "hang" => std::future::pending().await,
+                "flaky" => {
+                    if self.flaky_failures.fetch_sub(1, Ordering::SeqCst) > 0 {
+                        CallResult::Err {
+                            error: "flaked".into(),
+                        }
+                    } else {
+                        CallResult::Ok {
+                            output: json!("steady"),
+                            updates: vec![],
+                        }
+                    }
+                }
+                other => CallResult::Err {
+                    error: format!("no tool {other}"),
+                },
+            };
+            *self.running.lock().unwrap().get_mut(plugin).unwrap() -= 1;
+            result
+        })
+    }
+
+    fn concurrency(&self, plugin: &str) -> usize {
+        if plugin == "narrow" { 2 } else { 64 }
+    }
+}
+
+fn graph(value: Value) -> Graph {
+    serde_json::from_value(value).expect("canonical graph")
+}
+
+fn tool(plugin: &str, name: &str) -> Value {
+    json!({"tool": {"plugin": plugin, "tool": name}})
+}
+
+struct Fixture {
+    _dir: tempfile::TempDir,
+    path: std::path::PathBuf,
+    store: Arc<dyn RunStore>,
+    tools: Arc<Tools>,
+    runs: Runs,
+}
+
+fn fixture() -> Fixture {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("runs.db");
+    let store: Arc<dyn RunStore> =
+        Arc::new(SqliteRunStore::open(&path, Durability::Process).unwrap());
+    let tools = Arc::new(Tools::default());
+    let runs = Runs::new(
+        Arc::clone(&store),
+        Arc::new(NativeSteps::new()),
+        Arc::clone(&tools) as Arc<dyn NodeExecutor>,
+        Options::default(),
+    );
+    Fixture {
+        _dir: dir,
+        path,
+        store,
+        tools,
+        runs,
+    }
+}
+
+fn output(status: Status) -> Value {
+    match status {
+        Status::Done { output } => output,
+        other => panic!("expected done, got {other:?}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn independent_branches_run_at_the_same_time() {
+    let f = fixture();
+    let g = graph(json!({
+        "state": {"done": {"reducer": "append", "default": []}},
+        "nodes": {
+            "a": {"kind": tool("t", "sleep"), "input": {"ms": 300}, "output": {"map": {"done": "\"a\""}}},
+            "b": {"kind": tool("t", "sleep"), "input": {"ms": 300}, "output": {"map": {"done": "\"b\""}}},
+            "join": {"kind": tool("t", "echo"), "input": "{{ len(state.done) }}", "output": {"map": {"done": "\"join\""}}},
+        },
+        "edges": [{"from": "a", "to": "join"}, {"from": "b", "to": "join"}],
+    }));
+    let started = Instant::now();
+    let run = f.runs.start(&g, json!({}), None).await.unwrap();
+    let out = output(f.runs.wait(&run).await.unwrap());
+    let took = started.elapsed();
+    assert_eq!(out["done"].as_array().unwrap().len(), 3);
+    assert_eq!(out["done"][2], "join");
+    // Sequential would be 600 ms or more.
+    assert!(
+        took < Duration::from_millis(550),
+        "two 300 ms branches took {took:?}"
+    );
+    assert_eq!(
+        f.store.run_info(&run).unwrap().unwrap().status,
+        RunStatus::Done
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wide_fan_out_queues_at_the_plugins_concurrency() {
+    let f = fixture();
+    let items: Vec<i64> = (0..20).collect();
+    let g = graph(json!({
+        "state": {"items": {}, "out": {}},
+        "nodes": {"each": {
+            "kind": {"map": {"over": "state.items", "max-concurrency": 20, "node": tool("narrow", "sleep")}},
+            "input": {"ms": 5, "i": "{{ item }}"},
+            "output": {"map": {"out": "len(output)"}},
+        }},
+    }));
+    let run = f
+        .runs
+        .start(&g, json!({"items": items}), None)
+        .await
+        .unwrap();
+    assert_eq!(output(f.runs.wait(&run).await.unwrap())["out"], 20);
+    assert_eq!(
+        f.tools.max_running("narrow"),
+        2,
+        "queued, never more than the plugin takes"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_map_runs_at_most_its_concurrency_and_keeps_input_order() {
+    let f = fixture();
+    let items: Vec<Value> = (0..50)
+        .map(|i| json!({"ms": (50 - i) % 7, "i": i}))
+        .collect();
+    let g = graph(json!({
+        "state": {"items": {}, "out": {}},
+        "nodes": {"each": {
+            "kind": {"map": {"over": "state.items", "max-concurrency": 4, "node": tool("t", "sleep")}},
+            "output": {"key": "out"},
+        }},
+    }));
+    let run = f
+        .runs
+        .start(&g, json!({"items": items}), None)
+        .await
+        .unwrap();
+    let out = output(f.runs.wait(&run).await.unwrap());
+    let order: Vec<i64> = out["out"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v["i"].as_i64().unwrap())
+        .collect();
+    assert_eq!(order, (0..50).collect::<Vec<_>>());
+    assert!(
+        f.tools.max_running("t") <= 4,
+        "at most 4 at once, saw {}",
+        f.tools.max_running("t")
+    );
+    assert_eq!(f.tools.max_running("t"), 4);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_timeout_fails_the_attempt_and_a_retry_follows() {
+    let f = fixture();
+    f.tools.flaky_failures.store(1, Ordering::SeqCst);
+    let g = graph(json!({
+        "state": {"r": {}},
+        "nodes": {
+            "slow": {"kind": tool("t", "sleep"), "input": {"ms": 5000}, "timeout-ms": 50, "on-error": {"route": "steady"}},
+            "steady": {"kind": tool("t", "flaky"), "retry": {"attempts": 2, "backoff-ms": 10}, "output": {"key": "r"}},
+        },
+    }));
+    let run = f.runs.start(&g, json!({}), None).await.unwrap();
+    let out = output(f.runs.wait(&run).await.unwrap());
+    assert_eq!(out["r"], "steady");
+    let view = f.runs.view(&run).await.unwrap();
+    assert_eq!(
+        view.snapshot["nodes"]["slow"]["error"],
+        "failed: timed out after 50 ms"
+    );
+    let keys = f.tools.keys();
+    assert!(keys.contains(&format!("{run}:steady:1")) && keys.contains(&format!("{run}:steady:2")));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_interrupt_is_answered_after_a_restart() {
+    let f = fixture();
+    let g = graph(json!({
+        "state": {"ok": {}, "echo": {}},
+        "nodes": {
+            "ask": {"kind": {"interrupt": {"prompt": "ok?", "schema": {"type": "boolean"}}}, "output": {"key": "ok"}},
+            "after": {"kind": tool("t", "echo"), "input": "{{ state.ok }}", "output": {"key": "echo"}},
+        },
+        "edges": [{"from": "ask", "to": "after"}],
+    }));
+    let run = f.runs.start(&g, json!({}), None).await.unwrap();
+    assert_eq!(f.runs.wait(&run).await.unwrap(), Status::Waiting);
+    assert_eq!(
+        f.store.run_info(&run).unwrap().unwrap().status,
+        RunStatus::Waiting
+    );
+    // A new host process: a new driver on the same journal file.
+    let store: Arc<dyn RunStore> =
+        Arc::new(SqliteRunStore::open(&f.path, Durability::Process).unwrap());
+    let runs = Runs::new(
+        store,
+        Arc::new(NativeSteps::new()),
+        Arc::clone(&f.tools) as _,
+        Options::default(),
+    );
+    let err = runs.answer(&run, "ask", json!("yes")).await.unwrap_err();
+    assert!(
+        err.to_string().contains("does not match its schema"),
+        "{err}"
+    );
+    runs.answer(&run, "ask", json!(true)).await.unwrap();
+    assert_eq!(
+        output(runs.wait(&run).await.unwrap()),
+        json!({"ok": true, "echo": true})
+    );
+}
+
+#[test]
+fn a_crashed_driver_resumes_with_the_same_idempotency_keys() {
+    let f = {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async { fixture() })
+    };
+    let g = graph(json!({
+        "state": {"out": {"reducer": "append", "default": []}},
+        "nodes": {
+            "first": {"kind": tool("t", "echo"), "input": 1, "output": {"key": "out"}},
+            "stuck": {"kind": tool("t", "hang"), "input": 2, "output": {"key": "out"}},
+        },
+        "edges": [{"from": "first", "to": "stuck"}],
+    }));
+    // The first host runs `first`, dispatches `stuck`, and dies.
+    let crashed = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let run = crashed.block_on(async {
+        let run = f.runs.start(&g, json!({}), None).await.unwrap();
+        for _ in 0..200 {
+            if f.tools.keys().len() == 2 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        run
+    });
+    crashed.shutdown_background();
+    assert_eq!(
+        f.tools.keys(),
+        [format!("{run}:first:1"), format!("{run}:stuck:1")]
+    );
+
+    // The next host: `stuck` now answers; `first` must not run again.
+    let tools = Arc::new(Tools::default());
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let store: Arc<dyn RunStore> =
+            Arc::new(SqliteRunStore::open(&f.path, Durability::Process).unwrap());
+        #[derive(Debug)]
+        struct Unstuck(Arc<Tools>);
+        impl NodeExecutor for Unstuck {
+            fn execute<'a>(&'a self, call: &'a NodeCall) -> BoxFuture<'a, CallResult> {
+                Box::pin(async move {
+                    self.0
+                        .keys
+                        .lock()
+                        .unwrap()
+                        .push(call.idempotency_key.clone());
+                    CallResult::Ok {
+                        output: call.call.input.clone(),
+                        updates: vec![],
+                    }
+                })
+            }
+        }
+        // The dead driver's lease is taken over (its process is this one,
+        // which lives on, so give it a lease that has lapsed instead).
+        let options = Options {
+            owner: "next-host:1".into(),
+            ..Options::default()
+        };
+        store.release(&run, &Options::default().owner).unwrap();
+        let runs = Runs::new(
+            Arc::clone(&store),
+            Arc::new(NativeSteps::new()),
+            Arc::new(Unstuck(Arc::clone(&tools))),
+            options,
+        );
+        let resumed = runs.resume_all().await.unwrap();
+        assert_eq!(resumed, std::slice::from_ref(&run));
+        assert_eq!(
+            output(runs.wait(&run).await.unwrap()),
+            json!({"out": [1, 2]})
+        );
+    });
+    assert_eq!(
+        tools.keys(),
+        [format!("{run}:stuck:1")],
+        "only the call with no journaled result ran again, with its key"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fork_diverges_from_its_parent() {
+    let f = fixture();
+    let g = graph(json!({
+        "state": {"x": {"schema": {"type": "integer"}}, "y": {}},
+        "nodes": {
+            "a": {"kind": tool("t", "echo"), "input": "{{ state.x }}"},
+            "b": {"kind": tool("t", "echo"), "input": "{{ state.x * 10 }}", "output": {"key": "y"}},
+        },
+        "edges": [{"from": "a", "to": "b"}],
+    }));
+    let run = f.runs.start(&g, json!({"x": 1}), None).await.unwrap();
+    assert_eq!(output(f.runs.wait(&run).await.unwrap())["y"], 10);
+    let steps = f.runs.steps(&run).await.unwrap();
+    assert_eq!(steps.len(), 3, "start, a's result, b's result");
+    // Fork after the first step (a dispatched), with x patched.
+    let bad = f
+        .runs
+        .fork(&run, steps[0].seq, Some(json!({"x": "two"})))
+        .await
+        .unwrap_err();
+    assert!(
+        bad.to_string().contains("does not match its schema"),
+        "{bad}"
+    );
+    let fork = f
+        .runs
+        .fork(&run, steps[0].seq, Some(json!({"x": 2})))
+        .await
+        .unwrap();
+    assert_eq!(output(f.runs.wait(&fork).await.unwrap())["y"], 20);
+    assert_eq!(
+        output(f.runs.wait(&run).await.unwrap())["y"],
+        10,
+        "the parent is unchanged"
+    );
+    let info = f.store.run_info(&fork).unwrap().unwrap();
+    assert_eq!(info.parent, Some((run.clone(), steps[0].seq)));
+    let state = f.runs.view_at(&run, steps[1].seq).await.unwrap();
+    assert_eq!(state.snapshot["sched"]["a"]["s"], "done");
+    assert_eq!(state.snapshot["sched"]["b"]["s"], "running");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cancel_stops_a_running_graph() {
+    let f = fixture();
+    let g = graph(json!({"nodes": {"forever": {"kind": tool("t", "hang")}}}));
+    let run = f.runs.start(&g, json!({}), None).await.unwrap();
+    f.runs.cancel(&run, "operator").await.unwrap();
+    assert_eq!(
+        f.runs.wait(&run).await.unwrap(),
+        Status::Cancelled {
+            reason: "operator".into()
+        }
+    );
+    assert_eq!(
+        f.store.run_info(&run).unwrap().unwrap().status,
+        RunStatus::Cancelled
+    );
+    let again = f.runs.cancel(&run, "twice").await.unwrap_err();
+    assert!(again.to_string().contains("is cancelled"), "{again}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_subgraph_runs_as_a_journaled_child_run() {
+    let f = fixture();
+    let g = graph(json!({
+        "state": {"text": {}, "summary": {}},
+        "nodes": {"sum": {"kind": {"subgraph": {"graph": "inner"}}, "input": {"text": "{{ state.text }}"}, "output": {"map": {"summary": "output.summary"}}}},
+        "graphs": {"inner": {
+            "state": {"text": {}, "summary": {}},
+            "nodes": {"s": {"kind": tool("t", "echo"), "input": "short: {{ state.text }}", "output": {"key": "summary"}}},
+        }},
+    }));
+    let run = f
+        .runs
+        .start(&g, json!({"text": "long"}), None)
+        .await
+        .unwrap();
+    assert_eq!(
+        output(f.runs.wait(&run).await.unwrap())["summary"],
+        "short: long"
+    );
+    let child = RunId(format!("{run}.sum.1"));
+    assert_eq!(
+        f.store.run_info(&child).unwrap().unwrap().status,
+        RunStatus::Done
+    );
+}
+
+#[derive(Debug)]
+struct Broken;
+
+impl StepFunction for Broken {
+    fn step<'a>(
+        &'a self,
+        request: StepRequest<'a>,
+    ) -> BoxFuture<'a, Result<Decision, StepFailure>> {
+        let first = request.version == 0;
+        Box::pin(async move {
+            if first {
+                NativeSteps::new().step(request).await
+            } else {
+                Err(StepFailure::Failed("trapped: unreachable".into()))
+            }
+        })
+    }
+
+    fn forget<'a>(&'a self, _: &'a str) -> BoxFuture<'a, ()> {
+        Box::pin(async {})
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_orchestrator_that_fails_fails_the_run_cleanly() {
+    let f = fixture();
+    let runs = Runs::new(
+        Arc::clone(&f.store),
+        Arc::new(Broken),
+        Arc::clone(&f.tools) as _,
+        Options::default(),
+    );
+    let g = graph(
+        json!({"nodes": {"a": {"kind": tool("t", "echo")}, "b": {"kind": tool("t", "echo")}}, "edges": [{"from": "a", "to": "b"}]}),
+    );
+    let run = runs.start(&g, json!({}), None).await.unwrap();
+    match runs.wait(&run).await.unwrap() {
+        Status::Failed { error } => {
+            assert_eq!(error, "the orchestrator failed: trapped: unreachable")
+        }
+        other => panic!("{other:?}"),
+    }
+    // The driver keeps serving: another run on a working orchestrator.
+    let run = f.runs.start(&g, json!({}), None).await.unwrap();
+    assert!(matches!(
+        f.runs.wait(&run).await.unwrap(),
+        Status::Done { .. }
+    ));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bad_input_leaves_no_run_behind() {
+    let f = fixture();
+    let g = graph(json!({"state": {"a": {}}, "nodes": {"x": {"kind": tool("t", "echo")}}}));
+    let err = f
+        .runs
+        .start(&g, json!({"nope": 1}), Some("r1".into()))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "run `r1`: the input names state keys the graph does not declare: nope; declared: a"
+    );
+    assert!(f.store.run_info(&RunId::from("r1")).unwrap().is_none());
+}
