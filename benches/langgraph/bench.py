@@ -115,7 +115,11 @@ def run_nodes(args) -> dict:
     if mode == "sqlite-sync":
         invoke_kwargs["durability"] = "sync"
 
-    tmp = tempfile.TemporaryDirectory(prefix="lg-bench-") if mode.startswith("sqlite") else None
+    tmp = (
+        tempfile.TemporaryDirectory(prefix="lg-bench-", dir=args.db_dir)
+        if mode.startswith("sqlite")
+        else None
+    )
     conns: list[sqlite3.Connection] = []
 
     def prepare(i: int):
@@ -180,6 +184,7 @@ def run_nodes(args) -> dict:
         "total_us_p90": round(tp90, 1),
         "durability": "sync" if mode == "sqlite-sync" else ("async" if mode in ("memory", "sqlite") else None),
         "python": sys.version.split()[0],
+        "db_dir": (args.db_dir or tempfile.gettempdir()) if mode.startswith("sqlite") else None,
     }
 
 
@@ -206,7 +211,7 @@ def run_bytes(args) -> dict:
     g.add_edge(START, "append")
     g.add_conditional_edges("append", again, ["append", END])
 
-    with tempfile.TemporaryDirectory(prefix="lg-bytes-") as d:
+    with tempfile.TemporaryDirectory(prefix="lg-bytes-", dir=args.db_dir) as d:
         path = os.path.join(d, "checkpoints.sqlite")
         conn = sqlite3.connect(path, check_same_thread=False)
         saver = SqliteSaver(conn)
@@ -274,6 +279,12 @@ def main() -> None:
     ap.add_argument("--mode", choices=MODES, default="none")
     ap.add_argument("--reps", type=int, default=20)
     ap.add_argument("--json", action="store_true", help="print one JSON object on one line")
+    ap.add_argument(
+        "--db-dir",
+        default=None,
+        help="where the sqlite modes make their temp dir (default: the system's temp dir);"
+        " give the same disk as the other engine's journal, or a tmpfs to leave fsync out",
+    )
     ap.add_argument("--bytes", action="store_true", help="checkpoint growth of a looping graph instead")
     ap.add_argument("--steps", type=int, default=1000, help="loop steps for --bytes")
     args = ap.parse_args()
