@@ -67,6 +67,7 @@ pub mod log;
 mod models;
 pub mod orchestrator;
 pub mod provider;
+pub mod run;
 pub mod sse;
 pub mod tool;
 pub mod vertical;

@@ -26,6 +26,7 @@ macro_rules! world_bindings {
                 "wasi:keyvalue/atomics@0.2.0-draft2": convergio_sdk::bindings::wasi::keyvalue::atomics,
                 "wasi:keyvalue/batch@0.2.0-draft2": convergio_sdk::bindings::wasi::keyvalue::batch,
                 "convergio:platform/events@0.1.0": convergio_sdk::bindings::convergio::platform::events,
+                "convergio:platform/run-context@0.1.0": convergio_sdk::bindings::convergio::platform::run_context,
                 $($with)*
             },
         });

@@ -330,7 +330,7 @@ impl Shared {
             Ok(d) => d,
             Err(StepFailure::BadInput(message)) => return Err(Error::BadInput { run, message }),
             Err(StepFailure::InvalidGraph(message)) => return Err(Error::InvalidGraph(message)),
-            Err(e) => return Err(Error::InvalidGraph(e.to_string())),
+            Err(e) => return Err(Error::Orchestrator(e.to_string())),
         };
         {
             let store = Arc::clone(&self.store);

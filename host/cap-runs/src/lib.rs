@@ -147,6 +147,10 @@ pub enum Error {
     /// The graph cannot run.
     #[error("the graph cannot run: {0}")]
     InvalidGraph(String),
+    /// The orchestrator failed on the run's first step (trapped, ran past
+    /// its deadline, answered what is not a decision).
+    #[error("{0}")]
+    Orchestrator(String),
     /// The journal failed.
     #[error(transparent)]
     Journal(#[from] convergio_journal::Error),

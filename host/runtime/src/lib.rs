@@ -38,6 +38,7 @@ pub mod config;
 mod engine;
 mod error;
 mod exports;
+pub mod graphs;
 mod host_memory;
 mod host_state;
 mod inner;
@@ -55,7 +56,7 @@ mod toml_file;
 pub mod values;
 mod watch;
 
-pub use capabilities::Event;
+pub use capabilities::{CallContext, Event};
 pub use capabilities::{ImportClass, classify_import};
 pub use capability::Capability;
 pub use config::{

@@ -254,7 +254,7 @@ impl CallTarget {
                 self.function
             );
         };
-        call_in_store(&inner, &slot, &loaded, export, params, results)
+        call_in_store(&inner, &slot, &loaded, export, params, results, None)
             .await
             .map_err(|e| {
                 wasmtime::format_err!(

@@ -12,7 +12,7 @@ use tracing::Instrument;
 use wasmtime::Engine;
 use wasmtime::component::Val;
 
-use crate::capabilities::{Event, Services, Shared};
+use crate::capabilities::{CallContext, Event, Services, Shared};
 use crate::config::Platform;
 use crate::engine::{EpochTicker, build_engine};
 use crate::inner::Inner;
@@ -146,7 +146,7 @@ impl Runtime {
         function: &str,
         args: &serde_json::Value,
     ) -> Result<serde_json::Value> {
-        self.call_json(plugin, function, args).await
+        self.call_json(plugin, function, args, None).await
     }
 
     /// [`Runtime::invoke_json`] on behalf of plugin `caller`: allowed only
@@ -162,6 +162,22 @@ impl Runtime {
         function: &str,
         args: &serde_json::Value,
     ) -> Result<serde_json::Value> {
+        self.invoke_in_run(caller, callee, function, args, None)
+            .await
+    }
+
+    /// [`Runtime::invoke_as`] for a node call of a graph run: the callee's
+    /// store serves `context` through `convergio:platform/run-context`
+    /// (run, node, call, attempt and idempotency key) for the length of the
+    /// call.
+    pub async fn invoke_in_run(
+        &self,
+        caller: &str,
+        callee: &str,
+        function: &str,
+        args: &serde_json::Value,
+        context: Option<Arc<CallContext>>,
+    ) -> Result<serde_json::Value> {
         let span = tracing::debug_span!("convergio.plugins.call", caller, callee, function);
         async {
             let caller_slot = self.slot(caller)?;
@@ -173,7 +189,7 @@ impl Runtime {
                     location: spec.config_location.clone(),
                 });
             }
-            self.call_json(callee, function, args).await
+            self.call_json(callee, function, args, context).await
         }
         .instrument(span)
         .await
@@ -184,6 +200,7 @@ impl Runtime {
         plugin: &str,
         function: &str,
         args: &serde_json::Value,
+        context: Option<Arc<CallContext>>,
     ) -> Result<serde_json::Value> {
         let slot = self.slot(plugin)?;
         let loaded = slot.current.load_full();
@@ -193,12 +210,26 @@ impl Runtime {
             message,
         })?;
         let mut results = vec![Val::Bool(false); export.ty.results().len()];
-        call_in_store(&self.inner, &slot, &loaded, export, &params, &mut results).await?;
+        call_in_store(
+            &self.inner,
+            &slot,
+            &loaded,
+            export,
+            &params,
+            &mut results,
+            context,
+        )
+        .await?;
         Ok(match results.as_slice() {
             [] => serde_json::Value::Null,
             [one] => val_to_json(one),
             many => serde_json::Value::Array(many.iter().map(val_to_json).collect()),
         })
+    }
+
+    /// How many calls `plugin` serves at once (its `max-instances`).
+    pub fn max_instances(&self, plugin: &str) -> Result<u32> {
+        Ok(self.slot(plugin)?.current.load().spec.limits.max_instances)
     }
 
     /// Call `function` of `plugin` with component values.
@@ -207,7 +238,16 @@ impl Runtime {
         let loaded = slot.current.load_full();
         let export = loaded.exports.find(plugin, function)?;
         let mut results = vec![Val::Bool(false); export.ty.results().len()];
-        call_in_store(&self.inner, &slot, &loaded, export, params, &mut results).await?;
+        call_in_store(
+            &self.inner,
+            &slot,
+            &loaded,
+            export,
+            params,
+            &mut results,
+            None,
+        )
+        .await?;
         Ok(results)
     }
 

@@ -9,6 +9,7 @@ use tracing::Instrument;
 use wasmtime::component::{ResourceTable, Val};
 use wasmtime::{CallHook, Store, StoreLimitsBuilder, Trap, UpdateDeadline};
 
+use crate::capabilities::CallContext;
 use crate::config::PluginSpec;
 use crate::error::one_line;
 use crate::exports::ExportFn;
@@ -28,6 +29,7 @@ pub(crate) async fn call_in_store(
     export: &ExportFn,
     params: &[Val],
     results: &mut [Val],
+    context: Option<Arc<CallContext>>,
 ) -> Result<()> {
     let spec = &loaded.spec;
     let span = tracing::debug_span!(
@@ -38,6 +40,7 @@ pub(crate) async fn call_in_store(
     );
     async {
         let mut session = Session::open_warm(inner, slot, loaded).await?;
+        session.store.data_mut().caps.run_context = context;
         let outcome = session
             .run(async |store, instance| {
                 let func = instance
@@ -48,7 +51,9 @@ pub(crate) async fn call_in_store(
                 func.call_async(&mut *store, params, results).await
             })
             .await;
-        // Kept warm only if the call went well (see `Session::release`).
+        // Kept warm only if the call went well (see `Session::release`),
+        // and serving no run's call.
+        session.store.data_mut().caps.run_context = None;
         session.release();
         outcome
     }

@@ -36,9 +36,11 @@ mod inference;
 mod keys;
 mod local_model;
 mod logging;
+mod run_context;
 mod storage;
 
 pub use events::Event;
+pub use run_context::CallContext;
 
 /// What several capabilities share, opened before them: the key vault
 /// (keys, the HTTP client that attaches keys, metering) and the inference
@@ -208,6 +210,7 @@ capabilities! {
     keys: keys::Keys,
     inference: inference::Inference,
     local_model: local_model::LocalModel,
+    run_context: run_context::RunContext,
 }
 
 /// What an import of a component needs from the host.

@@ -1,0 +1,254 @@
+//! Graph runs on the runtime: the orchestrator plugin as the step function,
+//! tool and agent plugins as the node executors.
+//!
+//! [`ComponentSteps`] calls the orchestrator plugin's `step` (on a warm
+//! instance when it keeps some, so its cache of graphs and snapshots
+//! spares the host sending them). [`PluginExecutor`] calls node plugins by
+//! id on behalf of the orchestrator plugin — only those its `plugins` grant
+//! names — each in its own store under its own grants and limits, with the
+//! call's [`CallContext`] (run, node, attempt, idempotency key) served
+//! through `convergio:platform/run-context`.
+
+use std::sync::Arc;
+
+use convergio_cap_runs::{NodeCall, NodeExecutor, StepFailure, StepFunction, StepRequest, Target};
+use convergio_graph::engine::{CallResult, Decision};
+use convergio_journal::BoxFuture;
+use serde_json::{Value, json};
+use wasmtime::component::Val;
+
+use crate::capabilities::CallContext;
+use crate::runtime::Runtime;
+
+/// The orchestrator plugin `plugin` as a [`StepFunction`].
+#[derive(Debug, Clone)]
+pub struct ComponentSteps {
+    runtime: Runtime,
+    plugin: String,
+}
+
+impl ComponentSteps {
+    /// Step with plugin `plugin` (of kind `orchestrator`).
+    pub fn new(runtime: Runtime, plugin: impl Into<String>) -> Self {
+        Self {
+            runtime,
+            plugin: plugin.into(),
+        }
+    }
+}
+
+fn opt(text: Option<String>) -> Val {
+    Val::Option(text.map(|t| Box::new(Val::String(t))))
+}
+
+impl StepFunction for ComponentSteps {
+    fn step<'a>(
+        &'a self,
+        request: StepRequest<'a>,
+    ) -> BoxFuture<'a, Result<Decision, StepFailure>> {
+        Box::pin(async move {
+            let inputs = serde_json::to_string(request.inputs)
+                .map_err(|e| StepFailure::Failed(format!("cannot encode the inputs: {e}")))?;
+            let snapshot = match request.snapshot {
+                Some(s) => Some(serde_json::to_string(s).map_err(|e| {
+                    StepFailure::Failed(format!("cannot encode the snapshot: {e}"))
+                })?),
+                None => None,
+            };
+            let record = Val::Record(vec![
+                ("run-id".into(), Val::String(request.run.to_owned())),
+                (
+                    "graph-hash".into(),
+                    Val::String(request.graph_hash.to_owned()),
+                ),
+                ("graph".into(), opt(request.graph.map(str::to_owned))),
+                ("version".into(), Val::U64(request.version)),
+                ("snapshot".into(), opt(snapshot)),
+                ("inputs".into(), Val::String(inputs)),
+            ]);
+            let results = self
+                .runtime
+                .invoke(&self.plugin, "step", &[record])
+                .await
+                .map_err(|e| StepFailure::Failed(e.to_string()))?;
+            match results.first() {
+                Some(Val::Result(Ok(Some(text)))) => match text.as_ref() {
+                    Val::String(text) => serde_json::from_str(text).map_err(|e| {
+                        StepFailure::Failed(format!(
+                            "`{}` returned what is not a decision: {e}",
+                            self.plugin
+                        ))
+                    }),
+                    other => Err(StepFailure::Failed(format!(
+                        "`{}` returned {other:?}",
+                        self.plugin
+                    ))),
+                },
+                Some(Val::Result(Err(Some(error)))) => Err(step_error(error)),
+                other => Err(StepFailure::Failed(format!(
+                    "`{}` returned {other:?}",
+                    self.plugin
+                ))),
+            }
+        })
+    }
+
+    fn forget<'a>(&'a self, run: &'a str) -> BoxFuture<'a, ()> {
+        Box::pin(async move {
+            // Only a warm instance keeps anything; a failure here costs
+            // memory in an instance that is recycled anyway.
+            let _ = self
+                .runtime
+                .invoke(&self.plugin, "forget", &[Val::String(run.to_owned())])
+                .await;
+        })
+    }
+}
+
+fn step_error(error: &Val) -> StepFailure {
+    let Val::Variant(case, payload) = error else {
+        return StepFailure::Failed(format!("a step error that is not a variant: {error:?}"));
+    };
+    let message = match payload.as_deref() {
+        Some(Val::String(m)) => m.clone(),
+        _ => String::new(),
+    };
+    match case.as_str() {
+        "unknown-graph" => StepFailure::UnknownGraph,
+        "need-snapshot" => StepFailure::NeedSnapshot,
+        "invalid-graph" => StepFailure::InvalidGraph(message),
+        "bad-input" => StepFailure::BadInput(message),
+        other => StepFailure::Failed(format!("{other}: {message}")),
+    }
+}
+
+/// Node calls to tool and agent plugins, made on behalf of the
+/// orchestrator plugin `caller`.
+#[derive(Debug, Clone)]
+pub struct PluginExecutor {
+    runtime: Runtime,
+    caller: String,
+}
+
+impl PluginExecutor {
+    /// Calls made on behalf of `caller` (its `plugins` grant says which
+    /// plugins a graph may use).
+    pub fn new(runtime: Runtime, caller: impl Into<String>) -> Self {
+        Self {
+            runtime,
+            caller: caller.into(),
+        }
+    }
+}
+
+impl NodeExecutor for PluginExecutor {
+    fn execute<'a>(&'a self, call: &'a NodeCall) -> BoxFuture<'a, CallResult> {
+        Box::pin(async move {
+            let context = Arc::new(CallContext {
+                run_id: call.run.0.clone(),
+                node_id: call.call.node.clone(),
+                call_id: call.call.id.clone(),
+                attempt: call.call.attempt,
+                idempotency_key: call.idempotency_key.clone(),
+            });
+            let input = call.call.input.to_string();
+            let (plugin, function, args) = match &call.call.target {
+                Target::Tool { plugin, tool } => (plugin, "invoke", json!([tool, input])),
+                Target::Agent { plugin } => {
+                    let state: Vec<Value> = call
+                        .state
+                        .as_object()
+                        .map(|m| {
+                            m.iter()
+                                .map(|(k, v)| json!({"key": k, "value": v.to_string()}))
+                                .collect()
+                        })
+                        .unwrap_or_default();
+                    let task = json!({
+                        "run-id": call.run.0,
+                        "node-id": call.call.node,
+                        "input": input,
+                        "state": state,
+                    });
+                    (plugin, "run", json!([task]))
+                }
+                Target::Subgraph { .. } => {
+                    return CallResult::Err {
+                        error: "subgraphs run as child runs, not plugin calls".to_owned(),
+                    };
+                }
+            };
+            match self
+                .runtime
+                .invoke_in_run(&self.caller, plugin, function, &args, Some(context))
+                .await
+            {
+                Ok(value) => outcome(&call.call.target, value),
+                Err(e) => CallResult::Err {
+                    error: e.to_string(),
+                },
+            }
+        })
+    }
+
+    fn concurrency(&self, plugin: &str) -> usize {
+        self.runtime
+            .max_instances(plugin)
+            .map_or(1, |n| usize::try_from(n).unwrap_or(1))
+    }
+}
+
+/// A plugin's `result<…, error>` as a node result.
+fn outcome(target: &Target, value: Value) -> CallResult {
+    let text_output = |text: &Value| match text.as_str() {
+        Some(t) => serde_json::from_str(t).unwrap_or_else(|_| Value::String(t.to_owned())),
+        None => text.clone(),
+    };
+    match (target, value) {
+        (_, Value::Object(mut map)) if map.contains_key("err") => CallResult::Err {
+            error: describe_error(map.remove("err").unwrap_or(Value::Null)),
+        },
+        (Target::Tool { .. }, Value::Object(map)) => CallResult::Ok {
+            output: map.get("ok").map(text_output).unwrap_or(Value::Null),
+            updates: Vec::new(),
+        },
+        (Target::Agent { .. }, Value::Object(map)) => {
+            let ok = map.get("ok").cloned().unwrap_or(Value::Null);
+            let output = ok.get("output").map(text_output).unwrap_or(Value::Null);
+            let updates = ok
+                .get("state-updates")
+                .and_then(Value::as_array)
+                .map(|entries| {
+                    entries
+                        .iter()
+                        .filter_map(|e| {
+                            let key = e.get("key")?.as_str()?.to_owned();
+                            Some((key, e.get("value").map(text_output).unwrap_or(Value::Null)))
+                        })
+                        .collect()
+                })
+                .unwrap_or_default();
+            CallResult::Ok { output, updates }
+        }
+        (_, other) => CallResult::Err {
+            error: format!("an unexpected result: {other}"),
+        },
+    }
+}
+
+/// `{"failed": "why"}` → `failed: why`.
+fn describe_error(error: Value) -> String {
+    match error {
+        Value::Object(map) => map
+            .into_iter()
+            .map(|(case, payload)| match payload {
+                Value::String(m) => format!("{case}: {m}"),
+                Value::Null => case,
+                other => format!("{case}: {other}"),
+            })
+            .collect::<Vec<_>>()
+            .join("; "),
+        Value::String(case) => case,
+        other => other.to_string(),
+    }
+}

@@ -1,0 +1,108 @@
+//! The graph-run call a plugin serves, and side effects made once per call.
+//!
+//! When the run driver calls a tool or an agent for a graph node, the store
+//! serves the call's context (`convergio:platform/run-context`): run, node,
+//! call, attempt and an **idempotency key** `{run}:{call}:{attempt}`. A call
+//! that was in flight when the host died is dispatched again with the same
+//! key; a retry after a failure gets a new one. A side effect keyed by it
+//! happens once however often the call is dispatched — effectively once.
+//!
+//! [`update_once`] does that for a value in storage: a compare-and-swap that
+//! records the key beside the value, so the update is skipped when the key
+//! is already recorded.
+//!
+//! ```no_run
+//! use convergio_sdk::keyvalue::store;
+//! use convergio_sdk::run;
+//!
+//! # fn bump() -> Result<(), String> {
+//! let bucket = store::open("counters").map_err(|e| format!("{e:?}"))?;
+//! // +1 per node call, however often the call is dispatched.
+//! let now = run::update_once(&bucket, "visits", |n| {
+//!     serde_json::json!(n.and_then(|v| v.as_i64()).unwrap_or(0) + 1)
+//! })?;
+//! # let _ = now; Ok(()) }
+//! ```
+
+use serde_json::{Value, json};
+
+use crate::bindings::convergio::platform::run_context;
+pub use crate::bindings::convergio::platform::run_context::CallContext;
+use crate::keyvalue::{atomics, store};
+
+/// Idempotency keys [`update_once`] remembers per storage key: a call
+/// dispatched again after a crash is found among the last this many.
+pub const REMEMBERED_KEYS: usize = 1024;
+
+/// The node call this instance serves, if it serves one.
+pub fn current() -> Option<CallContext> {
+    run_context::current()
+}
+
+/// The idempotency key of the node call being served, if any.
+pub fn idempotency_key() -> Option<String> {
+    current().map(|c| c.idempotency_key)
+}
+
+/// Set `key` of `bucket` to `update(current value)`, once per idempotency
+/// key of the node call being served (outside a node call: every time).
+/// The value is JSON, stored as `{"value": …, "applied": [keys]}` and
+/// changed by compare-and-swap, so concurrent updates do not lose each
+/// other and a call dispatched again after a crash changes nothing. Returns
+/// the value after the update (or as the earlier dispatch left it).
+pub fn update_once(
+    bucket: &store::Bucket,
+    key: &str,
+    update: impl Fn(Option<Value>) -> Value,
+) -> Result<Value, String> {
+    let idempotency = idempotency_key();
+    let mut cas = atomics::Cas::new(bucket, key).map_err(describe)?;
+    loop {
+        let current: Option<Value> = match cas.current().map_err(describe)? {
+            Some(bytes) => Some(
+                serde_json::from_slice(&bytes)
+                    .map_err(|e| format!("`{key}` does not hold an update_once record: {e}"))?,
+            ),
+            None => None,
+        };
+        let (value, mut applied) = match current {
+            Some(Value::Object(mut record)) => (
+                record.remove("value"),
+                match record.remove("applied") {
+                    Some(Value::Array(keys)) => keys,
+                    _ => Vec::new(),
+                },
+            ),
+            Some(other) => return Err(format!("`{key}` holds {other}, not an update_once record")),
+            None => (None, Vec::new()),
+        };
+        if let Some(k) = &idempotency
+            && applied.iter().any(|a| a.as_str() == Some(k.as_str()))
+        {
+            return Ok(value.unwrap_or(Value::Null));
+        }
+        let next = update(value);
+        if let Some(k) = &idempotency {
+            applied.push(Value::String(k.clone()));
+            if applied.len() > REMEMBERED_KEYS {
+                let excess = applied.len() - REMEMBERED_KEYS;
+                applied.drain(..excess);
+            }
+        }
+        let record = json!({"value": next, "applied": applied});
+        let bytes = serde_json::to_vec(&record).map_err(|e| e.to_string())?;
+        match atomics::swap(cas, &bytes) {
+            Ok(()) => return Ok(next),
+            Err(atomics::CasError::CasFailed(fresh)) => cas = fresh,
+            Err(atomics::CasError::StoreError(e)) => return Err(describe(e)),
+        }
+    }
+}
+
+fn describe(e: store::Error) -> String {
+    match e {
+        store::Error::AccessDenied => "storage: access denied (is the bucket granted?)".to_owned(),
+        store::Error::NoSuchStore => "storage: no such bucket".to_owned(),
+        store::Error::Other(m) => format!("storage: {m}"),
+    }
+}

@@ -1,0 +1,197 @@
+//! Graph runs on the real runtime: the orchestrator component decides, tool
+//! plugins run in their own stores, the journal is SQLite. Node calls see
+//! their run context and idempotency key; plugins the orchestrator is not
+//! granted are refused; a hostile orchestrator fails its runs cleanly while
+//! the host keeps serving.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::sync::Arc;
+
+use convergio_cap_runs::{Options, Runs, Status};
+use convergio_graph::model::Graph;
+use convergio_journal::{Durability, RunStore, SqliteRunStore};
+use convergio_runtime::Runtime;
+use convergio_runtime::graphs::{ComponentSteps, PluginExecutor};
+use convergio_tests::{TestPlugin, crate_component, start, test_component};
+use serde_json::{Value, json};
+
+fn orchestrator(id: &str, component: std::path::PathBuf, callees: &[&str]) -> TestPlugin {
+    let names: Vec<String> = callees.iter().map(|c| format!("{c:?}")).collect();
+    TestPlugin::new(id, "orchestrator", component)
+        .declares(&["plugins"])
+        .grants(&format!("plugins = [{}]", names.join(", ")))
+        .limits("warm-instances = 2\ndeadline-ms = 2000")
+}
+
+fn counter() -> TestPlugin {
+    TestPlugin::new("counter", "tool", test_component("counter_tool"))
+        .declares(&["storage"])
+        .grants("storage = [\"counters\"]")
+}
+
+fn plain() -> TestPlugin {
+    TestPlugin::new("plain", "tool", test_component("plain_tool"))
+}
+
+fn runs(runtime: &Runtime, dir: &std::path::Path, orchestrator: &str) -> Runs {
+    let store: Arc<dyn RunStore> =
+        Arc::new(SqliteRunStore::open(&dir.join("runs.db"), Durability::Process).unwrap());
+    Runs::new(
+        store,
+        Arc::new(ComponentSteps::new(runtime.clone(), orchestrator)),
+        Arc::new(PluginExecutor::new(runtime.clone(), orchestrator)),
+        Options::default(),
+    )
+}
+
+fn graph(value: Value) -> Graph {
+    serde_json::from_value(value).unwrap()
+}
+
+fn tool(plugin: &str, name: &str) -> Value {
+    json!({"tool": {"plugin": plugin, "tool": name}})
+}
+
+fn done(status: Status) -> Value {
+    match status {
+        Status::Done { output } => output,
+        other => panic!("expected done, got {other:?}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_orchestrator_component_drives_parallel_branches_a_map_and_a_join() {
+    let dir = tempfile::tempdir().unwrap();
+    let runtime = start(
+        dir.path(),
+        "",
+        &[
+            orchestrator(
+                "orchestrator",
+                crate_component("convergio_orchestrator"),
+                &["counter", "plain"],
+            ),
+            counter(),
+            plain(),
+        ],
+    )
+    .await;
+    let runs = runs(&runtime, dir.path(), "orchestrator");
+    let g = graph(json!({
+        "state": {"items": {}, "seen": {"reducer": "append", "default": []}, "context": {}},
+        "nodes": {
+            "left": {"kind": tool("counter", "bump"), "input": {"counter": "left"}, "output": {"map": {"seen": "output.counter"}}},
+            "right": {"kind": tool("counter", "bump"), "input": {"counter": "right"}, "output": {"map": {"seen": "output.counter"}}},
+            "each": {
+                "kind": {"map": {"over": "state.items", "max-concurrency": 2, "node": tool("plain", "echo")}},
+                "input": {"item": "{{ item }}"},
+            },
+            "join": {"kind": tool("counter", "context"), "output": {"key": "context"}},
+        },
+        "edges": [
+            {"from": "left", "to": "join"}, {"from": "right", "to": "join"}, {"from": "each", "to": "join"},
+        ],
+    }));
+    let run = runs
+        .start(&g, json!({"items": [1, 2, 3]}), None)
+        .await
+        .unwrap();
+    let out = done(runs.wait(&run).await.unwrap());
+    let mut seen: Vec<String> = serde_json::from_value(out["seen"].clone()).unwrap();
+    seen.sort();
+    assert_eq!(seen, ["left", "right"]);
+    assert_eq!(
+        out["context"],
+        json!({"run-id": run.0, "node-id": "join", "call-id": "join", "attempt": 1,
+               "idempotency-key": format!("{run}:join:1")})
+    );
+    let view = runs.view(&run).await.unwrap();
+    assert_eq!(
+        view.snapshot["nodes"]["each"]["output"],
+        json!([{"item": 1}, {"item": 2}, {"item": 3}])
+    );
+    // A second run of the same graph reuses the instance's compiled graph.
+    let again = runs.start(&g, json!({"items": []}), None).await.unwrap();
+    assert!(matches!(
+        runs.wait(&again).await.unwrap(),
+        Status::Done { .. }
+    ));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_on_a_plugin_the_orchestrator_is_not_granted_fails_with_the_grant_to_add() {
+    let dir = tempfile::tempdir().unwrap();
+    let runtime = start(
+        dir.path(),
+        "",
+        &[
+            orchestrator(
+                "orchestrator",
+                crate_component("convergio_orchestrator"),
+                &["plain"],
+            ),
+            counter(),
+            plain(),
+        ],
+    )
+    .await;
+    let runs = runs(&runtime, dir.path(), "orchestrator");
+    let g = graph(
+        json!({"nodes": {"x": {"kind": tool("counter", "bump"), "input": {"counter": "x"}}}}),
+    );
+    let run = runs.start(&g, json!({}), None).await.unwrap();
+    match runs.wait(&run).await.unwrap() {
+        Status::Failed { error } => assert!(
+            error.starts_with(
+                "node `x` failed: plugin `orchestrator` may not call plugin `counter`"
+            ) && error.contains("plugins = [\"counter\"]"),
+            "{error}"
+        ),
+        other => panic!("{other:?}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hostile_orchestrator_fails_its_runs_and_the_host_keeps_serving() {
+    let dir = tempfile::tempdir().unwrap();
+    let runtime = start(
+        dir.path(),
+        "",
+        &[
+            orchestrator(
+                "hostile",
+                test_component("hostile_orchestrator"),
+                &["plain"],
+            )
+            .limits("deadline-ms = 300"),
+            orchestrator(
+                "orchestrator",
+                crate_component("convergio_orchestrator"),
+                &["plain"],
+            ),
+            plain(),
+        ],
+    )
+    .await;
+    let hostile = runs(&runtime, dir.path(), "hostile");
+    let g = graph(json!({"nodes": {"x": {"kind": tool("plain", "echo")}}}));
+    for (id, expect) in [
+        ("loop-1", "deadline"),
+        ("trap-1", "panicked"),
+        ("junk-1", "not a decision"),
+    ] {
+        let err = hostile
+            .start(&g, json!({}), Some(id.into()))
+            .await
+            .unwrap_err();
+        let text = err.to_string();
+        assert!(text.contains(expect), "{id}: {text}");
+    }
+    // The host still serves: the real orchestrator runs the same graph.
+    let good = runs(&runtime, dir.path(), "orchestrator");
+    let run = good.start(&g, json!({}), None).await.unwrap();
+    assert!(matches!(
+        good.wait(&run).await.unwrap(),
+        Status::Done { .. }
+    ));
+}
