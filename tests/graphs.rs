@@ -195,3 +195,61 @@ async fn a_hostile_orchestrator_fails_its_runs_and_the_host_keeps_serving() {
         Status::Done { .. }
     ));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn runs_from_platform_toml_publish_their_events_on_the_bus() {
+    let dir = tempfile::tempdir().unwrap();
+    let plugins = [
+        orchestrator(
+            "orchestrator",
+            crate_component("convergio_orchestrator"),
+            &["plain"],
+        ),
+        plain(),
+    ];
+    let path = convergio_tests::write_platform(dir.path(), "", &plugins);
+    let text = std::fs::read_to_string(&path).unwrap();
+    std::fs::write(
+        &path,
+        format!("[graphs]\njournal = \"journal/runs.db\"\ncheckpoint-every = 2\n\n{text}"),
+    )
+    .unwrap();
+    let platform = convergio_runtime::config::Platform::load(&path).unwrap();
+    let runtime = Runtime::new(&platform).await.unwrap();
+    let runs = convergio_runtime::graphs::runs(&runtime, &platform, None).unwrap();
+    let mut bus = runtime.subscribe();
+    let g = graph(
+        json!({"nodes": {"a": {"kind": tool("plain", "echo"), "input": {"n": 1}}, "b": {"kind": tool("plain", "echo")}}, "edges": [{"from": "a", "to": "b"}]}),
+    );
+    let run = runs.start(&g, json!({}), None).await.unwrap();
+    assert!(matches!(
+        runs.wait(&run).await.unwrap(),
+        Status::Done { .. }
+    ));
+    assert!(dir.path().join("journal/runs.db").is_file());
+    let mut topics = Vec::new();
+    while let Ok(Ok(event)) =
+        tokio::time::timeout(std::time::Duration::from_secs(2), bus.recv()).await
+    {
+        assert_eq!(event.source, "runs");
+        let payload: Value = serde_json::from_str(&event.payload).unwrap();
+        assert_eq!(payload["run"], run.0);
+        topics.push(event.topic);
+        if topics.last().map(String::as_str) == Some("run.done") {
+            break;
+        }
+    }
+    assert_eq!(
+        topics,
+        [
+            "run.started",
+            "node.started",
+            "node.result",
+            "node.finished",
+            "node.started",
+            "node.result",
+            "node.finished",
+            "run.done"
+        ]
+    );
+}

@@ -23,6 +23,7 @@
 //! starting it again.
 
 mod driver;
+mod events;
 mod journal;
 mod native;
 
@@ -34,6 +35,7 @@ use serde_json::Value;
 
 pub use convergio_graph::engine::{Call, Status, Target};
 pub use driver::{Options, RunView, Runs};
+pub use events::{RunEvent, events_of};
 pub use journal::{EntryKind, JournaledInput, Step, read_input};
 pub use native::NativeSteps;
 

@@ -26,9 +26,56 @@ pub struct PlatformConfig {
     /// Local models: the model cache, llama.cpp, an Ollama server.
     #[serde(default)]
     pub local_models: LocalModelSettings,
+    /// Agent graphs: the orchestrator plugin and the run journal.
+    #[serde(default)]
+    pub graphs: GraphSettings,
     /// Plugins to load, in any order.
     #[serde(default, rename = "plugin")]
     pub plugins: Vec<PluginEntry>,
+}
+
+/// `[graphs]`: how agent graphs run.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case", default)]
+pub struct GraphSettings {
+    /// The orchestrator plugin (a `[[plugin]]` of kind `orchestrator`);
+    /// default: the only one there is.
+    pub orchestrator: Option<String>,
+    /// The run journal, its own SQLite file; default `runs.db` in the data
+    /// directory.
+    pub journal: Option<PathBuf>,
+    /// When a journaled step is durable, unless a run asks otherwise:
+    /// `process` (survives `kill -9` of the host; no fsync per commit),
+    /// `sync` (fsync every commit: survives power loss) or `off` (memory
+    /// only: nothing survives the process).
+    pub durability: GraphDurability,
+    /// Write the whole snapshot every this many steps, so a resume folds at
+    /// most this many decisions.
+    pub checkpoint_every: u64,
+}
+
+impl Default for GraphSettings {
+    fn default() -> Self {
+        Self {
+            orchestrator: None,
+            journal: None,
+            durability: GraphDurability::Process,
+            checkpoint_every: 64,
+        }
+    }
+}
+
+/// When a journaled step of a run is durable.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum GraphDurability {
+    /// fsync every commit: an acknowledged step survives a power loss.
+    Sync,
+    /// WAL without an fsync per commit: survives `kill -9` of the host.
+    #[default]
+    Process,
+    /// Memory only: nothing survives the process.
+    Off,
 }
 
 /// `[local-models]`: models that run on this machine.
@@ -827,6 +874,8 @@ pub struct Platform {
     pub keys: KeySettings,
     /// Local models.
     pub local_models: LocalModelSettings,
+    /// Agent graphs.
+    pub graphs: GraphSettings,
     /// Plugins, in file order.
     pub plugins: Vec<PluginSpec>,
 }
@@ -994,6 +1043,30 @@ impl Platform {
         if let Some(cache) = local_models.cache_dir.take() {
             local_models.cache_dir = Some(dir.join(cache));
         }
+        let mut graphs = config.graphs;
+        if let Some(journal) = graphs.journal.take() {
+            graphs.journal = Some(dir.join(journal));
+        }
+        if graphs.checkpoint_every == 0 {
+            problems.push(format!(
+                "{}: field `graphs.checkpoint-every`: must be at least 1",
+                path.display()
+            ));
+        }
+        if let Some(id) = &graphs.orchestrator {
+            match plugins.iter().find(|p: &&PluginSpec| &p.id == id) {
+                None => problems.push(format!(
+                    "{}: field `graphs.orchestrator`: no [[plugin]] has id = {id:?}",
+                    path.display()
+                )),
+                Some(p) if p.manifest.kind != crate::PluginKind::Orchestrator => problems.push(format!(
+                    "{}: field `graphs.orchestrator`: plugin `{id}` is a {} plugin, not an orchestrator",
+                    path.display(),
+                    p.manifest.kind.name()
+                )),
+                Some(_) => {}
+            }
+        }
         if problems.is_empty() {
             Ok(Self {
                 path: path.to_path_buf(),
@@ -1001,6 +1074,7 @@ impl Platform {
                 inference: config.inference,
                 keys: config.keys,
                 local_models,
+                graphs,
                 plugins,
             })
         } else {

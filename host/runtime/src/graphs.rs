@@ -18,7 +18,135 @@ use serde_json::{Value, json};
 use wasmtime::component::Val;
 
 use crate::capabilities::CallContext;
+use crate::config::{GraphDurability, Platform};
 use crate::runtime::Runtime;
+use crate::{Error, PluginKind};
+
+/// The orchestrator plugin of `platform`: `[graphs] orchestrator`, or the
+/// only plugin of kind `orchestrator`.
+pub fn orchestrator_id(platform: &Platform) -> Result<String, Error> {
+    if let Some(id) = &platform.graphs.orchestrator {
+        return Ok(id.clone());
+    }
+    let found: Vec<&str> = platform
+        .plugins
+        .iter()
+        .filter(|p| p.manifest.kind == PluginKind::Orchestrator)
+        .map(|p| p.id.as_str())
+        .collect();
+    match found.as_slice() {
+        [one] => Ok((*one).to_owned()),
+        [] => Err(Error::Invalid(vec![format!(
+            "{}: no plugin of kind `orchestrator`: agent graphs need one; add the platform's \
+             (`components/orchestrator`) as a [[plugin]] and grant it the plugins its graphs \
+             call (`plugins = [...]`)",
+            platform.path.display()
+        )])),
+        many => Err(Error::Invalid(vec![format!(
+            "{}: several orchestrator plugins ({}); say which runs graphs with `[graphs] \
+             orchestrator = \"…\"`",
+            platform.path.display(),
+            many.join(", ")
+        )])),
+    }
+}
+
+/// The run journal's file: `[graphs] journal`, or `runs.db` in the data
+/// directory.
+pub fn journal_path(platform: &Platform) -> std::path::PathBuf {
+    platform
+        .graphs
+        .journal
+        .clone()
+        .unwrap_or_else(|| crate::capabilities::data_dir(platform).join("runs.db"))
+}
+
+/// Open the run journal of `platform` with `durability` (the platform's
+/// `[graphs] durability` when none).
+pub fn open_journal(
+    platform: &Platform,
+    durability: Option<GraphDurability>,
+) -> Result<Arc<dyn convergio_journal::RunStore>, Error> {
+    let mode = match durability.unwrap_or(platform.graphs.durability) {
+        GraphDurability::Sync => convergio_journal::Durability::Sync,
+        GraphDurability::Process => convergio_journal::Durability::Process,
+        GraphDurability::Off => convergio_journal::Durability::Off,
+    };
+    let path = journal_path(platform);
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).map_err(|e| Error::Capability {
+            capability: "graphs",
+            context: format!("cannot create {}", dir.display()),
+            source: Box::new(e),
+        })?;
+    }
+    let store =
+        convergio_journal::SqliteRunStore::open(&path, mode).map_err(|e| Error::Capability {
+            capability: "graphs",
+            context: format!("cannot open the run journal {}", path.display()),
+            source: Box::new(e),
+        })?;
+    Ok(Arc::new(store))
+}
+
+/// The run driver of `platform` on `runtime`: its orchestrator plugin, its
+/// journal (with `durability`, or the platform's), node calls made on the
+/// orchestrator's behalf.
+pub fn runs(
+    runtime: &Runtime,
+    platform: &Platform,
+    durability: Option<GraphDurability>,
+) -> Result<convergio_cap_runs::Runs, Error> {
+    let orchestrator = orchestrator_id(platform)?;
+    let store = open_journal(platform, durability)?;
+    let options = convergio_cap_runs::Options {
+        checkpoint_every: platform.graphs.checkpoint_every,
+        ..convergio_cap_runs::Options::default()
+    };
+    forward_events(runtime, &*store);
+    Ok(convergio_cap_runs::Runs::new(
+        store,
+        Arc::new(ComponentSteps::new(runtime.clone(), orchestrator.clone())),
+        Arc::new(PluginExecutor::new(runtime.clone(), orchestrator)),
+        options,
+    ))
+}
+
+/// Publish every journal entry of `store` as run events on the runtime's
+/// events bus (source `runs`, topics as in `convergio_cap_runs::events_of`,
+/// payload the event as JSON), from a task of the current tokio runtime.
+pub fn forward_events(runtime: &Runtime, store: &dyn convergio_journal::RunStore) {
+    let Ok(handle) = tokio::runtime::Handle::try_current() else {
+        return;
+    };
+    let mut entries = store.events();
+    let runtime = runtime.clone();
+    handle.spawn(async move {
+        loop {
+            match entries.recv().await {
+                Ok(entry) => {
+                    for event in convergio_cap_runs::events_of(&entry) {
+                        runtime.emit(crate::Event {
+                            source: "runs".to_owned(),
+                            topic: event.topic.clone(),
+                            payload: serde_json::to_string(&event).unwrap_or_default(),
+                            timestamp_ms: event.at_ms,
+                        });
+                    }
+                }
+                // The bus is best-effort: a lagging forwarder skips ahead
+                // (the journal keeps every entry for those who need them).
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
+                    tracing::warn!(
+                        skipped = n,
+                        "run events were not forwarded to the events bus"
+                    );
+                }
+                Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
+            }
+        }
+    });
+}
 
 /// The orchestrator plugin `plugin` as a [`StepFunction`].
 #[derive(Debug, Clone)]

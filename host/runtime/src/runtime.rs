@@ -127,6 +127,13 @@ impl Runtime {
         self.inner.shared.events.subscribe()
     }
 
+    /// Publish `event` on the host's events bus, as the host (runs, the
+    /// plugin watcher): no grant applies.
+    pub fn emit(&self, event: Event) {
+        // No subscriber is not an error: nobody is listening.
+        let _ = self.inner.shared.events.send(event);
+    }
+
     /// What is loaded, in id order.
     pub fn plugins(&self) -> Vec<PluginInfo> {
         self.read_slots().values().map(|slot| info(slot)).collect()
