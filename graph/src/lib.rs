@@ -23,5 +23,9 @@
 //! ```
 #![deny(missing_docs)]
 
+pub mod document;
 pub mod expr;
 pub mod model;
+pub mod schema;
+pub mod template;
+pub mod validate;
