@@ -150,6 +150,7 @@ pub(crate) fn parse(src: &str) -> (Option<Node>, Vec<YamlError>) {
         errors: Vec::new(),
         skipping: 0,
         documents: 0,
+        fatal: false,
     };
     let mut parser = Parser::new_from_str(text);
     if let Err(err) = parser.load(&mut builder, true) {
@@ -158,8 +159,12 @@ pub(crate) fn parse(src: &str) -> (Option<Node>, Vec<YamlError>) {
         return (None, vec![YamlError { at, message }]);
     }
     let Builder {
-        root, mut errors, ..
+        root,
+        mut errors,
+        fatal,
+        ..
     } = builder;
+    let root = if fatal { None } else { root };
     if root.is_none() && errors.is_empty() {
         errors.push(YamlError {
             at: 0,
@@ -217,9 +222,17 @@ struct Builder<'a> {
     /// Open collections inside one that is too deep (ignored).
     skipping: usize,
     documents: usize,
+    /// Whether the tree is unfit to read on (a value left out); duplicate
+    /// keys are not fatal: the first is kept.
+    fatal: bool,
 }
 
 impl Builder<'_> {
+    fn fatal(&mut self, at: usize, message: impl Into<String>) {
+        self.fatal = true;
+        self.error(at, message);
+    }
+
     fn error(&mut self, at: usize, message: impl Into<String>) {
         self.errors.push(YamlError {
             at,
@@ -229,7 +242,7 @@ impl Builder<'_> {
 
     fn anchor(&mut self, anchor: usize, at: usize) {
         if anchor != 0 {
-            self.error(
+            self.fatal(
                 at,
                 "anchors (`&name`) and aliases (`*name`) are not supported; write the value out",
             );
@@ -240,7 +253,7 @@ impl Builder<'_> {
         if self.skipping > 0 {
             self.skipping += 1;
         } else if self.stack.len() >= MAX_DEPTH {
-            self.error(
+            self.fatal(
                 at,
                 format!("the document nests deeper than {MAX_DEPTH} levels"),
             );
@@ -353,7 +366,7 @@ impl MarkedEventReceiver for Builder<'_> {
             Event::DocumentStart => {
                 self.documents += 1;
                 if self.documents == 2 {
-                    self.error(
+                    self.fatal(
                         at,
                         "a graph file holds one YAML document; this is a second one",
                     );
@@ -361,7 +374,7 @@ impl MarkedEventReceiver for Builder<'_> {
             }
             _ if self.documents > 1 => {}
             Event::Alias(_) => {
-                self.error(
+                self.fatal(
                     at,
                     "anchors (`&name`) and aliases (`*name`) are not supported; write the value out",
                 );
