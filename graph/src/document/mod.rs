@@ -112,6 +112,33 @@ pub fn read(text: &str) -> Result<Graph, Diagnostics> {
     Reader::new().read(text)
 }
 
+/// Reads a YAML or JSON text as plain JSON, with the reader's limits and
+/// its errors (duplicate keys, anchors, depth, size), without reading it
+/// as a graph: for tools that check a document against
+/// `docs/graph.schema.json` or convert it.
+pub fn to_json(text: &str) -> Result<serde_json::Value, Diagnostics> {
+    let lines = yaml::Lines::new(text);
+    let (tree, errors) = yaml::parse(text);
+    match tree {
+        Some(tree) if errors.is_empty() => Ok(tree.to_json()),
+        _ => Err(Diagnostics(
+            errors
+                .into_iter()
+                .map(|e| {
+                    let (line, column) = lines.position(e.at);
+                    Diagnostic {
+                        file: None,
+                        line,
+                        column,
+                        pointer: String::new(),
+                        message: e.message,
+                    }
+                })
+                .collect(),
+        )),
+    }
+}
+
 /// Reads and validates a graph file; each diagnostic names the file.
 pub fn read_file(path: &Path) -> Result<Graph, Diagnostics> {
     Reader::new().read_file(path)
