@@ -699,3 +699,66 @@ fn canonical_graphs_are_validated_by_pointer() {
     );
     assert_eq!(validate::validate(&graph)[0].offset, Some(9));
 }
+
+// ---- docs/graphs.md shows what the code does ----
+
+fn graphs_md() -> String {
+    std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/graphs.md")).unwrap()
+}
+
+/// The first fenced block after `marker`.
+fn block_after<'a>(doc: &'a str, marker: &str) -> &'a str {
+    let rest = doc.split(marker).nth(1).unwrap();
+    let start = rest.find("```").unwrap();
+    let body = &rest[start..];
+    let body = &body[body.find('\n').unwrap() + 1..];
+    &body[..body.find("```").unwrap()]
+}
+
+#[test]
+fn the_documented_example_is_valid() {
+    let doc = graphs_md();
+    ok(block_after(&doc, "## A document"));
+}
+
+#[test]
+fn the_documented_bad_graph_gives_the_documented_errors() {
+    let doc = graphs_md();
+    let src = block_after(&doc, "<!-- bad-graph -->");
+    let expected = block_after(&doc, "<!-- bad-graph-output -->");
+    let diagnostics = Reader::new().file("bad.yaml").read(src).unwrap_err();
+    let printed = format!(
+        "{diagnostics}\n{} error(s) in bad.yaml\n",
+        diagnostics.len()
+    );
+    assert_eq!(printed, expected);
+}
+
+#[test]
+fn every_documented_message_is_tested() {
+    let doc = graphs_md();
+    let table = doc
+        .split("| rule | message |")
+        .nth(1)
+        .unwrap()
+        .split("\n\n")
+        .next()
+        .unwrap();
+    let tests = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/document.rs"))
+        .unwrap()
+        .replace("\\\"", "\"");
+    let mut checked = 0;
+    for row in table.lines().skip(2) {
+        let message = row
+            .rsplit(" | ")
+            .next()
+            .unwrap()
+            .trim_end_matches(" |")
+            .trim()
+            .trim_start_matches("`` ")
+            .trim_end_matches(" ``");
+        assert!(tests.contains(message), "not tested: {message}");
+        checked += 1;
+    }
+    assert!(checked >= 10, "{checked}");
+}
