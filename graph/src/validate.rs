@@ -38,6 +38,9 @@ use crate::model::{Graph, Node, NodeKind, OnError, Output, Reducer};
 use crate::schema::Schema;
 use crate::template::{Template, push_pointer};
 
+/// The most nodes a graph (each subgraph apart) may have.
+pub const MAX_NODES: usize = 10_000;
+
 /// What the platform has: plugins and the tools they export.
 pub trait Catalog {
     /// Whether a plugin with this id is configured.
@@ -119,6 +122,16 @@ fn path(base: &str, keys: &[&str]) -> String {
     out
 }
 
+/// The names a graph's expressions may use, by where they are.
+struct Names {
+    /// Everywhere: state keys and node ids.
+    plain: Known,
+    /// A map node's input: with `item` and `index`.
+    item: Known,
+    /// An output mapping: with `output`.
+    output: Known,
+}
+
 /// How a node leads to another without a loop edge.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Link {
@@ -152,6 +165,11 @@ impl Checker<'_> {
 
     fn graph(&mut self, graph: &Graph, base: &str) {
         let known = Known::new(graph.state.keys().cloned(), graph.nodes.keys().cloned());
+        let names = Names {
+            item: known.clone().with_item(),
+            output: known.clone().with_output(),
+            plain: known,
+        };
         if graph.nodes.is_empty() {
             self.report(path(base, &["nodes"]), "a graph needs at least one node");
         }
@@ -172,9 +190,9 @@ impl Checker<'_> {
         }
         self.state(graph, base);
         for (id, node) in &graph.nodes {
-            self.node(graph, &known, id, node, &path(base, &["nodes", id]));
+            self.node(graph, &names, id, node, &path(base, &["nodes", id]));
         }
-        self.edges(graph, &known, base);
+        self.edges(graph, &names.plain, base);
         for (i, key) in graph.output.iter().enumerate() {
             if !graph.state.contains_key(key) {
                 self.report(
@@ -253,15 +271,15 @@ impl Checker<'_> {
         }
     }
 
-    fn node(&mut self, graph: &Graph, known: &Known, id: &str, node: &Node, at: &str) {
-        self.kind(graph, known, &node.kind, at, false);
+    fn node(&mut self, graph: &Graph, names: &Names, id: &str, node: &Node, at: &str) {
+        self.kind(graph, &names.plain, &node.kind, at, false);
         if let Some(input) = &node.input {
             let known = if matches!(node.kind, NodeKind::Map(_)) {
-                known.clone().with_item()
+                &names.item
             } else {
-                known.clone()
+                &names.plain
             };
-            self.template(Template::parse(input), &known, &format!("{at}/input"));
+            self.template(Template::parse(input), known, &format!("{at}/input"));
         }
         match &node.output {
             Output::None => {}
@@ -277,7 +295,7 @@ impl Checker<'_> {
                 }
             }
             Output::Map(map) => {
-                let known = known.clone().with_output();
+                let known = &names.output;
                 for (key, expr) in map {
                     let here = path(at, &["output", key]);
                     if !graph.state.contains_key(key) {
@@ -289,7 +307,7 @@ impl Checker<'_> {
                             ),
                         );
                     }
-                    self.expr(expr, &known, &here, 0);
+                    self.expr(expr, known, &here, 0);
                 }
             }
         }
@@ -593,6 +611,13 @@ impl<'g> Structure<'g> {
         if n == 0 {
             return;
         }
+        if n > MAX_NODES {
+            checker.report(
+                path(base, &["nodes"]),
+                format!("a graph has at most {MAX_NODES} nodes; this one has {n}: split it into subgraphs"),
+            );
+            return;
+        }
         let mut has_incoming = vec![false; n];
         for links in &self.next {
             for &(to, _) in links {
@@ -606,10 +631,10 @@ impl<'g> Structure<'g> {
             );
         }
         let cyclic = self.cycles(checker, base);
-        let reach = self.reach();
-        self.loop_edges(checker, base, &reach);
+        let mut reach = Reach::new(self);
+        self.loop_edges(checker, base, &mut reach);
         if !cyclic {
-            self.conflicts(checker, base, &reach);
+            self.conflicts(checker, base, &mut reach);
         }
     }
 
@@ -743,26 +768,7 @@ impl<'g> Structure<'g> {
         comps
     }
 
-    /// For each node, the nodes reachable from it by forward links (itself
-    /// not included unless on a cycle).
-    fn reach(&self) -> Vec<Vec<bool>> {
-        let n = self.ids.len();
-        (0..n)
-            .map(|start| {
-                let mut seen = vec![false; n];
-                let mut stack: Vec<usize> = self.next[start].iter().map(|&(to, _)| to).collect();
-                while let Some(at) = stack.pop() {
-                    if !seen[at] {
-                        seen[at] = true;
-                        stack.extend(self.next[at].iter().map(|&(to, _)| to));
-                    }
-                }
-                seen
-            })
-            .collect()
-    }
-
-    fn loop_edges(&self, checker: &mut Checker<'_>, base: &str, reach: &[Vec<bool>]) {
+    fn loop_edges(&self, checker: &mut Checker<'_>, base: &str, reach: &mut Reach) {
         for (i, edge) in self.graph.edges.iter().enumerate() {
             if !edge.is_loop() {
                 continue;
@@ -773,7 +779,7 @@ impl<'g> Structure<'g> {
             ) else {
                 continue;
             };
-            if from != to && !reach[to][from] {
+            if from != to && !reach.leads(self, to, from) {
                 checker.report(
                     path(base, &["edges", &i.to_string(), "max-iterations"]),
                     format!(
@@ -787,7 +793,7 @@ impl<'g> Structure<'g> {
 
     /// Two nodes that may run at the same time both writing a `replace`
     /// key.
-    fn conflicts(&self, checker: &mut Checker<'_>, base: &str, reach: &[Vec<bool>]) {
+    fn conflicts(&self, checker: &mut Checker<'_>, base: &str, reach: &mut Reach) {
         let mut writers: BTreeMap<&str, Vec<usize>> = BTreeMap::new();
         for (n, node) in self.graph.nodes.values().enumerate() {
             for key in node.output.keys() {
@@ -805,7 +811,7 @@ impl<'g> Structure<'g> {
         for (key, nodes) in writers {
             for (i, &a) in nodes.iter().enumerate() {
                 for &b in &nodes[i + 1..] {
-                    if reach[a][b] || reach[b][a] {
+                    if reach.leads(self, a, b) || reach.leads(self, b, a) {
                         continue;
                     }
                     let switches = switches.get_or_insert_with(|| self.switches());
@@ -887,6 +893,36 @@ impl<'g> Structure<'g> {
             out.push(Switch { dominated, way_of });
         }
         out
+    }
+}
+
+/// Which nodes each node leads to by forward links, found when first
+/// asked, one bit a node.
+struct Reach {
+    from: Vec<Option<Vec<u64>>>,
+}
+
+impl Reach {
+    fn new(structure: &Structure<'_>) -> Self {
+        Self {
+            from: vec![None; structure.ids.len()],
+        }
+    }
+
+    /// Whether a path of forward links leads from `a` to `b`.
+    fn leads(&mut self, structure: &Structure<'_>, a: usize, b: usize) -> bool {
+        let bits = self.from[a].get_or_insert_with(|| {
+            let mut bits = vec![0u64; structure.ids.len().div_ceil(64)];
+            let mut stack: Vec<usize> = structure.next[a].iter().map(|&(to, _)| to).collect();
+            while let Some(at) = stack.pop() {
+                if bits[at / 64] & (1 << (at % 64)) == 0 {
+                    bits[at / 64] |= 1 << (at % 64);
+                    stack.extend(structure.next[at].iter().map(|&(to, _)| to));
+                }
+            }
+            bits
+        });
+        bits[b / 64] & (1 << (b % 64)) != 0
     }
 }
 

@@ -762,3 +762,35 @@ fn every_documented_message_is_tested() {
     }
     assert!(checked >= 10, "{checked}");
 }
+
+#[test]
+fn a_large_graph_on_one_line_is_read_in_linear_time() {
+    // 5000 nodes in a chain, each writing a replace key after the one
+    // before: minified JSON on one line, about 400 KB.
+    let n = 5_000;
+    let nodes: Vec<String> = (0..n)
+        .map(|i| format!("\"n{i}\":{{\"agent\":\"a\",\"input\":{{\"x\":\"{{{{ state.k }}}}\"}},\"output\":\"k\"}}"))
+        .collect();
+    let edges: Vec<String> = (1..n).map(|i| format!("\"n{} -> n{i}\"", i - 1)).collect();
+    let src = format!(
+        "{{\"state\":{{\"k\":{{\"default\":0}}}},\"nodes\":{{{}}},\"edges\":[{}]}}",
+        nodes.join(","),
+        edges.join(",")
+    );
+    let started = std::time::Instant::now();
+    let graph = ok(&src);
+    assert_eq!(graph.nodes.len(), n);
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(20),
+        "{:?}",
+        started.elapsed()
+    );
+    let too_many: Vec<String> = (0..=validate::MAX_NODES)
+        .map(|i| format!("n{i}: {{ agent: a }}"))
+        .collect();
+    let src = format!("nodes: {{ {} }}", too_many.join(", "));
+    assert_eq!(
+        one_error(&src),
+        "1:1: a graph has at most 10000 nodes; this one has 10001: split it into subgraphs"
+    );
+}

@@ -7,6 +7,8 @@
 //! scalars, anchors and aliases, a second document, more than
 //! [`MAX_BYTES`] of text and nesting deeper than [`MAX_DEPTH`] are errors.
 
+use std::collections::HashMap;
+
 use serde_json::{Map, Number, Value};
 use yaml_rust2::parser::{Event, MarkedEventReceiver, Parser};
 use yaml_rust2::scanner::{Marker, TScalarStyle};
@@ -106,17 +108,13 @@ impl<'a> Lines<'a> {
     }
 
     /// The byte offset of a marker (line from 1, column from 0 in
-    /// characters).
-    fn offset(&self, mark: &Marker) -> usize {
-        let Some(&start) = self.starts.get(mark.line().saturating_sub(1)) else {
+    /// characters), found from its line's start.
+    fn offset(&self, line: usize, col: usize) -> usize {
+        let Some(&start) = self.starts.get(line.saturating_sub(1)) else {
             return self.src.len();
         };
         let rest = self.src.get(start..).unwrap_or("");
-        start
-            + rest
-                .char_indices()
-                .nth(mark.col())
-                .map_or(rest.len(), |(i, _)| i)
+        start + rest.char_indices().nth(col).map_or(rest.len(), |(i, _)| i)
     }
 }
 
@@ -145,6 +143,7 @@ pub(crate) fn parse(src: &str) -> (Option<Node>, Vec<YamlError>) {
     let mut builder = Builder {
         src: text,
         lines: &lines,
+        cursor: Cursor::default(),
         stack: Vec::new(),
         root: None,
         errors: Vec::new(),
@@ -154,7 +153,7 @@ pub(crate) fn parse(src: &str) -> (Option<Node>, Vec<YamlError>) {
     };
     let mut parser = Parser::new_from_str(text);
     if let Err(err) = parser.load(&mut builder, true) {
-        let at = lines.offset(err.marker());
+        let at = lines.offset(err.marker().line(), err.marker().col());
         let message = format!("not valid YAML: {}", err.info());
         return (None, vec![YamlError { at, message }]);
     }
@@ -209,13 +208,25 @@ enum Frame {
     Map {
         at: usize,
         entries: Vec<(Key, Node)>,
+        /// Where each key is, to find duplicates.
+        seen: HashMap<String, usize>,
         key: Option<Option<Key>>,
     },
+}
+
+/// Turns a marker's character index into a byte offset by walking forward
+/// from the last one: markers come in order, so a document on one long
+/// line (minified JSON) is walked once, not once per value.
+#[derive(Default)]
+struct Cursor {
+    chars: usize,
+    bytes: usize,
 }
 
 struct Builder<'a> {
     src: &'a str,
     lines: &'a Lines<'a>,
+    cursor: Cursor,
     stack: Vec<Frame>,
     root: Option<Node>,
     errors: Vec<YamlError>,
@@ -228,6 +239,25 @@ struct Builder<'a> {
 }
 
 impl Builder<'_> {
+    fn offset(&mut self, mark: &Marker) -> usize {
+        let target = mark.index();
+        if target < self.cursor.chars {
+            // Back to the start of the marker's line.
+            self.cursor = Cursor {
+                chars: target.saturating_sub(mark.col()),
+                bytes: self.lines.offset(mark.line(), 0),
+            };
+        }
+        let rest = self.src.get(self.cursor.bytes..).unwrap_or("");
+        let step = target - self.cursor.chars;
+        let bytes = rest.char_indices().nth(step).map_or(rest.len(), |(i, _)| i);
+        self.cursor = Cursor {
+            chars: target,
+            bytes: self.cursor.bytes + bytes,
+        };
+        self.cursor.bytes
+    }
+
     fn fatal(&mut self, at: usize, message: impl Into<String>) {
         self.fatal = true;
         self.error(at, message);
@@ -298,7 +328,9 @@ impl Builder<'_> {
         };
         match top {
             Frame::Seq { items, .. } => items.push(node),
-            Frame::Map { entries, key, .. } => match key.take() {
+            Frame::Map {
+                entries, seen, key, ..
+            } => match key.take() {
                 None => {
                     let text = match &node.value {
                         Tree::Scalar(Value::String(s)) => Some(s.clone()),
@@ -314,12 +346,13 @@ impl Builder<'_> {
                 }
                 Some(None) => {}
                 Some(Some(k)) => {
-                    if let Some((first, _)) = entries.iter().find(|(e, _)| e.text == k.text) {
-                        let (line, column) = self.lines.position(first.at);
+                    if let Some(&first) = seen.get(&k.text) {
+                        let (line, column) = self.lines.position(first);
                         let message =
                             format!("duplicate key `{}` (first at {line}:{column})", k.text);
                         self.error(k.at, message);
                     } else {
+                        seen.insert(k.text.clone(), k.at);
                         entries.push((k, node));
                     }
                 }
@@ -361,7 +394,7 @@ fn verbatim(src: &str, at: usize, text: &str) -> Option<usize> {
 
 impl MarkedEventReceiver for Builder<'_> {
     fn on_event(&mut self, event: Event, mark: Marker) {
-        let at = self.lines.offset(&mark);
+        let at = self.offset(&mark);
         match event {
             Event::DocumentStart => {
                 self.documents += 1;
@@ -407,6 +440,7 @@ impl MarkedEventReceiver for Builder<'_> {
                 let frame = Frame::Map {
                     at,
                     entries: Vec::new(),
+                    seen: HashMap::new(),
                     key: None,
                 };
                 self.open(frame, at);
@@ -534,6 +568,25 @@ mod tests {
         );
         let (_, errors) = parse("a: 1\n---\nb: 2\n");
         assert_eq!(errors.len(), 1, "{errors:?}");
+    }
+
+    #[test]
+    fn positions_hold_on_one_long_line_and_with_crlf() {
+        let src = "{\"é\": [1, \"ü\", {\"k\": \"v\"}], \"n\": null}";
+        let node = tree(src);
+        let entries = map(&node);
+        assert_eq!(entries[1].0.at, src.find("\"n\"").unwrap());
+        let Tree::Seq(items) = &entries[0].1.value else {
+            panic!()
+        };
+        assert_eq!(items[1].at, src.find("\"ü").unwrap());
+        assert_eq!(items[2].at, src.find("{\"k").unwrap());
+        let src = "a: 1\r\nbé: x\r\nc: [y]\r\n";
+        let node = tree(src);
+        let entries = map(&node);
+        assert_eq!(entries[1].1.at, src.find("x\r").unwrap());
+        assert_eq!(entries[2].0.at, src.find("c:").unwrap());
+        assert_eq!(Lines::new(src).position(entries[2].0.at), (3, 1));
     }
 
     #[test]
