@@ -132,31 +132,22 @@ pub(crate) fn parse(src: &str) -> (Option<Node>, Vec<YamlError>) {
         };
         return (None, vec![error]);
     }
-    let json_tabs;
-    let text = if looks_like_json(src) {
-        json_tabs = tabs_to_spaces(src);
-        json_tabs.as_str()
-    } else {
-        src
-    };
     let lines = Lines::new(src);
-    let mut builder = Builder {
-        src: text,
-        lines: &lines,
-        cursor: Cursor::default(),
-        stack: Vec::new(),
-        root: None,
-        errors: Vec::new(),
-        skipping: 0,
-        documents: 0,
-        fatal: false,
+    let spaced;
+    let builder = match load(src, &lines) {
+        Ok(builder) => builder,
+        // YAML does not take a tab where JSON takes any whitespace (before
+        // a line's first token): a JSON text is read again with its tabs
+        // as spaces, which keeps every offset, line and column.
+        Err(_) if looks_like_json(src) && src.contains('\t') => {
+            spaced = tabs_to_spaces(src);
+            match load(&spaced, &lines) {
+                Ok(builder) => builder,
+                Err(error) => return (None, vec![error]),
+            }
+        }
+        Err(error) => return (None, vec![error]),
     };
-    let mut parser = Parser::new_from_str(text);
-    if let Err(err) = parser.load(&mut builder, true) {
-        let at = lines.offset(err.marker().line(), err.marker().col());
-        let message = format!("not valid YAML: {}", err.info());
-        return (None, vec![YamlError { at, message }]);
-    }
     let Builder {
         root,
         mut errors,
@@ -173,16 +164,40 @@ pub(crate) fn parse(src: &str) -> (Option<Node>, Vec<YamlError>) {
     (root, errors)
 }
 
-/// A document whose first character is `{` or `[` is read as JSON: in
-/// YAML a tab may not indent, in JSON it is whitespace like any other.
+/// Builds the tree of `text` (`src` itself, or with its tabs as spaces).
+fn load<'a>(text: &'a str, lines: &'a Lines<'a>) -> Result<Builder<'a>, YamlError> {
+    let mut builder = Builder {
+        src: text,
+        lines,
+        cursor: Cursor::default(),
+        stack: Vec::new(),
+        root: None,
+        errors: Vec::new(),
+        skipping: 0,
+        documents: 0,
+        fatal: false,
+    };
+    let mut parser = Parser::new_from_str(text);
+    match parser.load(&mut builder, true) {
+        Ok(()) => Ok(builder),
+        Err(err) => Err(YamlError {
+            at: lines.offset(err.marker().line(), err.marker().col()),
+            message: format!("not valid YAML: {}", err.info()),
+        }),
+    }
+}
+
+/// Whether the text's first character is `{` or `[`: JSON, or YAML
+/// written as JSON.
 fn looks_like_json(src: &str) -> bool {
     src.trim_start_matches('\u{feff}')
         .trim_start()
         .starts_with(['{', '['])
 }
 
-/// Tabs outside strings become spaces; offsets, lines and columns stay the
-/// same. (A tab inside a JSON string is not valid JSON; it is kept.)
+/// Tabs outside double-quoted strings become spaces; offsets, lines and
+/// columns stay the same. (A tab inside a JSON string is not valid JSON;
+/// it is kept.)
 fn tabs_to_spaces(src: &str) -> String {
     let mut out = String::with_capacity(src.len());
     let (mut in_string, mut escaped) = (false, false);
@@ -598,6 +613,12 @@ mod tests {
             json!({"a": [1, 2], "b": "x\ty", "c": {"d": null}})
         );
         assert_eq!(Lines::new(src).position(map(&node)[1].0.at), (3, 2));
+    }
+
+    #[test]
+    fn yaml_with_tabs_in_flow_strings_is_read_as_is() {
+        let src = "{ a: 'x\ty', b: \"\t\" }";
+        assert_eq!(tree(src).to_json(), json!({"a": "x\ty", "b": "\t"}));
     }
 
     #[test]
