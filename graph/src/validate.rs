@@ -23,6 +23,7 @@
 //!   match them; interrupt schemas compile;
 //! - two nodes that may run at the same time do not both write a `replace`
 //!   key;
+//! - a subgraph node's input (an object) names state keys of the subgraph;
 //! - every expression parses and names only declared state keys and node
 //!   ids; `item` and `index` only in a map node's input, `output` only in an
 //!   output mapping;
@@ -280,6 +281,29 @@ impl Checker<'_> {
                 &names.plain
             };
             self.template(Template::parse(input), known, &format!("{at}/input"));
+            let subgraph = match &node.kind {
+                NodeKind::Subgraph { graph: sub } => Some(sub),
+                NodeKind::Map(spec) => match &spec.node {
+                    NodeKind::Subgraph { graph: sub } => Some(sub),
+                    _ => None,
+                },
+                _ => None,
+            };
+            if let (Some(sub_id), Value::Object(fields)) = (subgraph, input)
+                && let Some(sub) = graph.graphs.get(sub_id)
+            {
+                for key in fields.keys() {
+                    if !sub.state.contains_key(key) {
+                        self.report(
+                            path(at, &["input", key]),
+                            format!(
+                                "graph `{sub_id}` has no state key `{key}`; its keys: {}",
+                                list(sub.state.keys())
+                            ),
+                        );
+                    }
+                }
+            }
         }
         match &node.output {
             Output::None => {}

@@ -664,6 +664,28 @@ graphs:
 }
 
 #[test]
+fn a_subgraph_input_names_its_state_keys() {
+    let src = "\
+nodes:
+  s: { subgraph: inner, input: { text: hi, txt: typo } }
+  m: { map: { over: state.xs, subgraph: inner }, input: { text: '{{ item }}', lang: en } }
+edges: [s -> m]
+state: { xs: {} }
+graphs:
+  inner:
+    state: { text: {} }
+    nodes: { x: { agent: y } }
+";
+    assert_eq!(
+        errors(src),
+        [
+            "2:49: graph `inner` has no state key `txt`; its keys: text",
+            "3:85: graph `inner` has no state key `lang`; its keys: text",
+        ]
+    );
+}
+
+#[test]
 fn ids_are_names() {
     let src = "nodes:\n  a b: { agent: x }\n  fail: { agent: x }\n";
     assert_eq!(
