@@ -1,12 +1,18 @@
-//! The graph document model of Convergio's agent graphs.
+//! Convergio's agent graphs: the document users write, the typed graph it
+//! means, and the rules a graph must follow to run.
 //!
-//! For now this crate holds [`expr`], the condition language: what a
-//! `condition` node evaluates over the run's state and earlier node outputs
-//! to pick its route. It is a small, total expression language — literals,
-//! paths, comparisons, boolean and arithmetic operators, `in`, and four pure
-//! functions — with no assignment, loops, user functions or I/O. Its grammar
-//! and semantics are in the [`expr`] module's documentation and in
-//! `docs/graphs.md`.
+//! - [`document`] reads a YAML or JSON document into a [`model::Graph`],
+//!   reporting every mistake at once at its line and column;
+//! - [`model`] is the typed graph, whose serde form is the canonical one;
+//! - [`validate`] checks a graph's rules (names, cycles, reducers,
+//!   expressions, plugins), on a document or a canonical graph;
+//! - [`expr`] is the expression language of conditions and templates: a
+//!   small, total language with no assignment, loops, user functions or
+//!   I/O;
+//! - [`template`] renders a node's input from `{{ expr }}` templates;
+//! - [`schema`] checks values against JSON Schemas.
+//!
+//! The document is described in `docs/graphs.md`.
 //!
 //! ```
 //! use convergio_graph::expr::{Expr, Known, Scope};
@@ -23,6 +29,7 @@
 //! ```
 #![deny(missing_docs)]
 
+pub mod document;
 pub mod engine;
 pub mod expr;
 pub mod model;
@@ -30,3 +37,4 @@ pub mod plan;
 pub mod schema;
 pub mod snapshot;
 pub mod template;
+pub mod validate;

@@ -5,8 +5,11 @@ use std::collections::{BTreeMap, HashMap};
 
 use serde_json::Value;
 
+use std::sync::Arc;
+
 use crate::expr::Expr;
 use crate::model::{Graph, Id, Node, NodeKind, OnError, Output};
+use crate::schema::Schema;
 use crate::template::Template;
 
 /// Why a graph does not compile.
@@ -57,6 +60,8 @@ pub struct PlanNode {
     pub routes: Vec<Expr>,
     /// An interrupt node's prompt.
     pub prompt: Option<Template>,
+    /// An interrupt node's answer schema, compiled.
+    pub answer_schema: Option<Arc<Schema>>,
     /// Incoming forward (non-loop) edges.
     pub incoming: Vec<usize>,
     /// Incoming loop edges.
@@ -81,6 +86,8 @@ pub struct Plan {
     pub regions: BTreeMap<usize, Vec<usize>>,
     /// Subgraphs, compiled, by id.
     pub subgraphs: BTreeMap<Id, Plan>,
+    /// The state keys' schemas, compiled.
+    pub schemas: HashMap<Id, Arc<Schema>>,
 }
 
 impl Plan {
@@ -159,6 +166,7 @@ impl Plan {
             let mut over = None;
             let mut routes = Vec::new();
             let mut prompt = None;
+            let mut answer_schema = None;
             match &node.kind {
                 NodeKind::Map(spec) => {
                     over = parse(&spec.over, &what("map over"), &mut errors);
@@ -197,6 +205,12 @@ impl Plan {
                         &what("prompt"),
                         &mut errors,
                     );
+                    if let Some(schema) = &spec.schema {
+                        match Schema::compile(schema) {
+                            Ok(s) => answer_schema = Some(Arc::new(s)),
+                            Err(e) => errors.push(format!("{}: {e}", what("schema"))),
+                        }
+                    }
                 }
                 NodeKind::Tool { .. } | NodeKind::Agent { .. } | NodeKind::Subgraph { .. } => {}
             }
@@ -218,6 +232,7 @@ impl Plan {
                 over,
                 routes,
                 prompt,
+                answer_schema,
                 incoming: Vec::new(),
                 loop_incoming: Vec::new(),
                 outgoing: Vec::new(),
@@ -262,7 +277,19 @@ impl Plan {
             }
         }
 
+        let mut schemas = HashMap::new();
+        for (key, decl) in &graph.state {
+            if let Some(schema) = &decl.schema {
+                match Schema::compile(schema) {
+                    Ok(s) => {
+                        schemas.insert(key.clone(), Arc::new(s));
+                    }
+                    Err(e) => errors.push(format!("state key `{key}`: {e}")),
+                }
+            }
+        }
         let mut plan = Self {
+            schemas,
             graph: graph.clone(),
             nodes,
             edges,

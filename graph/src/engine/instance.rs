@@ -76,7 +76,18 @@ const HEX: &[u8; 16] = b"0123456789abcdef";
 pub fn compile(text: &str) -> Result<Plan, Vec<String>> {
     let graph: Graph = serde_json::from_str(text)
         .map_err(|e| vec![format!("not a canonical graph document: {e}")])?;
+    check(&graph)?;
     Plan::compile(&graph).map_err(|e| e.0)
+}
+
+/// Every rule `graph` breaks ([`crate::validate`]), as messages.
+pub fn check(graph: &Graph) -> Result<(), Vec<String>> {
+    let problems = crate::validate::validate(graph);
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(problems.iter().map(ToString::to_string).collect())
+    }
 }
 
 impl Instance {

@@ -22,7 +22,7 @@ mod run;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-pub use instance::{Instance, Refusal, Request, compile, graph_hash};
+pub use instance::{Instance, Refusal, Request, check, compile, graph_hash};
 pub use run::{StepError, step};
 
 use crate::snapshot::Patch;

@@ -121,8 +121,11 @@ fn check_input(plan: &Plan, snap: &Value, input: &Input) -> Result<(), StepError
                 .map_err(|e| StepError::Corrupt(format!("interrupt `{interrupt}`: {e}")))?;
             if raised.held_call.is_some() {
                 check_resolution(interrupt, value)?;
-            } else if let Some(schema) = &raised.schema {
-                crate::schema::check(schema, value).map_err(|errors| {
+            } else if let Some(schema) = plan
+                .node_index(&raised.node)
+                .and_then(|n| plan.nodes[n].answer_schema.as_ref())
+            {
+                schema.validate(value).map_err(|errors| {
                     StepError::BadInput(format!(
                         "the answer to interrupt `{interrupt}` does not match its schema: {}",
                         errors.join("; ")
@@ -301,13 +304,8 @@ impl Run<'_> {
         }
         if let Value::Object(fields) = input {
             for (key, value) in fields {
-                if let Some(schema) = self
-                    .plan
-                    .graph
-                    .state
-                    .get(&key)
-                    .and_then(|d| d.schema.as_ref())
-                    && let Err(errors) = crate::schema::check(schema, &value)
+                if let Some(schema) = self.plan.schemas.get(&key)
+                    && let Err(errors) = schema.validate(&value)
                 {
                     self.fail_run(format!(
                         "input `{key}` does not match the state key's schema: {}",
@@ -890,7 +888,7 @@ impl Run<'_> {
                 return mismatch(format!("a write of {}, not a number", kind_of(v)));
             }
         };
-        if let Some(schema) = &decl.schema {
+        if let Some(schema) = self.plan.schemas.get(key) {
             let mut probe = Map::new();
             if let Some(held) = current {
                 probe.insert("v".to_owned(), held.clone());
@@ -899,7 +897,7 @@ impl Run<'_> {
             apply_parts(&mut probe, op, &["v".to_owned()], &value)
                 .map_err(|e| format!("state key `{key}`: {}", e.message))?;
             let held = probe.get("v").unwrap_or(&Value::Null);
-            crate::schema::check(schema, held).map_err(|errors| {
+            schema.validate(held).map_err(|errors| {
                 format!(
                     "state key `{key}` would not match its schema: {}",
                     errors.join("; ")

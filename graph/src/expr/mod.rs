@@ -19,7 +19,8 @@
 //! primary    = literal | path | call | "(" , expr , ")" ;
 //! call       = ( "len" | "lower" | "upper" ) , "(" , expr , ")"
 //!            | "exists" , "(" , path , ")" ;
-//! path       = ( "state" | "nodes" ) , { "." , name | "[" , ( index | string ) , "]" } ;
+//! path       = root , { "." , name | "[" , ( index | string ) , "]" } ;
+//! root       = "state" | "nodes" | "item" | "index" | "output" ;
 //! literal    = "null" | "true" | "false" | number | string ;
 //! name       = ( letter | "_" ) , { letter | digit | "_" } ;
 //! index      = digit , { digit } ;

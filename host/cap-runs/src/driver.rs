@@ -285,6 +285,7 @@ impl Shared {
         }
         let graph: Graph =
             serde_json::from_str(&text).map_err(|e| Error::InvalidGraph(e.to_string()))?;
+        convergio_graph::engine::check(&graph).map_err(|e| Error::InvalidGraph(e.join("; ")))?;
         let plan = Plan::compile(&graph).map_err(|e| Error::InvalidGraph(e.to_string()))?;
         let doc = Arc::new(GraphDoc {
             hash: hash.clone(),

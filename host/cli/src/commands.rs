@@ -3,6 +3,7 @@
 
 pub mod chat;
 pub mod check;
+pub mod graph;
 pub mod init;
 pub mod invoke;
 pub mod keys;

@@ -7,7 +7,9 @@ use std::process::ExitCode;
 use anyhow::Result;
 use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 
-use crate::commands::{chat, check, init, invoke, keys, models, new, plugin, run, schema, usage};
+use crate::commands::{
+    chat, check, graph, init, invoke, keys, models, new, plugin, run, schema, usage,
+};
 use crate::shared::PlatformFile;
 
 mod commands;
@@ -54,6 +56,7 @@ enum Command {
     Invoke(invoke::InvokeArgs),
     Run(run::RunArgs),
     Chat(chat::ChatArgs),
+    Graph(graph::GraphArgs),
     Usage(usage::UsageArgs),
     Models(models::ModelsArgs),
     Keys(keys::KeysArgs),
@@ -70,6 +73,7 @@ impl Command {
             Self::Invoke(args) => args.run(platform),
             Self::Run(args) => args.run(platform),
             Self::Chat(args) => args.run(platform),
+            Self::Graph(args) => args.run(platform),
             Self::Usage(args) => args.run(platform),
             Self::Models(args) => args.run(platform),
             Self::Keys(args) => args.run(platform),

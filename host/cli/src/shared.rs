@@ -26,6 +26,15 @@ impl PlatformFile {
         &self.path
     }
 
+    /// Whether the file was named (by --config or CONVERGIO_CONFIG) rather
+    /// than taken by default.
+    pub fn is_explicit(&self) -> bool {
+        matches!(
+            self.source,
+            Some(ValueSource::CommandLine | ValueSource::EnvVariable)
+        )
+    }
+
     /// Fail with what to do when the file does not exist.
     pub fn require(&self) -> Result<()> {
         if self.path.exists() {
