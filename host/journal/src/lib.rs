@@ -397,9 +397,10 @@ pub fn open(path: &Path, durability: Durability) -> Result<Arc<dyn RunStore>> {
 /// `SqliteRunStore::open_with` itself still takes [`Durability::Off`] (an
 /// in-memory SQLite database behind the writer thread): it runs the SQL
 /// store's own code without a file, which its tests and the journal
-/// benchmark use, and callers that name it keep working. It is about ten
-/// times slower per append than [`MemoryRunStore`], so this function does
-/// not pick it.
+/// benchmark use, and callers that name it keep working. Each append
+/// there costs a hand-off to the writer thread and back, some twenty times
+/// what an append to a [`MemoryRunStore`] costs, so this function does not
+/// pick it.
 pub fn open_with(path: &Path, options: Options) -> Result<Arc<dyn RunStore>> {
     Ok(match options.durability {
         Durability::Off => Arc::new(MemoryRunStore::with_broadcast_capacity(
