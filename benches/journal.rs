@@ -7,7 +7,10 @@
 //! the rounds, with the appends per commit (group commit) beside it. The
 //! `direct` line of each mode is the baseline: the same statements on a
 //! connection of the calling thread, one transaction per append, with no
-//! writer thread.
+//! writer thread. The `memory` lines are `MemoryRunStore`, the store
+//! `convergio_journal::open` gives for durability `off` (the `off` lines
+//! are `SqliteRunStore` on an in-memory database), on a fresh store each
+//! round; its async line awaits `append` on a current-thread runtime.
 //!
 //! Run: `cargo bench -p convergio-benches --bench journal`. Under `cargo
 //! test` (no `--bench` argument) it runs one tiny round of each case as a
@@ -18,7 +21,7 @@
 
 use std::time::Instant;
 
-use convergio_journal::{Durability, NewEntry, RunId, RunStore, SqliteRunStore};
+use convergio_journal::{Durability, MemoryRunStore, NewEntry, RunId, RunStore, SqliteRunStore};
 
 /// Rounds per case (odd, for a plain median), after one warm-up round.
 const ROUNDS: usize = 7;
@@ -33,6 +36,15 @@ fn payload() -> Vec<u8> {
 /// of its own. Returns the wall time per append (µs) and the appends per
 /// commit.
 fn round(store: &SqliteRunStore, name: &str, appenders: usize, per: u64) -> (f64, f64) {
+    let commits = store.commits();
+    let time = timed_round(store, name, appenders, per);
+    let appends = appenders as u64 * per;
+    let commits = store.commits() - commits;
+    (time, appends as f64 / commits.max(1) as f64)
+}
+
+/// [`round`] on `store`, whatever it is: the wall time per append (µs).
+fn timed_round(store: &dyn RunStore, name: &str, appenders: usize, per: u64) -> f64 {
     let runs: Vec<RunId> = (0..appenders)
         .map(|a| {
             let run = RunId(format!("{name}-{a}"));
@@ -40,7 +52,6 @@ fn round(store: &SqliteRunStore, name: &str, appenders: usize, per: u64) -> (f64
             run
         })
         .collect();
-    let commits = store.commits();
     let started = Instant::now();
     std::thread::scope(|scope| {
         for run in &runs {
@@ -54,13 +65,58 @@ fn round(store: &SqliteRunStore, name: &str, appenders: usize, per: u64) -> (f64
             });
         }
     });
-    let elapsed = started.elapsed();
-    let appends = appenders as u64 * per;
-    let commits = store.commits() - commits;
-    (
-        elapsed.as_secs_f64() * 1e6 / appends as f64,
-        appends as f64 / commits.max(1) as f64,
-    )
+    started.elapsed().as_secs_f64() * 1e6 / (appenders as u64 * per) as f64
+}
+
+/// One appender awaiting `append` `per` times on a current-thread runtime:
+/// the wall time per append (µs).
+fn async_round(store: &dyn RunStore, name: &str, per: u64) -> f64 {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .expect("runtime");
+    let run = RunId(name.to_owned());
+    store.create_run(&run, "bench").expect("create run");
+    let started = Instant::now();
+    runtime.block_on(async {
+        for seq in 0..per {
+            let last = store
+                .append(&run, seq, vec![NewEntry::new("node.result", payload())])
+                .await
+                .expect("append");
+            assert_eq!(last, seq + 1);
+        }
+    });
+    started.elapsed().as_secs_f64() * 1e6 / per as f64
+}
+
+/// The memory store's lines: a fresh store each round (what the rounds
+/// append stays in memory until the store is dropped).
+fn memory(bench: bool) {
+    let rounds = if bench { ROUNDS } else { 1 };
+    let total: u64 = if bench { 128_000 } else { 2 };
+    let cases: [(&str, usize); 3] = [("1", 1), ("16", APPENDERS), ("1 async", 1)];
+    for (label, appenders) in cases {
+        let per = if bench { total / appenders as u64 } else { 2 };
+        let run = |r: usize| {
+            let store = MemoryRunStore::new();
+            let name = format!("memory-{appenders}-{r}");
+            if label.ends_with("async") {
+                async_round(&store, &name, per)
+            } else {
+                timed_round(&store, &name, appenders, per)
+            }
+        };
+        if bench {
+            run(0); // warm-up
+        }
+        let times: Vec<f64> = (1..=rounds).map(run).collect();
+        println!(
+            "{:<10} {label:>10} {:>14.2} {:>18}",
+            "memory",
+            median(times),
+            "(inline)"
+        );
+    }
 }
 
 /// The baseline: the same statements an append runs (read the run's last
@@ -176,6 +232,7 @@ fn main() {
             );
         }
     }
+    memory(bench);
     if !bench {
         println!(
             "journal: smoke test passed; run `cargo bench -p convergio-benches --bench journal` to measure"

@@ -12,13 +12,25 @@
 //! broadcast; a [`Subscription`] catches up from the store and then follows.
 //!
 //! [`RunStore`] is the trait another backend (PostgreSQL, NATS JetStream)
-//! implements; [`SqliteRunStore`] is the one built in: its own SQLite file,
-//! with group commit of the appends that arrive while a commit is in flight.
+//! implements. Two are built in, with the same behaviour (the same tests
+//! run against both):
+//!
+//! - [`SqliteRunStore`]: its own SQLite file, with group commit of the
+//!   appends that arrive while a commit is in flight, for
+//!   [`Durability::Sync`] and [`Durability::Process`];
+//! - [`MemoryRunStore`]: process memory, for [`Durability::Off`] (nothing
+//!   survives the process). An append commits on the calling thread, under
+//!   a lock, in about a microsecond: no SQLite, no hand-off to a writer
+//!   thread.
+//!
+//! [`open`] picks the one a durability asks for; use it rather than naming
+//! a store, unless the caller needs what only one offers
+//! ([`SqliteRunStore::commits`], [`MemoryRunStore::stored_entries`]).
 //!
 //! ```no_run
-//! use convergio_journal::{Durability, NewEntry, RunId, RunStore, SqliteRunStore};
+//! use convergio_journal::{Durability, NewEntry, RunId};
 //!
-//! let store = SqliteRunStore::open(std::path::Path::new("runs.db"), Durability::Process)?;
+//! let store = convergio_journal::open(std::path::Path::new("runs.db"), Durability::Process)?;
 //! let run = RunId::from("run-1");
 //! store.create_run(&run, "graph-hash")?;
 //! let last = store.append_blocking(&run, 0, vec![NewEntry::new("decision", b"{}".to_vec())])?;
@@ -30,13 +42,18 @@
 
 use std::fmt;
 use std::future::Future;
+use std::path::Path;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use sha2::{Digest, Sha256};
+
+mod memory;
 mod sqlite;
 mod subscription;
 
+pub use memory::MemoryRunStore;
 pub use sqlite::{Durability, Options, SqliteRunStore};
 pub use subscription::Subscription;
 
@@ -358,4 +375,58 @@ pub trait RunStore: Send + Sync + fmt::Debug {
 /// each one as it commits.
 pub fn subscribe(store: Arc<dyn RunStore>, run: RunId, after: Seq) -> Subscription {
     Subscription::new(store, run, after)
+}
+
+/// Open the journal `durability` asks for, with the other [`Options`] at
+/// their defaults: a [`MemoryRunStore`] for [`Durability::Off`] (`path` is
+/// not used), a [`SqliteRunStore`] at `path` otherwise.
+pub fn open(path: &Path, durability: Durability) -> Result<Arc<dyn RunStore>> {
+    open_with(
+        path,
+        Options {
+            durability,
+            ..Options::default()
+        },
+    )
+}
+
+/// [`open`] with `options`: a [`MemoryRunStore`] with
+/// `options.broadcast_capacity` for [`Durability::Off`], a
+/// [`SqliteRunStore`] at `path` otherwise.
+///
+/// `SqliteRunStore::open_with` itself still takes [`Durability::Off`] (an
+/// in-memory SQLite database behind the writer thread): it runs the SQL
+/// store's own code without a file, which its tests and the journal
+/// benchmark use, and callers that name it keep working. Each append
+/// there costs a hand-off to the writer thread and back, some twenty times
+/// what an append to a [`MemoryRunStore`] costs, so this function does not
+/// pick it.
+pub fn open_with(path: &Path, options: Options) -> Result<Arc<dyn RunStore>> {
+    Ok(match options.durability {
+        Durability::Off => Arc::new(MemoryRunStore::with_broadcast_capacity(
+            options.broadcast_capacity,
+        )),
+        Durability::Sync | Durability::Process => {
+            Arc::new(SqliteRunStore::open_with(path, options)?)
+        }
+    })
+}
+
+/// Now, in Unix milliseconds.
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+fn ttl_ms(ttl: Duration) -> u64 {
+    u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX)
+}
+
+/// The key a blob is stored under: its SHA-256 in lowercase hex.
+fn blob_hash(bytes: &[u8]) -> String {
+    Sha256::digest(bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }

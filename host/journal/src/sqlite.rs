@@ -15,16 +15,15 @@
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, mpsc};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use convergio_sqlite::Synchronous;
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
-use sha2::{Digest, Sha256};
 use tokio::sync::{broadcast, oneshot};
 
 use crate::{
     BoxFuture, Checkpoint, Entry, Error, Lease, NewEntry, Result, RunId, RunInfo, RunStatus,
-    RunStore, Seq,
+    RunStore, Seq, blob_hash, now_ms, ttl_ms,
 };
 
 /// How long the writer thread polls for the next append before it parks.
@@ -83,8 +82,9 @@ pub enum Durability {
     /// crash of the machine.
     #[default]
     Process,
-    /// An in-memory database: nothing survives the process. The path is
-    /// not used.
+    /// Memory only: nothing survives the process. [`crate::open`] gives a
+    /// [`crate::MemoryRunStore`]; [`SqliteRunStore`] itself makes an
+    /// in-memory SQLite database (the path is not used).
     Off,
 }
 
@@ -150,12 +150,6 @@ impl Reply {
             Self::Blocking(tx) => tx.send(result).map_err(|_| ()),
         };
     }
-}
-
-fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 
 fn to_i64(v: u64) -> i64 {
@@ -515,10 +509,6 @@ fn lease_row(conn: &Connection, run: &RunId) -> Result<Option<(String, u64)>> {
         .optional()?)
 }
 
-fn ttl_ms(ttl: Duration) -> u64 {
-    u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX)
-}
-
 impl SqliteRunStore {
     /// `step` in one `IMMEDIATE` transaction on the other connection.
     fn write<T>(&self, mut step: impl FnMut(&rusqlite::Transaction<'_>) -> Result<T>) -> Result<T> {
@@ -772,10 +762,7 @@ impl RunStore for SqliteRunStore {
     }
 
     fn put_blob(&self, bytes: &[u8]) -> Result<String> {
-        let hash = Sha256::digest(bytes)
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect::<String>();
+        let hash = blob_hash(bytes);
         self.write(|tx| {
             tx.prepare_cached("INSERT OR IGNORE INTO blobs (hash, bytes) VALUES (?1, ?2)")?
                 .execute(params![hash, bytes])?;
