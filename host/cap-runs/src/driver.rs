@@ -221,6 +221,15 @@ impl Runs {
         Ok(resumed)
     }
 
+    /// Delete the runs that are over and last changed more than `age` ago,
+    /// with what only they use (see [`RunStore::prune`]).
+    pub async fn prune(&self, age: Duration) -> Result<convergio_journal::Pruned> {
+        let store = Arc::clone(&self.shared.store);
+        let age_ms = u64::try_from(age.as_millis()).unwrap_or(u64::MAX);
+        let before = convergio_journal_time().saturating_sub(age_ms);
+        blocking(move || Ok(store.prune(before)?)).await
+    }
+
     /// Every run, oldest first.
     pub async fn list(&self) -> Result<Vec<RunInfo>> {
         let store = Arc::clone(&self.shared.store);

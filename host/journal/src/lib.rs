@@ -198,6 +198,18 @@ pub struct RunInfo {
     pub updated_ms: u64,
 }
 
+/// What [`RunStore::prune`] deleted.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Pruned {
+    /// The runs deleted.
+    pub runs: Vec<RunId>,
+    /// Runs old enough that stay because a remaining fork shares their
+    /// entries.
+    pub kept_for_forks: Vec<RunId>,
+    /// Blobs deleted.
+    pub blobs: u64,
+}
+
 /// The folded state of a run at a seq.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Checkpoint {
@@ -363,6 +375,12 @@ pub trait RunStore: Send + Sync + fmt::Debug {
 
     /// The bytes stored under `hash`.
     fn get_blob(&self, hash: &str) -> Result<Option<Vec<u8>>>;
+
+    /// Delete the runs that are over (done, failed, cancelled) and last
+    /// changed before `before_ms`, with their entries, checkpoints and
+    /// leases — except a run whose entries a remaining fork shares — and
+    /// then the blobs that no remaining entry or run refers to.
+    fn prune(&self, before_ms: u64) -> Result<Pruned>;
 
     /// Every entry this store commits, as it commits, for every run.
     /// Entries that another process appends to the same database are not

@@ -22,8 +22,8 @@ use std::time::Duration;
 use tokio::sync::broadcast;
 
 use crate::{
-    BoxFuture, Checkpoint, Entry, Error, Lease, NewEntry, Result, RunId, RunInfo, RunStatus,
-    RunStore, Seq, blob_hash, now_ms, ttl_ms,
+    BoxFuture, Checkpoint, Entry, Error, Lease, NewEntry, Pruned, Result, RunId, RunInfo,
+    RunStatus, RunStore, Seq, blob_hash, now_ms, ttl_ms,
 };
 
 /// Committed entries the broadcast keeps by default, as
@@ -451,6 +451,64 @@ impl RunStore for MemoryRunStore {
     fn get_blob(&self, hash: &str) -> Result<Option<Vec<u8>>> {
         let kept = self.lock().blobs.get(hash).cloned();
         Ok(kept.map(|bytes| bytes.to_vec()))
+    }
+
+    fn prune(&self, before_ms: u64) -> Result<Pruned> {
+        let mut state = self.lock();
+        let mut old: Vec<(u64, RunId)> = state
+            .runs
+            .values()
+            .filter(|r| {
+                matches!(
+                    r.info.status,
+                    RunStatus::Done | RunStatus::Failed | RunStatus::Cancelled
+                ) && r.info.updated_ms < before_ms
+            })
+            .map(|r| (r.info.created_ms, r.info.id.clone()))
+            .collect();
+        // Newest first, so a fork deleted here frees its parent below.
+        old.sort_by(|a, b| b.cmp(a));
+        let mut pruned = Pruned::default();
+        for (_, id) in old {
+            let shared = state
+                .runs
+                .values()
+                .any(|r| r.info.parent.as_ref().is_some_and(|(p, _)| *p == id));
+            if shared {
+                pruned.kept_for_forks.push(id);
+                continue;
+            }
+            if let Some(run) = state.runs.remove(&id) {
+                state.stored -= run.entries.len() as u64;
+            }
+            state.claims.remove(&id);
+            pruned.runs.push(id);
+        }
+        if !pruned.runs.is_empty() {
+            let mut referenced: std::collections::HashSet<String> = state
+                .runs
+                .values()
+                .map(|r| r.info.graph_hash.clone())
+                .collect();
+            let hashes: Vec<String> = state.blobs.keys().cloned().collect();
+            for hash in hashes {
+                if referenced.contains(&hash) {
+                    continue;
+                }
+                let used = state.runs.values().any(|r| {
+                    r.entries
+                        .iter()
+                        .any(|e| e.payload.windows(hash.len()).any(|w| w == hash.as_bytes()))
+                });
+                if used {
+                    referenced.insert(hash);
+                } else {
+                    state.blobs.remove(&hash);
+                    pruned.blobs += 1;
+                }
+            }
+        }
+        Ok(pruned)
     }
 
     fn events(&self) -> broadcast::Receiver<Arc<Entry>> {

@@ -22,8 +22,8 @@ use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 use tokio::sync::{broadcast, oneshot};
 
 use crate::{
-    BoxFuture, Checkpoint, Entry, Error, Lease, NewEntry, Result, RunId, RunInfo, RunStatus,
-    RunStore, Seq, blob_hash, now_ms, ttl_ms,
+    BoxFuture, Checkpoint, Entry, Error, Lease, NewEntry, Pruned, Result, RunId, RunInfo,
+    RunStatus, RunStore, Seq, blob_hash, now_ms, ttl_ms,
 };
 
 /// How long the writer thread polls for the next append before it parks.
@@ -724,6 +724,49 @@ impl RunStore for SqliteRunStore {
             }
         }
         Ok(runs)
+    }
+
+    fn prune(&self, before_ms: u64) -> Result<Pruned> {
+        self.write(|tx| {
+            let mut old: Vec<String> = tx
+                .prepare_cached(
+                    "SELECT id FROM runs WHERE status IN ('done', 'failed', 'cancelled') \
+                     AND updated_ms < ?1 ORDER BY created_ms DESC, id DESC",
+                )?
+                .query_map(params![to_i64(before_ms)], |r| r.get::<_, String>(0))?
+                .collect::<rusqlite::Result<_>>()?;
+            let mut pruned = Pruned::default();
+            // Newest first, so a fork deleted here frees its parent below.
+            old.dedup();
+            for id in old {
+                let forks: i64 = tx
+                    .prepare_cached("SELECT count(*) FROM runs WHERE parent = ?1")?
+                    .query_row(params![id], |r| r.get(0))?;
+                if forks > 0 {
+                    pruned.kept_for_forks.push(RunId(id));
+                    continue;
+                }
+                for sql in [
+                    "DELETE FROM entries WHERE run = ?1",
+                    "DELETE FROM checkpoints WHERE run = ?1",
+                    "DELETE FROM claims WHERE run = ?1",
+                    "DELETE FROM runs WHERE id = ?1",
+                ] {
+                    tx.prepare_cached(sql)?.execute(params![id])?;
+                }
+                pruned.runs.push(RunId(id));
+            }
+            if !pruned.runs.is_empty() {
+                let blobs = tx.execute(
+                    "DELETE FROM blobs WHERE hash NOT IN (SELECT graph_hash FROM runs) \
+                     AND NOT EXISTS (SELECT 1 FROM entries \
+                                     WHERE instr(entries.payload, CAST(blobs.hash AS BLOB)) > 0)",
+                    [],
+                )?;
+                pruned.blobs = u64::try_from(blobs).unwrap_or(0);
+            }
+            Ok(pruned)
+        })
     }
 
     fn claim(&self, run: &RunId, owner: &str, ttl: Duration) -> Result<Lease> {

@@ -128,6 +128,7 @@ behaviour_tests!(
     leases_exclude_other_owners_until_expiry_or_release,
     blobs_are_stored_once_by_content_hash,
     subscription_catches_up_follows_and_recovers_from_lag,
+    prune_deletes_old_finished_runs_and_what_only_they_use,
 );
 
 /// The SQLite store at `dir/runs.db` (the SQLite-only tests below).
@@ -745,6 +746,82 @@ fn blobs_are_stored_once_by_content_hash<B: Backend>() {
         "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
     );
     assert_eq!(store.get_blob(&empty).unwrap().unwrap(), b"");
+}
+
+/// Prune deletes the runs that are over and old enough with what only
+/// they use, keeps running runs and a parent whose entries a fork shares,
+/// and frees that parent once its fork goes.
+fn prune_deletes_old_finished_runs_and_what_only_they_use<B: Backend>() {
+    let (_dir, store) = fresh::<B>();
+    let graph = store.put_blob(b"the graph").unwrap();
+    let big = store.put_blob(b"a large output").unwrap();
+    let kept_blob = store.put_blob(b"still used").unwrap();
+    for id in ["old", "parent", "live", "uses-kept"] {
+        store.create_run(&RunId::from(id), &graph).unwrap();
+    }
+    let payload = |hash: &str| {
+        NewEntry::new(
+            "node.result",
+            format!("{{\"blob\":\"{hash}\"}}").into_bytes(),
+        )
+    };
+    store
+        .append_blocking(&RunId::from("old"), 0, vec![payload(&big), entry("x")])
+        .unwrap();
+    store
+        .append_blocking(&RunId::from("parent"), 0, vec![entry("p1"), entry("p2")])
+        .unwrap();
+    store
+        .append_blocking(&RunId::from("uses-kept"), 0, vec![payload(&kept_blob)])
+        .unwrap();
+    store
+        .write_checkpoint(&RunId::from("old"), 1, b"{}")
+        .unwrap();
+    store
+        .fork(&RunId::from("parent"), 1, &RunId::from("fork"))
+        .unwrap();
+    for id in ["old", "parent", "fork"] {
+        store.set_status(&RunId::from(id), RunStatus::Done).unwrap();
+    }
+    // Nothing is old enough before its time.
+    let none = store.prune(0).unwrap();
+    assert!(none.runs.is_empty() && none.blobs == 0, "{none:?}");
+    std::thread::sleep(Duration::from_millis(5));
+    let cutoff = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64;
+    let pruned = store.prune(cutoff).unwrap();
+    let mut ids: Vec<&str> = pruned.runs.iter().map(RunId::as_str).collect();
+    // Newest first: the fork goes before its parent, which then goes too
+    // (or, created in the same millisecond and listed first, waits for the
+    // next prune, kept for its fork).
+    assert!(ids.contains(&"fork") && ids.contains(&"old"), "{pruned:?}");
+    let again = store.prune(cutoff).unwrap();
+    ids.extend(again.runs.iter().map(RunId::as_str));
+    ids.sort();
+    assert_eq!(ids, ["fork", "old", "parent"]);
+    assert!(store.run_info(&RunId::from("old")).unwrap().is_none());
+    let gone = store.read_after(&RunId::from("old"), 0, 10);
+    assert!(matches!(gone, Err(Error::NoRun(_))), "{gone:?}");
+    let gone = store.checkpoint_at_or_before(&RunId::from("old"), 1);
+    assert!(!matches!(gone, Ok(Some(_))), "{gone:?}");
+    let live: Vec<String> = store
+        .list_runs()
+        .unwrap()
+        .into_iter()
+        .map(|r| r.id.0)
+        .collect();
+    assert_eq!(live.len(), 2, "{live:?}");
+    assert_eq!(store.get_blob(&big).unwrap(), None, "only `old` used it");
+    assert!(
+        store.get_blob(&kept_blob).unwrap().is_some(),
+        "a live run's entry names it"
+    );
+    assert!(
+        store.get_blob(&graph).unwrap().is_some(),
+        "live runs run this graph"
+    );
 }
 
 /// A subscriber catches up from the store, follows live entries, and

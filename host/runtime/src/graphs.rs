@@ -80,13 +80,12 @@ pub fn open_journal(
             source: Box::new(e),
         })?;
     }
-    let store =
-        convergio_journal::SqliteRunStore::open(&path, mode).map_err(|e| Error::Capability {
-            capability: "graphs",
-            context: format!("cannot open the run journal {}", path.display()),
-            source: Box::new(e),
-        })?;
-    Ok(Arc::new(store))
+    let store = convergio_journal::open(&path, mode).map_err(|e| Error::Capability {
+        capability: "graphs",
+        context: format!("cannot open the run journal {}", path.display()),
+        source: Box::new(e),
+    })?;
+    Ok(store)
 }
 
 /// The run driver of `platform` on `runtime`: its orchestrator plugin, its
