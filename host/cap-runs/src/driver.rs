@@ -90,6 +90,8 @@ struct Shared {
     graphs: Mutex<HashMap<String, Arc<GraphDoc>>>,
     /// One queue per plugin.
     queues: Mutex<HashMap<String, Arc<Semaphore>>>,
+    /// Notified after every status the drivers record.
+    status_changed: tokio::sync::Notify,
 }
 
 #[derive(Debug)]
@@ -148,6 +150,7 @@ impl Runs {
                 live: Mutex::new(HashMap::new()),
                 graphs: Mutex::new(HashMap::new()),
                 queues: Mutex::new(HashMap::new()),
+                status_changed: tokio::sync::Notify::new(),
             }),
         }
     }
@@ -240,14 +243,14 @@ impl Runs {
     pub async fn view(&self, run: &RunId) -> Result<RunView> {
         let shared = Arc::clone(&self.shared);
         let run = run.clone();
-        blocking(move || shared.fold(&run, None)).await
+        blocking(move || fold(&*shared.store, &run, None)).await
     }
 
     /// `run` as it stood after the step at seq `seq`.
     pub async fn view_at(&self, run: &RunId, seq: Seq) -> Result<RunView> {
         let shared = Arc::clone(&self.shared);
         let run = run.clone();
-        blocking(move || shared.fold(&run, Some(seq))).await
+        blocking(move || fold(&*shared.store, &run, Some(seq))).await
     }
 
     /// Every step of `run`: the points it can be inspected at and forked
@@ -255,7 +258,7 @@ impl Runs {
     pub async fn steps(&self, run: &RunId) -> Result<Vec<Step>> {
         let shared = Arc::clone(&self.shared);
         let run = run.clone();
-        blocking(move || shared.steps(&run)).await
+        blocking(move || steps(&*shared.store, &run)).await
     }
 
     /// Start a new run from `run` as it stood after the step at `seq`, with
@@ -396,7 +399,7 @@ impl Shared {
         let loaded = {
             let shared = Arc::clone(self);
             let run = run.clone();
-            blocking(move || shared.fold(&run, None)).await?
+            blocking(move || fold(&*shared.store, &run, None)).await?
         };
         let status = loaded.status().to_owned();
         if matches!(status.as_str(), "done" | "failed" | "cancelled") {
@@ -522,104 +525,17 @@ impl Shared {
             Status::Failed { .. } => RunStatus::Failed,
             Status::Cancelled { .. } => RunStatus::Cancelled,
         };
-        for _ in 0..200 {
+        // The driver notifies after each status it records; a driver in
+        // another process does not, so the check repeats on a timer too.
+        for _ in 0..100 {
+            let notified = self.status_changed.notified();
             let store = Arc::clone(&self.store);
             let r = run.clone();
             match blocking(move || Ok(store.run_info(&r)?)).await {
                 Ok(Some(info)) if info.status != want => {
-                    tokio::time::sleep(Duration::from_millis(5)).await;
+                    let _ = tokio::time::timeout(Duration::from_millis(20), notified).await;
                 }
                 _ => return,
-            }
-        }
-    }
-
-    /// Fold `run`'s journal up to `upto` (its end when none).
-    fn fold(&self, run: &RunId, upto: Option<Seq>) -> Result<RunView> {
-        let info = self
-            .store
-            .run_info(run)?
-            .ok_or_else(|| Error::NoRun(run.clone()))?;
-        let last = self.store.last_seq(run)?;
-        let end = upto.unwrap_or(last).min(last);
-        let (mut snap, mut version, mut after) =
-            match self.store.checkpoint_at_or_before(run, end)? {
-                Some(cp) => {
-                    let parsed: Checkpoint =
-                        serde_json::from_slice(&cp.state).map_err(|e| Error::Corrupt {
-                            run: run.clone(),
-                            seq: cp.seq,
-                            message: format!("checkpoint: {e}"),
-                        })?;
-                    (parsed.snapshot, parsed.version, cp.seq)
-                }
-                None => (Value::Object(Map::new()), 0, 0),
-            };
-        while after < end {
-            let page = self.store.read_after(run, after, 512)?;
-            if page.is_empty() {
-                break;
-            }
-            for entry in page {
-                if entry.seq > end {
-                    break;
-                }
-                after = entry.seq;
-                if entry.kind != EntryKind::Decision.as_str() {
-                    continue;
-                }
-                let corrupt = |message: String| Error::Corrupt {
-                    run: run.clone(),
-                    seq: entry.seq,
-                    message,
-                };
-                let decision = journal::read_decision(&*self.store, &entry).map_err(corrupt)?;
-                journal::fold(&mut snap, &decision).map_err(|m| Error::Corrupt {
-                    run: run.clone(),
-                    seq: entry.seq,
-                    message: m,
-                })?;
-                version = decision.version + 1;
-            }
-        }
-        Ok(RunView {
-            info,
-            snapshot: snap,
-            version,
-            seq: end,
-        })
-    }
-
-    fn steps(&self, run: &RunId) -> Result<Vec<Step>> {
-        if self.store.run_info(run)?.is_none() {
-            return Err(Error::NoRun(run.clone()));
-        }
-        let mut out = Vec::new();
-        let mut after = 0;
-        loop {
-            let page = self.store.read_after(run, after, 512)?;
-            if page.is_empty() {
-                return Ok(out);
-            }
-            for entry in page {
-                after = entry.seq;
-                if entry.kind != EntryKind::Decision.as_str() {
-                    continue;
-                }
-                let decision = journal::read_decision(&*self.store, &entry).map_err(|message| {
-                    Error::Corrupt {
-                        run: run.clone(),
-                        seq: entry.seq,
-                        message,
-                    }
-                })?;
-                out.push(Step {
-                    seq: entry.seq,
-                    at_ms: entry.at_ms,
-                    version: decision.version + 1,
-                    events: decision.events,
-                    status: decision.status,
-                });
             }
         }
     }
@@ -632,7 +548,7 @@ impl Shared {
     ) -> Result<RunId> {
         let shared = Arc::clone(self);
         let p = parent.clone();
-        let view = blocking(move || shared.fold(&p, Some(seq))).await?;
+        let view = blocking(move || fold(&*shared.store, &p, Some(seq))).await?;
         let store = Arc::clone(&self.store);
         let p = parent.clone();
         let entry = blocking(move || Ok(store.read_after(&p, seq.saturating_sub(1), 1)?)).await?;
@@ -1073,6 +989,7 @@ impl Driver {
             if let Err(e) = blocking(move || Ok(store.set_status(&run, status)?)).await {
                 tracing::error!(run = %self.live.run, error = %e, "cannot record the run's status");
             }
+            self.shared.status_changed.notify_waiters();
         }
         if decision.status.is_final() {
             for (handle, _) in self.in_flight.values() {
@@ -1231,6 +1148,97 @@ impl Shared {
             Err(e) => CallResult::Err {
                 error: format!("subgraph run `{child}`: {e}"),
             },
+        }
+    }
+}
+
+/// `run` as its journal in `store` says it stood after seq `upto` (at its
+/// end when none): the latest checkpoint, then the patches of each decision
+/// after it. Reads only: no orchestrator, no plugin.
+pub fn fold(store: &dyn RunStore, run: &RunId, upto: Option<Seq>) -> Result<RunView> {
+    let info = store
+        .run_info(run)?
+        .ok_or_else(|| Error::NoRun(run.clone()))?;
+    let last = store.last_seq(run)?;
+    let end = upto.unwrap_or(last).min(last);
+    let (mut snap, mut version, mut after) = match store.checkpoint_at_or_before(run, end)? {
+        Some(cp) => {
+            let parsed: Checkpoint =
+                serde_json::from_slice(&cp.state).map_err(|e| Error::Corrupt {
+                    run: run.clone(),
+                    seq: cp.seq,
+                    message: format!("checkpoint: {e}"),
+                })?;
+            (parsed.snapshot, parsed.version, cp.seq)
+        }
+        None => (Value::Object(Map::new()), 0, 0),
+    };
+    while after < end {
+        let page = store.read_after(run, after, 512)?;
+        if page.is_empty() {
+            break;
+        }
+        for entry in page {
+            if entry.seq > end {
+                break;
+            }
+            after = entry.seq;
+            if entry.kind != EntryKind::Decision.as_str() {
+                continue;
+            }
+            let corrupt = |message: String| Error::Corrupt {
+                run: run.clone(),
+                seq: entry.seq,
+                message,
+            };
+            let decision = journal::read_decision(store, &entry).map_err(corrupt)?;
+            journal::fold(&mut snap, &decision).map_err(|m| Error::Corrupt {
+                run: run.clone(),
+                seq: entry.seq,
+                message: m,
+            })?;
+            version = decision.version + 1;
+        }
+    }
+    Ok(RunView {
+        info,
+        snapshot: snap,
+        version,
+        seq: end,
+    })
+}
+
+/// Every step of `run` in `store`: the points it can be inspected at and
+/// forked from. Reads only.
+pub fn steps(store: &dyn RunStore, run: &RunId) -> Result<Vec<Step>> {
+    if store.run_info(run)?.is_none() {
+        return Err(Error::NoRun(run.clone()));
+    }
+    let mut out = Vec::new();
+    let mut after = 0;
+    loop {
+        let page = store.read_after(run, after, 512)?;
+        if page.is_empty() {
+            return Ok(out);
+        }
+        for entry in page {
+            after = entry.seq;
+            if entry.kind != EntryKind::Decision.as_str() {
+                continue;
+            }
+            let decision =
+                journal::read_decision(store, &entry).map_err(|message| Error::Corrupt {
+                    run: run.clone(),
+                    seq: entry.seq,
+                    message,
+                })?;
+            out.push(Step {
+                seq: entry.seq,
+                at_ms: entry.at_ms,
+                version: decision.version + 1,
+                events: decision.events,
+                status: decision.status,
+            });
         }
     }
 }

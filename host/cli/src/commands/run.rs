@@ -8,8 +8,9 @@ use anyhow::{Context, Result};
 use crate::shared::PlatformFile;
 
 /// Keep the platform loaded: hot-reload plugins whose component file
-/// changes and print every event plugins publish, one JSON line each,
-/// until Ctrl-C. When plugins are granted keys, the key vault is
+/// changes and print every event plugins (and graph runs) publish, one
+/// JSON line each, until Ctrl-C. Graph runs that were running when the
+/// platform last stopped are resumed at start. When plugins are granted keys, the key vault is
 /// maintained in the background: at start and then periodically, grace
 /// periods that ended are swept, a newer master key version is picked up,
 /// and keys near their expiry or maximum age are logged as warnings.
@@ -35,8 +36,25 @@ impl RunArgs {
             })
             .transpose()
             .context("cannot start the key vault's maintenance")?;
+        let config = convergio_runtime::Platform::load(platform.path())?;
         rt.block_on(async {
             let _watch = runtime.watch()?;
+            // Runs that were running when this platform last stopped go on.
+            let _runs = match convergio_runtime::graphs::orchestrator_id(&config) {
+                Ok(_) => {
+                    let runs = convergio_runtime::graphs::runs(&runtime, &config, None)?;
+                    let resumed = runs.resume_all().await?;
+                    if !resumed.is_empty() {
+                        eprintln!(
+                            "convergio: resumed {} graph run(s) that were running: {}",
+                            resumed.len(),
+                            resumed.iter().map(|r| r.0.as_str()).collect::<Vec<_>>().join(", ")
+                        );
+                    }
+                    Some(runs)
+                }
+                Err(_) => None,
+            };
             let mut events = runtime.subscribe();
             eprintln!(
                 "convergio: {} plugin(s) loaded ({}); watching their component files; Ctrl-C stops",

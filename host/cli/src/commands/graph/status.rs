@@ -1,0 +1,112 @@
+//! `convergio graph status`: where a run stands.
+
+use std::process::ExitCode;
+
+use anyhow::Result;
+use convergio_journal::RunId;
+use serde_json::Value;
+
+use super::{journal, when};
+use crate::shared::PlatformFile;
+
+/// Show a run: its status, each node's state (with its output or error),
+/// the calls in flight and the interrupts waiting for an answer.
+#[derive(Debug, clap::Args)]
+pub struct StatusArgs {
+    /// The run.
+    run: String,
+    /// The whole snapshot as JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+impl StatusArgs {
+    /// Print the run's status.
+    pub fn run(self, platform: &PlatformFile) -> Result<ExitCode> {
+        let store = journal(platform)?;
+        let run = RunId(self.run);
+        let view = convergio_cap_runs::fold(&*store, &run, None)?;
+        if self.json {
+            println!("{}", serde_json::to_string_pretty(&view.snapshot)?);
+            return Ok(ExitCode::SUCCESS);
+        }
+        let snap = &view.snapshot;
+        println!("run       {run}");
+        println!("status    {}", view.status());
+        println!("updated   {}", when(view.info.updated_ms));
+        println!("steps     {} (journal seq {})", view.version, view.seq);
+        if let Some((parent, seq)) = &view.info.parent {
+            println!("forked    from {parent} at seq {seq}");
+        }
+        if let Some(error) = snap.get("error").and_then(Value::as_str) {
+            println!("error     {error}");
+        }
+        if let Some(nodes) = snap.get("sched").and_then(Value::as_object) {
+            println!("nodes");
+            for (id, rec) in nodes {
+                let state = rec.get("s").and_then(Value::as_str).unwrap_or("waiting");
+                let round = rec.get("r").and_then(Value::as_u64).unwrap_or(0);
+                let round = if round > 0 {
+                    format!(" (iteration {round})")
+                } else {
+                    String::new()
+                };
+                let detail = snap
+                    .pointer(&format!(
+                        "/nodes/{}",
+                        id.replace('~', "~0").replace('/', "~1")
+                    ))
+                    .map(|n| match (n.get("error"), n.get("output")) {
+                        (Some(e), _) => format!("  error: {}", e.as_str().unwrap_or_default()),
+                        (None, Some(o)) => format!("  output: {}", short(o)),
+                        _ => String::new(),
+                    })
+                    .unwrap_or_default();
+                println!("  {id:<24} {state:<8}{round}{detail}");
+            }
+        }
+        if let Some(calls) = snap
+            .get("calls")
+            .and_then(Value::as_object)
+            .filter(|c| !c.is_empty())
+        {
+            println!("in flight");
+            for (id, call) in calls {
+                println!(
+                    "  {id:<24} attempt {}",
+                    call.get("attempt").and_then(Value::as_u64).unwrap_or(1)
+                );
+            }
+        }
+        if let Some(open) = snap
+            .get("interrupts")
+            .and_then(Value::as_object)
+            .filter(|i| !i.is_empty())
+        {
+            println!("waiting for");
+            for (id, interrupt) in open {
+                println!(
+                    "  {id:<24} {}",
+                    interrupt
+                        .get("prompt")
+                        .and_then(Value::as_str)
+                        .unwrap_or_default()
+                );
+            }
+        }
+        if let Some(output) = snap.get("output") {
+            println!("output    {}", short(output));
+        }
+        Ok(ExitCode::SUCCESS)
+    }
+}
+
+/// A value on one line, cut at 100 characters.
+fn short(value: &Value) -> String {
+    let text = value.to_string();
+    if text.chars().count() > 100 {
+        format!("{}…", text.chars().take(100).collect::<String>())
+    } else {
+        text
+    }
+}
