@@ -3,8 +3,8 @@
 //!
 //! | tool | arguments | does |
 //! | --- | --- | --- |
-//! | `bump` | `{"counter": NAME, "sleep-ms"?: N}` | sleeps N ms, then adds 1 to counter NAME once per idempotency key (`convergio_sdk::run::update_once`); returns `{"counter", "value", "key"}` |
-//! | `read` | `{"counter": NAME}` | the counter's value (0 when never bumped) |
+//! | `bump` | `{"counter": NAME, "sleep-ms"?: N}` | sleeps N ms, then adds 1 to counter NAME once per idempotency key (`convergio_sdk::run::update_once`); in a graph run the counter is the run's own, `RUN/NAME`; returns `{"counter", "value", "key"}` |
+//! | `read` | `{"counter": KEY}` | the counter's value (0 when never bumped); KEY is `RUN/NAME` for a run's counter |
 //! | `context` | `{}` | the run context of the call, or `null` |
 //!
 //! Counters live in the bucket `counters`.
@@ -39,7 +39,11 @@ impl Guest for CounterTool {
             .map_err(|e| ToolError::InvalidArguments(e.to_string()))?;
         let out = match name.as_str() {
             "bump" => {
-                let name = counter(&args)?;
+                let name = match run::current() {
+                    Some(call) => format!("{}/{}", call.run_id, counter(&args)?),
+                    None => counter(&args)?.to_owned(),
+                };
+                let name = name.as_str();
                 if let Some(ms) = args.get("sleep-ms").and_then(Value::as_u64) {
                     std::thread::sleep(std::time::Duration::from_millis(ms));
                 }
