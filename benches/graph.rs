@@ -173,12 +173,33 @@ async fn run_once(runs: &Runs, graph: &Graph) -> Value {
     }
 }
 
+/// CPU time of this process (all threads) in µs, from `/proc/self/stat`
+/// (clock ticks of 10 ms: only meaningful over many runs); 0 elsewhere.
+fn cpu_us() -> f64 {
+    let Ok(stat) = std::fs::read_to_string("/proc/self/stat") else {
+        return 0.0;
+    };
+    // Fields after the command name, which is in parentheses.
+    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|f| f.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    // utime and stime are fields 14 and 15 of the line, 12 and 13 after the name.
+    (ticks(11) + ticks(12)) * 10_000.0
+}
+
 /// Median, p10 and p90 (linear interpolation, as `bench.py`).
 #[derive(Clone, Copy, Debug)]
 struct Stats {
     median: f64,
     p10: f64,
     p90: f64,
+    /// CPU time of the whole process per node, averaged over the reps (ours only).
+    cpu: Option<f64>,
 }
 
 fn quantile(sorted: &[f64], q: f64) -> f64 {
@@ -194,6 +215,7 @@ fn stats(mut values: Vec<f64>) -> Stats {
         median: quantile(&values, 0.5),
         p10: quantile(&values, 0.1),
         p90: quantile(&values, 0.9),
+        cpu: None,
     }
 }
 
@@ -204,13 +226,17 @@ async fn measure(runs: &Runs, shape: Shape, n: usize, reps: usize, plugin: &str)
     let out = run_once(runs, &graph).await;
     assert_eq!(out["count"], expect, "every node ran once");
     let mut per_node = Vec::with_capacity(reps);
+    let cpu = cpu_us();
     for _ in 0..reps {
         let started = Instant::now();
         let out = run_once(runs, &graph).await;
         per_node.push(started.elapsed().as_secs_f64() * 1e6 / n as f64);
         assert_eq!(out["count"], expect);
     }
-    stats(per_node)
+    Stats {
+        cpu: Some((cpu_us() - cpu) / (reps * n) as f64),
+        ..stats(per_node)
+    }
 }
 
 /// The platform: the orchestrator and the no-op tool, both warm.
@@ -326,12 +352,14 @@ impl LangGraph {
             median: get("us_per_node_median"),
             p10: get("p10"),
             p90: get("p90"),
+            cpu: None,
         }
     }
 }
 
 fn cell(s: Stats) -> String {
-    format!("{:.1} [{:.1}–{:.1}]", s.median, s.p10, s.p90)
+    let cpu = s.cpu.map_or(String::new(), |c| format!(" cpu {c:.0}"));
+    format!("{:.1} [{:.1}–{:.1}]{cpu}", s.median, s.p10, s.p90)
 }
 
 /// Journal bytes of the 1000-step loop with durability `process`.
@@ -416,6 +444,30 @@ fn main() {
     let plugin_exec = || -> Arc<dyn NodeExecutor> {
         Arc::new(PluginExecutor::new(runtime.clone(), ORCHESTRATOR))
     };
+
+    // For a profiler: `CONVERGIO_BENCH_PROFILE=SECS` runs chain-100 runs with
+    // durability off (component steps and the tool plugin, or with
+    // `CONVERGIO_BENCH_PROFILE_NATIVE=1` native steps and an instant
+    // executor) for SECS seconds, and nothing else.
+    if let Some(secs) = std::env::var("CONVERGIO_BENCH_PROFILE")
+        .ok()
+        .and_then(|s| s.parse::<u64>().ok())
+    {
+        let store: Arc<dyn RunStore> = Arc::new(
+            SqliteRunStore::open(Path::new(":memory:"), Durability::Off).expect("journal"),
+        );
+        let runs = if std::env::var_os("CONVERGIO_BENCH_PROFILE_NATIVE").is_some() {
+            runs_over(store, Arc::new(NativeSteps::new()), Arc::new(Instant0))
+        } else {
+            runs_over(store, component_steps(), plugin_exec())
+        };
+        let until = Instant::now() + std::time::Duration::from_secs(secs);
+        while Instant::now() < until {
+            let s = tokio.block_on(measure(&runs, Shape::Chain, NODES, REPS, TOOL));
+            println!("profile: chain-{NODES} off {}", cell(s));
+        }
+        return;
+    }
 
     println!(
         "graph: µs per node, {n} no-op tool nodes (`plain_tool` echo, {TOOL_LIMITS:?}), orchestrator component ({ORCHESTRATOR_LIMITS:?}); median [p10–p90] of {reps} runs after one warm-up"
@@ -513,20 +565,23 @@ fn main() {
     ];
     // Rounds in rotating order, so drift hits every case alike.
     let mut times: Vec<Vec<f64>> = vec![Vec::new(); cases.len()];
+    let mut cpus: Vec<Vec<f64>> = vec![Vec::new(); cases.len()];
     for round in 0..alternations.max(1) * 2 {
         for k in 0..cases.len() {
             let i = (round + k) % cases.len();
             let s = tokio.block_on(measure(&cases[i].1, Shape::Chain, n, reps, TOOL));
             times[i].push(s.median);
+            cpus[i].push(s.cpu.unwrap_or(0.0));
         }
     }
-    for ((name, _), t) in cases.iter().zip(&times) {
+    for (((name, _), t), c) in cases.iter().zip(&times).zip(&cpus) {
         let s = stats(t.clone());
         println!(
-            "  {name:<36} median of run medians {:.1} (range {:.1}–{:.1})",
+            "  {name:<36} median of run medians {:.1} (range {:.1}–{:.1}), process CPU per node {:.1}",
             s.median,
             t.iter().copied().fold(f64::INFINITY, f64::min),
-            t.iter().copied().fold(0.0, f64::max)
+            t.iter().copied().fold(0.0, f64::max),
+            stats(c.clone()).median
         );
     }
 
