@@ -461,10 +461,28 @@ fn main() {
         } else {
             runs_over(store, component_steps(), plugin_exec())
         };
+        let shape = match std::env::var("CONVERGIO_BENCH_PROFILE_SHAPE").as_deref() {
+            Ok("fanout") => Shape::Fanout,
+            _ => Shape::Chain,
+        };
+        let graph = shape_graph(shape, NODES, TOOL);
         let until = Instant::now() + std::time::Duration::from_secs(secs);
         while Instant::now() < until {
-            let s = tokio.block_on(measure(&runs, Shape::Chain, NODES, REPS, TOOL));
-            println!("profile: chain-{NODES} off {}", cell(s));
+            // The total of each run, in ms, sorted: shows a bimodal spread.
+            let mut totals: Vec<f64> = (0..REPS)
+                .map(|_| {
+                    let started = Instant::now();
+                    tokio.block_on(run_once(&runs, &graph));
+                    started.elapsed().as_secs_f64() * 1e3
+                })
+                .collect();
+            totals.sort_by(f64::total_cmp);
+            let totals: Vec<String> = totals.iter().map(|t| format!("{t:.1}")).collect();
+            println!(
+                "profile: {}-{NODES} off, ms per run: {}",
+                shape.name(),
+                totals.join(" ")
+            );
         }
         return;
     }
