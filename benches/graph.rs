@@ -453,9 +453,8 @@ fn main() {
         .ok()
         .and_then(|s| s.parse::<u64>().ok())
     {
-        let store: Arc<dyn RunStore> = Arc::new(
-            SqliteRunStore::open(Path::new(":memory:"), Durability::Off).expect("journal"),
-        );
+        let store: Arc<dyn RunStore> =
+            convergio_journal::open(Path::new(":memory:"), Durability::Off).expect("journal");
         let runs = if std::env::var_os("CONVERGIO_BENCH_PROFILE_NATIVE").is_some() {
             runs_over(store, Arc::new(NativeSteps::new()), Arc::new(Instant0))
         } else {
@@ -511,8 +510,9 @@ fn main() {
             let path = journal_dir
                 .path()
                 .join(format!("{}.db", durability_name(durability)));
+            // As the platform opens it: the memory store for `off`.
             let store: Arc<dyn RunStore> =
-                Arc::new(SqliteRunStore::open(&path, durability).expect("journal"));
+                convergio_journal::open(&path, durability).expect("journal");
             let runs = runs_over(store, component_steps(), plugin_exec());
             for shape in [Shape::Chain, Shape::Fanout] {
                 let mut ratios = Vec::new();
@@ -559,7 +559,7 @@ fn main() {
     // Where the time of a chain with durability `off` goes.
     println!("\n== chain-{n}, durability off: where the time goes (µs per node) ==");
     let off = || -> Arc<dyn RunStore> {
-        Arc::new(SqliteRunStore::open(Path::new(":memory:"), Durability::Off).expect("journal"))
+        convergio_journal::open(Path::new(":memory:"), Durability::Off).expect("journal")
     };
     let native = || -> Arc<dyn StepFunction> { Arc::new(NativeSteps::new()) };
     let instant = || -> Arc<dyn NodeExecutor> { Arc::new(Instant0) };
