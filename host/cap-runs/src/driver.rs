@@ -345,19 +345,29 @@ impl Shared {
             Err(StepFailure::InvalidGraph(message)) => return Err(Error::InvalidGraph(message)),
             Err(e) => return Err(Error::Orchestrator(e.to_string())),
         };
-        {
+        let inputs: Vec<(Input, Option<u64>)> = inputs.into_iter().map(|i| (i, None)).collect();
+        let entries = journal::encode_step(&*self.store, &inputs, live.version, &decision)
+            .map_err(|message| Error::Corrupt {
+                run: run.clone(),
+                seq: 0,
+                message,
+            })?;
+        // The run is created with its first step in one commit, so a run
+        // that exists has its input journaled: a crash right after `start`
+        // returned loses nothing, and one before leaves no half-made run.
+        live.seq = {
             let store = Arc::clone(&self.store);
             let (run, doc) = (run.clone(), Arc::clone(&doc));
             let owner = self.options.owner.clone();
             let ttl = self.options.lease_ttl;
             blocking(move || {
                 store.put_blob(doc.text.as_bytes())?;
-                store.create_run(&run, &doc.hash)?;
+                let seq = store.create_run_with(&run, &doc.hash, entries)?;
                 store.claim(&run, &owner, ttl)?;
-                Ok(())
+                Ok(seq)
             })
-            .await?;
-        }
+            .await?
+        };
         let (tx, rx) = mpsc::unbounded_channel();
         lock(&self.live).insert(run.clone(), tx);
         let shared = Arc::clone(self);
@@ -365,9 +375,7 @@ impl Shared {
             let mut driver = Driver::new(shared, live, rx);
             // A failure here stopped the driver and was logged; the run is
             // resumed from its journal.
-            let _ = driver
-                .after_decision(inputs.into_iter().map(|i| (i, None)).collect(), decision)
-                .await;
+            let _ = driver.act(decision).await;
             driver.run().await;
         });
         Ok(run)
@@ -403,6 +411,17 @@ impl Shared {
         };
         let status = loaded.status().to_owned();
         if matches!(status.as_str(), "done" | "failed" | "cancelled") {
+            // The driver records the status right after journaling the
+            // decision that set it; a crash between the two leaves the
+            // store saying `running`. The journal is the truth: repair it.
+            if let Some(over) = RunStatus::parse(&status)
+                && loaded.info.status != over
+            {
+                let store = Arc::clone(&self.store);
+                let r = run.clone();
+                blocking(move || Ok(store.set_status(&r, over)?)).await?;
+                self.status_changed.notify_waiters();
+            }
             return Err(Error::Status {
                 run: run.clone(),
                 status,
@@ -941,6 +960,12 @@ impl Driver {
                 return Err(e.into());
             }
         }
+        self.act(decision).await
+    }
+
+    /// Act on a journaled decision: fold it, start its calls, stop those it
+    /// cancels, record the run's status.
+    async fn act(&mut self, decision: Decision) -> Result<()> {
         for patch in &decision.patches {
             if let Err(e) = apply(&mut self.live.snap, patch) {
                 tracing::error!(run = %self.live.run, error = %e, "a journaled patch does not apply");

@@ -544,3 +544,93 @@ async fn a_bad_input_leaves_no_run_behind() {
     );
     assert!(f.store.run_info(&RunId::from("r1")).unwrap().is_none());
 }
+
+/// A new host for the runs of `f`'s journal: `f`'s driver is dead (its
+/// leases released, as the next host on the same machine takes over those
+/// of a dead process).
+fn next_host(f: &Fixture, run: &RunId, tools: Arc<Tools>) -> Runs {
+    let store: Arc<dyn RunStore> =
+        Arc::new(SqliteRunStore::open(&f.path, Durability::Process).unwrap());
+    store.release(run, &Options::default().owner).unwrap();
+    Runs::new(
+        store,
+        Arc::new(NativeSteps::new()),
+        tools,
+        Options {
+            owner: "next-host:1".into(),
+            ..Options::default()
+        },
+    )
+}
+
+/// `start` returns once the run and its first step (with its input) are
+/// journaled, in one commit: a host killed right after `start` returned
+/// (`graph run --repeat` has printed the id) loses nothing. (It used to
+/// create the run, return, and journal the first step after: a kill in
+/// between left a run with no input that no resume could drive.)
+#[test]
+fn a_run_is_journaled_with_its_input_when_start_returns() {
+    let f = {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async { fixture() })
+    };
+    let g = graph(json!({
+        "state": {"a": {}, "out": {}},
+        "nodes": {"x": {"kind": tool("t", "echo"), "input": "{{ state.a }}", "output": {"key": "out"}}},
+    }));
+    // The host dies as soon as `start` returns: its driver never runs.
+    let crashed = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let run = crashed.block_on(f.runs.start(&g, json!({"a": 7}), None));
+    crashed.shutdown_background();
+    let run = run.unwrap();
+    assert!(
+        f.store.last_seq(&run).unwrap() >= 1,
+        "the run exists without its first step"
+    );
+
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let runs = next_host(&f, &run, Arc::new(Tools::default()));
+        assert_eq!(runs.resume_all().await.unwrap(), std::slice::from_ref(&run));
+        assert_eq!(
+            output(runs.wait(&run).await.unwrap()),
+            json!({"a": 7, "out": 7})
+        );
+    });
+}
+
+/// The driver records a run's status in the store right after journaling
+/// the decision that set it; a host killed between the two leaves a
+/// finished run listed as running. Resuming it repairs the status from the
+/// journal instead of leaving it running for ever.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_finished_run_listed_as_running_after_a_crash_is_repaired_on_resume() {
+    let f = fixture();
+    let g = graph(json!({"nodes": {"x": {"kind": tool("t", "echo"), "input": 1}}}));
+    let run = f.runs.start(&g, json!({}), None).await.unwrap();
+    assert!(matches!(
+        f.runs.wait(&run).await.unwrap(),
+        Status::Done { .. }
+    ));
+    // The crash: the status write never happened.
+    f.store.set_status(&run, RunStatus::Running).unwrap();
+
+    let runs = next_host(&f, &run, Arc::new(Tools::default()));
+    assert!(runs.resume_all().await.unwrap().is_empty());
+    assert_eq!(
+        f.store.run_info(&run).unwrap().unwrap().status,
+        RunStatus::Done
+    );
+    assert!(f.tools.keys().len() == 1, "nothing ran again");
+}

@@ -316,6 +316,12 @@ pub trait RunStore: Send + Sync + fmt::Debug {
     /// Create a run of `graph_hash`, running, with no entries.
     fn create_run(&self, run: &RunId, graph_hash: &str) -> Result<RunInfo>;
 
+    /// Create a run of `graph_hash`, running, with its first `entries`, in
+    /// one commit: no reader, and no crash, ever sees the run without them
+    /// ([`Error::RunExists`] if the id is taken). Returns its last seq.
+    fn create_run_with(&self, run: &RunId, graph_hash: &str, entries: Vec<NewEntry>)
+    -> Result<Seq>;
+
     /// Append `entries` after seq `expected`, which must be the run's last
     /// seq ([`Error::Conflict`] otherwise). Returns the new last seq. Waits
     /// for the commit without blocking the async runtime's threads.

@@ -167,8 +167,18 @@ impl MemoryRunStore {
     }
 
     fn commit(&self, run: &RunId, expected: Seq, entries: Vec<NewEntry>) -> Result<Seq> {
-        let mut state = self.lock();
-        let State { runs, stored, .. } = &mut *state;
+        self.commit_in(&mut self.lock(), run, expected, entries)
+    }
+
+    /// [`Self::commit`] under the store's lock, held by the caller.
+    fn commit_in(
+        &self,
+        state: &mut State,
+        run: &RunId,
+        expected: Seq,
+        entries: Vec<NewEntry>,
+    ) -> Result<Seq> {
+        let State { runs, stored, .. } = state;
         let Some(row) = runs.get_mut(run) else {
             return Err(Error::NoRun(run.clone()));
         };
@@ -244,6 +254,29 @@ impl RunStore for MemoryRunStore {
         };
         state.runs.insert(run.clone(), Run::new(info.clone()));
         Ok(info)
+    }
+
+    fn create_run_with(
+        &self,
+        run: &RunId,
+        graph_hash: &str,
+        entries: Vec<NewEntry>,
+    ) -> Result<Seq> {
+        let mut state = self.lock();
+        if state.runs.contains_key(run) {
+            return Err(Error::RunExists(run.clone()));
+        }
+        let now = now_ms();
+        let info = RunInfo {
+            id: run.clone(),
+            graph_hash: graph_hash.to_owned(),
+            parent: None,
+            status: RunStatus::Running,
+            created_ms: now,
+            updated_ms: now,
+        };
+        state.runs.insert(run.clone(), Run::new(info));
+        self.commit_in(&mut state, run, 0, entries)
     }
 
     fn append<'a>(

@@ -131,6 +131,8 @@ struct Inner {
 #[derive(Debug)]
 struct Append {
     run: RunId,
+    /// Create the run, of this graph hash, in the same commit.
+    create: Option<String>,
     expected: Seq,
     entries: Vec<NewEntry>,
     reply: Reply,
@@ -249,10 +251,22 @@ impl SqliteRunStore {
     }
 
     fn send(&self, run: &RunId, expected: Seq, entries: Vec<NewEntry>, reply: Reply) -> Result<()> {
+        self.send_append(run, None, expected, entries, reply)
+    }
+
+    fn send_append(
+        &self,
+        run: &RunId,
+        create: Option<String>,
+        expected: Seq,
+        entries: Vec<NewEntry>,
+        reply: Reply,
+    ) -> Result<()> {
         self.inner
             .appends
             .send(Append {
                 run: run.clone(),
+                create,
                 expected,
                 entries,
                 reply,
@@ -365,6 +379,16 @@ fn commit_batch(
 }
 
 fn append_in(conn: &Connection, append: &Append, now: u64) -> Result<Seq> {
+    if let Some(graph_hash) = &append.create {
+        if run_row(conn, &append.run)?.is_some() {
+            return Err(Error::RunExists(append.run.clone()));
+        }
+        conn.prepare_cached(
+            "INSERT INTO runs (id, graph_hash, status, created_ms, updated_ms, last_seq)
+             VALUES (?1, ?2, 'running', ?3, ?3, 0)",
+        )?
+        .execute(params![append.run.as_str(), graph_hash, to_i64(now)])?;
+    }
     let actual: Option<i64> = conn
         .prepare_cached("SELECT last_seq FROM runs WHERE id = ?1")?
         .query_row([append.run.as_str()], |r| r.get(0))
@@ -568,6 +592,23 @@ impl RunStore for SqliteRunStore {
             self.send(run, expected, entries, Reply::Async(tx))?;
             rx.await.map_err(|_| Error::Closed)?
         })
+    }
+
+    fn create_run_with(
+        &self,
+        run: &RunId,
+        graph_hash: &str,
+        entries: Vec<NewEntry>,
+    ) -> Result<Seq> {
+        let (tx, rx) = mpsc::sync_channel(1);
+        self.send_append(
+            run,
+            Some(graph_hash.to_owned()),
+            0,
+            entries,
+            Reply::Blocking(tx),
+        )?;
+        rx.recv().map_err(|_| Error::Closed)?
     }
 
     fn append_blocking(&self, run: &RunId, expected: Seq, entries: Vec<NewEntry>) -> Result<Seq> {

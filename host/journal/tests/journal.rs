@@ -120,6 +120,7 @@ macro_rules! behaviour_tests {
 behaviour_tests!(
     append_read_and_expected_seq_conflict,
     async_append_status_and_listing,
+    a_run_created_with_its_first_entries_is_never_seen_without_them,
     concurrent_appenders_on_one_run_one_winner_per_seq,
     concurrent_appenders_on_many_runs_keep_seq_order,
     concurrent_async_appends_on_many_runs,
@@ -277,6 +278,45 @@ fn async_append_status_and_listing<B: Backend>() {
             Err(Error::NoRun(_))
         ));
         assert_eq!(store.run_info(&RunId::from("nope")).unwrap(), None);
+    });
+}
+
+/// `create_run_with` creates the run and appends its first entries in one
+/// commit (the run driver starts runs so, so that a crash never leaves a
+/// run whose input was not journaled); subscribers see the entries; an id
+/// taken fails and changes nothing.
+fn a_run_created_with_its_first_entries_is_never_seen_without_them<B: Backend>() {
+    block_on(async {
+        let (_dir, store) = fresh::<B>();
+        let run = RunId::from("r");
+        let mut sub = convergio_journal::subscribe(Arc::new(store.clone()), run.clone(), 0);
+        assert_eq!(
+            store
+                .create_run_with(&run, "g", vec![entry("a"), entry("b")])
+                .unwrap(),
+            2
+        );
+        let info = store.run_info(&run).unwrap().unwrap();
+        assert_eq!(
+            (info.status, info.graph_hash.as_str(), info.parent),
+            (RunStatus::Running, "g", None)
+        );
+        assert_eq!(store.last_seq(&run).unwrap(), 2);
+        assert_eq!(
+            payloads(&store.read_after(&run, 0, 10).unwrap()),
+            ["a", "b"]
+        );
+        assert_eq!(
+            payloads(&[next(&mut sub).await, next(&mut sub).await]),
+            ["a", "b"]
+        );
+        assert!(matches!(
+            store.create_run_with(&run, "h", vec![entry("c")]),
+            Err(Error::RunExists(_))
+        ));
+        assert_eq!(store.last_seq(&run).unwrap(), 2);
+        assert_eq!(store.run_info(&run).unwrap().unwrap().graph_hash, "g");
+        assert_eq!(store.append(&run, 2, vec![entry("c")]).await.unwrap(), 3);
     });
 }
 
