@@ -185,7 +185,7 @@ fn demo() -> Result<()> {
     let exe = Path::new("target/debug/convergio");
     let config = "examples/platform.toml";
     let model = model.to_string_lossy().into_owned();
-    let steps: [&[&str]; 6] = [
+    let steps: [&[&str]; 7] = [
         &["check"],
         &["plugin", "list"],
         &[
@@ -213,6 +213,10 @@ fn demo() -> Result<()> {
             "0",
             "What is the capital of France?",
         ],
+        // An agent graph on the same platform: a map greeting three people
+        // two at a time, a tool and a condition beside it, and the agent to
+        // sign off, every step journaled, shown live.
+        &["graph", "run", "examples/graphs/hello.yaml", "--follow"],
     ];
     for step in steps {
         println!("\n$ convergio --config {config} {}", step.join(" "));

@@ -92,6 +92,9 @@ struct Shared {
     queues: Mutex<HashMap<String, Arc<Semaphore>>>,
     /// Notified after every status the drivers record.
     status_changed: tokio::sync::Notify,
+    /// The status of each run driven here, for waiters in this process:
+    /// sent when it changes, not at every step.
+    statuses: Mutex<HashMap<RunId, tokio::sync::watch::Sender<Status>>>,
 }
 
 #[derive(Debug)]
@@ -151,6 +154,7 @@ impl Runs {
                 graphs: Mutex::new(HashMap::new()),
                 queues: Mutex::new(HashMap::new()),
                 status_changed: tokio::sync::Notify::new(),
+                statuses: Mutex::new(HashMap::new()),
             }),
         }
     }
@@ -370,6 +374,7 @@ impl Shared {
         };
         let (tx, rx) = mpsc::unbounded_channel();
         lock(&self.live).insert(run.clone(), tx);
+        self.watch_status(&run, &decision.status);
         let shared = Arc::clone(self);
         tokio::spawn(async move {
             let mut driver = Driver::new(shared, live, rx);
@@ -456,6 +461,9 @@ impl Shared {
             let raced = map.contains_key(run);
             if !raced {
                 map.insert(run.clone(), tx);
+                lock(&self.statuses)
+                    .entry(run.clone())
+                    .or_insert_with(|| tokio::sync::watch::channel(Status::Running).0);
             }
             raced
         };
@@ -486,7 +494,44 @@ impl Shared {
         answer.await.unwrap_or(Ok(()))
     }
 
+    /// Publish `status` to this process's waiters of `run`.
+    fn watch_status(&self, run: &RunId, status: &Status) {
+        let mut statuses = lock(&self.statuses);
+        let tx = statuses
+            .entry(run.clone())
+            .or_insert_with(|| tokio::sync::watch::channel(Status::Running).0);
+        tx.send_if_modified(|held| {
+            let changed = std::mem::discriminant(held) != std::mem::discriminant(status);
+            if changed {
+                *held = status.clone();
+            }
+            changed
+        });
+        if status.is_final() {
+            // Waiters hold receivers with the last value; later ones read
+            // the journal.
+            statuses.remove(run);
+        }
+    }
+
     async fn wait(&self, run: &RunId, final_only: bool) -> Result<Status> {
+        let settles = |s: &Status| s.is_final() || (!final_only && *s == Status::Waiting);
+        let watched = lock(&self.statuses)
+            .get(run)
+            .map(tokio::sync::watch::Sender::subscribe);
+        if let Some(mut rx) = watched {
+            // Driven here: woken when its status changes, not at each step.
+            loop {
+                let status = rx.borrow_and_update().clone();
+                if settles(&status) {
+                    self.settle_status(run, &status).await;
+                    return Ok(status);
+                }
+                if rx.changed().await.is_err() {
+                    break; // its driver stopped: the journal says the rest
+                }
+            }
+        }
         let store = Arc::clone(&self.store);
         let r = run.clone();
         let (info, last) = blocking(move || {
@@ -998,7 +1043,7 @@ impl Driver {
             }
         }
         for call in decision.calls {
-            self.dispatch(call);
+            self.dispatch(call).await;
         }
         let status = match &decision.status {
             Status::Running => RunStatus::Running,
@@ -1007,6 +1052,7 @@ impl Driver {
             Status::Failed { .. } => RunStatus::Failed,
             Status::Cancelled { .. } => RunStatus::Cancelled,
         };
+        self.shared.watch_status(&self.live.run, &decision.status);
         if status != self.live.stored {
             self.live.stored = status;
             let store = Arc::clone(&self.shared.store);
@@ -1041,7 +1087,12 @@ impl Driver {
         }
     }
 
-    fn dispatch(&mut self, call: convergio_graph::engine::Call) {
+    /// Start `call`. It is polled once here, in the driver's task: a call
+    /// that finishes at once (a warm no-op tool) costs no task and no
+    /// thread hand-off; one that waits (on I/O, a queue, a timer, or after
+    /// an epoch tick of guest code) goes on in a task of its own, so calls
+    /// run in parallel on every core.
+    async fn dispatch(&mut self, call: convergio_graph::engine::Call) {
         let shared = Arc::clone(&self.shared);
         let done = self.done_tx.clone();
         let run = self.live.run.clone();
@@ -1067,7 +1118,7 @@ impl Driver {
             Target::Agent { .. } => self.live.snap.get("values").cloned().unwrap_or(Value::Null),
             _ => Value::Null,
         };
-        let handle = tokio::spawn(async move {
+        let mut task: std::pin::Pin<Box<dyn Future<Output = ()> + Send>> = Box::pin(async move {
             if call.delay_ms > 0 {
                 tokio::time::sleep(Duration::from_millis(call.delay_ms)).await;
             }
@@ -1102,7 +1153,11 @@ impl Driver {
             let ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
             let _ = done.send((id, result, ms));
         });
-        self.in_flight.insert(key, (handle.abort_handle(), child));
+        let first = std::future::poll_fn(|cx| std::task::Poll::Ready(task.as_mut().poll(cx))).await;
+        if first.is_pending() {
+            let handle = tokio::spawn(task);
+            self.in_flight.insert(key, (handle.abort_handle(), child));
+        }
     }
 }
 
@@ -1124,7 +1179,18 @@ async fn with_timeout(
 impl Shared {
     /// Run the subgraph child `child` (or wait for it, when a resumed
     /// parent finds it started) and give its outcome as a call result.
-    async fn run_child(
+    fn run_child(
+        self: &Arc<Self>,
+        child: RunId,
+        text: Option<String>,
+        input: Value,
+    ) -> BoxFuture<'static, CallResult> {
+        // Boxed: a child run's driver may run children of its own.
+        let shared = Arc::clone(self);
+        Box::pin(async move { shared.child_outcome(child, text, input).await })
+    }
+
+    async fn child_outcome(
         self: &Arc<Self>,
         child: RunId,
         text: Option<String>,

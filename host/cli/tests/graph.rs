@@ -102,3 +102,125 @@ fn with_a_platform_plugins_must_exist() {
         "{out:?}"
     );
 }
+
+/// The run verbs on a real platform: a run that waits for an answer, an
+/// answer refused by its schema, then accepted; list, status, checkpoints,
+/// state at a step, a fork with a patch, and prune.
+#[test]
+fn run_answer_inspect_fork_and_prune_a_graph() {
+    use convergio_tests::{TestPlugin, crate_component, test_component, write_platform};
+    let dir = tempfile::tempdir().unwrap();
+    let path = write_platform(
+        dir.path(),
+        "",
+        &[
+            TestPlugin::new(
+                "orchestrator",
+                "orchestrator",
+                crate_component("convergio_orchestrator"),
+            )
+            .declares(&["plugins"])
+            .grants("plugins = [\"plain\"]"),
+            TestPlugin::new("plain", "tool", test_component("plain_tool")),
+        ],
+    );
+    let config = path.to_str().unwrap();
+    std::fs::write(
+        dir.path().join("ask.yaml"),
+        "\
+state:
+  names: { default: [a, b, c] }
+  echoed: {}
+  ok: { schema: { type: boolean } }
+nodes:
+  each:
+    map: { over: state.names, max-concurrency: 2, tool: plain/echo }
+    input: { name: \"{{ item }}\" }
+    output: echoed
+  ask:
+    interrupt: { prompt: \"Echo {{ len(state.echoed) }} names?\", schema: { type: boolean } }
+    output: ok
+edges:
+  - each -> ask
+",
+    )
+    .unwrap();
+    let run = |args: &[&str]| {
+        let mut all = vec!["--config", config, "graph"];
+        all.extend_from_slice(args);
+        convergio(dir.path(), &all)
+    };
+    let stderr = |out: &Output| String::from_utf8_lossy(&out.stderr).into_owned();
+
+    let out = run(&["run", "ask.yaml", "--id", "r1"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("run r1: waiting for input"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(
+        stderr(&out).contains("interrupt `ask`: Echo 3 names?"),
+        "{}",
+        stderr(&out)
+    );
+
+    let out = run(&["resume", "r1", "--interrupt", "ask", "--input", "\"yes\""]);
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("does not match its schema"),
+        "{}",
+        stderr(&out)
+    );
+
+    let out = run(&["resume", "r1", "--interrupt", "ask", "--input", "true"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let output: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
+    assert_eq!(output["ok"], true);
+    assert_eq!(output["echoed"].as_array().unwrap().len(), 3);
+
+    let out = run(&["list", "--json"]);
+    let listed: serde_json::Value = serde_json::from_str(stdout(&out).trim()).unwrap();
+    assert_eq!(
+        (listed["id"].as_str(), listed["status"].as_str()),
+        (Some("r1"), Some("done"))
+    );
+
+    let out = run(&["status", "r1"]);
+    assert!(stdout(&out).contains("status    done"), "{}", stdout(&out));
+
+    let out = run(&["checkpoints", "r1", "--json"]);
+    let steps: Vec<serde_json::Value> = stdout(&out)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert!(steps.len() >= 3, "{steps:?}");
+    let first = steps[0]["seq"].as_u64().unwrap().to_string();
+
+    let out = run(&["state", "r1", "--at", &first]);
+    let state: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
+    assert_eq!(state, serde_json::json!({"names": ["a", "b", "c"]}));
+
+    // Forked after the first step, with a patch: the map had taken its
+    // items already, so the fork runs them again under its own keys, and
+    // asks again.
+    let out = run(&["fork", "r1", &first, "--patch", "{\"names\": [\"x\"]}"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("waiting for input"),
+        "{}",
+        stderr(&out)
+    );
+    let out = run(&["list", "--json"]);
+    assert_eq!(stdout(&out).lines().count(), 2);
+
+    // r1 is over, but the waiting fork shares its journal: it stays.
+    let out = run(&["prune", "--older-than", "0s"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(stdout(&out).trim(), "");
+    assert!(
+        stderr(&out).contains("kept for their forks: r1"),
+        "{}",
+        stderr(&out)
+    );
+}
