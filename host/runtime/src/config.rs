@@ -801,14 +801,17 @@ fn line_after(text: &str, from: usize, host: &Path) -> usize {
         .map_or(from, |l| l + from.saturating_sub(1))
 }
 
-/// Paths in `platform.toml` are relative to the file's folder.
+/// Paths in `platform.toml` are relative to the file's folder, and made
+/// absolute (the compile cache needs an absolute path, and a path that does
+/// not depend on the working directory is what an operator reads in logs).
 trait RelativeToConfig {
     fn join_relative_to(&self, config: &Path) -> PathBuf;
 }
 
 impl RelativeToConfig for PathBuf {
     fn join_relative_to(&self, config: &Path) -> PathBuf {
-        config.parent().unwrap_or(Path::new(".")).join(self)
+        let joined = config.parent().unwrap_or(Path::new(".")).join(self);
+        std::path::absolute(&joined).unwrap_or(joined)
     }
 }
 
