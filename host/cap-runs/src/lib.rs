@@ -39,23 +39,10 @@ pub use events::{RunEvent, events_of};
 pub use journal::{EntryKind, JournaledInput, Step, read_input};
 pub use native::NativeSteps;
 
-/// One step's request to a [`StepFunction`].
-#[derive(Debug, Clone, Copy)]
-pub struct StepRequest<'a> {
-    /// The run.
-    pub run: &'a str,
-    /// SHA-256 of the graph's canonical JSON, lowercase hex.
-    pub graph_hash: &'a str,
-    /// The graph's canonical JSON; sent after [`StepFailure::UnknownGraph`].
-    pub graph: Option<&'a str>,
-    /// Steps journaled for the run so far.
-    pub version: u64,
-    /// The run's snapshot at `version`; sent after
-    /// [`StepFailure::NeedSnapshot`] and for a run's first step.
-    pub snapshot: Option<&'a Value>,
-    /// What happened since the last step.
-    pub inputs: &'a [Input],
-}
+/// One step's request to a [`StepFunction`]: the engine's own request
+/// type (run, graph hash, the graph and snapshot when sent, version,
+/// inputs).
+pub use convergio_graph::engine::Request as StepRequest;
 
 /// Why a step function did not decide.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -4,7 +4,7 @@
 
 use std::sync::Mutex;
 
-use convergio_graph::engine::{Decision, Instance, Refusal, Request, StepError};
+use convergio_graph::engine::{Decision, Instance, Refusal, StepError};
 use convergio_journal::BoxFuture;
 
 use crate::{StepFailure, StepFunction, StepRequest};
@@ -43,16 +43,7 @@ impl StepFunction for NativeSteps {
                 .instance
                 .lock()
                 .map_err(|_| StepFailure::Failed("a step panicked earlier".to_owned()))?;
-            instance
-                .step(Request {
-                    run: request.run,
-                    graph_hash: request.graph_hash,
-                    graph: request.graph,
-                    version: request.version,
-                    snapshot: request.snapshot,
-                    inputs: request.inputs,
-                })
-                .map_err(failure)
+            instance.step(request).map_err(failure)
         })
     }
 

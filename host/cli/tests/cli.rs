@@ -93,7 +93,7 @@ fn demo_platform_checks_lists_and_invokes() {
         text(&out.stdout),
         text(&out.stderr)
     );
-    assert!(text(&out.stdout).contains("ok: 3 plugin(s) load and link"));
+    assert!(text(&out.stdout).contains("ok: 4 plugin(s) load and link"));
 
     let out = convergio(&["--config", config, "plugin", "list", "--json"]);
     let list: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
@@ -103,7 +103,15 @@ fn demo_platform_checks_lists_and_invokes() {
         .iter()
         .map(|p| p["id"].as_str().unwrap())
         .collect();
-    assert_eq!(ids, ["greeter-agent", "hello-tool", "provider-local"]);
+    assert_eq!(
+        ids,
+        [
+            "greeter-agent",
+            "hello-tool",
+            "orchestrator",
+            "provider-local"
+        ]
+    );
 
     let out = convergio(&[
         "--config",
@@ -151,6 +159,27 @@ fn demo_platform_checks_lists_and_invokes() {
     let out = convergio(&["--config", config, "invoke", "hello-tool", "launch"]);
     assert!(
         text(&out.stderr).contains("has no export `launch`; it exports:"),
+        "{}",
+        text(&out.stderr)
+    );
+
+    // The demo's graph: a map, a tool, a condition and the agent, offline.
+    let graph = workspace().join("examples/graphs/hello.yaml");
+    let out = convergio(&[
+        "--config",
+        config,
+        "graph",
+        "run",
+        graph.to_str().unwrap(),
+        "--follow",
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let output: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(output["score"], serde_json::json!(3.5));
+    assert_eq!(output["verdict"]["greeting"], "Hello, everyone!");
+    assert_eq!(output["greetings"][2]["greeting"], "Hello, Alan!");
+    assert!(
+        text(&out.stderr).contains("– few skipped"),
         "{}",
         text(&out.stderr)
     );
