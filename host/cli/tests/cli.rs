@@ -176,7 +176,7 @@ fn demo_platform_checks_lists_and_invokes() {
     assert!(out.status.success(), "{}", text(&out.stderr));
     let output: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(output["score"], serde_json::json!(3.5));
-    assert_eq!(output["verdict"]["greeting"], "Hello, everyone!");
+    assert_eq!(output["verdict"], "Hello, everyone!");
     assert_eq!(output["greetings"][2]["greeting"], "Hello, Alan!");
     assert!(
         text(&out.stderr).contains("– few skipped"),
