@@ -260,9 +260,25 @@ struct EdgeLong {
 fn generated() -> String {
     let mut schema = serde_json::to_value(schemars::schema_for!(GraphDocument)).unwrap();
     no_null_fields(&mut schema);
-    let mut text = serde_json::to_string_pretty(&schema).unwrap();
+    let mut text = serde_json::to_string_pretty(&sorted(schema)).unwrap();
     text.push('\n');
     text
+}
+
+/// `value` with every object's keys in order: the file is the same whether
+/// serde_json keeps insertion order (its `preserve_order` feature, which
+/// another crate of the workspace turns on in `cargo test --workspace`) or
+/// not (`cargo test -p convergio-graph`).
+fn sorted(value: Value) -> Value {
+    match value {
+        Value::Object(map) => {
+            let mut entries: Vec<(String, Value)> = map.into_iter().collect();
+            entries.sort_by(|a, b| a.0.cmp(&b.0));
+            Value::Object(entries.into_iter().map(|(k, v)| (k, sorted(v))).collect())
+        }
+        Value::Array(items) => Value::Array(items.into_iter().map(sorted).collect()),
+        other => other,
+    }
 }
 
 /// An optional field may be left out, not set to null (the reader takes
