@@ -68,4 +68,7 @@ impl Guest for Orchestrator {
     }
 }
 
+// The export glue only for the component: a native build (tests, docs) of
+// a cdylib cannot link symbols named after WIT interfaces.
+#[cfg(target_arch = "wasm32")]
 convergio_sdk::export_orchestrator!(Orchestrator);

@@ -29,7 +29,7 @@ mod native;
 
 use std::fmt;
 
-use convergio_graph::engine::{CallResult, Decision, Input};
+use convergio_graph::engine::{CallResult, Decision};
 use convergio_journal::{BoxFuture, RunId};
 use serde_json::Value;
 
