@@ -229,12 +229,10 @@ impl Runs {
     }
 
     /// Delete the runs that are over and last changed more than `age` ago,
-    /// with what only they use (see [`RunStore::prune`]).
+    /// with what only they use (see [`prune`]).
     pub async fn prune(&self, age: Duration) -> Result<convergio_journal::Pruned> {
         let store = Arc::clone(&self.shared.store);
-        let age_ms = u64::try_from(age.as_millis()).unwrap_or(u64::MAX);
-        let before = convergio_journal_time().saturating_sub(age_ms);
-        blocking(move || Ok(store.prune(before)?)).await
+        blocking(move || prune(&*store, age)).await
     }
 
     /// Every run, oldest first.
@@ -277,15 +275,9 @@ impl Runs {
 fn new_run_id() -> String {
     use std::sync::atomic::{AtomicU64, Ordering};
     static COUNTER: AtomicU64 = AtomicU64::new(0);
-    let ms = convergio_journal_time();
+    let ms = convergio_journal::now_ms();
     let n = COUNTER.fetch_add(1, Ordering::Relaxed);
     format!("run-{ms:x}-{:x}-{n}", std::process::id())
-}
-
-fn convergio_journal_time() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 
 #[derive(Deserialize)]
@@ -582,13 +574,7 @@ impl Shared {
     /// decision that set it; wait (briefly) for that, so what the caller
     /// reads next (`graph list`) agrees with what `wait` returned.
     async fn settle_status(&self, run: &RunId, status: &Status) {
-        let want = match status {
-            Status::Running => RunStatus::Running,
-            Status::Waiting => RunStatus::Waiting,
-            Status::Done { .. } => RunStatus::Done,
-            Status::Failed { .. } => RunStatus::Failed,
-            Status::Cancelled { .. } => RunStatus::Cancelled,
-        };
+        let want = run_status(status);
         // The driver notifies after each status it records; a driver in
         // another process does not, so the check repeats on a timer too.
         for _ in 0..100 {
@@ -1045,13 +1031,7 @@ impl Driver {
         for call in decision.calls {
             self.dispatch(call).await;
         }
-        let status = match &decision.status {
-            Status::Running => RunStatus::Running,
-            Status::Waiting => RunStatus::Waiting,
-            Status::Done { .. } => RunStatus::Done,
-            Status::Failed { .. } => RunStatus::Failed,
-            Status::Cancelled { .. } => RunStatus::Cancelled,
-        };
+        let status = run_status(&decision.status);
         self.shared.watch_status(&self.live.run, &decision.status);
         if status != self.live.stored {
             self.live.stored = status;
@@ -1332,4 +1312,23 @@ pub fn steps(store: &dyn RunStore, run: &RunId) -> Result<Vec<Step>> {
             });
         }
     }
+}
+
+/// The store's status of a run whose last decision left it `status`.
+fn run_status(status: &Status) -> RunStatus {
+    match status {
+        Status::Running => RunStatus::Running,
+        Status::Waiting => RunStatus::Waiting,
+        Status::Done { .. } => RunStatus::Done,
+        Status::Failed { .. } => RunStatus::Failed,
+        Status::Cancelled { .. } => RunStatus::Cancelled,
+    }
+}
+
+/// Delete the runs of `store` that are over and last changed more than
+/// `age` ago, with what only they use ([`RunStore::prune`]). Reads and
+/// writes the journal only: no orchestrator, no plugin.
+pub fn prune(store: &dyn RunStore, age: Duration) -> Result<convergio_journal::Pruned> {
+    let age_ms = u64::try_from(age.as_millis()).unwrap_or(u64::MAX);
+    Ok(store.prune(convergio_journal::now_ms().saturating_sub(age_ms))?)
 }

@@ -155,22 +155,36 @@ pub(crate) fn encode_step(
         }
         entries.push(entry);
     }
-    let mut patches = Vec::with_capacity(decision.patches.len());
-    for patch in &decision.patches {
-        patches.push(store_patch(store, patch)?);
-    }
-    let stored = StoredDecision {
+    let stored = |patches: Vec<StoredPatch>| StoredDecision {
         version,
         patches,
         cancel: decision.cancel.clone(),
         events: decision.events.clone(),
         status: decision.status.clone(),
     };
-    let payload = serde_json::to_vec(&stored).map_err(|e| e.to_string())?;
+    // Every value inline, encoded once: a patch value over the threshold
+    // makes the whole payload larger than it, so only then are the patches
+    // looked at one by one.
+    let inline = decision.patches.iter().map(|p| StoredPatch {
+        op: p.op,
+        path: p.path.clone(),
+        value: (!p.value.is_null()).then(|| p.value.clone()),
+        blob: None,
+    });
+    let mut payload = serde_json::to_vec(&stored(inline.collect())).map_err(|e| e.to_string())?;
+    if payload.len() > BLOB_THRESHOLD {
+        let mut patches = Vec::with_capacity(decision.patches.len());
+        for patch in &decision.patches {
+            patches.push(store_patch(store, patch)?);
+        }
+        payload = serde_json::to_vec(&stored(patches)).map_err(|e| e.to_string())?;
+    }
     entries.push(NewEntry::new(EntryKind::Decision.as_str(), payload));
     Ok(entries)
 }
 
+/// `patch` as journaled: a value over [`BLOB_THRESHOLD`] bytes of JSON in
+/// the blob store, a smaller one inline.
 fn store_patch(store: &dyn RunStore, patch: &Patch) -> Result<StoredPatch, String> {
     let mut stored = StoredPatch {
         op: patch.op,
@@ -181,11 +195,8 @@ fn store_patch(store: &dyn RunStore, patch: &Patch) -> Result<StoredPatch, Strin
     if patch.value.is_null() {
         return Ok(stored);
     }
-    let big = matches!(&patch.value, Value::String(s) if s.len() > BLOB_THRESHOLD)
-        || matches!(&patch.value, Value::Array(_) | Value::Object(_))
-            && serde_json::to_vec(&patch.value).map_or(0, |v| v.len()) > BLOB_THRESHOLD;
-    if big {
-        let bytes = serde_json::to_vec(&patch.value).map_err(|e| e.to_string())?;
+    let bytes = serde_json::to_vec(&patch.value).map_err(|e| e.to_string())?;
+    if bytes.len() > BLOB_THRESHOLD {
         stored.blob = Some(store.put_blob(&bytes).map_err(|e| e.to_string())?);
     } else {
         stored.value = Some(patch.value.clone());

@@ -436,8 +436,9 @@ pub fn open_with(path: &Path, options: Options) -> Result<Arc<dyn RunStore>> {
     })
 }
 
-/// Now, in Unix milliseconds.
-fn now_ms() -> u64 {
+/// Now, in Unix milliseconds: the clock of entry times, leases and run
+/// times.
+pub fn now_ms() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))

@@ -23,13 +23,7 @@ impl PruneArgs {
     /// Prune and say what went.
     pub fn run(self, platform: &PlatformFile) -> Result<ExitCode> {
         let store = journal(platform)?;
-        let age = u64::try_from(self.older_than.as_millis()).unwrap_or(u64::MAX);
-        let now = u64::try_from(
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)?
-                .as_millis(),
-        )?;
-        let pruned = store.prune(now.saturating_sub(age))?;
+        let pruned = convergio_cap_runs::prune(&*store, self.older_than)?;
         eprintln!(
             "{} run(s) deleted, {} blob(s) freed{}",
             pruned.runs.len(),
