@@ -446,15 +446,21 @@ fn main() {
     };
 
     // For a profiler: `CONVERGIO_BENCH_PROFILE=SECS` runs chain-100 runs with
-    // durability off (component steps and the tool plugin, or with
+    // durability off (`CONVERGIO_BENCH_PROFILE_DURABILITY=process|sync` for
+    // another; component steps and the tool plugin, or with
     // `CONVERGIO_BENCH_PROFILE_NATIVE=1` native steps and an instant
     // executor) for SECS seconds, and nothing else.
     if let Some(secs) = std::env::var("CONVERGIO_BENCH_PROFILE")
         .ok()
         .and_then(|s| s.parse::<u64>().ok())
     {
+        let durability = match std::env::var("CONVERGIO_BENCH_PROFILE_DURABILITY").as_deref() {
+            Ok("process") => Durability::Process,
+            Ok("sync") => Durability::Sync,
+            _ => Durability::Off,
+        };
         let store: Arc<dyn RunStore> =
-            convergio_journal::open(Path::new(":memory:"), Durability::Off).expect("journal");
+            convergio_journal::open(&dir.path().join("profile.db"), durability).expect("journal");
         let runs = if std::env::var_os("CONVERGIO_BENCH_PROFILE_NATIVE").is_some() {
             runs_over(store, Arc::new(NativeSteps::new()), Arc::new(Instant0))
         } else {
@@ -478,7 +484,7 @@ fn main() {
             totals.sort_by(f64::total_cmp);
             let totals: Vec<String> = totals.iter().map(|t| format!("{t:.1}")).collect();
             println!(
-                "profile: {}-{NODES} off, ms per run: {}",
+                "profile: {}-{NODES} {durability:?}, ms per run: {}",
                 shape.name(),
                 totals.join(" ")
             );

@@ -9,6 +9,8 @@
 //! state write (`append`, `merge`, `add`) instead of the value it produced,
 //! so the journal grows with what each step added, not with the state.
 
+use std::borrow::Cow;
+
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
@@ -57,7 +59,12 @@ pub struct PatchError {
 
 /// Apply `patch` to `root`.
 pub fn apply(root: &mut Value, patch: &Patch) -> Result<(), PatchError> {
-    apply_parts(root, patch.op, &patch.path, &patch.value)
+    apply_value(root, patch.op, &patch.path, Cow::Borrowed(&patch.value))
+}
+
+/// Apply `patch` to `root`, moving its value in instead of copying it.
+pub fn apply_owned(root: &mut Value, patch: Patch) -> Result<(), PatchError> {
+    apply_value(root, patch.op, &patch.path, Cow::Owned(patch.value))
 }
 
 /// Apply `op` with `value` at `path` of `root` (what [`apply`] does, without
@@ -67,6 +74,15 @@ pub fn apply_parts(
     op: Op,
     path: &[String],
     value: &Value,
+) -> Result<(), PatchError> {
+    apply_value(root, op, path, Cow::Borrowed(value))
+}
+
+fn apply_value(
+    root: &mut Value,
+    op: Op,
+    path: &[String],
+    value: Cow<'_, Value>,
 ) -> Result<(), PatchError> {
     let fail = |message: String| PatchError {
         op,
@@ -83,52 +99,76 @@ pub fn apply_parts(
                 "`{key}` is under a value that is not an object"
             )));
         };
+        // Looked up before inserting: most parents exist, and a key is
+        // copied only for one that does not.
+        if !map.contains_key(key) {
+            map.insert(key.clone(), Value::Object(Map::new()));
+        }
         cur = map
-            .entry(key.clone())
-            .or_insert_with(|| Value::Object(Map::new()));
+            .get_mut(key)
+            .ok_or_else(|| fail(format!("`{key}` vanished")))?;
     }
     let Value::Object(map) = cur else {
         return Err(fail("the parent is not an object".to_owned()));
     };
+    if op == Op::Remove {
+        map.remove(last);
+        return Ok(());
+    }
+    if op == Op::Set {
+        match map.get_mut(last) {
+            Some(slot) => *slot = value.into_owned(),
+            None => {
+                map.insert(last.clone(), value.into_owned());
+            }
+        }
+        return Ok(());
+    }
+    if op == Op::Merge && !value.is_object() {
+        return Err(fail(format!("merge of {}, not an object", kind(&value))));
+    }
+    if !map.contains_key(last) {
+        let empty = match op {
+            Op::Append => Value::Array(Vec::new()),
+            Op::Merge => Value::Object(Map::new()),
+            _ => Value::from(0),
+        };
+        map.insert(last.clone(), empty);
+    }
+    let target = map
+        .get_mut(last)
+        .ok_or_else(|| fail(format!("`{last}` vanished")))?;
     match op {
-        Op::Set => {
-            map.insert(last.clone(), value.clone());
-        }
-        Op::Remove => {
-            map.remove(last);
-        }
         Op::Append => {
-            let target = map
-                .entry(last.clone())
-                .or_insert_with(|| Value::Array(Vec::new()));
             let Value::Array(items) = target else {
                 return Err(fail(format!("append to {}, not a list", kind(target))));
             };
             match value {
-                Value::Array(more) => items.extend(more.iter().cloned()),
-                one => items.push(one.clone()),
+                Cow::Owned(Value::Array(more)) => items.extend(more),
+                Cow::Borrowed(Value::Array(more)) => items.extend(more.iter().cloned()),
+                one => items.push(one.into_owned()),
             }
         }
         Op::Merge => {
-            let Value::Object(incoming) = value else {
-                return Err(fail(format!("merge of {}, not an object", kind(value))));
-            };
-            let target = map
-                .entry(last.clone())
-                .or_insert_with(|| Value::Object(Map::new()));
             let Value::Object(fields) = target else {
                 return Err(fail(format!("merge into {}, not an object", kind(target))));
             };
-            for (k, v) in incoming {
-                fields.insert(k.clone(), v.clone());
+            match value {
+                Cow::Owned(Value::Object(incoming)) => fields.extend(incoming),
+                Cow::Borrowed(Value::Object(incoming)) => {
+                    for (k, v) in incoming {
+                        fields.insert(k.clone(), v.clone());
+                    }
+                }
+                _ => {}
             }
         }
         Op::Add => {
-            let target = map.entry(last.clone()).or_insert_with(|| Value::from(0));
-            let sum = add(target, value)
-                .ok_or_else(|| fail(format!("add of {} to {}", kind(value), kind(target))))?;
+            let sum = add(target, &value)
+                .ok_or_else(|| fail(format!("add of {} to {}", kind(&value), kind(target))))?;
             *target = sum;
         }
+        Op::Set | Op::Remove => {}
     }
     Ok(())
 }

@@ -161,7 +161,9 @@ pub enum Status {
     Waiting,
     /// Finished with `output`.
     Done {
-        /// The run's output.
+        /// The run's output. (The host's journal writes it once, as the
+        /// snapshot's `output`, and leaves it out here: `null` when absent.)
+        #[serde(default, skip_serializing_if = "Value::is_null")]
         output: Value,
     },
     /// Failed.

@@ -18,6 +18,7 @@
 
 use std::collections::BTreeSet;
 
+use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
 use super::{Call, CallResult, Decision, Input, Interrupt, NodeEvent, Status, Target};
@@ -325,12 +326,12 @@ impl Run<'_> {
     }
 
     fn result(&mut self, call_id: &str, result: CallResult) {
-        let Some(call) = self.get(&["calls", call_id]).cloned() else {
+        let Some(call) = self.get(&["calls", call_id]) else {
             // A call this run no longer waits for: stopped by a loop's new
             // iteration, or a duplicate delivery. Nothing to do.
             return;
         };
-        let Ok(call) = serde_json::from_value::<Call>(call) else {
+        let Ok(call) = Call::deserialize(call) else {
             self.fail_run(format!("internal: call `{call_id}` is not a call record"));
             return;
         };

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use convergio_graph::engine::{CallResult, Decision, Input, Status, Target, graph_hash};
 use convergio_graph::model::Graph;
 use convergio_graph::plan::Plan;
-use convergio_graph::snapshot::{Op, Patch, apply};
+use convergio_graph::snapshot::{Op, Patch, apply, apply_owned};
 use convergio_journal::{BoxFuture, RunId, RunInfo, RunStatus, RunStore, Seq};
 use serde::Deserialize;
 use serde_json::{Map, Value};
@@ -341,8 +341,7 @@ impl Shared {
             Err(StepFailure::InvalidGraph(message)) => return Err(Error::InvalidGraph(message)),
             Err(e) => return Err(Error::Orchestrator(e.to_string())),
         };
-        let inputs: Vec<(Input, Option<u64>)> = inputs.into_iter().map(|i| (i, None)).collect();
-        let entries = journal::encode_step(&*self.store, &inputs, live.version, &decision)
+        let entries = journal::encode_step(&*self.store, &inputs, &[], live.version, &decision)
             .map_err(|message| Error::Corrupt {
                 run: run.clone(),
                 seq: 0,
@@ -554,13 +553,30 @@ impl Shared {
             if entry.kind != EntryKind::Decision.as_str() {
                 continue;
             }
-            let status = serde_json::from_slice::<StatusOnly>(&entry.payload)
-                .map_err(|e| Error::Corrupt {
-                    run: run.clone(),
-                    seq: entry.seq,
-                    message: e.to_string(),
-                })?
+            let seq = entry.seq;
+            let corrupt = |message: String| Error::Corrupt {
+                run: run.clone(),
+                seq,
+                message,
+            };
+            let mut status = serde_json::from_slice::<StatusOnly>(&entry.payload)
+                .map_err(|e| corrupt(e.to_string()))?
                 .status;
+            if matches!(status, Status::Done { .. }) {
+                // The output is journaled in the decision's patches.
+                let store = Arc::clone(&self.store);
+                let entry = entry.clone();
+                status = blocking(move || {
+                    journal::read_decision(&*store, &entry)
+                        .map(|d| d.status)
+                        .map_err(|m| Error::Corrupt {
+                            run: entry.run.clone(),
+                            seq,
+                            message: m,
+                        })
+                })
+                .await?;
+            }
             let done = status.is_final() || (!final_only && status == Status::Waiting);
             if done && entry.seq >= last {
                 self.settle_status(run, &status).await;
@@ -690,13 +706,13 @@ impl Shared {
                     payload,
                 )];
                 entries.extend(
-                    journal::encode_step(&*store, &[], version, &decision).map_err(|message| {
-                        Error::Corrupt {
+                    journal::encode_step(&*store, &[], &[], version, &decision).map_err(
+                        |message| Error::Corrupt {
                             run: f.clone(),
                             seq,
                             message,
-                        }
-                    })?,
+                        },
+                    )?,
                 );
                 store.append_blocking(&f, seq, entries)?;
                 Ok(())
@@ -780,7 +796,6 @@ struct Driver {
     done_rx: mpsc::UnboundedReceiver<Done>,
     in_flight: HashMap<String, (AbortHandle, Option<RunId>)>,
     over: bool,
-    last_renew: Instant,
 }
 
 impl Driver {
@@ -794,19 +809,21 @@ impl Driver {
             done_rx,
             in_flight: HashMap::new(),
             over: false,
-            last_renew: Instant::now(),
         }
     }
 
     async fn run(&mut self) {
+        // One timer for the lease's renewal, reset only when it fires: a
+        // timer made afresh at every step costs a wake-up of the timer
+        // driver per step.
+        let renewal = tokio::time::sleep(self.shared.options.lease_ttl / 3);
+        tokio::pin!(renewal);
         loop {
             if (self.over || (self.in_flight.is_empty() && self.is_waiting()))
                 && self.stop_if_idle()
             {
                 return;
             }
-            let renew_in =
-                (self.shared.options.lease_ttl / 3).saturating_sub(self.last_renew.elapsed());
             tokio::select! {
                 Some(done) = self.done_rx.recv() => {
                     let mut inputs = vec![done];
@@ -829,7 +846,12 @@ impl Driver {
                         self.step_inputs(vec![(command.input, None)], Some(command.reply)).await;
                     }
                 }
-                () = tokio::time::sleep(renew_in) => self.renew().await,
+                () = &mut renewal => {
+                    self.renew().await;
+                    renewal
+                        .as_mut()
+                        .reset(tokio::time::Instant::now() + self.shared.options.lease_ttl / 3);
+                }
             }
         }
     }
@@ -856,7 +878,6 @@ impl Driver {
     }
 
     async fn renew(&mut self) {
-        self.last_renew = Instant::now();
         let store = Arc::clone(&self.shared.store);
         let run = self.live.run.clone();
         let owner = self.shared.options.owner.clone();
@@ -900,8 +921,8 @@ impl Driver {
             }
             return;
         }
-        let plain: Vec<Input> = inputs.iter().map(|(i, _)| i.clone()).collect();
-        let decision = match self.shared.decide(&mut self.live, &plain).await {
+        let (inputs, ms): (Vec<Input>, Vec<Option<u64>>) = inputs.into_iter().unzip();
+        let decision = match self.shared.decide(&mut self.live, &inputs).await {
             Ok(d) => d,
             Err(StepFailure::BadInput(message)) => {
                 if let Some(reply) = reply {
@@ -914,7 +935,7 @@ impl Driver {
             }
             Err(failure) => self.host_failure(&failure),
         };
-        let ok = self.after_decision(inputs, decision).await;
+        let ok = self.after_decision(&inputs, &ms, decision).await;
         if let Some(reply) = reply {
             let _ = reply.send(ok);
         }
@@ -958,12 +979,14 @@ impl Driver {
     /// Journal the step, then act on the decision.
     async fn after_decision(
         &mut self,
-        inputs: Vec<(Input, Option<u64>)>,
+        inputs: &[Input],
+        ms: &[Option<u64>],
         decision: Decision,
     ) -> Result<()> {
         let entries = match journal::encode_step(
             &*self.shared.store,
-            &inputs,
+            inputs,
+            ms,
             self.live.version,
             &decision,
         ) {
@@ -996,9 +1019,9 @@ impl Driver {
 
     /// Act on a journaled decision: fold it, start its calls, stop those it
     /// cancels, record the run's status.
-    async fn act(&mut self, decision: Decision) -> Result<()> {
-        for patch in &decision.patches {
-            if let Err(e) = apply(&mut self.live.snap, patch) {
+    async fn act(&mut self, mut decision: Decision) -> Result<()> {
+        for patch in std::mem::take(&mut decision.patches) {
+            if let Err(e) = apply_owned(&mut self.live.snap, patch) {
                 tracing::error!(run = %self.live.run, error = %e, "a journaled patch does not apply");
             }
         }

@@ -5,7 +5,7 @@
 //! |---|---|---|
 //! | `run.started` | the run starts | `input` |
 //! | `run.resumed`, `run.forked` | a host resumes it; it was forked | `parent`, `seq`, `patch` (fork) |
-//! | `run.waiting`, `run.done`, `run.failed`, `run.cancelled` | a step leaves the run so | `output` / `error` / `reason` |
+//! | `run.waiting`, `run.done`, `run.failed`, `run.cancelled` | a step leaves the run so | `output` (`output-blob` for a large one) / `error` / `reason` |
 //! | `node.started`, `node.finished`, `node.failed`, `node.retrying`, `node.skipped`, `node.interrupted`, `node.answered`, `node.resumed`, `node.iteration`, `node.item-finished` | the orchestrator decided so | `node`, `call`, `detail` |
 //! | `node.result` | a node call returned | `call`, `ms`, `ok`, `error` |
 //! | `state.changed` | a step wrote state keys | `keys` |
@@ -50,6 +50,45 @@ struct PatchPath {
     path: Vec<String>,
 }
 
+/// A decision's `output` patch: its value, or that it is a blob.
+#[derive(Deserialize)]
+struct OutputPatches {
+    #[serde(default)]
+    patches: Vec<OutputPatch>,
+}
+
+#[derive(Deserialize)]
+struct OutputPatch {
+    path: Vec<String>,
+    #[serde(default)]
+    value: Value,
+    #[serde(default)]
+    blob: Option<String>,
+}
+
+/// The run's output as a decision that finished it journaled it (see
+/// `journal::encode_step`): `{"output": …}`, or `{"output-blob": hash}`
+/// for one stored as a blob.
+fn output_of(payload: &[u8], inline: Value) -> Value {
+    if !inline.is_null() {
+        return json!({ "output": inline });
+    }
+    let patches = serde_json::from_slice::<OutputPatches>(payload)
+        .map(|d| d.patches)
+        .unwrap_or_default();
+    match patches
+        .into_iter()
+        .rev()
+        .find(|p| matches!(p.path.as_slice(), [key] if key == "output"))
+    {
+        Some(OutputPatch {
+            blob: Some(hash), ..
+        }) => json!({ "output-blob": hash }),
+        Some(p) => json!({ "output": p.value }),
+        None => json!({ "output": null }),
+    }
+}
+
 /// The events of one journal entry (none for an entry this crate did not
 /// write).
 pub fn events_of(entry: &Entry) -> Vec<RunEvent> {
@@ -91,7 +130,10 @@ pub fn events_of(entry: &Entry) -> Vec<RunEvent> {
             Status::Running => {}
             Status::Waiting => out.push(event("run.waiting".to_owned(), json!({}))),
             Status::Done { output } => {
-                out.push(event("run.done".to_owned(), json!({ "output": output })))
+                out.push(event(
+                    "run.done".to_owned(),
+                    output_of(&entry.payload, output),
+                ));
             }
             Status::Failed { error } => {
                 out.push(event("run.failed".to_owned(), json!({ "error": error })))

@@ -131,18 +131,51 @@ pub struct Step {
     pub status: Status,
 }
 
-/// The entries of one step.
+/// A [`JournaledInput`] to write, borrowed.
+#[derive(Serialize)]
+struct InputRef<'a> {
+    input: &'a Input,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    ms: Option<u64>,
+}
+
+/// A [`StoredPatch`] to write, borrowed.
+#[derive(Serialize)]
+struct PatchRef<'a> {
+    op: Op,
+    path: &'a [String],
+    #[serde(skip_serializing_if = "Option::is_none")]
+    value: Option<&'a Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    blob: Option<String>,
+}
+
+/// A [`StoredDecision`] to write, borrowed.
+#[derive(Serialize)]
+struct DecisionRef<'a> {
+    version: u64,
+    patches: Vec<PatchRef<'a>>,
+    #[serde(skip_serializing_if = "<[String]>::is_empty")]
+    cancel: &'a [String],
+    #[serde(skip_serializing_if = "<[NodeEvent]>::is_empty")]
+    events: &'a [NodeEvent],
+    status: &'a Status,
+}
+
+/// The entries of one step: `inputs`, with how long each node call took
+/// (`ms`, beside them; none for other inputs), and `decision`.
 pub(crate) fn encode_step(
     store: &dyn RunStore,
-    inputs: &[(Input, Option<u64>)],
+    inputs: &[Input],
+    ms: &[Option<u64>],
     version: u64,
     decision: &Decision,
 ) -> Result<Vec<NewEntry>, String> {
     let mut entries = Vec::with_capacity(inputs.len() + 1);
-    for (input, ms) in inputs {
-        let journaled = JournaledInput {
-            input: input.clone(),
-            ms: *ms,
+    for (i, input) in inputs.iter().enumerate() {
+        let journaled = InputRef {
+            input,
+            ms: ms.get(i).copied().flatten(),
         };
         let mut payload = serde_json::to_vec(&journaled).map_err(|e| e.to_string())?;
         if payload.len() > BLOB_THRESHOLD {
@@ -155,20 +188,30 @@ pub(crate) fn encode_step(
         }
         entries.push(entry);
     }
-    let stored = |patches: Vec<StoredPatch>| StoredDecision {
+    // A run's output is in the decision's patches already (`output`): the
+    // status says `done` without it, so a large output is stored once, as a
+    // blob when it is over the threshold.
+    let done = Status::Done {
+        output: Value::Null,
+    };
+    let status = match &decision.status {
+        Status::Done { .. } => &done,
+        other => other,
+    };
+    let stored = |patches| DecisionRef {
         version,
         patches,
-        cancel: decision.cancel.clone(),
-        events: decision.events.clone(),
-        status: decision.status.clone(),
+        cancel: &decision.cancel,
+        events: &decision.events,
+        status,
     };
     // Every value inline, encoded once: a patch value over the threshold
     // makes the whole payload larger than it, so only then are the patches
     // looked at one by one.
-    let inline = decision.patches.iter().map(|p| StoredPatch {
+    let inline = decision.patches.iter().map(|p| PatchRef {
         op: p.op,
-        path: p.path.clone(),
-        value: (!p.value.is_null()).then(|| p.value.clone()),
+        path: &p.path,
+        value: (!p.value.is_null()).then_some(&p.value),
         blob: None,
     });
     let mut payload = serde_json::to_vec(&stored(inline.collect())).map_err(|e| e.to_string())?;
@@ -185,10 +228,10 @@ pub(crate) fn encode_step(
 
 /// `patch` as journaled: a value over [`BLOB_THRESHOLD`] bytes of JSON in
 /// the blob store, a smaller one inline.
-fn store_patch(store: &dyn RunStore, patch: &Patch) -> Result<StoredPatch, String> {
-    let mut stored = StoredPatch {
+fn store_patch<'a>(store: &dyn RunStore, patch: &'a Patch) -> Result<PatchRef<'a>, String> {
+    let mut stored = PatchRef {
         op: patch.op,
-        path: patch.path.clone(),
+        path: &patch.path,
         value: None,
         blob: None,
     };
@@ -199,7 +242,7 @@ fn store_patch(store: &dyn RunStore, patch: &Patch) -> Result<StoredPatch, Strin
     if bytes.len() > BLOB_THRESHOLD {
         stored.blob = Some(store.put_blob(&bytes).map_err(|e| e.to_string())?);
     } else {
-        stored.value = Some(patch.value.clone());
+        stored.value = Some(&patch.value);
     }
     Ok(stored)
 }
@@ -235,11 +278,24 @@ pub(crate) fn read_decision(store: &dyn RunStore, entry: &Entry) -> Result<ReadD
             value,
         });
     }
+    let mut status = stored.status;
+    if let Status::Done { output } = &mut status
+        && output.is_null()
+    {
+        // Journaled once, as the snapshot's `output` (see `encode_step`).
+        if let Some(p) = patches
+            .iter()
+            .rev()
+            .find(|p| p.op == Op::Set && matches!(p.path.as_slice(), [key] if key == "output"))
+        {
+            output.clone_from(&p.value);
+        }
+    }
     Ok(ReadDecision {
         version: stored.version,
         patches,
         events: stored.events,
-        status: stored.status,
+        status,
     })
 }
 

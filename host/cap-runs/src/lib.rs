@@ -36,7 +36,7 @@ use serde_json::Value;
 pub use convergio_graph::engine::{Call, Status, Target};
 pub use driver::{Options, RunView, Runs, fold, prune, steps};
 pub use events::{RunEvent, events_of};
-pub use journal::{EntryKind, JournaledInput, Step, read_input};
+pub use journal::{BLOB_THRESHOLD, EntryKind, JournaledInput, Step, read_input};
 pub use native::NativeSteps;
 
 /// One step's request to a [`StepFunction`]: the engine's own request

@@ -634,3 +634,48 @@ async fn a_finished_run_listed_as_running_after_a_crash_is_repaired_on_resume() 
     );
     assert!(f.tools.keys().len() == 1, "nothing ran again");
 }
+
+/// A large output is journaled once, as a blob: no entry of the run holds
+/// it inline (the final decision's status says `done` without it), and
+/// every reader gets it back — `wait` on another host, `steps`, `fold` and
+/// the `run.done` event (which names the blob).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_large_output_is_stored_once_and_read_back_everywhere() {
+    let f = fixture();
+    let big = "x".repeat(40 * 1024);
+    let g = graph(json!({
+        "state": {"text": {}, "copy": {}},
+        "nodes": {
+            "a": {"kind": tool("t", "echo"), "input": "{{ state.text }}", "output": {"key": "copy"}},
+        },
+    }));
+    let run = f.runs.start(&g, json!({"text": big}), None).await.unwrap();
+    assert_eq!(output(f.runs.wait(&run).await.unwrap())["copy"], big);
+
+    let entries = f.store.read_after(&run, 0, 100).unwrap();
+    for e in &entries {
+        assert!(
+            e.payload.len() < convergio_cap_runs::BLOB_THRESHOLD,
+            "entry {} ({}) holds {} bytes inline",
+            e.seq,
+            e.kind,
+            e.payload.len()
+        );
+    }
+    // Another host reads it from the journal alone.
+    let other = next_host(&f, &run, Arc::new(Tools::default()));
+    assert_eq!(output(other.wait(&run).await.unwrap())["copy"], big);
+    let steps = other.steps(&run).await.unwrap();
+    assert_eq!(output(steps.last().unwrap().status.clone())["copy"], big);
+    let view = other.view(&run).await.unwrap();
+    assert_eq!(view.snapshot["output"]["copy"], big);
+    let done: Vec<_> = entries
+        .iter()
+        .flat_map(convergio_cap_runs::events_of)
+        .filter(|e| e.topic == "run.done")
+        .collect();
+    assert_eq!(done.len(), 1);
+    let hash = done[0].data["output-blob"].as_str().expect("a blob's hash");
+    let stored: Value = serde_json::from_slice(&f.store.get_blob(hash).unwrap().unwrap()).unwrap();
+    assert_eq!(stored["copy"], big);
+}

@@ -1,16 +1,23 @@
 //! [`RunStore`] on SQLite: its own file (`runs.db` in the data directory),
 //! so the journal does not compete with plugins' storage writes.
 //!
-//! Appends go to one writer thread. It takes the first waiting append,
-//! then every append that arrived while it was committing, and commits them
-//! all in one transaction: the group commit. Each append checks its
-//! expected seq inside that transaction, in a savepoint of its own, so one
-//! that fails leaves the others of the batch alone. Each caller waits for
-//! the commit of its own append. The writer polls for the next append for a
-//! moment before it parks, and a blocking appender polls for its reply
-//! (yielding between polls), so a lone appender does not pay two thread
-//! wake-ups per append. Other operations use a second connection
-//! (in WAL mode, reads do not wait for the writer).
+//! Appends are committed in groups: whoever commits takes every append that
+//! arrived while the previous commit was in flight and commits them all in
+//! one transaction. Each append checks its expected seq inside that
+//! transaction, in a savepoint of its own, so one that fails leaves the
+//! others of the batch alone, and each caller waits for the commit of its
+//! own append.
+//!
+//! Who commits depends on the durability. With `process` (no `fsync` per
+//! commit, a commit takes tens of microseconds) the appender commits
+//! itself, on its own thread, when no one else is committing (the leader);
+//! appends that arrive meanwhile queue, and the leader commits them too
+//! before it returns (they are its followers). No thread hand-off on the
+//! way: a lone appender pays one commit and nothing else. With `sync` a
+//! commit waits for the disk (an `fsync`, up to milliseconds), so appends go
+//! to a writer thread of their own, which commits batches the same way and
+//! keeps async callers' threads free. Other operations use a second
+//! connection (in WAL mode, reads do not wait for the writer).
 
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -42,7 +49,12 @@ CREATE TABLE IF NOT EXISTS runs (
     fork_seq    INTEGER,
     status      TEXT    NOT NULL,
     created_ms  INTEGER NOT NULL,
+    -- Set when the run is made and when its status changes; the time of
+    -- its last entry, if later, is its `updated_ms` as read.
     updated_ms  INTEGER NOT NULL,
+    -- The seq the run starts after (0, or fork_seq for a fork): its
+    -- journal ends at its last entry, or here when it has none. Appends do
+    -- not write this row, so a step's commit writes the entries' pages only.
     last_seq    INTEGER NOT NULL
 ) STRICT;
 CREATE TABLE IF NOT EXISTS entries (
@@ -121,10 +133,31 @@ struct Inner {
     /// Everything but appends (shared with the writer in `Off` mode, where
     /// the database is one connection's memory).
     conn: Arc<Mutex<Connection>>,
-    /// To the writer thread (`Sender` is `Sync`: appenders send without a lock).
-    appends: mpsc::Sender<Append>,
+    /// Who commits appends.
+    appends: Appends,
     commits: Arc<AtomicU64>,
     events: broadcast::Sender<Arc<Entry>>,
+}
+
+/// Where appends go to be committed.
+#[derive(Debug)]
+enum Appends {
+    /// To the writer thread (`Sender` is `Sync`: appenders send without a
+    /// lock).
+    Thread(mpsc::Sender<Append>),
+    /// To the queue the leader commits.
+    Inline(Group),
+}
+
+/// Appends committed by their callers, in groups: see the module's doc.
+#[derive(Debug)]
+struct Group {
+    conn: Arc<Mutex<Connection>>,
+    /// Appends waiting for a commit.
+    queue: Mutex<Vec<Append>>,
+    /// Held by the appender that commits (the leader).
+    leader: Mutex<()>,
+    max_batch: usize,
 }
 
 /// One append on its way to the writer thread.
@@ -162,11 +195,11 @@ fn to_u64(v: i64) -> u64 {
     u64::try_from(v).unwrap_or(0)
 }
 
-fn lock(conn: &Mutex<Connection>) -> MutexGuard<'_, Connection> {
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     // A panic while holding the lock leaves SQLite consistent (an open
-    // transaction rolls back when dropped), so the connection stays usable.
-    conn.lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
+    // transaction rolls back when dropped), so the connection stays usable;
+    // and the queue of appends is a plain list.
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 fn open_conn(path: &Path, durability: Durability) -> Result<Connection> {
@@ -209,22 +242,33 @@ impl SqliteRunStore {
         };
         let (events, _) = broadcast::channel(options.broadcast_capacity.max(1));
         let commits = Arc::new(AtomicU64::new(0));
-        let (tx, rx) = mpsc::channel();
-        let thread = Writer {
-            conn: writer,
-            requests: rx,
-            commits: Arc::clone(&commits),
-            events: events.clone(),
-            max_batch: options.max_batch.max(1),
+        let max_batch = options.max_batch.max(1);
+        let appends = if options.durability == Durability::Sync {
+            let (tx, rx) = mpsc::channel();
+            let thread = Writer {
+                conn: writer,
+                requests: rx,
+                commits: Arc::clone(&commits),
+                events: events.clone(),
+                max_batch,
+            };
+            std::thread::Builder::new()
+                .name("convergio-journal-writer".into())
+                .spawn(move || thread.run())
+                .map_err(|e| Error::Open(format!("cannot start the writer thread: {e}")))?;
+            Appends::Thread(tx)
+        } else {
+            Appends::Inline(Group {
+                conn: writer,
+                queue: Mutex::new(Vec::new()),
+                leader: Mutex::new(()),
+                max_batch,
+            })
         };
-        std::thread::Builder::new()
-            .name("convergio-journal-writer".into())
-            .spawn(move || thread.run())
-            .map_err(|e| Error::Open(format!("cannot start the writer thread: {e}")))?;
         Ok(Self {
             inner: Arc::new(Inner {
                 conn,
-                appends: tx,
+                appends,
                 commits,
                 events,
             }),
@@ -262,16 +306,55 @@ impl SqliteRunStore {
         entries: Vec<NewEntry>,
         reply: Reply,
     ) -> Result<()> {
-        self.inner
-            .appends
-            .send(Append {
-                run: run.clone(),
-                create,
-                expected,
-                entries,
-                reply,
-            })
-            .map_err(|_| Error::Closed)
+        let append = Append {
+            run: run.clone(),
+            create,
+            expected,
+            entries,
+            reply,
+        };
+        match &self.inner.appends {
+            Appends::Thread(tx) => tx.send(append).map_err(|_| Error::Closed),
+            Appends::Inline(group) => {
+                lock(&group.queue).push(append);
+                self.lead(group);
+                Ok(())
+            }
+        }
+    }
+
+    /// Commit the queued appends if no one else is committing: until the
+    /// queue is empty. An append queued while another appender leads is
+    /// committed by that leader, which checks the queue again after it
+    /// stops leading, so none is left behind.
+    fn lead(&self, group: &Group) {
+        loop {
+            let leading = match group.leader.try_lock() {
+                Ok(guard) => guard,
+                Err(std::sync::TryLockError::Poisoned(p)) => p.into_inner(),
+                Err(std::sync::TryLockError::WouldBlock) => return,
+            };
+            loop {
+                let mut batch = {
+                    let mut queue = lock(&group.queue);
+                    let take = queue.len().min(group.max_batch);
+                    queue.drain(..take).collect::<Vec<_>>()
+                };
+                if batch.is_empty() {
+                    break;
+                }
+                commit(
+                    &group.conn,
+                    &mut batch,
+                    &self.inner.commits,
+                    &self.inner.events,
+                );
+            }
+            drop(leading);
+            if lock(&group.queue).is_empty() {
+                return;
+            }
+        }
     }
 }
 
@@ -316,37 +399,48 @@ impl Writer {
     }
 
     fn commit(&self, batch: &mut Vec<Append>) {
-        let now = now_ms();
-        let outcome = {
-            let mut conn = lock(&self.conn);
-            commit_batch(&mut conn, batch, now)
-        };
-        match outcome {
-            Ok(results) => {
-                self.commits.fetch_add(1, Ordering::Relaxed);
-                for (append, result) in batch.drain(..).zip(results) {
-                    if let Ok(last) = &result {
-                        let first = last + 1 - append.entries.len() as u64;
-                        for (seq, e) in (first..).zip(append.entries) {
-                            // No subscriber is not an error.
-                            let _ = self.events.send(Arc::new(Entry {
-                                run: append.run.clone(),
-                                seq,
-                                kind: e.kind,
-                                call_id: e.call_id,
-                                payload: e.payload,
-                                at_ms: now,
-                            }));
-                        }
+        commit(&self.conn, batch, &self.commits, &self.events);
+    }
+}
+
+/// Commit `batch` in one transaction on `conn`, publish its entries and
+/// answer each append.
+fn commit(
+    conn: &Mutex<Connection>,
+    batch: &mut Vec<Append>,
+    commits: &AtomicU64,
+    events: &broadcast::Sender<Arc<Entry>>,
+) {
+    let now = now_ms();
+    let outcome = {
+        let mut conn = lock(conn);
+        commit_batch(&mut conn, batch, now)
+    };
+    match outcome {
+        Ok(results) => {
+            commits.fetch_add(1, Ordering::Relaxed);
+            for (append, result) in batch.drain(..).zip(results) {
+                if let Ok(last) = &result {
+                    let first = last + 1 - append.entries.len() as u64;
+                    for (seq, e) in (first..).zip(append.entries) {
+                        // No subscriber is not an error.
+                        let _ = events.send(Arc::new(Entry {
+                            run: append.run.clone(),
+                            seq,
+                            kind: e.kind,
+                            call_id: e.call_id,
+                            payload: e.payload,
+                            at_ms: now,
+                        }));
                     }
-                    append.reply.send(result);
                 }
+                append.reply.send(result);
             }
-            Err(e) => {
-                let message = e.to_string();
-                for append in batch.drain(..) {
-                    append.reply.send(Err(Error::Commit(message.clone())));
-                }
+        }
+        Err(e) => {
+            let message = e.to_string();
+            for append in batch.drain(..) {
+                append.reply.send(Err(Error::Commit(message.clone())));
             }
         }
     }
@@ -390,7 +484,10 @@ fn append_in(conn: &Connection, append: &Append, now: u64) -> Result<Seq> {
         .execute(params![append.run.as_str(), graph_hash, to_i64(now)])?;
     }
     let actual: Option<i64> = conn
-        .prepare_cached("SELECT last_seq FROM runs WHERE id = ?1")?
+        .prepare_cached(
+            "SELECT COALESCE((SELECT MAX(seq) FROM entries WHERE run = ?1), last_seq)
+             FROM runs WHERE id = ?1",
+        )?
         .query_row([append.run.as_str()], |r| r.get(0))
         .optional()?;
     let Some(actual) = actual.map(to_u64) else {
@@ -418,8 +515,6 @@ fn append_in(conn: &Connection, append: &Append, now: u64) -> Result<Seq> {
             to_i64(now)
         ])?;
     }
-    conn.prepare_cached("UPDATE runs SET last_seq = ?2, updated_ms = ?3 WHERE id = ?1")?
-        .execute(params![append.run.as_str(), to_i64(last), to_i64(now)])?;
     Ok(last)
 }
 
@@ -432,8 +527,12 @@ struct RunRow {
 fn run_row(conn: &Connection, run: &RunId) -> Result<Option<RunRow>> {
     let row = conn
         .prepare_cached(
-            "SELECT graph_hash, parent, fork_seq, status, created_ms, updated_ms, last_seq
-             FROM runs WHERE id = ?1",
+            "SELECT r.graph_hash, r.parent, r.fork_seq, r.status, r.created_ms,
+                    MAX(r.updated_ms, COALESCE(e.at_ms, 0)), COALESCE(e.seq, r.last_seq)
+             FROM runs r LEFT JOIN (
+                 SELECT seq, at_ms FROM entries WHERE run = ?1 ORDER BY seq DESC LIMIT 1
+             ) e ON 1
+             WHERE r.id = ?1",
         )?
         .query_row([run.as_str()], |r| {
             Ok((

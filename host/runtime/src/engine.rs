@@ -31,6 +31,11 @@ pub fn build_engine(
     // Async host functions run guest code on fibers; keep the wasm stack well inside the fiber stack.
     config.max_wasm_stack(1 << 20);
     config.async_stack_size(2 << 20);
+    // `CONVERGIO_PERFMAP=1`: name guest functions in `perf` profiles
+    // (/tmp/perf-PID.map), for profiling plugins (docs/operators.md).
+    if std::env::var_os("CONVERGIO_PERFMAP").is_some_and(|v| v == "1") {
+        config.profiler(wasmtime::ProfilingStrategy::PerfMap);
+    }
 
     let instances = settings.pool_instances.max(1);
     let mut pool = PoolingAllocationConfig::default();
