@@ -254,3 +254,96 @@ async fn runs_from_platform_toml_publish_their_events_on_the_bus() {
         ]
     );
 }
+
+fn runs_agent(grants: &str) -> TestPlugin {
+    let mut plugin = TestPlugin::new("runner", "agent", test_component("runs_agent"));
+    if !grants.is_empty() {
+        plugin = plugin.declares(&["runs"]).grants(grants);
+    }
+    plugin
+}
+
+/// Call the runs agent with `command`; its output (JSON) or its error text.
+async fn runner(runtime: &Runtime, command: Value) -> Result<Value, String> {
+    let task = json!([{"run-id": "", "node-id": "", "input": command.to_string(), "state": []}]);
+    let out = runtime
+        .invoke_json("runner", "run", &task)
+        .await
+        .map_err(|e| e.to_string())?;
+    match (out.get("ok"), out.get("err")) {
+        (Some(ok), _) => Ok(serde_json::from_str(ok["output"].as_str().unwrap()).unwrap()),
+        (_, Some(err)) => Err(err.to_string()),
+        _ => panic!("unexpected {out}"),
+    }
+}
+
+/// A plugin granted `runs` starts a graph run (a YAML document), waits for
+/// it and reads it through `convergio:platform/runs`; a bad document comes
+/// back with its line; an unknown run and a run that is over are refused;
+/// before the host drives graphs the interface says it is unavailable.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_plugin_granted_runs_starts_and_reads_graph_runs() {
+    let dir = tempfile::tempdir().unwrap();
+    let plugins = [
+        orchestrator(
+            "orchestrator",
+            crate_component("convergio_orchestrator"),
+            &["plain"],
+        ),
+        plain(),
+        runs_agent("runs = true"),
+    ];
+    let path = convergio_tests::write_platform(dir.path(), "", &plugins);
+    let platform = convergio_runtime::config::Platform::load(&path).unwrap();
+    let runtime = Runtime::new(&platform).await.unwrap();
+    let yaml =
+        "state:\n  n: {}\nnodes:\n  a:\n    tool: plain/echo\n    input: {n: \"{{ state.n }}\"}\n";
+
+    let before = runner(&runtime, json!({"start": yaml, "input": {"n": 1}}))
+        .await
+        .unwrap_err();
+    assert!(before.contains("unavailable"), "{before}");
+
+    let runs = convergio_runtime::graphs::runs(&runtime, &platform, None).unwrap();
+    let out = runner(&runtime, json!({"start": yaml, "input": {"n": 7}}))
+        .await
+        .unwrap();
+    assert_eq!(out["status"]["status"], "done", "{out}");
+    assert_eq!(out["info"]["status"], "done");
+    assert!(
+        out["snapshot-keys"]
+            .as_array()
+            .unwrap()
+            .contains(&json!("values"))
+    );
+    // The run is the host's own: its driver and journal know it.
+    let run = convergio_journal::RunId(out["run"].as_str().unwrap().to_owned());
+    let view = runs.view(&run).await.unwrap();
+    assert_eq!(view.snapshot["nodes"]["a"]["output"], json!({"n": 7}));
+
+    let bad = runner(&runtime, json!({"start": "nodes:\n  a:\n    nope: 1\n"}))
+        .await
+        .unwrap_err();
+    assert!(
+        bad.contains("invalid-graph: 3:5: unknown node kind `nope`"),
+        "{bad}"
+    );
+    let missing = runner(&runtime, json!({"cancel": "no-such-run"}))
+        .await
+        .unwrap_err();
+    assert!(missing.contains("no-run"), "{missing}");
+    let over = runner(&runtime, json!({"cancel": run.0, "reason": "late"}))
+        .await
+        .unwrap_err();
+    assert!(over.contains("bad-status"), "{over}");
+    drop(runs);
+}
+
+/// A plugin that imports `runs` without the grant is refused at load, with
+/// the line to add.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn importing_runs_without_the_grant_is_refused_with_the_grant_to_add() {
+    let dir = tempfile::tempdir().unwrap();
+    let error = convergio_tests::start_err(dir.path(), "", &[runs_agent("")]).await;
+    assert!(error.contains("runs = true"), "{error}");
+}

@@ -19,6 +19,7 @@ pub mod bindings {
             "convergio:platform/types@0.1.0": convergio_sdk::bindings::convergio::platform::types,
             "convergio:platform/inference@0.1.0": convergio_sdk::bindings::convergio::platform::inference,
             "convergio:platform/tool@0.1.0": convergio_sdk::bindings::convergio::platform::tool,
+            "convergio:platform/runs@0.1.0": convergio_sdk::bindings::convergio::platform::runs,
         }
     );
 }

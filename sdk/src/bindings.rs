@@ -21,6 +21,7 @@ wit_bindgen::generate!({
             import convergio:platform/local-model@0.1.0;
             import convergio:platform/tool@0.1.0;
             import convergio:platform/agent@0.1.0;
+            import convergio:platform/runs@0.1.0;
         }
     ",
     path: "../wit",

@@ -135,7 +135,24 @@ async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'sta
         .map_err(|e| Error::Journal(convergio_journal::Error::Task(e.to_string())))?
 }
 
+/// A [`Runs`] that does not keep it alive (for a holder that the driver
+/// itself reaches, such as the runtime whose plugins it calls).
+#[derive(Debug, Clone, Default)]
+pub struct WeakRuns(std::sync::Weak<Shared>);
+
+impl WeakRuns {
+    /// The driver, while a [`Runs`] of it exists.
+    pub fn upgrade(&self) -> Option<Runs> {
+        self.0.upgrade().map(|shared| Runs { shared })
+    }
+}
+
 impl Runs {
+    /// A handle that does not keep this driver alive.
+    pub fn downgrade(&self) -> WeakRuns {
+        WeakRuns(Arc::downgrade(&self.shared))
+    }
+
     /// A driver over `store`, deciding with `steps` and executing with
     /// `exec`.
     pub fn new(
@@ -213,8 +230,10 @@ impl Runs {
     /// Resume every run the journal says is running and no one drives;
     /// their ids.
     pub async fn resume_all(&self) -> Result<Vec<RunId>> {
-        let store = Arc::clone(&self.shared.store);
-        let runs = blocking(move || Ok(store.list_runs()?)).await?;
+        let runs = self
+            .shared
+            .on_store(move |store| Ok(store.list_runs()?))
+            .await?;
         let mut resumed = Vec::new();
         for info in runs {
             if info.status != RunStatus::Running || lock(&self.shared.live).contains_key(&info.id) {
@@ -222,6 +241,11 @@ impl Runs {
             }
             match self.resume(&info.id).await {
                 Ok(()) => resumed.push(info.id),
+                // Listed as running but over in its journal (a crash between
+                // the last decision and the status): the status is repaired.
+                Err(Error::Status { status, .. }) => {
+                    tracing::info!(run = %info.id, %status, "the run was over; its listed status is repaired");
+                }
                 Err(e) => tracing::warn!(run = %info.id, error = %e, "cannot resume the run"),
             }
         }
@@ -231,36 +255,37 @@ impl Runs {
     /// Delete the runs that are over and last changed more than `age` ago,
     /// with what only they use (see [`prune`]).
     pub async fn prune(&self, age: Duration) -> Result<convergio_journal::Pruned> {
-        let store = Arc::clone(&self.shared.store);
-        blocking(move || prune(&*store, age)).await
+        self.shared.on_store(move |store| prune(store, age)).await
     }
 
     /// Every run, oldest first.
     pub async fn list(&self) -> Result<Vec<RunInfo>> {
-        let store = Arc::clone(&self.shared.store);
-        blocking(move || Ok(store.list_runs()?)).await
+        self.shared
+            .on_store(move |store| Ok(store.list_runs()?))
+            .await
     }
 
     /// `run` as it stands.
     pub async fn view(&self, run: &RunId) -> Result<RunView> {
-        let shared = Arc::clone(&self.shared);
         let run = run.clone();
-        blocking(move || fold(&*shared.store, &run, None)).await
+        self.shared
+            .on_store(move |store| fold(store, &run, None))
+            .await
     }
 
     /// `run` as it stood after the step at seq `seq`.
     pub async fn view_at(&self, run: &RunId, seq: Seq) -> Result<RunView> {
-        let shared = Arc::clone(&self.shared);
         let run = run.clone();
-        blocking(move || fold(&*shared.store, &run, Some(seq))).await
+        self.shared
+            .on_store(move |store| fold(store, &run, Some(seq)))
+            .await
     }
 
     /// Every step of `run`: the points it can be inspected at and forked
     /// from.
     pub async fn steps(&self, run: &RunId) -> Result<Vec<Step>> {
-        let shared = Arc::clone(&self.shared);
         let run = run.clone();
-        blocking(move || steps(&*shared.store, &run)).await
+        self.shared.on_store(move |store| steps(store, &run)).await
     }
 
     /// Start a new run from `run` as it stood after the step at `seq`, with
@@ -286,6 +311,15 @@ struct StatusOnly {
 }
 
 impl Shared {
+    /// Run `f` on the journal off the async threads (a store's calls block).
+    async fn on_store<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&dyn RunStore) -> Result<T> + Send + 'static,
+    ) -> Result<T> {
+        let store = Arc::clone(&self.store);
+        blocking(move || f(&*store)).await
+    }
+
     fn graph_doc(&self, text: String) -> Result<Arc<GraphDoc>> {
         let hash = graph_hash(&text);
         if let Some(doc) = lock(&self.graphs).get(&hash) {
@@ -351,11 +385,10 @@ impl Shared {
         // that exists has its input journaled: a crash right after `start`
         // returned loses nothing, and one before leaves no half-made run.
         live.seq = {
-            let store = Arc::clone(&self.store);
             let (run, doc) = (run.clone(), Arc::clone(&doc));
             let owner = self.options.owner.clone();
             let ttl = self.options.lease_ttl;
-            blocking(move || {
+            self.on_store(move |store| {
                 store.put_blob(doc.text.as_bytes())?;
                 let seq = store.create_run_with(&run, &doc.hash, entries)?;
                 store.claim(&run, &owner, ttl)?;
@@ -413,9 +446,9 @@ impl Shared {
             if let Some(over) = RunStatus::parse(&status)
                 && loaded.info.status != over
             {
-                let store = Arc::clone(&self.store);
                 let r = run.clone();
-                blocking(move || Ok(store.set_status(&r, over)?)).await?;
+                self.on_store(move |store| Ok(store.set_status(&r, over)?))
+                    .await?;
                 self.status_changed.notify_waiters();
             }
             return Err(Error::Status {
@@ -426,11 +459,11 @@ impl Shared {
             });
         }
         {
-            let store = Arc::clone(&self.store);
             let owner = self.options.owner.clone();
             let ttl = self.options.lease_ttl;
             let run = run.clone();
-            blocking(move || claim(&*store, &run, &owner, ttl)).await?;
+            self.on_store(move |store| claim(store, &run, &owner, ttl))
+                .await?;
         }
         let graph = {
             let shared = Arc::clone(self);
@@ -523,14 +556,14 @@ impl Shared {
                 }
             }
         }
-        let store = Arc::clone(&self.store);
         let r = run.clone();
-        let (info, last) = blocking(move || {
-            let info = store.run_info(&r)?.ok_or_else(|| Error::NoRun(r.clone()))?;
-            let last = store.last_seq(&r)?;
-            Ok((info, last))
-        })
-        .await?;
+        let (info, last) = self
+            .on_store(move |store| {
+                let info = store.run_info(&r)?.ok_or_else(|| Error::NoRun(r.clone()))?;
+                let last = store.last_seq(&r)?;
+                Ok((info, last))
+            })
+            .await?;
         let settled = match info.status {
             RunStatus::Running => false,
             RunStatus::Waiting => !final_only,
@@ -564,18 +597,18 @@ impl Shared {
                 .status;
             if matches!(status, Status::Done { .. }) {
                 // The output is journaled in the decision's patches.
-                let store = Arc::clone(&self.store);
                 let entry = entry.clone();
-                status = blocking(move || {
-                    journal::read_decision(&*store, &entry)
-                        .map(|d| d.status)
-                        .map_err(|m| Error::Corrupt {
-                            run: entry.run.clone(),
-                            seq,
-                            message: m,
-                        })
-                })
-                .await?;
+                status = self
+                    .on_store(move |store| {
+                        journal::read_decision(store, &entry)
+                            .map(|d| d.status)
+                            .map_err(|m| Error::Corrupt {
+                                run: entry.run.clone(),
+                                seq,
+                                message: m,
+                            })
+                    })
+                    .await?;
             }
             let done = status.is_final() || (!final_only && status == Status::Waiting);
             if done && entry.seq >= last {
@@ -595,9 +628,8 @@ impl Shared {
         // another process does not, so the check repeats on a timer too.
         for _ in 0..100 {
             let notified = self.status_changed.notified();
-            let store = Arc::clone(&self.store);
             let r = run.clone();
-            match blocking(move || Ok(store.run_info(&r)?)).await {
+            match self.on_store(move |store| Ok(store.run_info(&r)?)).await {
                 Ok(Some(info)) if info.status != want => {
                     let _ = tokio::time::timeout(Duration::from_millis(20), notified).await;
                 }
@@ -615,9 +647,10 @@ impl Shared {
         let shared = Arc::clone(self);
         let p = parent.clone();
         let view = blocking(move || fold(&*shared.store, &p, Some(seq))).await?;
-        let store = Arc::clone(&self.store);
         let p = parent.clone();
-        let entry = blocking(move || Ok(store.read_after(&p, seq.saturating_sub(1), 1)?)).await?;
+        let entry = self
+            .on_store(move |store| Ok(store.read_after(&p, seq.saturating_sub(1), 1)?))
+            .await?;
         if entry
             .first()
             .is_none_or(|e| e.seq != seq || e.kind != EntryKind::Decision.as_str())
@@ -878,11 +911,14 @@ impl Driver {
     }
 
     async fn renew(&mut self) {
-        let store = Arc::clone(&self.shared.store);
         let run = self.live.run.clone();
         let owner = self.shared.options.owner.clone();
         let ttl = self.shared.options.lease_ttl;
-        if let Err(e) = blocking(move || Ok(store.renew(&run, &owner, ttl)?)).await {
+        if let Err(e) = self
+            .shared
+            .on_store(move |store| Ok(store.renew(&run, &owner, ttl)?))
+            .await
+        {
             tracing::error!(run = %self.live.run, error = %e, "lost the run's lease; stopping");
             self.abandon();
         }
@@ -1058,9 +1094,12 @@ impl Driver {
         self.shared.watch_status(&self.live.run, &decision.status);
         if status != self.live.stored {
             self.live.stored = status;
-            let store = Arc::clone(&self.shared.store);
             let run = self.live.run.clone();
-            if let Err(e) = blocking(move || Ok(store.set_status(&run, status)?)).await {
+            if let Err(e) = self
+                .shared
+                .on_store(move |store| Ok(store.set_status(&run, status)?))
+                .await
+            {
                 tracing::error!(run = %self.live.run, error = %e, "cannot record the run's status");
             }
             self.shared.status_changed.notify_waiters();
@@ -1080,9 +1119,9 @@ impl Driver {
         let store = Arc::clone(&self.shared.store);
         let run = self.live.run.clone();
         let seq = self.live.seq;
-        let state = serde_json::to_vec(&Checkpoint {
+        let state = serde_json::to_vec(&journal::CheckpointRef {
             version: self.live.version,
-            snapshot: self.live.snap.clone(),
+            snapshot: &self.live.snap,
         });
         let Ok(state) = state else { return };
         if let Err(e) = blocking(move || Ok(store.write_checkpoint(&run, seq, &state)?)).await {
@@ -1204,9 +1243,8 @@ impl Shared {
                 error: "the subgraph is not in the graph's `graphs`".to_owned(),
             };
         };
-        let store = Arc::clone(&self.store);
         let c = child.clone();
-        let exists = blocking(move || Ok(store.run_info(&c)?)).await;
+        let exists = self.on_store(move |store| Ok(store.run_info(&c)?)).await;
         let started = match exists {
             Ok(Some(_)) => match Shared::command(self, &child, Input::Resume).await {
                 Ok(()) | Err(Error::Status { .. }) => Ok(()),

@@ -312,10 +312,17 @@ pub fn read_input(store: &dyn RunStore, entry: &Entry) -> Result<JournaledInput,
 }
 
 /// A checkpoint's content: the snapshot and its version.
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Deserialize)]
 pub(crate) struct Checkpoint {
     pub version: u64,
     pub snapshot: Value,
+}
+
+/// A [`Checkpoint`] to write, borrowed.
+#[derive(Serialize)]
+pub(crate) struct CheckpointRef<'a> {
+    pub version: u64,
+    pub snapshot: &'a Value,
 }
 
 /// Apply a read decision's patches to `snap`.

@@ -30,13 +30,15 @@ pub enum Capability {
     Events,
     /// `convergio:platform/admin`: manage plugins.
     Admin,
+    /// `convergio:platform/runs`: start and drive graph runs.
+    Runs,
     /// Calls into other plugins' exports (e.g. an agent calling a tool).
     Plugins,
 }
 
 impl Capability {
     /// Every capability, in a stable order.
-    pub const ALL: [Capability; 10] = [
+    pub const ALL: [Capability; 11] = [
         Capability::Logging,
         Capability::Config,
         Capability::Storage,
@@ -46,6 +48,7 @@ impl Capability {
         Capability::LocalModel,
         Capability::Events,
         Capability::Admin,
+        Capability::Runs,
         Capability::Plugins,
     ];
 
@@ -61,6 +64,7 @@ impl Capability {
             Capability::LocalModel => "local-model",
             Capability::Events => "events",
             Capability::Admin => "admin",
+            Capability::Runs => "runs",
             Capability::Plugins => "plugins",
         }
     }
@@ -77,6 +81,7 @@ impl Capability {
             Capability::LocalModel => "models = [\"model-name\"]",
             Capability::Events => "events = [\"topic.*\"]",
             Capability::Admin => "admin = true",
+            Capability::Runs => "runs = true",
             Capability::Plugins => "plugins = [\"plugin-id\"]",
         }
     }

@@ -661,6 +661,11 @@ pub struct Grants {
     /// Plugin management.
     #[serde(default)]
     pub admin: bool,
+    /// Graph runs: start, wait for, read, answer and cancel them
+    /// (`convergio:platform/runs`). Their node calls are made under the
+    /// orchestrator plugin's `plugins` grant.
+    #[serde(default)]
+    pub runs: bool,
     /// Plugins whose exports this plugin may call.
     #[serde(default)]
     pub plugins: Vec<String>,
@@ -708,6 +713,7 @@ impl Grants {
             Capability::LocalModel => !grants.models.is_empty(),
             Capability::Events => !grants.events.is_empty(),
             Capability::Admin => grants.admin,
+            Capability::Runs => grants.runs,
             Capability::Plugins => !grants.plugins.is_empty(),
         }
     }

@@ -90,7 +90,8 @@ pub fn open_journal(
 
 /// The run driver of `platform` on `runtime`: its orchestrator plugin, its
 /// journal (with `durability`, or the platform's), node calls made on the
-/// orchestrator's behalf.
+/// orchestrator's behalf. Plugins granted `runs = true` reach it through
+/// `convergio:platform/runs` from then on.
 pub fn runs(
     runtime: &Runtime,
     platform: &Platform,
@@ -103,12 +104,14 @@ pub fn runs(
         ..convergio_cap_runs::Options::default()
     };
     forward_events(runtime, &*store);
-    Ok(convergio_cap_runs::Runs::new(
+    let runs = convergio_cap_runs::Runs::new(
         store,
         Arc::new(ComponentSteps::new(runtime.clone(), orchestrator.clone())),
         Arc::new(PluginExecutor::new(runtime.clone(), orchestrator)),
         options,
-    ))
+    );
+    runtime.serve_runs(&runs);
+    Ok(runs)
 }
 
 /// Publish every journal entry of `store` as run events on the runtime's

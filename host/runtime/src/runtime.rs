@@ -234,6 +234,18 @@ impl Runtime {
         })
     }
 
+    /// Serve `runs` to the plugins granted `runs = true`
+    /// (`convergio:platform/runs`) while it exists; [`crate::graphs::runs`]
+    /// does it for the driver it makes.
+    pub fn serve_runs(&self, runs: &convergio_cap_runs::Runs) {
+        *self
+            .inner
+            .shared
+            .runs
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = runs.downgrade();
+    }
+
     /// How many calls `plugin` serves at once (its `max-instances`).
     pub fn max_instances(&self, plugin: &str) -> Result<u32> {
         Ok(self.slot(plugin)?.current.load().spec.limits.max_instances)

@@ -37,6 +37,7 @@ mod keys;
 mod local_model;
 mod logging;
 mod run_context;
+mod runs;
 mod storage;
 
 pub use events::Event;
@@ -211,6 +212,7 @@ capabilities! {
     inference: inference::Inference,
     local_model: local_model::LocalModel,
     run_context: run_context::RunContext,
+    runs: runs::RunsCapability,
 }
 
 /// What an import of a component needs from the host.

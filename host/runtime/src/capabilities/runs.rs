@@ -1,0 +1,204 @@
+//! `convergio:platform/runs`: plugins granted `runs = true` start graph runs
+//! on the host's run driver ([`convergio_cap_runs::Runs`]), wait for them,
+//! read them, answer their interrupts and cancel them.
+//!
+//! The driver is made after the runtime (it calls plugins through it), so
+//! the capability holds a cell that [`crate::graphs::runs`] fills: until
+//! then, and in a process that runs no graphs, every call answers
+//! `unavailable`.
+
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use convergio_cap_runs::{Error as RunsError, Runs, Status, WeakRuns};
+use convergio_journal::{RunId, RunInfo};
+use wasmtime::component::{HasData, Linker};
+
+use super::{CapabilityHost, HostCapability, Services};
+use crate::config::{Platform, PluginSpec};
+use crate::{Capability, Result};
+
+#[allow(missing_docs, missing_debug_implementations)]
+mod bindings {
+    wasmtime::component::bindgen!({
+        path: "../../wit",
+        inline: "
+            package convergio:runs-host;
+            world runs-host {
+                import convergio:platform/runs@0.1.0;
+            }
+        ",
+        world: "convergio:runs-host/runs-host",
+        imports: { default: async },
+    });
+}
+
+use bindings::convergio::platform::runs as wit;
+
+/// The run driver the capability serves, once there is one. Weak: the
+/// driver holds the runtime (it calls plugins through it), so a strong
+/// handle here would keep both alive forever.
+pub(crate) type RunsCell = Arc<RwLock<WeakRuns>>;
+
+pub(crate) struct RunsCapability;
+
+impl HostCapability for RunsCapability {
+    const CAPABILITY: Option<Capability> = Some(Capability::Runs);
+    type Shared = RunsCell;
+    type Plugin = RunsCell;
+    type Store = ();
+
+    fn provides(interface: &str) -> bool {
+        interface == "convergio:platform/runs"
+    }
+
+    fn open(_: &Platform, _: &Services) -> Result<RunsCell> {
+        Ok(RunsCell::default())
+    }
+
+    fn prepare(
+        shared: &RunsCell,
+        _: &Services,
+        _: &Arc<PluginSpec>,
+    ) -> std::result::Result<RunsCell, Vec<String>> {
+        Ok(Arc::clone(shared))
+    }
+
+    fn store(_: &RunsCell) {}
+
+    fn add_to_linker<T: CapabilityHost>(linker: &mut Linker<T>) -> wasmtime::Result<()> {
+        wit::add_to_linker::<T, HasRuns>(linker, view::<T>)
+    }
+}
+
+/// A store's view for `runs`: the driver's cell.
+pub(crate) struct RunsView<'a> {
+    cell: &'a RunsCell,
+}
+
+struct HasRuns;
+
+impl HasData for HasRuns {
+    type Data<'a> = RunsView<'a>;
+}
+
+fn view<T: CapabilityHost>(host: &mut T) -> RunsView<'_> {
+    RunsView {
+        cell: &host.parts().plugin.runs,
+    }
+}
+
+impl RunsView<'_> {
+    fn runs(&self) -> std::result::Result<Runs, wit::RunsError> {
+        self.cell
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .upgrade()
+            .ok_or_else(|| {
+                wit::RunsError::Unavailable(
+                    "this host runs no graphs: the platform needs an orchestrator plugin, and \
+                     graph runs start with `convergio run` or `convergio graph run`"
+                        .to_owned(),
+                )
+            })
+    }
+}
+
+fn json_arg(what: &str, text: &str) -> std::result::Result<serde_json::Value, wit::RunsError> {
+    serde_json::from_str(text)
+        .map_err(|e| wit::RunsError::BadInput(format!("{what} is not JSON: {e}")))
+}
+
+fn error(e: RunsError) -> wit::RunsError {
+    match e {
+        e @ RunsError::NoRun(_) => wit::RunsError::NoRun(e.to_string()),
+        RunsError::InvalidGraph(m) => wit::RunsError::InvalidGraph(m),
+        e @ RunsError::BadInput { .. } => wit::RunsError::BadInput(e.to_string()),
+        e @ RunsError::Status { .. } => wit::RunsError::BadStatus(e.to_string()),
+        other => wit::RunsError::Failed(other.to_string()),
+    }
+}
+
+fn info(info: RunInfo) -> wit::RunInfo {
+    wit::RunInfo {
+        run_id: info.id.0,
+        status: info.status.as_str().to_owned(),
+        parent: info.parent.map(|(p, _)| p.0),
+        created_ms: info.created_ms,
+        updated_ms: info.updated_ms,
+    }
+}
+
+impl wit::Host for RunsView<'_> {
+    async fn start(
+        &mut self,
+        graph: String,
+        input: String,
+    ) -> std::result::Result<String, wit::RunsError> {
+        let runs = self.runs()?;
+        let graph = convergio_graph::document::read(&graph).map_err(|d| {
+            wit::RunsError::InvalidGraph(
+                d.iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join("\n"),
+            )
+        })?;
+        let input = json_arg("the input", &input)?;
+        let run = runs.start(&graph, input, None).await.map_err(error)?;
+        Ok(run.0)
+    }
+
+    async fn wait(
+        &mut self,
+        run_id: String,
+        timeout_ms: u32,
+    ) -> std::result::Result<Option<String>, wit::RunsError> {
+        let runs = self.runs()?;
+        let run = RunId(run_id);
+        let limit = Duration::from_millis(u64::from(timeout_ms));
+        match tokio::time::timeout(limit, runs.wait(&run)).await {
+            Err(_) => Ok(None),
+            Ok(status) => {
+                let status: Status = status.map_err(error)?;
+                serde_json::to_string(&status)
+                    .map(Some)
+                    .map_err(|e| wit::RunsError::Failed(e.to_string()))
+            }
+        }
+    }
+
+    async fn info(&mut self, run_id: String) -> std::result::Result<wit::RunInfo, wit::RunsError> {
+        let runs = self.runs()?;
+        let view = runs.view(&RunId(run_id)).await.map_err(error)?;
+        Ok(info(view.info))
+    }
+
+    async fn snapshot(&mut self, run_id: String) -> std::result::Result<String, wit::RunsError> {
+        let runs = self.runs()?;
+        let view = runs.view(&RunId(run_id)).await.map_err(error)?;
+        Ok(view.snapshot.to_string())
+    }
+
+    async fn answer(
+        &mut self,
+        run_id: String,
+        interrupt: String,
+        value: String,
+    ) -> std::result::Result<(), wit::RunsError> {
+        let runs = self.runs()?;
+        let value = json_arg("the answer", &value)?;
+        runs.answer(&RunId(run_id), &interrupt, value)
+            .await
+            .map_err(error)
+    }
+
+    async fn cancel(
+        &mut self,
+        run_id: String,
+        reason: String,
+    ) -> std::result::Result<(), wit::RunsError> {
+        let runs = self.runs()?;
+        runs.cancel(&RunId(run_id), &reason).await.map_err(error)
+    }
+}
