@@ -48,7 +48,7 @@ use convergio_graph::model::Graph;
 use convergio_journal::{BoxFuture, Durability, RunStore, SqliteRunStore};
 use convergio_runtime::Runtime;
 use convergio_runtime::graphs::{ComponentSteps, PluginExecutor};
-use convergio_tests::{TestPlugin, release_crate_component, release_test_component, start};
+use convergio_tests::{TestPlugin, bench_crate_component, bench_test_component, start};
 use serde_json::{Value, json};
 
 /// Plugin id of the orchestrator.
@@ -245,12 +245,12 @@ async fn platform(dir: &Path) -> Runtime {
         TestPlugin::new(
             ORCHESTRATOR,
             "orchestrator",
-            release_crate_component("convergio_orchestrator"),
+            bench_crate_component("convergio_orchestrator"),
         )
         .declares(&["plugins"])
         .grants(&format!("plugins = [\"{TOOL}\"]"))
         .limits(ORCHESTRATOR_LIMITS),
-        TestPlugin::new(TOOL, "tool", release_test_component("plain_tool")).limits(TOOL_LIMITS),
+        TestPlugin::new(TOOL, "tool", bench_test_component("plain_tool")).limits(TOOL_LIMITS),
     ];
     start(dir, "data-dir = \".\"", &plugins).await
 }

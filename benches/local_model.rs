@@ -33,7 +33,7 @@ use convergio_runtime::inference::{
     Caller, ChatRequest, Message, ModelSelector, Role, Router, Sampling,
 };
 use convergio_runtime::local_models::{ModelStore, llama_backend};
-use convergio_tests::{TestPlugin, release_crate_component, start, test_model};
+use convergio_tests::{TestPlugin, bench_crate_component, start, test_model};
 use llama_cpp_2::context::LlamaContext;
 use llama_cpp_2::context::params::LlamaContextParams;
 use llama_cpp_2::llama_batch::LlamaBatch;
@@ -254,7 +254,7 @@ async fn main() {
     let plugin = TestPlugin::new(
         "local",
         "provider",
-        release_crate_component("convergio_provider_local"),
+        bench_crate_component("convergio_provider_local"),
     )
     .declares(&["local-model"])
     .grants("models = [\"smollm2\"]");

@@ -26,7 +26,7 @@ use convergio_runtime::inference::{
     Caller, ChatRequest, Message, ModelSelector, NoSink, Role, Router, RouterConfig, Sampling,
 };
 use convergio_tests::upstream::{Reply, Upstream};
-use convergio_tests::{TestPlugin, release_crate_component, start};
+use convergio_tests::{TestPlugin, bench_crate_component, start};
 use http_body_util::{BodyExt as _, Full};
 use hyper_util::rt::TokioIo;
 
@@ -89,7 +89,7 @@ async fn main() {
     let plugin = TestPlugin::new(
         "openai",
         "provider",
-        release_crate_component("convergio_provider_openai"),
+        bench_crate_component("convergio_provider_openai"),
     )
     .declares(&["http", "keys", "config", "logging"])
     .grants(&format!(

@@ -23,6 +23,16 @@ fn orchestrator(id: &str, component: std::path::PathBuf, callees: &[&str]) -> Te
         .limits("warm-instances = 2\ndeadline-ms = 2000")
 }
 
+/// The platform's orchestrator component as plugin `orchestrator`,
+/// granted `callees`.
+fn the_orchestrator(callees: &[&str]) -> TestPlugin {
+    orchestrator(
+        "orchestrator",
+        crate_component("convergio_orchestrator"),
+        callees,
+    )
+}
+
 fn counter() -> TestPlugin {
     TestPlugin::new("counter", "tool", test_component("counter_tool"))
         .declares(&["storage"])
@@ -65,15 +75,7 @@ async fn the_orchestrator_component_drives_parallel_branches_a_map_and_a_join() 
     let runtime = start(
         dir.path(),
         "",
-        &[
-            orchestrator(
-                "orchestrator",
-                crate_component("convergio_orchestrator"),
-                &["counter", "plain"],
-            ),
-            counter(),
-            plain(),
-        ],
+        &[the_orchestrator(&["counter", "plain"]), counter(), plain()],
     )
     .await;
     let runs = runs(&runtime, dir.path(), "orchestrator");
@@ -125,15 +127,7 @@ async fn a_node_on_a_plugin_the_orchestrator_is_not_granted_fails_with_the_grant
     let runtime = start(
         dir.path(),
         "",
-        &[
-            orchestrator(
-                "orchestrator",
-                crate_component("convergio_orchestrator"),
-                &["plain"],
-            ),
-            counter(),
-            plain(),
-        ],
+        &[the_orchestrator(&["plain"]), counter(), plain()],
     )
     .await;
     let runs = runs(&runtime, dir.path(), "orchestrator");
@@ -165,11 +159,7 @@ async fn a_hostile_orchestrator_fails_its_runs_and_the_host_keeps_serving() {
                 &["plain"],
             )
             .limits("deadline-ms = 300"),
-            orchestrator(
-                "orchestrator",
-                crate_component("convergio_orchestrator"),
-                &["plain"],
-            ),
+            the_orchestrator(&["plain"]),
             plain(),
         ],
     )
@@ -200,14 +190,7 @@ async fn a_hostile_orchestrator_fails_its_runs_and_the_host_keeps_serving() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn runs_from_platform_toml_publish_their_events_on_the_bus() {
     let dir = tempfile::tempdir().unwrap();
-    let plugins = [
-        orchestrator(
-            "orchestrator",
-            crate_component("convergio_orchestrator"),
-            &["plain"],
-        ),
-        plain(),
-    ];
+    let plugins = [the_orchestrator(&["plain"]), plain()];
     let path = convergio_tests::write_platform(dir.path(), "", &plugins);
     let text = std::fs::read_to_string(&path).unwrap();
     std::fs::write(
@@ -285,11 +268,7 @@ async fn runner(runtime: &Runtime, command: Value) -> Result<Value, String> {
 async fn a_plugin_granted_runs_starts_and_reads_graph_runs() {
     let dir = tempfile::tempdir().unwrap();
     let plugins = [
-        orchestrator(
-            "orchestrator",
-            crate_component("convergio_orchestrator"),
-            &["plain"],
-        ),
+        the_orchestrator(&["plain"]),
         plain(),
         runs_agent("runs = true"),
     ];

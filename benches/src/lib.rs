@@ -20,7 +20,7 @@ pub mod storage;
 use std::path::PathBuf;
 
 use convergio_runtime::Runtime;
-use convergio_tests::{TestPlugin, release_test_component, start};
+use convergio_tests::{TestPlugin, bench_test_component, start};
 use tempfile::TempDir;
 use wasmtime::component::Val;
 
@@ -44,8 +44,8 @@ pub const WARM_AGENT: &str = "warm-agent";
 pub const CONFIG: (&str, &str) = ("k", "v");
 
 /// The built component files: `bench_tool`, `plain_tool`, `caller_agent`.
-/// These are the release builds; panics, naming `cargo xtask build-components
-/// --release`, if they are not built.
+/// The release builds when measuring, the debug builds in a smoke test
+/// under `cargo test`; panics, naming how to build them, if they are not.
 #[derive(Debug, Clone)]
 pub struct Components {
     /// `bench_tool.wasm`.
@@ -60,9 +60,9 @@ impl Components {
     /// Locate the built test components.
     pub fn locate() -> Self {
         Self {
-            bench: release_test_component("bench_tool"),
-            tool: release_test_component("plain_tool"),
-            agent: release_test_component("caller_agent"),
+            bench: bench_test_component("bench_tool"),
+            tool: bench_test_component("plain_tool"),
+            agent: bench_test_component("caller_agent"),
         }
     }
 }

@@ -23,7 +23,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use convergio_cap_storage::{Backend, Quota, SqliteBackend};
 use convergio_runtime::Runtime;
-use convergio_tests::{TestPlugin, release_test_component, start};
+use convergio_tests::{TestPlugin, bench_test_component, start};
 use rusqlite::{Connection, OptionalExtension, params};
 use tempfile::TempDir;
 use wasmtime::component::Val;
@@ -158,7 +158,7 @@ impl StorageBench {
             Some(base) => tempfile::tempdir_in(base)?,
             None => tempfile::tempdir()?,
         };
-        let plugin = TestPlugin::new(STORE, "tool", release_test_component("storage_bench_tool"))
+        let plugin = TestPlugin::new(STORE, "tool", bench_test_component("storage_bench_tool"))
             .declares(&["storage"])
             .grants(&format!("storage = [\"{BUCKET}\"]"))
             .limits("max-instances = 64");

@@ -62,6 +62,33 @@ pub fn release_crate_component(crate_name: &str) -> PathBuf {
     built("release", &format!("{crate_name}.wasm"))
 }
 
+/// Whether a benchmark binary measures (`cargo bench` passes `--bench`) or
+/// runs once as a smoke test under `cargo test`.
+pub fn measuring() -> bool {
+    std::env::args().any(|a| a == "--bench")
+}
+
+/// A crate's component for a benchmark: the release build when it
+/// measures, the debug build (which `cargo test` has) when it runs as a
+/// smoke test.
+pub fn bench_crate_component(crate_name: &str) -> PathBuf {
+    if measuring() {
+        release_crate_component(crate_name)
+    } else {
+        crate_component(crate_name)
+    }
+}
+
+/// A test component for a benchmark: release or debug, as
+/// [`bench_crate_component`].
+pub fn bench_test_component(name: &str) -> PathBuf {
+    if measuring() {
+        release_test_component(name)
+    } else {
+        test_component(name)
+    }
+}
+
 fn built(profile: &str, relative: &str) -> PathBuf {
     let path = target_dir()
         .join("wasm32-wasip2")

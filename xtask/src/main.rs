@@ -46,9 +46,9 @@ fn main() -> Result<()> {
             setup(true)?;
             // The local-model tests run the real test model.
             system::test_model()?;
+            // The benchmarks run once each as tests too, with these debug
+            // builds (they measure with release builds: `cargo xtask bench`).
             build_components(false)?;
-            // The benchmarks, run once each as tests, use optimized components.
-            build_components(true)?;
             run(cargo().args(["test", "--workspace", "--all-targets"]))?;
             // Doc tests are not part of --all-targets.
             run(cargo().args(["test", "--workspace", "--doc"]))
