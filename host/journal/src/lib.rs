@@ -20,8 +20,7 @@
 //!   [`Durability::Sync`] and [`Durability::Process`];
 //! - [`MemoryRunStore`]: process memory, for [`Durability::Off`] (nothing
 //!   survives the process). An append commits on the calling thread, under
-//!   a lock, in about a microsecond: no SQLite, no hand-off to a writer
-//!   thread.
+//!   a lock, in about a microsecond: no SQLite.
 //!
 //! [`open`] picks the one a durability asks for; use it rather than naming
 //! a store, unless the caller needs what only one offers
@@ -302,7 +301,7 @@ pub enum Error {
     /// A blocking task of the store's failed.
     #[error("a journal task failed: {0}")]
     Task(String),
-    /// The writer thread is gone (the store is closing).
+    /// The store's writer is gone (the store is closing).
     #[error("the journal's writer has stopped")]
     Closed,
 }
@@ -419,12 +418,10 @@ pub fn open(path: &Path, durability: Durability) -> Result<Arc<dyn RunStore>> {
 /// [`SqliteRunStore`] at `path` otherwise.
 ///
 /// `SqliteRunStore::open_with` itself still takes [`Durability::Off`] (an
-/// in-memory SQLite database behind the writer thread): it runs the SQL
-/// store's own code without a file, which its tests and the journal
-/// benchmark use, and callers that name it keep working. Each append
-/// there costs a hand-off to the writer thread and back, some twenty times
-/// what an append to a [`MemoryRunStore`] costs, so this function does not
-/// pick it.
+/// in-memory SQLite database): it runs the SQL store's own code without a
+/// file, which its tests and the journal benchmark use, and callers that
+/// name it keep working. Each append there runs SQL, several times what an
+/// append to a [`MemoryRunStore`] costs, so this function does not pick it.
 pub fn open_with(path: &Path, options: Options) -> Result<Arc<dyn RunStore>> {
     Ok(match options.durability {
         Durability::Off => Arc::new(MemoryRunStore::with_broadcast_capacity(

@@ -759,6 +759,11 @@ impl RunStore for SqliteRunStore {
     fn append_blocking(&self, run: &RunId, expected: Seq, entries: Vec<NewEntry>) -> Result<Seq> {
         let (tx, rx) = mpsc::sync_channel(1);
         self.send(run, expected, entries, Reply::Blocking(tx))?;
+        if matches!(self.inner.appends, Appends::Inline(_)) {
+            // Committed already (this thread led), or another appender is
+            // committing it: spinning would take the CPU that leader needs.
+            return rx.recv().map_err(|_| Error::Closed)?;
+        }
         // A commit usually takes less than parking and waking this thread would.
         let started = Instant::now();
         while started.elapsed() < REPLY_SPIN {
