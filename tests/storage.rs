@@ -5,6 +5,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use convergio_runtime::Runtime;
+use convergio_test_child::Child;
 use convergio_tests::{TestPlugin, start, test_component};
 use serde_json::{Value, json};
 
@@ -268,67 +269,23 @@ async fn kill_9_writer() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn acknowledged_writes_survive_kill_9() {
-    use std::io::BufRead;
-    use std::time::Duration;
     let dir = tempfile::tempdir().unwrap();
-    let mut child = std::process::Command::new(std::env::current_exe().unwrap())
-        .args([
-            "--ignored",
-            "--exact",
-            "kill_9_writer",
-            "--nocapture",
-            "--test-threads=1",
-        ])
-        .env(KILL_DIR, dir.path())
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::piped())
-        // The writer's panics and logs show with this test's output.
-        .stderr(std::process::Stdio::inherit())
-        .spawn()
-        .unwrap();
-    // Read on a thread, so a writer that stalls fails the test instead of hanging it.
-    let stdout = child.stdout.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    let reader = std::thread::spawn(move || {
-        for line in std::io::BufReader::new(stdout).lines() {
-            let Ok(line) = line else { break };
-            if let Some(n) = line.strip_prefix("acked ")
-                && tx.send(n.parse::<u64>().unwrap()).is_err()
-            {
-                break;
-            }
-        }
-    });
+    let mut child = Child::spawn("kill_9_writer", &[(KILL_DIR, dir.path().as_os_str())]);
+    let acked_of = |line: &str| {
+        line.strip_prefix("acked ")
+            .map(|n| n.parse::<u64>().unwrap() + 1)
+    };
     let mut acked = 0u64;
     while acked < KILL_AFTER {
-        match rx.recv_timeout(Duration::from_secs(30)) {
-            Ok(n) => acked = n + 1,
-            Err(e) => {
-                let _ = child.kill();
-                let status = child.wait().unwrap();
-                panic!(
-                    "the writer stopped after {acked} acknowledged writes ({e}); it exited with {status}"
-                );
-            }
+        if let Some(n) = acked_of(&child.next_line(std::time::Duration::from_secs(30))) {
+            acked = n;
         }
     }
-    child.kill().unwrap(); // SIGKILL: no destructor, no flush, no checkpoint
-    let status = child.wait().unwrap();
-    #[cfg(unix)]
-    {
-        use std::os::unix::process::ExitStatusExt;
-        assert_eq!(
-            status.signal(),
-            Some(9),
-            "the writer was not killed: {status}"
-        );
-    }
-    #[cfg(not(unix))]
-    assert!(!status.success(), "the writer was not killed: {status}");
-    reader.join().unwrap();
     // Writes acknowledged between the last read and the kill count too.
-    if let Some(n) = rx.try_iter().last() {
-        acked = n + 1;
+    for line in child.kill_9() {
+        if let Some(n) = acked_of(&line) {
+            acked = acked.max(n);
+        }
     }
 
     let runtime = start(

@@ -20,6 +20,7 @@ use convergio_journal::{
     Durability, Entry, Error, MemoryRunStore, NewEntry, Options, RunId, RunStatus, RunStore,
     SqliteRunStore, Subscription,
 };
+use convergio_test_child::Child;
 
 /// A store to run the behavioural tests against.
 trait Backend {
@@ -1229,72 +1230,25 @@ fn kill_9_appender() {
 
 #[test]
 fn acknowledged_entries_survive_kill_9() {
-    use std::io::BufRead;
     let dir = tempfile::tempdir().unwrap();
-    let mut child = std::process::Command::new(std::env::current_exe().unwrap())
-        .args([
-            "--ignored",
-            "--exact",
-            "kill_9_appender",
-            "--nocapture",
-            "--test-threads=1",
-        ])
-        .env(KILL_DIR, dir.path())
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::inherit())
-        .spawn()
-        .unwrap();
-    // Read on a thread, so an appender that stalls fails the test instead
-    // of hanging it.
-    let stdout = child.stdout.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    let reader = std::thread::spawn(move || {
-        for line in std::io::BufReader::new(stdout).lines() {
-            let Ok(line) = line else { break };
-            if let Some(rest) = line.strip_prefix("acked ") {
-                let (t, seq) = rest.split_once(' ').unwrap();
-                if tx
-                    .send((t.parse::<usize>().unwrap(), seq.parse::<u64>().unwrap()))
-                    .is_err()
-                {
-                    break;
-                }
-            }
-        }
-    });
+    let mut child = Child::spawn("kill_9_appender", &[(KILL_DIR, dir.path().as_os_str())]);
     let mut acked = [0u64; 4];
+    let mut note = |line: &str| {
+        if let Some(rest) = line.strip_prefix("acked ") {
+            let (t, seq) = rest.split_once(' ').unwrap();
+            let (t, seq) = (t.parse::<usize>().unwrap(), seq.parse::<u64>().unwrap());
+            acked[t] = acked[t].max(seq);
+            return 1;
+        }
+        0
+    };
     let mut total = 0;
     while total < KILL_AFTER {
-        match rx.recv_timeout(Duration::from_secs(30)) {
-            Ok((t, seq)) => {
-                acked[t] = acked[t].max(seq);
-                total += 1;
-            }
-            Err(e) => {
-                let _ = child.kill();
-                let status = child.wait().unwrap();
-                panic!(
-                    "the appender stopped after {total} acknowledged appends ({e}); it exited with {status}"
-                );
-            }
-        }
+        total += note(&child.next_line(Duration::from_secs(30)));
     }
-    child.kill().unwrap(); // SIGKILL: no destructor, no flush, no checkpoint
-    let status = child.wait().unwrap();
-    #[cfg(unix)]
-    {
-        use std::os::unix::process::ExitStatusExt;
-        assert_eq!(
-            status.signal(),
-            Some(9),
-            "the appender was not killed: {status}"
-        );
-    }
-    reader.join().unwrap();
     // Appends acknowledged between the last read and the kill count too.
-    for (t, seq) in rx.try_iter() {
-        acked[t] = acked[t].max(seq);
+    for line in child.kill_9() {
+        note(&line);
     }
     let store = store(dir.path(), Durability::Process);
     for (t, &last) in acked.iter().enumerate() {
