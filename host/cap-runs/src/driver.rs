@@ -265,6 +265,14 @@ impl Runs {
             .await
     }
 
+    /// `run`'s record in the journal (no fold of its entries).
+    pub async fn info(&self, run: &RunId) -> Result<RunInfo> {
+        let run = run.clone();
+        self.shared
+            .on_store(move |store| store.run_info(&run)?.ok_or(Error::NoRun(run)))
+            .await
+    }
+
     /// `run` as it stands.
     pub async fn view(&self, run: &RunId) -> Result<RunView> {
         let run = run.clone();

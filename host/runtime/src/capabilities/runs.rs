@@ -170,8 +170,7 @@ impl wit::Host for RunsView<'_> {
 
     async fn info(&mut self, run_id: String) -> std::result::Result<wit::RunInfo, wit::RunsError> {
         let runs = self.runs()?;
-        let view = runs.view(&RunId(run_id)).await.map_err(error)?;
-        Ok(info(view.info))
+        Ok(info(runs.info(&RunId(run_id)).await.map_err(error)?))
     }
 
     async fn snapshot(&mut self, run_id: String) -> std::result::Result<String, wit::RunsError> {
