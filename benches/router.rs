@@ -23,7 +23,8 @@ use bytes::Bytes;
 use convergio_cap_keys::secrecy::SecretString;
 use convergio_cap_keys::{AuthScheme, Vault};
 use convergio_runtime::inference::{
-    Caller, ChatRequest, Message, ModelSelector, NoSink, Role, Router, RouterConfig, Sampling,
+    Caller, ChatRequest, Message, ModelSelector, NoSink, ResponseFormat, Role, Router,
+    RouterConfig, Sampling,
 };
 use convergio_tests::upstream::{Reply, Upstream};
 use convergio_tests::{TestPlugin, bench_crate_component, start};
@@ -55,7 +56,7 @@ fn request() -> ChatRequest {
             max_tokens: Some(32),
             ..Sampling::default()
         },
-        json_mode: false,
+        format: ResponseFormat::Text,
     }
 }
 

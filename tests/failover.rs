@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use convergio_cap_keys::Vault;
 use convergio_runtime::Runtime;
 use convergio_runtime::inference::{
-    Caller, ChatRequest, Message, ModelSelector, Role, Router, Sampling,
+    Caller, ChatRequest, Message, ModelSelector, ResponseFormat, Role, Router, Sampling,
 };
 use convergio_tests::fake_providers::{self as fake, FakeProvider, Fault, Flavor};
 use convergio_tests::{start, target_dir};
@@ -45,7 +45,7 @@ fn request() -> ChatRequest {
             max_tokens: Some(64),
             ..Sampling::default()
         },
-        json_mode: false,
+        format: ResponseFormat::Text,
     }
 }
 

@@ -8,8 +8,8 @@
 use std::sync::Arc;
 
 use convergio_runtime::inference::{
-    Caller, ChatRequest, Message, ModelError, ModelSelector, NoSink, Role, Router, RouterConfig,
-    Sampling, Strategy,
+    Caller, ChatRequest, Message, ModelError, ModelSelector, NoSink, ResponseFormat, Role, Router,
+    RouterConfig, Sampling, Strategy,
 };
 use convergio_tests::{TestPlugin, start, test_component};
 
@@ -22,7 +22,7 @@ fn chat(model: &str, text: &str) -> ChatRequest {
         ],
         tools: vec![],
         sampling: Sampling::default(),
-        json_mode: false,
+        format: ResponseFormat::Text,
     }
 }
 

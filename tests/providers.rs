@@ -30,8 +30,8 @@ use convergio_cap_keys::Vault;
 use convergio_runtime::Runtime;
 use convergio_runtime::inference::{
     CallRecord, Caller, ChatRequest, Completion, Delta, FinishReason, Message, ModelError,
-    ModelInfo, ModelSelector, NoSink, Provider, Role, Router, RouterConfig, Sampling, ToolCall,
-    ToolDefinition, Usage, UsageSink,
+    ModelInfo, ModelSelector, NoSink, Provider, ResponseFormat, Role, Router, RouterConfig,
+    Sampling, ToolCall, ToolDefinition, Usage, UsageSink,
 };
 use convergio_tests::fake_providers::{
     self as fake, Chunking, DEFAULT_PAUSE, FakeProvider, Fault, Flavor, INPUT_TOKENS,
@@ -79,7 +79,7 @@ fn chat(model: &str, messages: Vec<Message>, tools: Vec<ToolDefinition>) -> Chat
             max_tokens: Some(MAX_TOKENS),
             ..Sampling::default()
         },
-        json_mode: false,
+        format: ResponseFormat::Text,
     }
 }
 

@@ -2,7 +2,7 @@
 //! `convergio:platform/inference`, so that a request fits in a few lines.
 
 use crate::inference::{ChatRequest, ModelSelector, Requirements, Strategy};
-use crate::types::{Completion, Message, Role, Sampling, Usage};
+use crate::types::{Completion, Message, ResponseFormat, Role, Sampling, Usage};
 
 impl Message {
     /// A message of `role` with text `content`, no tool calls.
@@ -92,8 +92,17 @@ impl ChatRequest {
             messages,
             tools: Vec::new(),
             sampling: Sampling::default(),
-            json_mode: false,
+            format: ResponseFormat::Text,
         }
+    }
+
+    /// Ask for JSON matching `schema` (a JSON Schema's text): local models
+    /// sample under its grammar, cloud models get their API's structured
+    /// output, and the host asks again with the validation errors when an
+    /// answer does not match (`model-error::invalid-output` after the last try).
+    pub fn with_schema(mut self, schema: impl Into<String>) -> Self {
+        self.format = ResponseFormat::JsonSchema(schema.into());
+        self
     }
 }
 
@@ -141,6 +150,10 @@ mod tests {
             ModelSelector::cheapest(Requirements::default()),
             vec![Message::user("hi")],
         );
-        assert!(!r.json_mode && r.tools.is_empty() && r.sampling.stop.is_empty());
+        assert!(
+            matches!(r.format, ResponseFormat::Text)
+                && r.tools.is_empty()
+                && r.sampling.stop.is_empty()
+        );
     }
 }

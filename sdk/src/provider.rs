@@ -68,7 +68,7 @@ pub use bindings::exports::convergio::platform::provider::{
 
 pub use crate::types::{
     Completion, Delta, Embeddings, FinishReason, Message, ModelError, ModelFeatures, ModelInfo,
-    QualityTier, Role, Sampling, ToolCall, ToolDefinition, Usage,
+    QualityTier, ResponseFormat, Role, Sampling, ToolCall, ToolDefinition, Usage,
 };
 
 /// What the functions of [`Guest`] return.

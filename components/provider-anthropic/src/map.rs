@@ -112,9 +112,23 @@ pub fn build_request(
                 .sort_by_key(|b| !matches!(b, RequestBlock::ToolResult { .. }));
         }
     }
-    if request.json_mode {
-        system.push(JSON_MODE_INSTRUCTION.to_owned());
-    }
+    // A schema goes to the API's structured output; plain JSON mode (which
+    // the API does not have) is an instruction.
+    let output_config = match &request.format {
+        provider::ResponseFormat::Text => None,
+        provider::ResponseFormat::JsonObject => {
+            system.push(JSON_MODE_INSTRUCTION.to_owned());
+            None
+        }
+        provider::ResponseFormat::JsonSchema(schema) => {
+            let schema: Value = serde_json::from_str(schema).map_err(|e| {
+                ModelError::BadRequest(format!(
+                    "the response format's JSON Schema is not JSON: {e}"
+                ))
+            })?;
+            Some(serde_json::json!({"format": {"type": "json_schema", "schema": schema}}))
+        }
+    };
 
     let sampling = &request.sampling;
     let mut dropped = Vec::new();
@@ -151,6 +165,7 @@ pub fn build_request(
         top_p,
         top_k,
         stream,
+        output_config,
     };
     Ok((body, dropped))
 }
@@ -638,7 +653,8 @@ mod tests {
             | ModelError::MalformedResponse(m)
             | ModelError::NoModel(m)
             | ModelError::BudgetExceeded(m)
-            | ModelError::AccessDenied(m) => m,
+            | ModelError::AccessDenied(m)
+            | ModelError::InvalidOutput(m) => m,
             ModelError::RateLimited(_) => "",
         }
     }
@@ -736,7 +752,7 @@ mod tests {
             "claude-haiku-5-5",
             vec![Message::user("List three colours")],
         );
-        req.json_mode = true;
+        req.format = provider::ResponseFormat::JsonObject;
         let (body, _) = build_request(&req, 4096, true).unwrap();
         let body = json_of(&body);
         assert_eq!(body["stream"], json!(true));
@@ -748,6 +764,16 @@ mod tests {
             json!(format!("Be brief.\n\n{JSON_MODE_INSTRUCTION}"))
         );
         assert!(body.get("stream").is_none());
+        assert!(body.get("output_config").is_none());
+
+        // A schema is the API's structured output, with no instruction.
+        req.format = provider::ResponseFormat::JsonSchema(r#"{"type":"object"}"#.into());
+        let body = wire(&req);
+        assert_eq!(
+            body["output_config"],
+            json!({"format": {"type": "json_schema", "schema": {"type": "object"}}})
+        );
+        assert_eq!(body["system"], json!("Be brief."));
     }
 
     #[test]

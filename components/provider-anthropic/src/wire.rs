@@ -34,6 +34,9 @@ pub struct MessagesRequest {
     /// `true` asks for server-sent events; left out otherwise.
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub stream: bool,
+    /// Structured output: `{"format": {"type": "json_schema", "schema": …}}`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub output_config: Option<Value>,
 }
 
 /// A turn of the conversation.

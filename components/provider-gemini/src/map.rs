@@ -92,6 +92,24 @@ pub fn request_body(request: &ProviderRequest) -> Result<(Value, Vec<String>), M
         ));
     }
     let tools = tools(&request.tools, &mut notes)?;
+    let response_schema = match &request.format {
+        provider::ResponseFormat::JsonSchema(schema) => {
+            let schema: Value = serde_json::from_str(schema).map_err(|e| {
+                ModelError::BadRequest(format!(
+                    "the response format's JSON Schema is not JSON: {e}"
+                ))
+            })?;
+            let converted = schema::to_gemini(&schema);
+            if !converted.dropped.is_empty() {
+                notes.push(format!(
+                    "response schema: left out schema keywords Gemini does not accept (the host still validates them): {}",
+                    converted.dropped.join(", ")
+                ));
+            }
+            converted.parameters
+        }
+        _ => None,
+    };
     let sampling = &request.sampling;
     let config = GenerationConfig {
         temperature: sampling.temperature.and_then(decimal),
@@ -102,7 +120,9 @@ pub fn request_body(request: &ProviderRequest) -> Result<(Value, Vec<String>), M
             .map(|seed| i32::try_from(seed & 0x7fff_ffff).unwrap_or(i32::MAX)),
         max_output_tokens: sampling.max_tokens,
         stop_sequences: sampling.stop.clone(),
-        response_mime_type: request.json_mode.then(|| "application/json".to_owned()),
+        response_mime_type: (!matches!(request.format, provider::ResponseFormat::Text))
+            .then(|| "application/json".to_owned()),
+        response_schema,
     };
     let body = GenerateContentRequest {
         contents,
@@ -839,7 +859,9 @@ mod tests {
             max_tokens: Some(256),
             stop: vec!["END".to_owned()],
         };
-        req.json_mode = true;
+        req.format = provider::ResponseFormat::JsonSchema(
+            r#"{"type":"object","properties":{"temp":{"type":"number"}},"required":["temp"],"additionalProperties":false}"#.into(),
+        );
 
         let (body, notes) = request_body(&req).unwrap();
         assert_eq!(
@@ -868,12 +890,14 @@ mod tests {
                 "generationConfig": {
                     "temperature": 0.5, "topP": 0.9, "topK": 40, "seed": 42,
                     "maxOutputTokens": 256, "stopSequences": ["END"],
-                    "responseMimeType": "application/json"
+                    "responseMimeType": "application/json",
+                    "responseSchema": {"type": "OBJECT", "properties": {"temp": {"type": "NUMBER"}}, "required": ["temp"]}
                 }
             })
         );
-        assert_eq!(notes.len(), 1);
+        assert_eq!(notes.len(), 2);
         assert!(notes[0].contains("additionalProperties"), "{notes:?}");
+        assert!(notes[1].starts_with("response schema:"), "{notes:?}");
     }
 
     #[test]

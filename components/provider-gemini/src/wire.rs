@@ -102,6 +102,9 @@ pub struct GenerationConfig {
     pub stop_sequences: Vec<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub response_mime_type: Option<String>,
+    /// The answer's schema (with `application/json`), an OpenAPI subset.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub response_schema: Option<Value>,
 }
 
 /// The answer of `generateContent`, and each event of a stream.

@@ -32,10 +32,12 @@ pub fn model_info(model: &LocalModelInfo) -> ModelInfo {
         max_output_tokens: None,
         input_price_per_mtok: 0.0,
         output_price_per_mtok: 0.0,
+        // JSON answers are grammar-constrained (llama.cpp) or the server's
+        // structured output (Ollama).
         features: if model.embedding_length > 0 {
-            ModelFeatures::STREAMING | ModelFeatures::EMBEDDINGS
+            ModelFeatures::STREAMING | ModelFeatures::JSON_MODE | ModelFeatures::EMBEDDINGS
         } else {
-            ModelFeatures::STREAMING
+            ModelFeatures::STREAMING | ModelFeatures::JSON_MODE
         },
         quality: QualityTier::Basic,
         local: true,
@@ -68,17 +70,12 @@ pub fn finish_reason(generation: &Generation) -> FinishReason {
     }
 }
 
-/// Tool calls and JSON mode are not supported by local models yet: say so
-/// rather than answer as if they were honoured.
+/// Tool calls are not supported by local models yet: say so rather than
+/// answer as if they were honoured.
 fn check(request: &ProviderRequest) -> provider::Result<()> {
     if !request.tools.is_empty() {
         return Err(ModelError::BadRequest(
             "local models do not take tool definitions yet; route tool calls to a model with the `tools` feature".into(),
-        ));
-    }
-    if request.json_mode {
-        return Err(ModelError::BadRequest(
-            "local models have no JSON mode yet; route JSON-mode requests to a model with the `json-mode` feature".into(),
         ));
     }
     Ok(())
@@ -100,9 +97,13 @@ impl Guest for Local {
 
     fn complete(request: ProviderRequest) -> provider::Result<Completion> {
         check(&request)?;
-        let generation =
-            local_model::generate(&request.model, &request.messages, &request.sampling)
-                .map_err(model_error)?;
+        let generation = local_model::generate(
+            &request.model,
+            &request.messages,
+            &request.sampling,
+            &request.format,
+        )
+        .map_err(model_error)?;
         Ok(Completion {
             provider: PROVIDER_ID.to_owned(),
             model: request.model,
@@ -119,9 +120,13 @@ impl Guest for Local {
 
     fn stream(request: ProviderRequest) -> provider::Result<CompletionStream> {
         check(&request)?;
-        let tokens =
-            local_model::generate_stream(&request.model, &request.messages, &request.sampling)
-                .map_err(model_error)?;
+        let tokens = local_model::generate_stream(
+            &request.model,
+            &request.messages,
+            &request.sampling,
+            &request.format,
+        )
+        .map_err(model_error)?;
         Ok(CompletionStream::new(Tokens(RefCell::new(Some(tokens)))))
     }
 

@@ -17,8 +17,8 @@ use crate::config::{Flavor, Settings};
 use crate::models::{self, ChatTools, Kind, ModelSpec, Tokens};
 use crate::wire::{
     ApiError, ChatChunk, ChatRequest, ChatResponse, EmbeddingsRequest, EmbeddingsResponse,
-    ErrorBody, FunctionCall, FunctionDefinition, RequestMessage, RequestToolCall, ResponseFormat,
-    StreamOptions, Tool, WireUsage,
+    ErrorBody, FunctionCall, FunctionDefinition, JsonSchemaFormat, RequestMessage, RequestToolCall,
+    ResponseFormat, StreamOptions, Tool, WireUsage,
 };
 
 /// What a JSON-mode request adds as a system message when no message
@@ -179,11 +179,26 @@ pub fn build_request(
             "{label}: the request has no message"
         )));
     }
-    let mut response_format = None;
-    if request.json_mode {
-        response_format = Some(ResponseFormat {
+    let response_format = match &request.format {
+        provider::ResponseFormat::Text => None,
+        provider::ResponseFormat::JsonObject => Some(ResponseFormat {
             kind: "json_object",
-        });
+            json_schema: None,
+        }),
+        provider::ResponseFormat::JsonSchema(schema) => Some(ResponseFormat {
+            kind: "json_schema",
+            json_schema: Some(JsonSchemaFormat {
+                name: "answer",
+                schema: serde_json::from_str(schema).map_err(|e| {
+                    ModelError::BadRequest(format!(
+                        "{label}: the response format's JSON Schema is not JSON: {e}"
+                    ))
+                })?,
+                strict: false,
+            }),
+        }),
+    };
+    if matches!(request.format, provider::ResponseFormat::JsonObject) {
         let mentions_json = request
             .messages
             .iter()
@@ -1118,7 +1133,7 @@ mod tests {
     #[test]
     fn json_mode_sets_the_format_and_mentions_json() {
         let mut req = request("gpt-6-luna", vec![Message::user("List three colours.")]);
-        req.json_mode = true;
+        req.format = provider::ResponseFormat::JsonObject;
         let body = wire(&build_request(&req, &openai("gpt-6-luna"), false).unwrap());
         assert_eq!(body["response_format"], json!({"type": "json_object"}));
         assert_eq!(
@@ -1130,6 +1145,31 @@ mod tests {
         req.messages = vec![Message::user("List three colours as Json.")];
         let body = wire(&build_request(&req, &openai("gpt-6-luna"), false).unwrap());
         assert_eq!(body["messages"].as_array().unwrap().len(), 1);
+    }
+
+    #[test]
+    fn a_json_schema_is_sent_as_structured_output() {
+        let mut req = request("gpt-6-luna", vec![Message::user("Grade it.")]);
+        req.format = provider::ResponseFormat::JsonSchema(
+            r#"{"type":"object","properties":{"grade":{"type":"integer"}},"required":["grade"]}"#
+                .into(),
+        );
+        let body = wire(&build_request(&req, &openai("gpt-6-luna"), false).unwrap());
+        assert_eq!(
+            body["response_format"],
+            json!({"type": "json_schema", "json_schema": {
+                "name": "answer",
+                "schema": {"type": "object", "properties": {"grade": {"type": "integer"}}, "required": ["grade"]},
+                "strict": false
+            }})
+        );
+        // No instruction is added: the schema is the instruction.
+        assert_eq!(body["messages"].as_array().unwrap().len(), 1);
+        req.format = provider::ResponseFormat::JsonSchema("{".into());
+        assert!(matches!(
+            build_request(&req, &openai("gpt-6-luna"), false),
+            Err(ModelError::BadRequest(m)) if m.contains("not JSON")
+        ));
     }
 
     #[test]

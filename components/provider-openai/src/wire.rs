@@ -96,11 +96,24 @@ pub struct FunctionDefinition {
     pub parameters: Value,
 }
 
-/// `{"type": "json_object"}`: JSON mode.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+/// `{"type": "json_object"}` (JSON mode) or `{"type": "json_schema", …}`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct ResponseFormat {
     #[serde(rename = "type")]
     pub kind: &'static str,
+    /// For `json_schema`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub json_schema: Option<JsonSchemaFormat>,
+}
+
+/// `response_format.json_schema`: the schema an answer must match.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct JsonSchemaFormat {
+    pub name: &'static str,
+    pub schema: Value,
+    /// `false`: any JSON Schema is accepted (strict mode refuses schemas
+    /// outside its subset); the host validates every answer.
+    pub strict: bool,
 }
 
 /// `{"include_usage": true}`: a last chunk with the usage before `[DONE]`.

@@ -102,7 +102,7 @@ fn chat_request(request: wit::ChatRequest) -> ci::ChatRequest {
             .map(ci::ToolDefinition::from_wit)
             .collect(),
         sampling: ci::Sampling::from_wit(request.sampling),
-        json_mode: request.json_mode,
+        format: ci::ResponseFormat::from_wit(request.format),
     }
 }
 

@@ -13,8 +13,8 @@ use crate::breaker::{Admit, Breakers};
 use crate::budget::{BudgetStore, Budgets, MemoryBudgetStore, Reservation, Scope};
 use crate::provider::{BoxFuture, DeltaStream, Provider};
 use crate::{
-    ChatRequest, Completion, Delta, Embeddings, ModelError, ModelInfo, ModelSelector,
-    ProviderRequest, Requirements, Strategy, Usage,
+    ChatRequest, Completion, Delta, Embeddings, Message, ModelError, ModelInfo, ModelSelector,
+    ProviderRequest, Requirements, Role, Strategy, Usage,
 };
 
 /// How the router behaves; `[inference]` in `platform.toml`.
@@ -471,7 +471,7 @@ impl Router {
             messages: request.messages.clone(),
             tools: request.tools.clone(),
             sampling,
-            json_mode: request.json_mode,
+            format: request.format.clone(),
         }
     }
 
@@ -512,6 +512,49 @@ impl Router {
         caller: &Caller,
         request: ChatRequest,
     ) -> Result<Completion, ModelError> {
+        let Some(schema) = request.format.schema() else {
+            return self.complete_once(caller, &request).await;
+        };
+        let validator = output_schema(schema)?;
+        let mut request = request;
+        let mut used = Usage::default();
+        let mut attempt = 1;
+        loop {
+            let mut completion = self.complete_once(caller, &request).await?;
+            used.input_tokens += completion.usage.input_tokens;
+            used.output_tokens += completion.usage.output_tokens;
+            used.cost_micro_usd += completion.usage.cost_micro_usd;
+            completion.usage = used;
+            // A turn that calls tools is not the answer yet.
+            if !completion.message.tool_calls.is_empty() {
+                return Ok(completion);
+            }
+            let errors = match check_output(&validator, &completion.message.content) {
+                Ok(()) => return Ok(completion),
+                Err(errors) => errors,
+            };
+            if attempt >= SCHEMA_ATTEMPTS {
+                return Err(ModelError::InvalidOutput(format!(
+                    "{}/{} answered {attempt} times and no answer matched the JSON Schema; the last: {errors}",
+                    completion.provider, completion.model
+                )));
+            }
+            tracing::debug!(attempt, %errors, "an answer did not match its schema; asking again");
+            attempt += 1;
+            request.messages.push(completion.message);
+            request.messages.push(Message::text(Role::User, format!(
+                "That answer does not match the required JSON Schema: {errors}. Answer again with only the corrected JSON."
+            )));
+        }
+    }
+
+    /// One routed completion, booked.
+    async fn complete_once(
+        &self,
+        caller: &Caller,
+        request: &ChatRequest,
+    ) -> Result<Completion, ModelError> {
+        let request = request.clone();
         let (mut completion, entry, reservation) = self
             .route(caller, &request, |entry, provider_request| {
                 entry.provider.complete(provider_request)
@@ -782,6 +825,50 @@ async fn first_delta(
     }
 }
 
+/// How many times a model is asked for an answer that matches a request's
+/// JSON Schema: the first answer and two corrections.
+pub const SCHEMA_ATTEMPTS: u32 = 3;
+
+/// The validator of a request's output schema, or why it is not one.
+fn output_schema(schema: &str) -> Result<jsonschema::Validator, ModelError> {
+    let value: serde_json::Value = serde_json::from_str(schema).map_err(|e| {
+        ModelError::BadRequest(format!(
+            "the response format's JSON Schema is not JSON: {e}"
+        ))
+    })?;
+    jsonschema::validator_for(&value).map_err(|e| {
+        ModelError::BadRequest(format!(
+            "the response format's JSON Schema is invalid at {}: {e}",
+            pointer_or_root(&e.instance_path().to_string())
+        ))
+    })
+}
+
+/// Whether `content` is JSON that `validator` accepts; else every reason it
+/// is not, `; `-separated, each with where in the answer.
+fn check_output(validator: &jsonschema::Validator, content: &str) -> Result<(), String> {
+    let value: serde_json::Value = serde_json::from_str(content.trim())
+        .map_err(|e| format!("the answer is not JSON ({e})"))?;
+    let errors: Vec<String> = validator
+        .iter_errors(&value)
+        .map(|e| {
+            format!(
+                "at {}: {e}",
+                pointer_or_root(&e.instance_path().to_string())
+            )
+        })
+        .collect();
+    if errors.is_empty() {
+        Ok(())
+    } else {
+        Err(errors.join("; "))
+    }
+}
+
+fn pointer_or_root(pointer: &str) -> &str {
+    if pointer.is_empty() { "/" } else { pointer }
+}
+
 /// What a request implies beyond its stated requirements.
 struct Needs {
     tools: bool,
@@ -793,7 +880,7 @@ impl Needs {
     fn of(request: &ChatRequest) -> Self {
         Self {
             tools: !request.tools.is_empty(),
-            json_mode: request.json_mode,
+            json_mode: request.format.is_json(),
             context: request.estimated_input_tokens()
                 + u64::from(request.sampling.max_tokens.unwrap_or(0)),
         }

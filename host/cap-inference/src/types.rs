@@ -174,6 +174,34 @@ pub struct Sampling {
     pub stop: Vec<String>,
 }
 
+/// The form an answer must take.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum ResponseFormat {
+    /// Free text.
+    #[default]
+    Text,
+    /// A JSON object of any shape.
+    JsonObject,
+    /// JSON matching this JSON Schema (its text).
+    JsonSchema(String),
+}
+
+impl ResponseFormat {
+    /// Whether the answer must be JSON (the model needs the `json-mode`
+    /// feature).
+    pub fn is_json(&self) -> bool {
+        !matches!(self, Self::Text)
+    }
+
+    /// The schema's text, for [`Self::JsonSchema`].
+    pub fn schema(&self) -> Option<&str> {
+        match self {
+            Self::JsonSchema(schema) => Some(schema),
+            _ => None,
+        }
+    }
+}
+
 /// What the router sends a provider.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ProviderRequest {
@@ -185,8 +213,8 @@ pub struct ProviderRequest {
     pub tools: Vec<ToolDefinition>,
     /// Sampling.
     pub sampling: Sampling,
-    /// Ask for a JSON object.
-    pub json_mode: bool,
+    /// The form of the answer.
+    pub format: ResponseFormat,
 }
 
 /// A finished completion.
@@ -268,6 +296,9 @@ pub enum ModelError {
     /// Not granted.
     #[error("access-denied: {0}")]
     AccessDenied(String),
+    /// The answer did not match the requested JSON Schema.
+    #[error("invalid-output: {0}")]
+    InvalidOutput(String),
 }
 
 /// `: retry after MS ms` when the wait is known.
@@ -312,6 +343,7 @@ impl ModelError {
             ModelError::NoModel(_) => "no-model",
             ModelError::BudgetExceeded(_) => "budget-exceeded",
             ModelError::AccessDenied(_) => "access-denied",
+            ModelError::InvalidOutput(_) => "invalid-output",
         }
     }
 }
@@ -362,8 +394,8 @@ pub struct ChatRequest {
     pub tools: Vec<ToolDefinition>,
     /// Sampling.
     pub sampling: Sampling,
-    /// JSON mode.
-    pub json_mode: bool,
+    /// The form of the answer.
+    pub format: ResponseFormat,
 }
 
 impl ChatRequest {
@@ -374,7 +406,7 @@ impl ChatRequest {
             messages,
             tools: Vec::new(),
             sampling: Sampling::default(),
-            json_mode: false,
+            format: ResponseFormat::Text,
         }
     }
 

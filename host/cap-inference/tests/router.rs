@@ -63,7 +63,15 @@ impl Fake {
         Ok(Completion {
             provider: self.id.clone(),
             model: request.model.clone(),
-            message: Message::text(Role::Assistant, format!("{} says hi", self.id)),
+            // JSON when JSON is asked for: `{"n": CALL}`, counting from 0.
+            message: Message::text(
+                Role::Assistant,
+                if request.format.is_json() {
+                    format!("{{\"n\": {n}}}")
+                } else {
+                    format!("{} says hi", self.id)
+                },
+            ),
             finish_reason: FinishReason::Stop,
             // What a provider would report: about the estimate in, the cap out.
             usage: Usage {
@@ -81,7 +89,7 @@ fn estimate(messages: &[Message]) -> u64 {
         messages: messages.to_vec(),
         tools: vec![],
         sampling: Sampling::default(),
-        json_mode: false,
+        format: ResponseFormat::Text,
     }
     .estimated_input_tokens()
 }
@@ -217,7 +225,7 @@ fn chat(model: ModelSelector) -> ChatRequest {
             max_tokens: Some(100),
             ..Sampling::default()
         },
-        json_mode: false,
+        format: ResponseFormat::Text,
     }
 }
 
@@ -263,6 +271,74 @@ async fn named_models_answer_and_cost_comes_from_the_operators_prices() {
         matches!(&err, ModelError::NoModel(m) if m.contains("no provider `zz`")),
         "{err}"
     );
+}
+
+fn with_schema(schema: serde_json::Value) -> ChatRequest {
+    let mut request = named("a/small");
+    request.format = ResponseFormat::JsonSchema(schema.to_string());
+    request
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_answer_that_does_not_match_the_schema_is_asked_for_again_with_the_errors() {
+    // The fake answers {"n": 0}, then {"n": 1}, …; the schema wants n ≥ 1.
+    let a = Fake::new(
+        "a",
+        vec![model("small", 1.0, 8000, QualityTier::Basic)],
+        Arc::new(|n, request| {
+            if n == 1 {
+                // The second request has the first answer and the correction.
+                let last = &request.messages[request.messages.len() - 1];
+                assert_eq!(request.messages.len(), 3);
+                assert_eq!(request.messages[1].content, r#"{"n": 0}"#);
+                assert!(
+                    last.content
+                        .contains("at /n: 0 is less than the minimum of 1"),
+                    "{}",
+                    last.content
+                );
+            }
+            Ok(())
+        }),
+    );
+    let router = Router::new(fast(), vec![a.clone()], Arc::new(NoSink));
+    let schema = serde_json::json!({
+        "type": "object",
+        "properties": {"n": {"type": "integer", "minimum": 1}},
+        "required": ["n"]
+    });
+    let done = router
+        .complete(&caller(), with_schema(schema))
+        .await
+        .unwrap();
+    assert_eq!(done.message.content, r#"{"n": 1}"#);
+    assert_eq!(a.calls(), 2);
+    // Both answers' tokens are the caller's.
+    assert_eq!(done.usage.output_tokens, 200);
+
+    // Never valid: three answers, then `invalid-output` with the last errors.
+    let schema = serde_json::json!({"type": "object", "properties": {"n": {"minimum": 100}}});
+    let err = router
+        .complete(&caller(), with_schema(schema))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, ModelError::InvalidOutput(m)
+            if m.contains("a/small answered 3 times") && m.contains("at /n: 4 is less than the minimum of 100")),
+        "{err}"
+    );
+    assert_eq!(a.calls(), 5);
+
+    // A schema that is not one is the caller's mistake, found before any call.
+    let err = router
+        .complete(&caller(), with_schema(serde_json::json!({"type": "bogus"})))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, ModelError::BadRequest(m) if m.contains("JSON Schema is invalid")),
+        "{err}"
+    );
+    assert_eq!(a.calls(), 5);
 }
 
 #[tokio::test(start_paused = true)]

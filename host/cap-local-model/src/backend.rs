@@ -5,7 +5,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 
-use convergio_cap_inference::{Message, Sampling, Usage};
+use convergio_cap_inference::{Message, ResponseFormat, Sampling, Usage};
 
 use crate::{Error, Result};
 
@@ -42,6 +42,9 @@ pub struct GenerateRequest {
     pub messages: Vec<Message>,
     /// Sampling, length and stop sequences.
     pub sampling: Sampling,
+    /// Free text or JSON (of a schema): llama.cpp samples under a grammar,
+    /// Ollama passes it as the request's `format`.
+    pub format: ResponseFormat,
 }
 
 /// A finished generation.

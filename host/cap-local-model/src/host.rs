@@ -173,11 +173,13 @@ fn request(
     model: String,
     messages: Vec<wit_types::Message>,
     sampling: wit_types::Sampling,
+    format: wit_types::ResponseFormat,
 ) -> GenerateRequest {
     GenerateRequest {
         model,
         messages: messages.into_iter().map(ci::Message::from_wit).collect(),
         sampling: ci::Sampling::from_wit(sampling),
+        format: ci::ResponseFormat::from_wit(format),
     }
 }
 
@@ -209,11 +211,12 @@ impl wit::Host for LocalModelView<'_> {
         model: String,
         messages: Vec<wit_types::Message>,
         sampling: wit_types::Sampling,
+        format: wit_types::ResponseFormat,
     ) -> Result<wit::Generation, wit::LocalModelError> {
         let local = self.granted(&model)?;
         let _span = tracing::debug_span!("convergio.local_model.generate", plugin = %self.ctx.plugin, model = %model);
         let events = local
-            .generate(request(model, messages, sampling))
+            .generate(request(model, messages, sampling, format))
             .await
             .map_err(to_wit)?;
         lm::collect(events).await.map(generation).map_err(to_wit)
@@ -224,10 +227,11 @@ impl wit::Host for LocalModelView<'_> {
         model: String,
         messages: Vec<wit_types::Message>,
         sampling: wit_types::Sampling,
+        format: wit_types::ResponseFormat,
     ) -> Result<Resource<LocalStream>, wit::LocalModelError> {
         let local = self.granted(&model)?;
         let events = local
-            .generate(request(model, messages, sampling))
+            .generate(request(model, messages, sampling, format))
             .await
             .map_err(to_wit)?;
         self.table

@@ -62,6 +62,7 @@
 mod backend;
 mod error;
 pub mod gguf;
+pub mod grammar;
 mod host;
 #[cfg(feature = "llama")]
 mod llama;

@@ -18,7 +18,7 @@ use std::sync::mpsc::{self, RecvTimeoutError};
 use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::time::{Duration, Instant};
 
-use convergio_cap_inference::{Message, Role, Sampling, Usage};
+use convergio_cap_inference::{Message, ResponseFormat, Role, Sampling, Usage};
 use llama_cpp_2::context::LlamaContext;
 use llama_cpp_2::context::params::{LlamaContextParams, LlamaPoolingType};
 use llama_cpp_2::llama_backend::LlamaBackend as Llama;
@@ -30,7 +30,7 @@ use llama_cpp_2::token::LlamaToken;
 use tokio::sync::{mpsc as tmpsc, oneshot};
 
 use crate::backend::{Backend, BoxFuture, Event, Events, GenerateRequest, Generation};
-use crate::{Error, LocalModelInfo, ModelStore, Result};
+use crate::{Error, LocalModelInfo, ModelStore, Result, grammar};
 
 /// How [`LlamaBackend`] runs models.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -93,6 +93,8 @@ enum Job {
     Generate {
         messages: Vec<Message>,
         sampling: Sampling,
+        /// A GBNF grammar (rule `root`) the answer must follow.
+        grammar: Option<String>,
         /// Answered once the prompt is evaluated (or refused).
         started: oneshot::Sender<Result<()>>,
         events: tmpsc::Sender<Result<Event>>,
@@ -143,7 +145,7 @@ impl LlamaBackend {
     async fn submit(&self, name: &str, job: Job) -> Result<()> {
         let job = match self.try_send(name, job) {
             Ok(()) => return Ok(()),
-            Err(job) => job,
+            Err(job) => *job,
         };
         self.load(name).await?;
         self.try_send(name, job).map_err(|_| {
@@ -154,10 +156,10 @@ impl LlamaBackend {
     }
 
     /// Send to a loaded model's workers; gives the job back if it is not loaded.
-    fn try_send(&self, name: &str, job: Job) -> std::result::Result<(), Job> {
+    fn try_send(&self, name: &str, job: Job) -> std::result::Result<(), Box<Job>> {
         let models = self.lock();
         let Some(model) = models.get(name) else {
-            return Err(job);
+            return Err(Box::new(job));
         };
         *model
             .last_used
@@ -165,8 +167,10 @@ impl LlamaBackend {
             .unwrap_or_else(PoisonError::into_inner) = Instant::now();
         let jobs = model.jobs.lock().unwrap_or_else(PoisonError::into_inner);
         match jobs.as_ref() {
-            Some(sender) => sender.send(job).map_err(|mpsc::SendError(job)| job),
-            None => Err(job),
+            Some(sender) => sender
+                .send(job)
+                .map_err(|mpsc::SendError(job)| Box::new(job)),
+            None => Err(Box::new(job)),
         }
     }
 
@@ -324,6 +328,7 @@ impl Worker {
                 Job::Generate {
                     messages,
                     sampling,
+                    grammar,
                     started,
                     events,
                 } => {
@@ -336,8 +341,16 @@ impl Worker {
                     };
                     match cached {
                         Ok(mut cached) => {
-                            if generate(model, &mut cached, &messages, &sampling, started, &events)
-                                .is_ok()
+                            if generate(
+                                model,
+                                &mut cached,
+                                &messages,
+                                &sampling,
+                                grammar.as_deref(),
+                                started,
+                                &events,
+                            )
+                            .is_ok()
                             {
                                 chat = Some(cached);
                             }
@@ -477,8 +490,20 @@ fn render(model: &LlamaModel, messages: &[Message]) -> Result<String> {
 }
 
 /// The sampler chain for `sampling`: greedy at temperature 0, otherwise
-/// top-k → top-p → temperature → a draw seeded with `seed` (random without one).
-fn sampler(sampling: &Sampling) -> Result<LlamaSampler> {
+/// top-k → top-p → temperature → a draw seeded with `seed` (random without
+/// one); under `grammar` first, when there is one.
+fn sampler(model: &LlamaModel, sampling: &Sampling, grammar: Option<&str>) -> Result<LlamaSampler> {
+    let choose = choose(sampling)?;
+    let Some(grammar) = grammar else {
+        return Ok(choose);
+    };
+    let grammar = LlamaSampler::grammar(model, grammar, "root")
+        .map_err(|e| Error::InvalidInput(format!("llama.cpp refused the answer's grammar: {e}")))?;
+    Ok(LlamaSampler::chain_simple([grammar, choose]))
+}
+
+/// How the next token is chosen from the candidates.
+fn choose(sampling: &Sampling) -> Result<LlamaSampler> {
     let temperature = sampling.temperature.unwrap_or(0.8);
     if !(temperature.is_finite() && temperature >= 0.0) {
         return Err(Error::InvalidInput(format!(
@@ -516,6 +541,7 @@ fn generate(
     cached: &mut Cached<'_>,
     messages: &[Message],
     sampling: &Sampling,
+    grammar: Option<&str>,
     started: oneshot::Sender<Result<()>>,
     events: &tmpsc::Sender<Result<Event>>,
 ) -> std::result::Result<(), ()> {
@@ -529,7 +555,7 @@ fn generate(
             return Ok(());
         }
     };
-    let mut sampler = match sampler(sampling) {
+    let mut sampler = match sampler(model, sampling, grammar) {
         Ok(sampler) => sampler,
         Err(e) => {
             refuse(started, e);
@@ -832,9 +858,21 @@ impl Backend for LlamaBackend {
         Box::pin(async move {
             let (events, receiver) = tmpsc::channel(64);
             let (started, ready) = oneshot::channel();
+            let grammar = match &request.format {
+                ResponseFormat::Text => None,
+                ResponseFormat::JsonObject => Some(grammar::any_object()),
+                ResponseFormat::JsonSchema(schema) => {
+                    Some(grammar::from_schema(schema).map_err(|e| {
+                        Error::InvalidInput(format!(
+                            "the answer's JSON Schema cannot be followed: {e}"
+                        ))
+                    })?)
+                }
+            };
             let job = Job::Generate {
                 messages: request.messages,
                 sampling: request.sampling,
+                grammar,
                 started,
                 events,
             };
@@ -928,11 +966,11 @@ mod tests {
             temperature: Some(-1.0),
             ..Sampling::default()
         };
-        assert!(matches!(sampler(&bad), Err(Error::InvalidInput(_))));
+        assert!(matches!(choose(&bad), Err(Error::InvalidInput(_))));
         let bad = Sampling {
             top_p: Some(1.5),
             ..Sampling::default()
         };
-        assert!(matches!(sampler(&bad), Err(Error::InvalidInput(_))));
+        assert!(matches!(choose(&bad), Err(Error::InvalidInput(_))));
     }
 }

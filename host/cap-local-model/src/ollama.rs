@@ -40,12 +40,13 @@
 use std::collections::HashMap;
 use std::sync::{Mutex, PoisonError};
 
-use convergio_cap_inference::{Message, Role, Sampling, Usage};
+use convergio_cap_inference::{Message, ResponseFormat, Role, Sampling, Usage};
 use ollama_rs::Ollama;
 use ollama_rs::error::OllamaError;
 use ollama_rs::generation::chat::request::ChatMessageRequest;
 use ollama_rs::generation::chat::{ChatMessage, ChatMessageResponseStream, MessageRole};
 use ollama_rs::generation::embeddings::request::{EmbeddingsInput, GenerateEmbeddingsRequest};
+use ollama_rs::generation::parameters::FormatType;
 use ollama_rs::generation::tools::{ToolCall, ToolCallFunction};
 use ollama_rs::models::{LocalModel, ModelInfo, ModelOptions};
 use tokio::sync::mpsc;
@@ -320,6 +321,19 @@ impl Backend for OllamaBackend {
                 let options = model_options(&request.sampling);
                 if options != ModelOptions::default() {
                     chat = chat.options(options);
+                }
+                match &request.format {
+                    ResponseFormat::Text => {}
+                    ResponseFormat::JsonObject => chat = chat.format(FormatType::Json),
+                    // Ollama (0.5 and later) constrains the answer to the schema.
+                    ResponseFormat::JsonSchema(schema) => {
+                        let format: FormatType = serde_json::from_str(schema).map_err(|e| {
+                            Error::InvalidInput(format!(
+                                "the answer's JSON Schema is not a JSON object: {e}"
+                            ))
+                        })?;
+                        chat = chat.format(format);
+                    }
                 }
                 let stream = self
                     .client

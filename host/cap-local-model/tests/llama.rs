@@ -6,7 +6,7 @@
 
 use std::sync::Arc;
 
-use convergio_cap_inference::{Message, Role, Sampling};
+use convergio_cap_inference::{Message, ResponseFormat, Role, Sampling};
 use convergio_cap_local_model::{
     Backend, Error, Event, GenerateRequest, LlamaBackend, LlamaOptions, ModelStore, collect,
 };
@@ -48,6 +48,7 @@ fn ask(text: &str, sampling: Sampling) -> GenerateRequest {
             Message::text(Role::User, text),
         ],
         sampling,
+        format: ResponseFormat::Text,
     }
 }
 
@@ -129,6 +130,62 @@ async fn answers_streams_and_respects_length_and_stop() {
     .unwrap();
     assert_eq!(cut.text, answer.text[..cut_at], "stop {stop:?}");
     assert!(cut.stopped);
+}
+
+/// Under the grammar of a schema the 135M model writes JSON of that schema,
+/// greedy or sampled, where unconstrained it writes prose.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_json_schema_constrains_the_answer_to_valid_json() {
+    let (_dir, llama) = backend(options());
+    let schema = serde_json::json!({
+        "type": "object",
+        "properties": {
+            "city": {"type": "string", "maxLength": 40},
+            "country": {"type": "string", "maxLength": 40},
+            "population-millions": {"type": "number"},
+            "languages": {"type": "array", "items": {"type": "string", "maxLength": 20}, "minItems": 1, "maxItems": 3},
+            "size": {"enum": ["small", "medium", "large"]}
+        },
+        "required": ["city", "country", "population-millions", "languages", "size"]
+    });
+    let validator = jsonschema::validator_for(&schema).unwrap();
+    for sampling in [
+        greedy(200),
+        Sampling {
+            temperature: Some(0.9),
+            seed: Some(7),
+            max_tokens: Some(200),
+            ..Sampling::default()
+        },
+    ] {
+        let mut request = ask("Describe Paris as JSON.", sampling);
+        request.format = ResponseFormat::JsonSchema(schema.to_string());
+        let answer = collect(llama.generate(request).await.unwrap())
+            .await
+            .unwrap();
+        assert!(answer.stopped, "the grammar ends the answer: {answer:?}");
+        let value: serde_json::Value = serde_json::from_str(&answer.text)
+            .unwrap_or_else(|e| panic!("not JSON ({e}): {}", answer.text));
+        assert!(validator.is_valid(&value), "{value}");
+    }
+
+    // Any JSON object.
+    let mut request = ask("List three colours.", greedy(120));
+    request.format = ResponseFormat::JsonObject;
+    let answer = collect(llama.generate(request).await.unwrap())
+        .await
+        .unwrap();
+    let value: serde_json::Value = serde_json::from_str(&answer.text).unwrap();
+    assert!(value.is_object(), "{value}");
+
+    // A schema the grammar cannot follow is refused before generating.
+    let mut request = ask("Hi", greedy(8));
+    request.format = ResponseFormat::JsonSchema(r#"{"type": "decimal"}"#.into());
+    let err = llama.generate(request).await.unwrap_err();
+    assert!(
+        matches!(&err, Error::InvalidInput(m) if m.contains("`type` at / is `decimal`")),
+        "{err}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

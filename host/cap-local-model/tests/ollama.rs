@@ -9,7 +9,7 @@ mod ollama_server;
 use std::sync::Arc;
 use std::time::Duration;
 
-use convergio_cap_inference::{Message, Role, Sampling, ToolCall};
+use convergio_cap_inference::{Message, ResponseFormat, Role, Sampling, ToolCall};
 use convergio_cap_local_model::{
     Backend, Error, Event, Events, GenerateRequest, Generation, OllamaBackend, OllamaPullProgress,
     collect,
@@ -26,6 +26,7 @@ fn request(model: &str, sampling: Sampling) -> GenerateRequest {
         model: model.to_owned(),
         messages: vec![Message::text(Role::User, "Say hello to the world")],
         sampling,
+        format: ResponseFormat::Text,
     }
 }
 
@@ -226,6 +227,9 @@ async fn messages_and_sampling_are_sent_as_ollama_wants_them() {
             max_tokens: Some(64),
             stop: vec!["\n\n".into(), "User:".into()],
         },
+        format: ResponseFormat::JsonSchema(
+            r#"{"type":"object","properties":{"ok":{"type":"boolean"}},"required":["ok"]}"#.into(),
+        ),
     };
     collect(backend.generate(request).await.unwrap())
         .await
@@ -264,6 +268,11 @@ async fn messages_and_sampling_are_sent_as_ollama_wants_them() {
             "num_predict": 64,
             "stop": ["\n\n", "User:"],
         })
+    );
+    // The schema is Ollama's `format`, as a JSON object.
+    assert_eq!(
+        body["format"],
+        json!({"type": "object", "properties": {"ok": {"type": "boolean"}}, "required": ["ok"]})
     );
 }
 

@@ -209,7 +209,7 @@ fn provider_request(request: &ci::ProviderRequest) -> wit_provider::ProviderRequ
         messages: request.messages.iter().map(ToWit::to_wit).collect(),
         tools: request.tools.iter().map(ToWit::to_wit).collect(),
         sampling: request.sampling.to_wit(),
-        json_mode: request.json_mode,
+        format: request.format.to_wit(),
     }
 }
 

@@ -15,7 +15,9 @@
 // Fixtures fail the test that calls them wrongly, as a test would.
 #![allow(clippy::panic)]
 
-use crate::provider::{ConfigSource, Message, ModelError, ProviderRequest, Sampling, ToolCall};
+use crate::provider::{
+    ConfigSource, Message, ModelError, ProviderRequest, ResponseFormat, Sampling, ToolCall,
+};
 
 /// A request for `model` with `messages`: no tools, default sampling, free text.
 pub fn request(model: &str, messages: Vec<Message>) -> ProviderRequest {
@@ -24,7 +26,7 @@ pub fn request(model: &str, messages: Vec<Message>) -> ProviderRequest {
         messages,
         tools: Vec::new(),
         sampling: Sampling::default(),
-        json_mode: false,
+        format: ResponseFormat::Text,
     }
 }
 

@@ -24,7 +24,7 @@ mod bindings {
 use bindings::convergio::platform::inference::{
     self, ChatRequest, ModelSelector, Requirements, Strategy,
 };
-use bindings::convergio::platform::types::{Message, ModelError, Role, Sampling};
+use bindings::convergio::platform::types::{Message, ModelError, ResponseFormat, Role, Sampling};
 use bindings::exports::convergio::platform::agent::{AgentError, AgentInfo, Guest, Outcome, Task};
 use serde_json::{Value, json};
 
@@ -73,7 +73,11 @@ impl Guest for ChatAgent {
                 max_tokens: Some(64),
                 stop: Vec::new(),
             },
-            json_mode: false,
+            // `"schema": {…}` asks for JSON matching it.
+            format: match &input["schema"] {
+                Value::Null => ResponseFormat::Text,
+                schema => ResponseFormat::JsonSchema(schema.to_string()),
+            },
         };
         let failed = |e: ModelError| AgentError::InferenceFailed(format!("{e:?}"));
         let output = if input["stream"].as_bool() == Some(true) {

@@ -131,6 +131,26 @@ impl FromWit<wit::Sampling> for ci::Sampling {
     }
 }
 
+impl ToWit<wit::ResponseFormat> for ci::ResponseFormat {
+    fn to_wit(&self) -> wit::ResponseFormat {
+        match self {
+            Self::Text => wit::ResponseFormat::Text,
+            Self::JsonObject => wit::ResponseFormat::JsonObject,
+            Self::JsonSchema(schema) => wit::ResponseFormat::JsonSchema(schema.clone()),
+        }
+    }
+}
+
+impl FromWit<wit::ResponseFormat> for ci::ResponseFormat {
+    fn from_wit(value: wit::ResponseFormat) -> Self {
+        match value {
+            wit::ResponseFormat::Text => Self::Text,
+            wit::ResponseFormat::JsonObject => Self::JsonObject,
+            wit::ResponseFormat::JsonSchema(schema) => Self::JsonSchema(schema),
+        }
+    }
+}
+
 impl ToWit<wit::FinishReason> for ci::FinishReason {
     fn to_wit(&self) -> wit::FinishReason {
         match self {
@@ -330,6 +350,7 @@ impl ToWit<wit::ModelError> for ci::ModelError {
             E::NoModel(m) => W::NoModel(m),
             E::BudgetExceeded(m) => W::BudgetExceeded(m),
             E::AccessDenied(m) => W::AccessDenied(m),
+            E::InvalidOutput(m) => W::InvalidOutput(m),
         }
     }
 }
@@ -351,6 +372,7 @@ impl FromWit<wit::ModelError> for ci::ModelError {
             W::NoModel(m) => E::NoModel(m),
             W::BudgetExceeded(m) => E::BudgetExceeded(m),
             W::AccessDenied(m) => E::AccessDenied(m),
+            W::InvalidOutput(m) => E::InvalidOutput(m),
         }
     }
 }

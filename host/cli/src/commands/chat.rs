@@ -7,7 +7,8 @@ use std::process::ExitCode;
 use anyhow::{Context, Result, bail};
 use clap::ValueEnum;
 use convergio_runtime::inference::{
-    Caller, ChatRequest, Message, ModelSelector, Requirements, Role, Router, Sampling, Strategy,
+    Caller, ChatRequest, Message, ModelSelector, Requirements, ResponseFormat, Role, Router,
+    Sampling, Strategy,
 };
 
 use crate::shared::{self, PlatformFile};
@@ -43,6 +44,11 @@ pub struct ChatArgs {
     /// Seed of the sampler, for repeatable answers.
     #[arg(long)]
     seed: Option<u64>,
+    /// Answer with JSON matching the JSON Schema in this file (local models
+    /// sample under its grammar; an answer that does not match is asked for
+    /// again with the errors). Prints the answer once it is validated.
+    #[arg(long, value_name = "FILE")]
+    schema: Option<std::path::PathBuf>,
     /// List the models the router can use, with prices, and exit.
     #[arg(long)]
     list: bool,
@@ -76,6 +82,9 @@ impl ChatArgs {
             plugin: "cli".to_owned(),
             agent: None,
         };
+        if request.format.is_json() {
+            return rt.block_on(complete(&router, &caller, request));
+        }
         rt.block_on(stream(&router, &caller, request))
     }
 
@@ -89,6 +98,17 @@ impl ChatArgs {
         if prompt.trim().is_empty() {
             bail!("the prompt is empty; give it as an argument, or `-` to read stdin");
         }
+        let format = match &self.schema {
+            None => ResponseFormat::Text,
+            Some(path) => {
+                let text = std::fs::read_to_string(path)
+                    .with_context(|| format!("reading the JSON Schema {}", path.display()))?;
+                serde_json::from_str::<serde_json::Value>(&text).with_context(|| {
+                    format!("{} is not JSON, so not a JSON Schema", path.display())
+                })?;
+                ResponseFormat::JsonSchema(text)
+            }
+        };
         let mut messages = Vec::new();
         if let Some(system) = self.system {
             messages.push(Message::text(Role::System, system));
@@ -101,7 +121,10 @@ impl ChatArgs {
                     Policy::Cheapest => Strategy::Cheapest,
                     Policy::BestQuality => Strategy::BestQuality,
                 },
-                Requirements::default(),
+                Requirements {
+                    json_mode: format.is_json(),
+                    ..Requirements::default()
+                },
             ),
         };
         Ok(ChatRequest {
@@ -114,9 +137,27 @@ impl ChatArgs {
                 seed: self.seed,
                 ..Sampling::default()
             },
-            json_mode: false,
+            format,
         })
     }
+}
+
+/// Print the validated answer, then usage and cost on stderr.
+async fn complete(router: &Router, caller: &Caller, request: ChatRequest) -> Result<ExitCode> {
+    let done = router
+        .complete(caller, request)
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    println!("{}", done.message.content);
+    eprintln!(
+        "[{}/{}: {} tokens in, {} out, {}]",
+        done.provider,
+        done.model,
+        done.usage.input_tokens,
+        done.usage.output_tokens,
+        shared::usd(done.usage.cost_micro_usd)
+    );
+    Ok(ExitCode::SUCCESS)
 }
 
 /// Print the answer's tokens as they arrive, then usage and cost on stderr.
