@@ -2,8 +2,10 @@
 //!
 //! Implement [`Guest`] and register it with [`export_agent!`](crate::export_agent).
 //! An agent calls models through [`inference`] and tools through [`tools`];
-//! the host links [`tools`] to the tool plugins the agent's `plugin.toml`
-//! names under `requires.plugins`.
+//! the host links [`tools`] to the one tool plugin the agent's `plugin.toml`
+//! names under `requires.plugins`. To call the tools of several plugins by
+//! `plugin/tool` name (what a model's tool calls need), use
+//! [`crate::tools`] (`convergio:platform/tools`).
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -20,6 +22,7 @@ pub mod bindings {
             "convergio:platform/inference@0.1.0": convergio_sdk::bindings::convergio::platform::inference,
             "convergio:platform/tool@0.1.0": convergio_sdk::bindings::convergio::platform::tool,
             "convergio:platform/runs@0.1.0": convergio_sdk::bindings::convergio::platform::runs,
+            "convergio:platform/tools@0.1.0": convergio_sdk::bindings::convergio::platform::tools,
         }
     );
 }

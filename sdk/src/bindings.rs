@@ -22,6 +22,7 @@ wit_bindgen::generate!({
             import convergio:platform/tool@0.1.0;
             import convergio:platform/agent@0.1.0;
             import convergio:platform/runs@0.1.0;
+            import convergio:platform/tools@0.1.0;
         }
     ",
     path: "../wit",

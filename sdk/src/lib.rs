@@ -72,7 +72,7 @@ pub mod sse;
 pub mod tool;
 pub mod vertical;
 
-pub use bindings::convergio::platform::{inference, keys, local_model, runs, types};
+pub use bindings::convergio::platform::{inference, keys, local_model, runs, tools, types};
 pub use bindings::wasi::{http, keyvalue};
 pub use serde_json;
 

@@ -185,7 +185,7 @@ fn demo() -> Result<()> {
     let exe = Path::new("target/debug/convergio");
     let config = "examples/platform.toml";
     let model = model.to_string_lossy().into_owned();
-    let steps: [&[&str]; 7] = [
+    let steps: [&[&str]; 9] = [
         &["check"],
         &["plugin", "list"],
         &[
@@ -217,6 +217,18 @@ fn demo() -> Result<()> {
         // two at a time, a tool and a condition beside it, and the agent to
         // sign off, every step journaled, shown live.
         &["graph", "run", "examples/graphs/hello.yaml", "--follow"],
+        // The LLM agent alone, on the local model: a one-node graph run.
+        &[
+            "agent",
+            "run",
+            "examples/agents/tutor.yaml",
+            "Why is the sky blue?",
+            "--follow",
+        ],
+        // A multi-agent graph on the local model: two agents at once (JSON
+        // answers of a schema, grammar-constrained), a tool, a condition and
+        // a writer agent.
+        &["graph", "run", "examples/graphs/study.yaml", "--follow"],
     ];
     for step in steps {
         println!("\n$ convergio --config {config} {}", step.join(" "));

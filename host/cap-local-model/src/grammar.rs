@@ -7,9 +7,10 @@
 //! with `required` (properties are written in the order the schema declares
 //! them, the required ones first; no others), `additionalProperties` (of an
 //! object without `properties`), `items`, `minItems`, `maxItems`, `enum`,
-//! `const`, `anyOf`, `oneOf`, `minLength` and `maxLength` of strings, and
+//! `const`, `anyOf`, `oneOf`, `minLength` and `maxLength` of strings, the
+//! bounds of integers whose range holds at most 256 values, and
 //! `$ref` to `#/$defs/…` or `#/definitions/…` (recursion allowed). Other
-//! keywords (`pattern`, `minimum`, `format`, `allOf`, …) do not narrow the
+//! keywords (`pattern`, wider numeric bounds, `format`, `allOf`, …) do not narrow the
 //! grammar: the value is any JSON of its `type`, and the host's validation
 //! of the answer (which asks the model again with the errors) enforces
 //! them.
@@ -140,7 +141,7 @@ impl<'a> Builder<'a> {
             "array" => self.array(schema, at)?,
             "string" => string(schema),
             "number" => "number".to_owned(),
-            "integer" => "integer".to_owned(),
+            "integer" => integer(schema),
             "boolean" => "boolean".to_owned(),
             "null" => "null".to_owned(),
             other => {
@@ -259,6 +260,42 @@ impl<'a> Builder<'a> {
     }
 }
 
+/// The most values of an integer range the grammar lists one by one.
+const MAX_LISTED_INTEGERS: i64 = 256;
+
+/// An integer; one of the values of a small range (`minimum`, `maximum`,
+/// `exclusiveMinimum`, `exclusiveMaximum`), listed, where both ends are given.
+fn integer(schema: &Map<String, Value>) -> String {
+    let bound = |key: &str| schema.get(key).and_then(Value::as_f64);
+    let low = match (bound("minimum"), bound("exclusiveMinimum")) {
+        (Some(m), None) => Some(m.ceil()),
+        (None, Some(x)) => Some(x.floor() + 1.0),
+        (Some(m), Some(x)) => Some(m.ceil().max(x.floor() + 1.0)),
+        (None, None) => None,
+    };
+    let high = match (bound("maximum"), bound("exclusiveMaximum")) {
+        (Some(m), None) => Some(m.floor()),
+        (None, Some(x)) => Some(x.ceil() - 1.0),
+        (Some(m), Some(x)) => Some(m.floor().min(x.ceil() - 1.0)),
+        (None, None) => None,
+    };
+    match (low, high) {
+        (Some(low), Some(high))
+            if high >= low
+                && high - low < MAX_LISTED_INTEGERS as f64
+                && low.abs() < 1e15
+                && high.abs() < 1e15 =>
+        {
+            // Within ±1e15 the bounds are whole numbers an i64 holds exactly.
+            #[allow(clippy::cast_possible_truncation)]
+            let (low, high) = (low as i64, high as i64);
+            let values: Vec<String> = (low..=high).map(|n| format!("\"{n}\"")).collect();
+            format!("({})", values.join(" | "))
+        }
+        _ => "integer".to_owned(),
+    }
+}
+
 /// A string, bounded by `minLength`/`maxLength` where given.
 fn string(schema: &Map<String, Value>) -> String {
     let min = schema.get("minLength").and_then(Value::as_u64);
@@ -359,6 +396,21 @@ mod tests {
             "{grammar}"
         );
         assert!(grammar.contains(r#""\"k\"" ws ":" ws "3" ws"#), "{grammar}");
+    }
+
+    #[test]
+    fn small_integer_ranges_are_listed() {
+        let grammar =
+            from_schema(r#"{"type": "integer", "minimum": 1, "exclusiveMaximum": 4}"#).unwrap();
+        assert!(
+            grammar.starts_with(r#"root ::= ("1" | "2" | "3")"#),
+            "{grammar}"
+        );
+        let grammar = from_schema(r#"{"type": "integer", "minimum": 1}"#).unwrap();
+        assert!(grammar.starts_with("root ::= integer\n"), "{grammar}");
+        let grammar =
+            from_schema(r#"{"type": "integer", "minimum": 0, "maximum": 100000}"#).unwrap();
+        assert!(grammar.starts_with("root ::= integer\n"), "{grammar}");
     }
 
     #[test]

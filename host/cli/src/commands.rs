@@ -1,6 +1,7 @@
 //! One module per verb of `convergio`, each with its `XArgs` struct (the
 //! verb's options and help) and `XArgs::run`.
 
+pub mod agent;
 pub mod chat;
 pub mod check;
 pub mod graph;

@@ -8,7 +8,7 @@ use anyhow::Result;
 use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 
 use crate::commands::{
-    chat, check, graph, init, invoke, keys, models, new, plugin, run, schema, usage,
+    agent, chat, check, graph, init, invoke, keys, models, new, plugin, run, schema, usage,
 };
 use crate::shared::PlatformFile;
 
@@ -57,6 +57,7 @@ enum Command {
     Run(run::RunArgs),
     Chat(chat::ChatArgs),
     Graph(graph::GraphArgs),
+    Agent(agent::AgentArgs),
     Usage(usage::UsageArgs),
     Models(models::ModelsArgs),
     Keys(keys::KeysArgs),
@@ -74,6 +75,7 @@ impl Command {
             Self::Run(args) => args.run(platform),
             Self::Chat(args) => args.run(platform),
             Self::Graph(args) => args.run(platform),
+            Self::Agent(args) => args.run(platform),
             Self::Usage(args) => args.run(platform),
             Self::Models(args) => args.run(platform),
             Self::Keys(args) => args.run(platform),

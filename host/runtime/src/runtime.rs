@@ -77,6 +77,11 @@ impl Runtime {
             }),
         };
 
+        let _ = runtime
+            .inner
+            .shared
+            .tools
+            .set(Arc::downgrade(&runtime.inner));
         let mut problems = Vec::new();
         let mut failed = BTreeSet::new();
         for spec in loading::load_order(&platform.plugins)? {
@@ -244,6 +249,13 @@ impl Runtime {
             .runs
             .write()
             .unwrap_or_else(std::sync::PoisonError::into_inner) = runs.downgrade();
+    }
+
+    /// The kind of plugin `id`, if it is loaded.
+    pub fn plugin_kind(&self, id: &str) -> Option<crate::PluginKind> {
+        self.slot(id)
+            .ok()
+            .map(|slot| slot.current.load().spec.manifest.kind)
     }
 
     /// How many calls `plugin` serves at once (its `max-instances`).

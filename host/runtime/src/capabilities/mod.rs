@@ -39,6 +39,7 @@ mod logging;
 mod run_context;
 mod runs;
 mod storage;
+mod tools;
 
 pub use events::Event;
 pub use run_context::CallContext;
@@ -213,6 +214,7 @@ capabilities! {
     local_model: local_model::LocalModel,
     run_context: run_context::RunContext,
     runs: runs::RunsCapability,
+    tools: tools::ToolsCapability,
 }
 
 /// What an import of a component needs from the host.

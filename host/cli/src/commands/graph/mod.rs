@@ -96,7 +96,7 @@ pub struct FollowArgs {
     follow: bool,
     /// With --follow, one JSON object per event instead.
     #[arg(long, requires = "follow")]
-    json: bool,
+    pub json: bool,
 }
 
 /// The platform's run driver, with the async runtime that drives it.

@@ -1,0 +1,336 @@
+//! `convergio-agent-llm`: the platform's LLM agent.
+//!
+//! A task's input is an agent definition and the task
+//! (`{"agent": {…}, "task": …}`, see `docs/agents.md`). The agent sends the
+//! definition's instructions and the task to the model with the tools the
+//! definition lists, runs every tool call the model asks for (those of one
+//! answer at once, through `convergio:platform/tools`), gives the results
+//! back, and repeats until the model answers without calling a tool, or a
+//! limit of the definition is reached. The answer is the output: text, or
+//! the JSON value of the definition's `output-schema`.
+//!
+//! A tool the definition does not list is refused here; one whose plugin
+//! the agent's plugin is not granted is refused by the host. Either way the
+//! model sees the refusal as the tool's error and may go on without it.
+
+use convergio_agent::{AgentInput, Definition, Quality, Strategy};
+use convergio_sdk::agent::{AgentError, AgentInfo, Guest, Outcome, Task};
+use convergio_sdk::inference::{self, ChatRequest, ModelSelector, Requirements};
+use convergio_sdk::log;
+use convergio_sdk::tools::{self, ToolCallError};
+use convergio_sdk::types::{
+    Completion, Message, ModelError, QualityTier, ResponseFormat, Role, Sampling, ToolCall,
+    ToolDefinition,
+};
+use serde_json::Value;
+
+/// The component.
+#[derive(Debug)]
+pub struct AgentLlm;
+
+impl Guest for AgentLlm {
+    fn describe() -> AgentInfo {
+        AgentInfo::new(
+            "agent-llm",
+            "An LLM agent configured by an agent definition: a tool-calling loop over the platform's models",
+        )
+        .with_input_schema(&convergio_agent::input_schema())
+    }
+
+    fn run(task: Task) -> Result<Outcome, AgentError> {
+        let input: AgentInput = serde_json::from_str(&task.input).map_err(|e| {
+            AgentError::InvalidInput(format!(
+                "the task's input is not {{\"agent\": <definition>, \"task\": …}}: {e}"
+            ))
+        })?;
+        let Some(definition) = input.agent else {
+            return Err(AgentError::InvalidInput(
+                "the task has no agent definition: send {\"agent\": <definition>, \"task\": …} (docs/agents.md)"
+                    .to_owned(),
+            ));
+        };
+        definition.check().map_err(AgentError::InvalidInput)?;
+        let text = match input.task {
+            Value::String(text) => text,
+            other => other.to_string(),
+        };
+        let output = Conversation::new(&definition, text).run()?;
+        Ok(Outcome {
+            output: output.to_string(),
+            state_updates: Vec::new(),
+        })
+    }
+}
+
+/// One run of an agent: its messages and what it has used.
+struct Conversation<'a> {
+    definition: &'a Definition,
+    messages: Vec<Message>,
+    tools: Vec<ToolDefinition>,
+    tokens: u64,
+    cost_micro_usd: u64,
+}
+
+impl<'a> Conversation<'a> {
+    fn new(definition: &'a Definition, task: String) -> Self {
+        Self {
+            definition,
+            messages: vec![
+                message(Role::System, definition.instructions.clone()),
+                message(Role::User, task),
+            ],
+            tools: offered_tools(definition),
+            tokens: 0,
+            cost_micro_usd: 0,
+        }
+    }
+
+    fn run(mut self) -> Result<Value, AgentError> {
+        let name = &self.definition.name;
+        for step in 1..=self.definition.max_steps {
+            let done = inference::complete(&self.request()).map_err(|e| {
+                AgentError::InferenceFailed(format!(
+                    "agent `{name}`, step {step}: {}",
+                    describe_model_error(&e)
+                ))
+            })?;
+            self.count(&done)?;
+            let calls = done.message.tool_calls.clone();
+            self.messages.push(done.message);
+            if calls.is_empty() {
+                return self.answer();
+            }
+            log::info(&format!(
+                "agent `{name}`, step {step}: {} calls {}",
+                done.model,
+                calls
+                    .iter()
+                    .map(|c| c.name.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ));
+            self.call_tools(&calls);
+        }
+        Err(AgentError::Failed(format!(
+            "agent `{name}` reached its max-steps ({}) without a final answer; the model kept calling tools",
+            self.definition.max_steps
+        )))
+    }
+
+    fn request(&self) -> ChatRequest {
+        let d = self.definition;
+        ChatRequest {
+            model: selector(d, !self.tools.is_empty()),
+            messages: self.messages.clone(),
+            tools: self.tools.clone(),
+            sampling: Sampling {
+                temperature: d.temperature,
+                top_p: None,
+                top_k: None,
+                seed: d.seed,
+                max_tokens: d.max_output_tokens,
+                stop: Vec::new(),
+            },
+            format: match &d.output_schema {
+                Some(schema) => ResponseFormat::JsonSchema(schema.to_string()),
+                None => ResponseFormat::Text,
+            },
+        }
+    }
+
+    /// Add an answer's usage; fail once a limit of the definition is passed.
+    fn count(&mut self, done: &Completion) -> Result<(), AgentError> {
+        let d = self.definition;
+        self.tokens += u64::from(done.usage.input_tokens) + u64::from(done.usage.output_tokens);
+        self.cost_micro_usd += done.usage.cost_micro_usd;
+        if let Some(max) = d.max_tokens
+            && self.tokens > max
+        {
+            return Err(AgentError::Failed(format!(
+                "agent `{}` used {} tokens, over its max-tokens ({max})",
+                d.name, self.tokens
+            )));
+        }
+        if let Some(max) = d.max_cost_usd
+            && self.cost_micro_usd as f64 / 1e6 > max
+        {
+            return Err(AgentError::Failed(format!(
+                "agent `{}` spent ${:.6}, over its max-cost-usd (${max})",
+                d.name,
+                self.cost_micro_usd as f64 / 1e6
+            )));
+        }
+        Ok(())
+    }
+
+    /// Run the calls of one answer (at once), and add their results.
+    fn call_tools(&mut self, calls: &[ToolCall]) {
+        // The calls of listed tools go to the host together; the others
+        // are answered here with the refusal.
+        let mut results: Vec<Option<String>> = vec![None; calls.len()];
+        let mut asked = Vec::new();
+        let mut positions = Vec::new();
+        for (i, call) in calls.iter().enumerate() {
+            match self.definition.listed_tool(&call.name) {
+                Some(tool) => {
+                    asked.push((tool.to_owned(), call.arguments.clone()));
+                    positions.push(i);
+                }
+                None => {
+                    let refusal = format!(
+                        "error: `{}` is not one of this agent's tools; its tools are: {}",
+                        call.name,
+                        self.offered_names()
+                    );
+                    log::warn(&format!("agent `{}`: {refusal}", self.definition.name));
+                    results[i] = Some(refusal);
+                }
+            }
+        }
+        if !asked.is_empty() {
+            for (i, result) in positions.into_iter().zip(tools::call_all(&asked)) {
+                results[i] = Some(match result {
+                    Ok(output) => output,
+                    Err(e) => {
+                        let error = format!("error: {}", describe_tool_error(&e));
+                        log::warn(&format!(
+                            "agent `{}`: tool `{}` failed: {error}",
+                            self.definition.name, calls[i].name
+                        ));
+                        error
+                    }
+                });
+            }
+        }
+        for (call, result) in calls.iter().zip(results) {
+            self.messages.push(Message {
+                role: Role::Tool,
+                content: result.unwrap_or_default(),
+                tool_calls: Vec::new(),
+                tool_call_id: Some(call.id.clone()),
+            });
+        }
+    }
+
+    fn offered_names(&self) -> String {
+        if self.tools.is_empty() {
+            return "none".to_owned();
+        }
+        self.tools
+            .iter()
+            .map(|t| t.name.as_str())
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+
+    /// The final answer: text, or the JSON of the output schema.
+    fn answer(self) -> Result<Value, AgentError> {
+        let text = self
+            .messages
+            .last()
+            .map(|m| m.content.clone())
+            .unwrap_or_default();
+        if self.definition.output_schema.is_none() {
+            return Ok(Value::String(text));
+        }
+        // The host validated it against the schema.
+        serde_json::from_str(text.trim()).map_err(|e| {
+            AgentError::Failed(format!(
+                "agent `{}`: the answer is not the JSON its output-schema asks for: {e}",
+                self.definition.name
+            ))
+        })
+    }
+}
+
+/// The tools of the definition that the host lets this plugin call, as the
+/// model sees them (`plugin__tool`: model APIs refuse `/` in names).
+fn offered_tools(definition: &Definition) -> Vec<ToolDefinition> {
+    if definition.tools.is_empty() {
+        return Vec::new();
+    }
+    let granted = tools::list();
+    let mut offered = Vec::new();
+    for tool in &definition.tools {
+        match granted.iter().find(|t| &t.name == tool) {
+            Some(entry) => offered.push(ToolDefinition {
+                name: Definition::tool_for_model(tool),
+                description: entry.description.clone(),
+                parameters: entry.parameters.clone(),
+            }),
+            None => log::warn(&format!(
+                "agent `{}`: tool `{tool}` is not offered to the model: this agent's plugin is not granted plugin `{}`, or it has no such tool",
+                definition.name,
+                tool.split('/').next().unwrap_or_default()
+            )),
+        }
+    }
+    offered
+}
+
+fn selector(definition: &Definition, tools: bool) -> ModelSelector {
+    if let Some(model) = &definition.model {
+        return ModelSelector::Named(model.clone());
+    }
+    let policy = definition.policy.clone().unwrap_or_default();
+    let strategy = match policy.strategy {
+        Strategy::Cheapest => inference::Strategy::Cheapest,
+        Strategy::BestQuality => inference::Strategy::BestQuality,
+    };
+    ModelSelector::Policy((
+        strategy,
+        Requirements {
+            tools,
+            vision: false,
+            json_mode: definition.output_schema.is_some(),
+            min_context: policy.min_context,
+            min_quality: policy.min_quality.map(|q| match q {
+                Quality::Basic => QualityTier::Basic,
+                Quality::Standard => QualityTier::Standard,
+                Quality::Premium => QualityTier::Premium,
+            }),
+            local_only: policy.local_only,
+        },
+    ))
+}
+
+fn message(role: Role, content: String) -> Message {
+    Message {
+        role,
+        content,
+        tool_calls: Vec::new(),
+        tool_call_id: None,
+    }
+}
+
+fn describe_tool_error(e: &ToolCallError) -> String {
+    match e {
+        ToolCallError::InvalidArguments(m) => format!("invalid arguments: {m}"),
+        ToolCallError::UnknownTool(m) => format!("unknown tool: {m}"),
+        ToolCallError::Failed(m) => format!("failed: {m}"),
+        ToolCallError::Denied(m) => format!("denied: {m}"),
+    }
+}
+
+fn describe_model_error(e: &ModelError) -> String {
+    match e {
+        ModelError::RateLimited(after) => match after {
+            Some(ms) => format!("rate-limited: retry after {ms} ms"),
+            None => "rate-limited".to_owned(),
+        },
+        ModelError::Overloaded(m) => format!("overloaded: {m}"),
+        ModelError::ContextLengthExceeded(m) => format!("context-length-exceeded: {m}"),
+        ModelError::ContentFiltered(m) => format!("content-filtered: {m}"),
+        ModelError::Auth(m) => format!("auth: {m}"),
+        ModelError::BadRequest(m) => format!("bad-request: {m}"),
+        ModelError::Upstream(m) => format!("upstream: {m}"),
+        ModelError::Timeout(m) => format!("timeout: {m}"),
+        ModelError::MalformedResponse(m) => format!("malformed-response: {m}"),
+        ModelError::NoModel(m) => format!("no-model: {m}"),
+        ModelError::BudgetExceeded(m) => format!("budget-exceeded: {m}"),
+        ModelError::AccessDenied(m) => format!("access-denied: {m}"),
+        ModelError::InvalidOutput(m) => format!("invalid-output: {m}"),
+    }
+}
+
+convergio_sdk::export_agent!(AgentLlm);

@@ -1,0 +1,332 @@
+//! The LLM agent component (`components/agent-llm`) against a scripted
+//! model: a local server that speaks OpenAI's Chat Completions format,
+//! reached through the real `provider-openai` adapter and the router, with
+//! real tool plugins called through `convergio:platform/tools`. The script
+//! picks its answers from the conversation it receives, and every request
+//! is counted at the server.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use convergio_cap_keys::Vault;
+use convergio_runtime::Runtime;
+use convergio_tests::fake_providers::{self as fake, Flavor};
+use convergio_tests::upstream::{Received, Reply, Upstream};
+use convergio_tests::{TestPlugin, crate_component, start, target_dir, test_component};
+use serde_json::{Value, json};
+
+const SECRET: &str = "sk-openai-agents-5d1e";
+const MODEL: &str = "openai/gpt-6-luna";
+
+/// An OpenAI chat completion with `message`.
+fn completion(message: Value, finish: &str) -> Reply {
+    Reply::json(
+        200,
+        &json!({
+            "id": "chatcmpl-agent",
+            "object": "chat.completion",
+            "created": 1_765_000_000,
+            "model": "gpt-6-luna",
+            "choices": [{"index": 0, "message": message, "finish_reason": finish}],
+            "usage": {"prompt_tokens": 20, "completion_tokens": 10, "total_tokens": 30}
+        }),
+    )
+}
+
+fn text(content: &str) -> Reply {
+    completion(json!({"role": "assistant", "content": content}), "stop")
+}
+
+fn calls(calls: &[(&str, &str, Value)]) -> Reply {
+    let tool_calls: Vec<Value> = calls
+        .iter()
+        .map(|(id, name, args)| {
+            json!({"id": id, "type": "function", "function": {"name": name, "arguments": args.to_string()}})
+        })
+        .collect();
+    completion(
+        json!({"role": "assistant", "content": null, "tool_calls": tool_calls}),
+        "tool_calls",
+    )
+}
+
+fn body(received: &Received) -> Value {
+    serde_json::from_slice(&received.body).unwrap_or(Value::Null)
+}
+
+fn messages(body: &Value) -> Vec<Value> {
+    body["messages"].as_array().cloned().unwrap_or_default()
+}
+
+/// The model: what it answers depends on the task (the first user message)
+/// and on how far the conversation has gone.
+fn script(received: &Received) -> Reply {
+    let body = body(received);
+    let messages = messages(&body);
+    let task = messages
+        .iter()
+        .find(|m| m["role"] == "user")
+        .and_then(|m| m["content"].as_str())
+        .unwrap_or_default()
+        .to_owned();
+    let tool_results = messages.iter().filter(|m| m["role"] == "tool").count();
+    match task.as_str() {
+        // Two calls at once, then a listed tool its plugin does not have
+        // and a tool the definition does not list, then the answer.
+        "tools" => match tool_results {
+            0 => calls(&[
+                ("c1", "echo__echo", json!({"n": 1})),
+                ("c2", "echo__echo", json!({"n": 2})),
+            ]),
+            2 => calls(&[
+                ("c3", "echo__nope", json!({})),
+                ("c4", "shell__run", json!({"cmd": "rm -rf /"})),
+            ]),
+            _ => text("all done"),
+        },
+        // A model that never stops calling tools.
+        "loop" => calls(&[(
+            &format!("c{tool_results}"),
+            "echo__echo",
+            json!({"i": tool_results}),
+        )]),
+        // A tool of a plugin the agent is not granted.
+        "denied" => match tool_results {
+            0 => calls(&[("c1", "other__echo", json!({}))]),
+            _ => text("could not"),
+        },
+        // An answer that does not match the output schema, then one that does.
+        "grade" => {
+            let corrected = messages
+                .last()
+                .and_then(|m| m["content"].as_str())
+                .is_some_and(|c| c.contains("does not match"));
+            text(if corrected {
+                r#"{"grade": 4}"#
+            } else {
+                r#"{"grade": "four"}"#
+            })
+        }
+        other => Reply::json(
+            400,
+            &json!({"error": {"message": format!("unscripted task {other}"), "type": "invalid_request_error"}}),
+        ),
+    }
+}
+
+struct Platform {
+    runtime: Runtime,
+    model: Upstream,
+    _dir: tempfile::TempDir,
+}
+
+async fn platform() -> Platform {
+    let model = Upstream::start(script).await;
+    let dir = tempfile::tempdir().unwrap();
+    let vault = Vault::open_in(&dir.path().join("platform-data")).unwrap();
+    fake::add_key(&vault, Flavor::OpenAi, SECRET);
+    drop(vault);
+    let plugins = [
+        fake::plugin(Flavor::OpenAi, "openai", &model.origin()),
+        TestPlugin::new("echo", "tool", test_component("plain_tool")),
+        TestPlugin::new("other", "tool", test_component("plain_tool")),
+        TestPlugin::new("agent", "agent", crate_component("convergio_agent_llm"))
+            .declares(&["inference", "plugins", "logging"])
+            .grants("inference = true\nplugins = [\"echo\"]\nlogging = true"),
+    ];
+    let settings = format!(
+        "compile-cache = true\ncache-dir = {:?}\n",
+        target_dir().join("convergio-test-cache").join("agents")
+    );
+    let runtime = start(dir.path(), &settings, &plugins).await;
+    Platform {
+        runtime,
+        model,
+        _dir: dir,
+    }
+}
+
+fn definition(extra: Value) -> Value {
+    let mut d = json!({
+        "name": "helper",
+        "instructions": "You help. Use the tools.",
+        "model": MODEL,
+        "tools": ["echo/echo", "echo/nope", "other/echo"],
+    });
+    d.as_object_mut()
+        .unwrap()
+        .extend(extra.as_object().unwrap().clone());
+    d
+}
+
+impl Platform {
+    async fn run(&self, agent: Value, task: &str) -> Value {
+        let input = json!({"agent": agent, "task": task});
+        self.runtime
+            .invoke_json(
+                "agent",
+                "agent.run",
+                &json!([{ "run-id": "r1", "node-id": "n1", "input": input.to_string(), "state": [] }]),
+            )
+            .await
+            .unwrap()
+    }
+
+    /// The bodies of the chat requests the model received, in order.
+    fn requests(&self) -> Vec<Value> {
+        self.model
+            .received()
+            .iter()
+            .filter(|r| r.path.ends_with("/chat/completions"))
+            .map(body)
+            .collect()
+    }
+}
+
+fn output(result: &Value) -> Value {
+    let text = result["ok"]["output"]
+        .as_str()
+        .unwrap_or_else(|| panic!("the agent failed: {result}"));
+    serde_json::from_str(text).unwrap()
+}
+
+fn tool_messages(request: &Value) -> Vec<(String, String)> {
+    messages(request)
+        .iter()
+        .filter(|m| m["role"] == "tool")
+        .map(|m| {
+            (
+                m["tool_call_id"].as_str().unwrap_or_default().to_owned(),
+                m["content"].as_str().unwrap_or_default().to_owned(),
+            )
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_agent_runs_the_tools_the_model_asks_for_until_it_answers() {
+    let p = platform().await;
+    let result = p.run(definition(json!({})), "tools").await;
+    assert_eq!(output(&result), json!("all done"));
+
+    let requests = p.requests();
+    assert_eq!(requests.len(), 3, "three model calls");
+    // The model is offered the listed tools the agent may call and that
+    // exist: not `echo/nope` (no such tool) nor `other/echo` (not granted).
+    let offered: Vec<&str> = requests[0]["tools"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["function"]["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(offered, ["echo__echo"]);
+    assert_eq!(
+        messages(&requests[0])[0],
+        json!({"role": "system", "content": "You help. Use the tools."})
+    );
+    // Both calls of one answer ran, and their results answer their ids.
+    let results = tool_messages(&requests[1]);
+    assert_eq!(
+        results,
+        [
+            ("c1".to_owned(), r#"{"n":1}"#.to_owned()),
+            ("c2".to_owned(), r#"{"n":2}"#.to_owned())
+        ]
+    );
+    // A failing tool and a tool the agent may not call are errors the
+    // model reads, and the loop goes on.
+    let results = tool_messages(&requests[2]);
+    assert_eq!(results.len(), 4);
+    assert!(
+        results[2].1.starts_with("error: unknown tool"),
+        "{results:?}"
+    );
+    assert!(
+        results[3]
+            .1
+            .contains("`shell__run` is not one of this agent's tools; its tools are: echo__echo"),
+        "{results:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn limits_and_grants_stop_what_the_definition_does_not_allow() {
+    let p = platform().await;
+    // The step limit ends a model that never stops calling tools.
+    let result = p.run(definition(json!({"max-steps": 3})), "loop").await;
+    let err = result["err"]["failed"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{result}"));
+    assert!(err.contains("reached its max-steps (3)"), "{err}");
+    assert_eq!(p.requests().len(), 3);
+
+    // The token limit: each answer reports 30 tokens.
+    let result = p.run(definition(json!({"max-tokens": 50})), "loop").await;
+    let err = result["err"]["failed"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{result}"));
+    assert!(
+        err.contains("used 60 tokens, over its max-tokens (50)"),
+        "{err}"
+    );
+
+    // A listed tool of a plugin the agent's plugin is not granted: the
+    // host refuses it and says which grant would allow it.
+    let before = p.requests().len();
+    let result = p.run(definition(json!({})), "denied").await;
+    assert_eq!(output(&result), json!("could not"));
+    let requests = p.requests();
+    let results = tool_messages(&requests[before + 1]);
+    assert!(
+        results[0]
+            .1
+            .contains("denied: plugin `agent` may not call tools of `other`")
+            && results[0].1.contains("plugins = [...]"),
+        "{results:?}"
+    );
+
+    // A definition that is not one is refused before any model call.
+    let before = p.requests().len();
+    let result = p
+        .run(
+            json!({"name": "x", "instructions": "y", "tools": ["web"]}),
+            "tools",
+        )
+        .await;
+    let err = result["err"]["invalid-input"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{result}"));
+    assert!(err.contains("`web` is not `plugin/tool`"), "{err}");
+    assert_eq!(p.requests().len(), before);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_output_schema_makes_the_answer_json_and_a_wrong_one_is_asked_again() {
+    let p = platform().await;
+    let schema = json!({
+        "type": "object",
+        "properties": {"grade": {"type": "integer", "minimum": 1, "maximum": 5}},
+        "required": ["grade"]
+    });
+    let result = p
+        .run(
+            definition(json!({"tools": [], "output-schema": schema})),
+            "grade",
+        )
+        .await;
+    assert_eq!(output(&result), json!({"grade": 4}));
+    let requests = p.requests();
+    assert_eq!(requests.len(), 2, "the first answer did not match");
+    assert_eq!(requests[0]["response_format"]["type"], "json_schema");
+    assert_eq!(
+        requests[0]["response_format"]["json_schema"]["schema"],
+        schema
+    );
+    let correction = messages(&requests[1]).last().cloned().unwrap();
+    assert!(
+        correction["content"]
+            .as_str()
+            .unwrap()
+            .contains(r#"at /grade: "four" is not of type "integer""#),
+        "{correction}"
+    );
+}
