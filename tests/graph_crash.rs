@@ -32,7 +32,7 @@ use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use convergio_tests::{TestPlugin, crate_component, target_dir, test_component, workspace};
+use convergio_tests::{TestPlugin, convergio_binary, crate_component, test_component};
 use serde_json::Value;
 
 /// Runs the test asks for.
@@ -87,60 +87,6 @@ impl Rng {
     /// Uniform in `lo..=hi`.
     fn range(&mut self, lo: u64, hi: u64) -> u64 {
         lo + self.next() % (hi - lo + 1)
-    }
-}
-
-/// The `convergio` binary of this workspace, built by cargo. `cargo test
-/// --workspace` builds it before any test runs (the CLI's own integration
-/// tests need it); a test run of this file alone does not, so it must not
-/// be missing or older than the sources it is built from. (It is not built
-/// from here: cargo runs tests with an environment that would make the
-/// build differ from the developer's, and rebuild twice.)
-fn convergio_binary() -> PathBuf {
-    let bin = target_dir().join("debug").join("convergio");
-    let build = "build it first: `cargo build --workspace --bin convergio` (`cargo test --workspace` does it)";
-    let built = std::fs::metadata(&bin)
-        .and_then(|m| m.modified())
-        .unwrap_or_else(|_| panic!("{} is missing: {build}", bin.display()));
-    let root = workspace();
-    let mut newer = Vec::new();
-    for dir in ["host", "graph", "wit", "Cargo.lock"] {
-        newest_source(&root.join(dir), built, &mut newer);
-    }
-    assert!(
-        newer.is_empty(),
-        "{} is older than {} source file(s), e.g. {}: {build}",
-        bin.display(),
-        newer.len(),
-        newer[0].display()
-    );
-    bin
-}
-
-/// The files under `path` (Rust, TOML, WIT; not tests or benches)
-/// changed after `built`.
-fn newest_source(path: &Path, built: std::time::SystemTime, newer: &mut Vec<PathBuf>) {
-    let Ok(meta) = std::fs::symlink_metadata(path) else {
-        return;
-    };
-    if meta.is_dir() {
-        // A crate's tests and benches are not part of the binary.
-        if path
-            .file_name()
-            .is_some_and(|n| n == "tests" || n == "benches")
-        {
-            return;
-        }
-        for entry in std::fs::read_dir(path).unwrap().map_while(Result::ok) {
-            newest_source(&entry.path(), built, newer);
-        }
-    } else if meta.is_file()
-        && path
-            .extension()
-            .is_some_and(|e| e == "rs" || e == "toml" || e == "wit" || e == "lock")
-        && meta.modified().is_ok_and(|m| m > built)
-    {
-        newer.push(path.to_path_buf());
     }
 }
 

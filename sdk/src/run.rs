@@ -23,11 +23,16 @@
 //! })?;
 //! # let _ = now; Ok(()) }
 //! ```
+//!
+//! [`Steps`] keeps the steps of a call — a model's answer, a tool's result —
+//! in the run's journal: a call run again after a crash reads the steps it
+//! finished instead of doing them again, and goes on live from the first
+//! one it had not finished.
 
 use serde_json::{Value, json};
 
 use crate::bindings::convergio::platform::run_context;
-pub use crate::bindings::convergio::platform::run_context::CallContext;
+pub use crate::bindings::convergio::platform::run_context::{CallContext, RecordedStep};
 use crate::keyvalue::{atomics, store};
 
 /// Idempotency keys [`update_once`] remembers per storage key: a call
@@ -37,6 +42,65 @@ pub const REMEMBERED_KEYS: usize = 1024;
 /// The node call this instance serves, if it serves one.
 pub fn current() -> Option<CallContext> {
     run_context::current()
+}
+
+/// The steps of the node call being served, in order: each is done once and
+/// recorded, or read back from the run's journal when an earlier execution
+/// of the call (cut by a crash of the host) recorded it. Outside a graph
+/// run every step is simply done.
+#[derive(Debug, Default)]
+pub struct Steps {
+    next: u32,
+}
+
+impl Steps {
+    /// The steps of this call, from the first.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The next step, of `kind`, asking for what `key` fingerprints: its
+    /// recorded output if the call recorded it before with the same key,
+    /// else `run()`'s, recorded before it is returned. A recorded step with
+    /// another key (the call now asks for something else: the plugin
+    /// changed) is an error, and so is a step that cannot be recorded.
+    pub fn step(
+        &mut self,
+        kind: &str,
+        key: &str,
+        run: impl FnOnce() -> Result<String, String>,
+    ) -> Result<String, String> {
+        let index = self.next;
+        self.next += 1;
+        if let Some(recorded) = run_context::recorded(index) {
+            if recorded.kind == kind && recorded.key == key {
+                return Ok(recorded.output);
+            }
+            return Err(format!(
+                "step {index} of this call was recorded as `{}` {} and is now `{kind}` {key}: the call no longer does what it did before the crash; retry the node instead of resuming it",
+                recorded.kind, recorded.key
+            ));
+        }
+        let output = run()?;
+        run_context::record(&RecordedStep {
+            index,
+            kind: kind.to_owned(),
+            key: key.to_owned(),
+            output: output.clone(),
+        })?;
+        Ok(output)
+    }
+}
+
+/// A short, stable fingerprint of `text` (FNV-1a, 64 bits, hex), for the
+/// key of a [`Steps::step`].
+pub fn fingerprint(text: &str) -> String {
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for byte in text.bytes() {
+        hash ^= u64::from(byte);
+        hash = hash.wrapping_mul(0x0100_0000_01b3);
+    }
+    format!("{hash:016x}")
 }
 
 /// The idempotency key of the node call being served, if any.

@@ -12,15 +12,21 @@
 //! A tool the definition does not list is refused here; one whose plugin
 //! the agent's plugin is not granted is refused by the host. Either way the
 //! model sees the refusal as the tool's error and may go on without it.
+//!
+//! In a graph run every model answer and every batch of tool results is a
+//! step recorded in the run's journal (`run-context`): after a crash of the
+//! host the node call runs again, reads the steps it finished and goes on
+//! from there, so no finished model call or tool call is made twice.
 
 use convergio_agent::{AgentInput, Definition, Quality, Strategy};
 use convergio_sdk::agent::{AgentError, AgentInfo, Guest, Outcome, Task};
 use convergio_sdk::inference::{self, ChatRequest, ModelSelector, Requirements};
 use convergio_sdk::log;
+use convergio_sdk::run::{Steps, fingerprint};
 use convergio_sdk::tools::{self, ToolCallError};
 use convergio_sdk::types::{
-    Completion, Message, ModelError, QualityTier, ResponseFormat, Role, Sampling, ToolCall,
-    ToolDefinition,
+    Completion, FinishReason, Message, ModelError, QualityTier, ResponseFormat, Role, Sampling,
+    ToolCall, ToolDefinition, Usage,
 };
 use serde_json::Value;
 
@@ -69,6 +75,7 @@ struct Conversation<'a> {
     tools: Vec<ToolDefinition>,
     tokens: u64,
     cost_micro_usd: u64,
+    steps: Steps,
 }
 
 impl<'a> Conversation<'a> {
@@ -82,18 +89,14 @@ impl<'a> Conversation<'a> {
             tools: offered_tools(definition),
             tokens: 0,
             cost_micro_usd: 0,
+            steps: Steps::new(),
         }
     }
 
     fn run(mut self) -> Result<Value, AgentError> {
         let name = &self.definition.name;
         for step in 1..=self.definition.max_steps {
-            let done = inference::complete(&self.request()).map_err(|e| {
-                AgentError::InferenceFailed(format!(
-                    "agent `{name}`, step {step}: {}",
-                    describe_model_error(&e)
-                ))
-            })?;
+            let done = self.ask_model(step)?;
             self.count(&done)?;
             let calls = done.message.tool_calls.clone();
             self.messages.push(done.message);
@@ -109,12 +112,45 @@ impl<'a> Conversation<'a> {
                     .collect::<Vec<_>>()
                     .join(", ")
             ));
-            self.call_tools(&calls);
+            self.call_tools(&calls).map_err(|e| {
+                AgentError::ToolFailed(format!("agent `{name}`, step {step}: {}", describe(&e)))
+            })?;
         }
         Err(AgentError::Failed(format!(
             "agent `{name}` reached its max-steps ({}) without a final answer; the model kept calling tools",
             self.definition.max_steps
         )))
+    }
+
+    /// The model's next answer: recorded in the run, or asked for and
+    /// recorded.
+    fn ask_model(&mut self, step: u32) -> Result<Completion, AgentError> {
+        let name = &self.definition.name;
+        let request = self.request();
+        let key = fingerprint(&conversation_text(&request.messages));
+        let mut failure = None;
+        let recorded = self.steps.step("model", &key, || {
+            inference::complete(&request)
+                .map(|done| completion_json(&done).to_string())
+                .map_err(|e| {
+                    let text = describe_model_error(&e);
+                    failure = Some(text.clone());
+                    text
+                })
+        });
+        match recorded {
+            Ok(text) => completion_from_json(&text).ok_or_else(|| {
+                AgentError::Failed(format!(
+                    "agent `{name}`, step {step}: the recorded model answer is not one: {text}"
+                ))
+            }),
+            Err(e) if failure.is_some() => Err(AgentError::InferenceFailed(format!(
+                "agent `{name}`, step {step}: {e}"
+            ))),
+            Err(e) => Err(AgentError::Failed(format!(
+                "agent `{name}`, step {step}: {e}"
+            ))),
+        }
     }
 
     fn request(&self) -> ChatRequest {
@@ -164,7 +200,7 @@ impl<'a> Conversation<'a> {
     }
 
     /// Run the calls of one answer (at once), and add their results.
-    fn call_tools(&mut self, calls: &[ToolCall]) {
+    fn call_tools(&mut self, calls: &[ToolCall]) -> Result<(), StepFailure> {
         // The calls of listed tools go to the host together; the others
         // are answered here with the refusal.
         let mut results: Vec<Option<String>> = vec![None; calls.len()];
@@ -188,18 +224,32 @@ impl<'a> Conversation<'a> {
             }
         }
         if !asked.is_empty() {
-            for (i, result) in positions.into_iter().zip(tools::call_all(&asked)) {
-                results[i] = Some(match result {
-                    Ok(output) => output,
-                    Err(e) => {
-                        let error = format!("error: {}", describe_tool_error(&e));
-                        log::warn(&format!(
-                            "agent `{}`: tool `{}` failed: {error}",
-                            self.definition.name, calls[i].name
-                        ));
-                        error
-                    }
-                });
+            let key = fingerprint(
+                &asked
+                    .iter()
+                    .map(|(tool, args)| format!("{tool} {args}"))
+                    .collect::<Vec<_>>()
+                    .join("\n"),
+            );
+            let name = self.definition.name.clone();
+            let answered = self.steps.step("tools", &key, || {
+                let outputs: Vec<String> = tools::call_all(&asked)
+                    .into_iter()
+                    .zip(&asked)
+                    .map(|(result, (tool, _))| match result {
+                        Ok(output) => output,
+                        Err(e) => {
+                            let error = format!("error: {}", describe_tool_error(&e));
+                            log::warn(&format!("agent `{name}`: tool `{tool}` failed: {error}"));
+                            error
+                        }
+                    })
+                    .collect();
+                serde_json::to_string(&outputs).map_err(|e| e.to_string())
+            })?;
+            let outputs: Vec<String> = serde_json::from_str(&answered)?;
+            for (i, output) in positions.into_iter().zip(outputs) {
+                results[i] = Some(output);
             }
         }
         for (call, result) in calls.iter().zip(results) {
@@ -210,6 +260,7 @@ impl<'a> Conversation<'a> {
                 tool_call_id: Some(call.id.clone()),
             });
         }
+        Ok(())
     }
 
     fn offered_names(&self) -> String {
@@ -300,6 +351,111 @@ fn message(role: Role, content: String) -> Message {
         content,
         tool_calls: Vec::new(),
         tool_call_id: None,
+    }
+}
+
+/// The conversation as one text, for the fingerprint of a model step.
+fn conversation_text(messages: &[Message]) -> String {
+    let mut text = String::new();
+    for m in messages {
+        text.push_str(&format!("{:?}|{}|", m.role, m.content));
+        for c in &m.tool_calls {
+            text.push_str(&format!("{}:{}:{}|", c.id, c.name, c.arguments));
+        }
+        if let Some(id) = &m.tool_call_id {
+            text.push_str(id);
+        }
+        text.push('\n');
+    }
+    text
+}
+
+/// A completion as the JSON a step records.
+fn completion_json(done: &Completion) -> Value {
+    let calls: Vec<Value> = done
+        .message
+        .tool_calls
+        .iter()
+        .map(|c| serde_json::json!({"id": c.id, "name": c.name, "arguments": c.arguments}))
+        .collect();
+    serde_json::json!({
+        "provider": done.provider,
+        "model": done.model,
+        "content": done.message.content,
+        "tool-calls": calls,
+        "finish-reason": format!("{:?}", done.finish_reason),
+        "usage": {
+            "input-tokens": done.usage.input_tokens,
+            "output-tokens": done.usage.output_tokens,
+            "cost-micro-usd": done.usage.cost_micro_usd,
+        },
+    })
+}
+
+/// The completion a step recorded.
+fn completion_from_json(text: &str) -> Option<Completion> {
+    let v: Value = serde_json::from_str(text).ok()?;
+    let s = |key: &str| v.get(key).and_then(Value::as_str).map(str::to_owned);
+    let n = |key: &str| v["usage"].get(key).and_then(Value::as_u64);
+    let tool_calls = v
+        .get("tool-calls")?
+        .as_array()?
+        .iter()
+        .map(|c| {
+            Some(ToolCall {
+                id: c.get("id")?.as_str()?.to_owned(),
+                name: c.get("name")?.as_str()?.to_owned(),
+                arguments: c.get("arguments")?.as_str()?.to_owned(),
+            })
+        })
+        .collect::<Option<Vec<_>>>()?;
+    let finish_reason = match s("finish-reason")?.as_str() {
+        "Length" => FinishReason::Length,
+        "ToolCalls" => FinishReason::ToolCalls,
+        "ContentFilter" => FinishReason::ContentFilter,
+        _ => FinishReason::Stop,
+    };
+    Some(Completion {
+        provider: s("provider")?,
+        model: s("model")?,
+        message: Message {
+            role: Role::Assistant,
+            content: s("content")?,
+            tool_calls,
+            tool_call_id: None,
+        },
+        finish_reason,
+        usage: Usage {
+            input_tokens: u32::try_from(n("input-tokens")?).ok()?,
+            output_tokens: u32::try_from(n("output-tokens")?).ok()?,
+            cost_micro_usd: n("cost-micro-usd")?,
+        },
+    })
+}
+
+fn describe(e: &StepFailure) -> String {
+    match e {
+        StepFailure::Record(m) => m.clone(),
+        StepFailure::Json(e) => format!("a recorded step is not what it should be: {e}"),
+    }
+}
+
+/// Why a step of tool calls could not be taken or read back.
+#[derive(Debug)]
+enum StepFailure {
+    Record(String),
+    Json(serde_json::Error),
+}
+
+impl From<String> for StepFailure {
+    fn from(e: String) -> Self {
+        Self::Record(e)
+    }
+}
+
+impl From<serde_json::Error> for StepFailure {
+    fn from(e: serde_json::Error) -> Self {
+        Self::Json(e)
     }
 }
 

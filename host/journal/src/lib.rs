@@ -220,6 +220,22 @@ pub struct Checkpoint {
     pub state: Vec<u8>,
 }
 
+/// A step a node call recorded while it ran (a model's answer, the results
+/// of tool calls), so that the same call, run again after a crash of the
+/// host, reads it instead of doing it again.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CallStep {
+    /// Its place in the call's steps, from 0.
+    pub index: u32,
+    /// What it was, e.g. `model` or `tools`.
+    pub kind: String,
+    /// What the call asked for (a fingerprint of the request), so that a
+    /// call that asks for something else at that step is told.
+    pub key: String,
+    /// What it got.
+    pub result: Vec<u8>,
+}
+
 /// A claim on a run: which host drives it, until when.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Lease {
@@ -374,6 +390,15 @@ pub trait RunStore: Send + Sync + fmt::Debug {
     /// Give up `owner`'s lease on `run` (nothing if `owner` does not hold it).
     fn release(&self, run: &RunId, owner: &str) -> Result<()>;
 
+    /// Record `step` of attempt `attempt` of call `call` of `run` (replacing
+    /// a step recorded at its index). [`Error::NoRun`] if the run does not
+    /// exist.
+    fn record_step(&self, run: &RunId, call: &str, attempt: u32, step: &CallStep) -> Result<()>;
+
+    /// The steps recorded for attempt `attempt` of call `call` of `run`, by
+    /// index.
+    fn call_steps(&self, run: &RunId, call: &str, attempt: u32) -> Result<Vec<CallStep>>;
+
     /// Store `bytes` once, whatever the number of puts; returns its SHA-256
     /// in lowercase hex.
     fn put_blob(&self, bytes: &[u8]) -> Result<String>;
@@ -382,8 +407,8 @@ pub trait RunStore: Send + Sync + fmt::Debug {
     fn get_blob(&self, hash: &str) -> Result<Option<Vec<u8>>>;
 
     /// Delete the runs that are over (done, failed, cancelled) and last
-    /// changed before `before_ms`, with their entries, checkpoints and
-    /// leases — except a run whose entries a remaining fork shares — and
+    /// changed before `before_ms`, with their entries, checkpoints, call
+    /// steps and leases — except a run whose entries a remaining fork shares — and
     /// then the blobs that no remaining entry or run refers to.
     fn prune(&self, before_ms: u64) -> Result<Pruned>;
 

@@ -22,7 +22,7 @@ use std::time::Duration;
 use tokio::sync::broadcast;
 
 use crate::{
-    BoxFuture, Checkpoint, Entry, Error, Lease, NewEntry, Pruned, Result, RunId, RunInfo,
+    BoxFuture, CallStep, Checkpoint, Entry, Error, Lease, NewEntry, Pruned, Result, RunId, RunInfo,
     RunStatus, RunStore, Seq, blob_hash, now_ms, ttl_ms,
 };
 
@@ -76,6 +76,8 @@ struct Run {
     entries: Vec<Arc<Entry>>,
     /// Its own checkpoints (a fork's from its fork point on).
     checkpoints: BTreeMap<Seq, Arc<[u8]>>,
+    /// The steps its node calls recorded, by call, attempt and index.
+    steps: BTreeMap<(String, u32, u32), CallStep>,
 }
 
 impl Run {
@@ -84,6 +86,7 @@ impl Run {
             info,
             entries: Vec::new(),
             checkpoints: BTreeMap::new(),
+            steps: BTreeMap::new(),
         }
     }
 
@@ -345,6 +348,28 @@ impl RunStore for MemoryRunStore {
         }
         row.checkpoints.insert(seq, kept);
         Ok(())
+    }
+
+    fn record_step(&self, run: &RunId, call: &str, attempt: u32, step: &CallStep) -> Result<()> {
+        let mut guard = self.lock();
+        let Some(row) = guard.runs.get_mut(run) else {
+            return Err(Error::NoRun(run.clone()));
+        };
+        row.steps
+            .insert((call.to_owned(), attempt, step.index), step.clone());
+        Ok(())
+    }
+
+    fn call_steps(&self, run: &RunId, call: &str, attempt: u32) -> Result<Vec<CallStep>> {
+        let guard = self.lock();
+        let Some(row) = guard.runs.get(run) else {
+            return Ok(Vec::new());
+        };
+        Ok(row
+            .steps
+            .range((call.to_owned(), attempt, 0)..=(call.to_owned(), attempt, u32::MAX))
+            .map(|(_, step)| step.clone())
+            .collect())
     }
 
     fn checkpoint_at_or_before(&self, run: &RunId, seq: Seq) -> Result<Option<Checkpoint>> {

@@ -29,7 +29,7 @@ use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 use tokio::sync::{broadcast, oneshot};
 
 use crate::{
-    BoxFuture, Checkpoint, Entry, Error, Lease, NewEntry, Pruned, Result, RunId, RunInfo,
+    BoxFuture, CallStep, Checkpoint, Entry, Error, Lease, NewEntry, Pruned, Result, RunId, RunInfo,
     RunStatus, RunStore, Seq, blob_hash, now_ms, ttl_ms,
 };
 
@@ -78,6 +78,16 @@ CREATE TABLE IF NOT EXISTS checkpoints (
     seq    INTEGER NOT NULL,
     state  BLOB    NOT NULL,
     PRIMARY KEY (run, seq)
+) STRICT, WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS call_steps (
+    run      TEXT    NOT NULL,
+    call_id  TEXT    NOT NULL,
+    attempt  INTEGER NOT NULL,
+    idx      INTEGER NOT NULL,
+    kind     TEXT    NOT NULL,
+    key      TEXT    NOT NULL,
+    result   BLOB    NOT NULL,
+    PRIMARY KEY (run, call_id, attempt, idx)
 ) STRICT, WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS blobs (
     hash   TEXT PRIMARY KEY,
@@ -811,6 +821,45 @@ impl RunStore for SqliteRunStore {
         })
     }
 
+    fn record_step(&self, run: &RunId, call: &str, attempt: u32, step: &CallStep) -> Result<()> {
+        self.write(|tx| {
+            existing(tx, run)?;
+            tx.prepare_cached(
+                "INSERT OR REPLACE INTO call_steps (run, call_id, attempt, idx, kind, key, result)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            )?
+            .execute(params![
+                run.as_str(),
+                call,
+                attempt,
+                step.index,
+                step.kind,
+                step.key,
+                step.result
+            ])?;
+            Ok(())
+        })
+    }
+
+    fn call_steps(&self, run: &RunId, call: &str, attempt: u32) -> Result<Vec<CallStep>> {
+        let conn = lock(&self.inner.conn);
+        let mut query = conn.prepare_cached(
+            "SELECT idx, kind, key, result FROM call_steps
+             WHERE run = ?1 AND call_id = ?2 AND attempt = ?3 ORDER BY idx",
+        )?;
+        let steps = query
+            .query_map(params![run.as_str(), call, attempt], |r| {
+                Ok(CallStep {
+                    index: r.get(0)?,
+                    kind: r.get(1)?,
+                    key: r.get(2)?,
+                    result: r.get(3)?,
+                })
+            })?
+            .collect::<rusqlite::Result<_>>()?;
+        Ok(steps)
+    }
+
     fn checkpoint_at_or_before(&self, run: &RunId, seq: Seq) -> Result<Option<Checkpoint>> {
         let conn = lock(&self.inner.conn);
         let mut query = conn.prepare_cached(
@@ -940,6 +989,7 @@ impl RunStore for SqliteRunStore {
                 for sql in [
                     "DELETE FROM entries WHERE run = ?1",
                     "DELETE FROM checkpoints WHERE run = ?1",
+                    "DELETE FROM call_steps WHERE run = ?1",
                     "DELETE FROM claims WHERE run = ?1",
                     "DELETE FROM runs WHERE id = ?1",
                 ] {

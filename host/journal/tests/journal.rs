@@ -17,8 +17,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use convergio_journal::{
-    Durability, Entry, Error, MemoryRunStore, NewEntry, Options, RunId, RunStatus, RunStore,
-    SqliteRunStore, Subscription,
+    CallStep, Durability, Entry, Error, MemoryRunStore, NewEntry, Options, RunId, RunStatus,
+    RunStore, SqliteRunStore, Subscription,
 };
 use convergio_test_child::Child;
 
@@ -129,6 +129,7 @@ behaviour_tests!(
     forks_share_the_prefix_and_forks_of_forks_work,
     leases_exclude_other_owners_until_expiry_or_release,
     blobs_are_stored_once_by_content_hash,
+    call_steps_are_kept_per_call_and_attempt_and_pruned_with_their_run,
     subscription_catches_up_follows_and_recovers_from_lag,
     prune_deletes_old_finished_runs_and_what_only_they_use,
 );
@@ -787,6 +788,54 @@ fn blobs_are_stored_once_by_content_hash<B: Backend>() {
         "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
     );
     assert_eq!(store.get_blob(&empty).unwrap().unwrap(), b"");
+}
+
+/// Steps a node call records come back for that call and attempt only, in
+/// index order; recording an index again replaces it; they go with their
+/// run when it is pruned.
+fn call_steps_are_kept_per_call_and_attempt_and_pruned_with_their_run<B: Backend>() {
+    let (_dir, store) = fresh::<B>();
+    let run = RunId("r".into());
+    store.create_run(&run, "g").unwrap();
+    let step = |index: u32, result: &str| CallStep {
+        index,
+        kind: "model".into(),
+        key: format!("k{index}"),
+        result: result.as_bytes().to_vec(),
+    };
+    store
+        .record_step(&run, "agent", 1, &step(1, "second"))
+        .unwrap();
+    store
+        .record_step(&run, "agent", 1, &step(0, "first"))
+        .unwrap();
+    store
+        .record_step(&run, "agent", 2, &step(0, "retry"))
+        .unwrap();
+    store
+        .record_step(&run, "other", 1, &step(0, "elsewhere"))
+        .unwrap();
+    let steps = store.call_steps(&run, "agent", 1).unwrap();
+    assert_eq!(steps, vec![step(0, "first"), step(1, "second")]);
+    store
+        .record_step(&run, "agent", 1, &step(1, "again"))
+        .unwrap();
+    assert_eq!(
+        store.call_steps(&run, "agent", 1).unwrap()[1].result,
+        b"again"
+    );
+    assert_eq!(
+        store.call_steps(&run, "agent", 2).unwrap(),
+        vec![step(0, "retry")]
+    );
+    assert!(store.call_steps(&run, "agent", 3).unwrap().is_empty());
+    assert!(matches!(
+        store.record_step(&RunId("nobody".into()), "a", 1, &step(0, "x")),
+        Err(Error::NoRun(_))
+    ));
+    store.set_status(&run, RunStatus::Done).unwrap();
+    store.prune(u64::MAX).unwrap();
+    assert!(store.call_steps(&run, "agent", 1).unwrap().is_empty());
 }
 
 /// Prune deletes the runs that are over and old enough with what only

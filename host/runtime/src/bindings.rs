@@ -1,7 +1,6 @@
 //! The WIT bindings of the capabilities the runtime implements itself
-//! (`wasi:logging`, `wasi:config`, `convergio:platform/events`,
-//! `convergio:platform/run-context`). The other
-//! capabilities' bindings live in their crates.
+//! (`wasi:logging`, `wasi:config`, `convergio:platform/events`). The other
+//! capabilities' bindings live in their modules or crates.
 
 wasmtime::component::bindgen!({
     path: "../../wit",
@@ -12,13 +11,11 @@ wasmtime::component::bindgen!({
             import wasi:logging/logging@0.1.0-draft;
             import wasi:config/store@0.2.0-rc.1;
             import convergio:platform/events@0.1.0;
-            import convergio:platform/run-context@0.1.0;
         }
     ",
     world: "convergio:host/runtime-capabilities",
 });
 
 pub(crate) use convergio::platform::events;
-pub(crate) use convergio::platform::run_context;
 pub(crate) use wasi::config::store as config_store;
 pub(crate) use wasi::logging::logging;

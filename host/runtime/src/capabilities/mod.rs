@@ -50,6 +50,9 @@ pub use run_context::CallContext;
 pub(crate) struct Services {
     pub(crate) vault: Option<convergio_cap_keys::Vault>,
     pub(crate) router: convergio_cap_inference::RouterCell,
+    /// The run driver, once there is one (`runs`, and `run-context`'s
+    /// recorded steps, which live in its journal).
+    pub(crate) runs: runs::RunsCell,
 }
 
 impl Services {
@@ -59,6 +62,7 @@ impl Services {
         Ok(Self {
             vault: keys::open_vault(platform)?,
             router: convergio_cap_inference::RouterCell::default(),
+            runs: runs::RunsCell::default(),
         })
     }
 }

@@ -1,16 +1,36 @@
 //! `convergio:platform/run-context`: which graph-run node call a store is
-//! serving. Every plugin may import it (it grants nothing); the run driver
-//! sets it for the length of each node call, so a tool can make a side
-//! effect once per idempotency key.
+//! serving, and the steps that call recorded in the run's journal. Every
+//! plugin may import it (it grants nothing); the run driver sets it for the
+//! length of each node call, so a tool can make a side effect once per
+//! idempotency key, and an agent can keep its model answers and tool
+//! results so that the call, run again after a crash, does not repeat them.
 
 use std::sync::Arc;
 
+use convergio_journal::{CallStep, RunId};
 use wasmtime::component::{HasData, Linker};
 
+use super::runs::RunsCell;
 use super::{CapabilityHost, HostCapability, Services};
-use crate::bindings::run_context;
 use crate::config::{Platform, PluginSpec};
 use crate::{Capability, Result};
+
+#[allow(missing_docs, missing_debug_implementations)]
+mod bindings {
+    wasmtime::component::bindgen!({
+        path: "../../wit",
+        inline: "
+            package convergio:run-context-host;
+            world run-context-host {
+                import convergio:platform/run-context@0.1.0;
+            }
+        ",
+        world: "convergio:run-context-host/run-context-host",
+        imports: { default: async },
+    });
+}
+
+use bindings::convergio::platform::run_context as wit;
 
 /// A node call, as a plugin sees it through `run-context`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -32,7 +52,8 @@ pub(crate) struct RunContext;
 impl HostCapability for RunContext {
     const CAPABILITY: Option<Capability> = None;
     type Shared = ();
-    type Plugin = ();
+    /// The run driver, whose journal keeps the steps.
+    type Plugin = RunsCell;
     /// The call the store serves now, if any.
     type Store = Option<Arc<CallContext>>;
 
@@ -44,22 +65,27 @@ impl HostCapability for RunContext {
         Ok(())
     }
 
-    fn prepare(_: &(), _: &Services, _: &Arc<PluginSpec>) -> std::result::Result<(), Vec<String>> {
-        Ok(())
+    fn prepare(
+        _: &(),
+        services: &Services,
+        _: &Arc<PluginSpec>,
+    ) -> std::result::Result<RunsCell, Vec<String>> {
+        Ok(Arc::clone(&services.runs))
     }
 
-    fn store(_: &()) -> Option<Arc<CallContext>> {
+    fn store(_: &RunsCell) -> Option<Arc<CallContext>> {
         None
     }
 
     fn add_to_linker<T: CapabilityHost>(linker: &mut Linker<T>) -> wasmtime::Result<()> {
-        run_context::add_to_linker::<T, RunContextView<'static>>(linker, view::<T>)
+        wit::add_to_linker::<T, RunContextView<'static>>(linker, view::<T>)
     }
 }
 
 /// A store's view for `run-context`.
 pub(crate) struct RunContextView<'a> {
-    current: &'a Option<Arc<CallContext>>,
+    current: Option<Arc<CallContext>>,
+    runs: &'a RunsCell,
 }
 
 impl HasData for RunContextView<'static> {
@@ -67,19 +93,86 @@ impl HasData for RunContextView<'static> {
 }
 
 fn view<T: CapabilityHost>(host: &mut T) -> RunContextView<'_> {
+    let parts = host.parts();
     RunContextView {
-        current: &host.parts().caps.run_context,
+        current: parts.caps.run_context.clone(),
+        runs: &parts.plugin.run_context,
     }
 }
 
-impl run_context::Host for RunContextView<'_> {
-    fn current(&mut self) -> Option<run_context::CallContext> {
-        self.current.as_deref().map(|c| run_context::CallContext {
+impl RunContextView<'_> {
+    /// The journal of the run this call belongs to, with the call.
+    fn journal(&self) -> Option<(Arc<dyn convergio_journal::RunStore>, Arc<CallContext>)> {
+        let call = self.current.clone()?;
+        let runs = self
+            .runs
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .upgrade()?;
+        Some((Arc::clone(runs.store()), call))
+    }
+}
+
+impl wit::Host for RunContextView<'_> {
+    async fn current(&mut self) -> Option<wit::CallContext> {
+        self.current.as_deref().map(|c| wit::CallContext {
             run_id: c.run_id.clone(),
             node_id: c.node_id.clone(),
             call_id: c.call_id.clone(),
             attempt: c.attempt,
             idempotency_key: c.idempotency_key.clone(),
         })
+    }
+
+    async fn recorded(&mut self, index: u32) -> Option<wit::RecordedStep> {
+        let (store, call) = self.journal()?;
+        let steps = tokio::task::spawn_blocking(move || {
+            store.call_steps(&RunId(call.run_id.clone()), &call.call_id, call.attempt)
+        })
+        .await;
+        let steps = match steps {
+            Ok(Ok(steps)) => steps,
+            Ok(Err(e)) => {
+                tracing::warn!("reading a node call's recorded steps failed: {e}");
+                return None;
+            }
+            Err(e) => {
+                tracing::warn!("reading a node call's recorded steps failed: {e}");
+                return None;
+            }
+        };
+        steps
+            .into_iter()
+            .find(|s| s.index == index)
+            .map(|s| wit::RecordedStep {
+                index: s.index,
+                kind: s.kind,
+                key: s.key,
+                output: String::from_utf8_lossy(&s.result).into_owned(),
+            })
+    }
+
+    async fn record(&mut self, step: wit::RecordedStep) -> std::result::Result<bool, String> {
+        let Some((store, call)) = self.journal() else {
+            return Ok(false);
+        };
+        let step = CallStep {
+            index: step.index,
+            kind: step.kind,
+            key: step.key,
+            result: step.output.into_bytes(),
+        };
+        tokio::task::spawn_blocking(move || {
+            store.record_step(
+                &RunId(call.run_id.clone()),
+                &call.call_id,
+                call.attempt,
+                &step,
+            )
+        })
+        .await
+        .map_err(|e| format!("recording the step failed: {e}"))?
+        .map_err(|e| format!("recording the step failed: {e}"))?;
+        Ok(true)
     }
 }

@@ -52,8 +52,8 @@ impl HostCapability for RunsCapability {
         interface == "convergio:platform/runs"
     }
 
-    fn open(_: &Platform, _: &Services) -> Result<RunsCell> {
-        Ok(RunsCell::default())
+    fn open(_: &Platform, services: &Services) -> Result<RunsCell> {
+        Ok(Arc::clone(&services.runs))
     }
 
     fn prepare(
