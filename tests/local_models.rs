@@ -7,7 +7,7 @@
 
 use convergio_runtime::inference::{
     Caller, ChatRequest, FinishReason, Message, ModelError, ModelSelector, Requirements, Role,
-    Sampling, Strategy,
+    Sampling, Strategy, ToolDefinition,
 };
 use convergio_runtime::local_models::ModelStore;
 use convergio_tests::upstream::{Reply, Upstream};
@@ -231,6 +231,54 @@ async fn a_plugin_gets_schema_valid_json_from_the_local_model() {
         .as_str()
         .unwrap_or_else(|| panic!("{out}"));
     assert!(err.contains("BadRequest"), "{err}");
+}
+
+/// Tools on a local model: the answer is a call of one of the offered
+/// tools with arguments of its schema, or the answer, never anything else;
+/// and a conversation that carries a tool's result goes on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_local_model_calls_tools_in_form() {
+    let dir = with_model();
+    let runtime = start(dir.path(), SETTINGS, &[local("models = [\"smollm2\"]")]).await;
+    let router = runtime.router().unwrap();
+    let (_, info) = &router.models().await[0];
+    assert!(info.features.tools && info.features.json_mode);
+    let mut request = ask(
+        ModelSelector::Named("local/smollm2".into()),
+        "What is the weather in Paris? Use the tool.",
+        80,
+    );
+    request.tools = vec![ToolDefinition {
+        name: "weather__now".into(),
+        description: "The weather now in a city.".into(),
+        parameters: json!({
+            "type": "object",
+            "properties": {"city": {"type": "string", "maxLength": 40}},
+            "required": ["city"]
+        })
+        .to_string(),
+    }];
+    let done = router.complete(&caller(), request.clone()).await.unwrap();
+    match done.message.tool_calls.as_slice() {
+        [call] => {
+            assert_eq!(call.name, "weather__now");
+            assert_eq!(done.finish_reason, FinishReason::ToolCalls);
+            let args: serde_json::Value = serde_json::from_str(&call.arguments).unwrap();
+            assert!(args["city"].is_string(), "{args}");
+            // The result goes back; the model answers or calls again, in form.
+            request.messages.push(done.message.clone());
+            let mut result = Message::text(Role::Tool, "sunny, 21 °C");
+            result.tool_call_id = Some(call.id.clone());
+            request.messages.push(result);
+            let next = router.complete(&caller(), request).await.unwrap();
+            assert!(
+                !next.message.content.is_empty() || next.message.tool_calls.len() == 1,
+                "{next:?}"
+            );
+        }
+        [] => assert!(!done.message.content.is_empty(), "{done:?}"),
+        more => panic!("one call at most: {more:?}"),
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

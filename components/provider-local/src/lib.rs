@@ -10,6 +10,8 @@
 
 use std::cell::RefCell;
 
+mod tools;
+
 use convergio_sdk::local_model::{self, Generation, LocalModelError, LocalModelInfo, TokenStream};
 use convergio_sdk::provider::{
     self, Completion, CompletionStream, Delta, Embeddings, FinishReason, Guest,
@@ -34,10 +36,14 @@ pub fn model_info(model: &LocalModelInfo) -> ModelInfo {
         output_price_per_mtok: 0.0,
         // JSON answers are grammar-constrained (llama.cpp) or the server's
         // structured output (Ollama).
+        // Tool calls too, the same way (see `tools`).
         features: if model.embedding_length > 0 {
-            ModelFeatures::STREAMING | ModelFeatures::JSON_MODE | ModelFeatures::EMBEDDINGS
+            ModelFeatures::STREAMING
+                | ModelFeatures::JSON_MODE
+                | ModelFeatures::TOOLS
+                | ModelFeatures::EMBEDDINGS
         } else {
-            ModelFeatures::STREAMING | ModelFeatures::JSON_MODE
+            ModelFeatures::STREAMING | ModelFeatures::JSON_MODE | ModelFeatures::TOOLS
         },
         quality: QualityTier::Basic,
         local: true,
@@ -70,15 +76,46 @@ pub fn finish_reason(generation: &Generation) -> FinishReason {
     }
 }
 
-/// Tool calls are not supported by local models yet: say so rather than
-/// answer as if they were honoured.
-fn check(request: &ProviderRequest) -> provider::Result<()> {
+/// Streams carry text only: a request with tools is answered whole, by
+/// `complete`.
+fn check_stream(request: &ProviderRequest) -> provider::Result<()> {
     if !request.tools.is_empty() {
         return Err(ModelError::BadRequest(
-            "local models do not take tool definitions yet; route tool calls to a model with the `tools` feature".into(),
+            "local models call tools through `complete`, not streams: a tool call is read from the whole answer".into(),
         ));
     }
     Ok(())
+}
+
+/// A completion with tools: the model writes a tool call or the answer as
+/// JSON under a grammar, read back into the completion.
+fn complete_with_tools(request: ProviderRequest) -> provider::Result<Completion> {
+    let (messages, format) = tools::prepare(&request).map_err(ModelError::BadRequest)?;
+    let generation = local_model::generate(&request.model, &messages, &request.sampling, &format)
+        .map_err(model_error)?;
+    let calls_so_far = request
+        .messages
+        .iter()
+        .map(|m| m.tool_calls.len())
+        .sum::<usize>();
+    let reply = tools::read(&generation.text, &request.format, calls_so_far)
+        .map_err(ModelError::MalformedResponse)?;
+    let (content, tool_calls, finish_reason) = match reply {
+        tools::Reply::Call(call) => (String::new(), vec![call], FinishReason::ToolCalls),
+        tools::Reply::Answer(text) => (text, Vec::new(), finish_reason(&generation)),
+    };
+    Ok(Completion {
+        provider: PROVIDER_ID.to_owned(),
+        model: request.model,
+        finish_reason,
+        message: Message {
+            role: Role::Assistant,
+            content,
+            tool_calls,
+            tool_call_id: None,
+        },
+        usage: generation.usage,
+    })
 }
 
 impl Guest for Local {
@@ -96,7 +133,9 @@ impl Guest for Local {
     }
 
     fn complete(request: ProviderRequest) -> provider::Result<Completion> {
-        check(&request)?;
+        if !request.tools.is_empty() {
+            return complete_with_tools(request);
+        }
         let generation = local_model::generate(
             &request.model,
             &request.messages,
@@ -119,7 +158,7 @@ impl Guest for Local {
     }
 
     fn stream(request: ProviderRequest) -> provider::Result<CompletionStream> {
-        check(&request)?;
+        check_stream(&request)?;
         let tokens = local_model::generate_stream(
             &request.model,
             &request.messages,
