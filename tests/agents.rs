@@ -106,6 +106,41 @@ fn script(received: &Received) -> Reply {
                 r#"{"grade": "four"}"#
             })
         }
+        // The agent's own tools: remember, then recall, then answer.
+        "memory" => match tool_results {
+            0 => calls(&[(
+                "m1",
+                "agent__remember",
+                json!({"key": "colour", "text": "Ada likes green"}),
+            )]),
+            1 => calls(&[(
+                "m2",
+                "agent__recall",
+                json!({"query": "what does Ada like? green"}),
+            )]),
+            _ => text("Ada likes green"),
+        },
+        // The first agent hands over; the second (its own instructions) answers.
+        "handoff" => {
+            let system = messages[0]["content"].as_str().unwrap_or_default();
+            if system.starts_with("You grade") {
+                text("graded: 5")
+            } else {
+                calls(&[(
+                    "h1",
+                    "agent__handoff",
+                    json!({"to": "grader", "note": "please grade"}),
+                )])
+            }
+        }
+        // An answer an output guardrail stops, then a revised one.
+        "guarded" => {
+            let revised = messages
+                .last()
+                .and_then(|m| m["content"].as_str())
+                .is_some_and(|c| c.contains("stopped by the guardrail `polite`"));
+            text(if revised { "OK, here it is" } else { "no" })
+        }
         other => Reply::json(
             400,
             &json!({"error": {"message": format!("unscripted task {other}"), "type": "invalid_request_error"}}),
@@ -130,8 +165,10 @@ async fn platform() -> Platform {
         TestPlugin::new("echo", "tool", test_component("plain_tool")),
         TestPlugin::new("other", "tool", test_component("plain_tool")),
         TestPlugin::new("agent", "agent", crate_component("convergio_agent_llm"))
-            .declares(&["inference", "plugins", "logging"])
-            .grants("inference = true\nplugins = [\"echo\"]\nlogging = true"),
+            .declares(&["inference", "plugins", "logging", "storage"])
+            .grants(
+                "inference = true\nplugins = [\"echo\"]\nlogging = true\nstorage = [\"memories\"]",
+            ),
     ];
     let settings = format!(
         "compile-cache = true\ncache-dir = {:?}\n",
@@ -328,5 +365,92 @@ async fn an_output_schema_makes_the_answer_json_and_a_wrong_one_is_asked_again()
             .unwrap()
             .contains(r#"at /grade: "four" is not of type "integer""#),
         "{correction}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn memory_handoffs_and_guardrails() {
+    let p = platform().await;
+    // Memory: what the agent remembers it recalls, from its bucket.
+    let result = p
+        .run(
+            definition(json!({"tools": [], "memory": {"bucket": "memories"}})),
+            "memory",
+        )
+        .await;
+    assert_eq!(output(&result), json!("Ada likes green"));
+    let requests = p.requests();
+    let offered: Vec<&str> = requests[0]["tools"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["function"]["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(offered, ["agent__remember", "agent__recall"]);
+    assert_eq!(tool_messages(&requests[1])[0].1, "remembered `colour`");
+    assert_eq!(tool_messages(&requests[2])[1].1, "colour: Ada likes green");
+
+    // A handoff: the grader takes over with its own instructions and tools.
+    let before = p.requests().len();
+    let grader = json!({"name": "grader", "description": "grades", "instructions": "You grade answers.", "model": MODEL});
+    let result = p
+        .run(
+            definition(json!({"tools": [], "handoffs": [grader]})),
+            "handoff",
+        )
+        .await;
+    assert_eq!(output(&result), json!("graded: 5"));
+    let requests = &p.requests()[before..];
+    assert_eq!(requests.len(), 2);
+    assert_eq!(messages(&requests[1])[0]["content"], "You grade answers.");
+    assert!(
+        requests[1].get("tools").is_none(),
+        "the grader has no tools"
+    );
+    assert_eq!(tool_messages(&requests[1])[0].1, "handed over to `grader`");
+
+    // An input guardrail blocks a task before any model call.
+    let before = p.requests().len();
+    let short = json!({"input": [{"name": "short", "schema": {"type": "string", "maxLength": 5}}]});
+    let result = p
+        .run(
+            definition(json!({"guardrails": short})),
+            "a task far too long",
+        )
+        .await;
+    let err = result["err"]["invalid-input"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{result}"));
+    assert!(
+        err.contains("input guardrail `short` blocked the task"),
+        "{err}"
+    );
+    assert_eq!(p.requests().len(), before);
+
+    // An output guardrail asks for a revision, then passes it.
+    let polite = json!({"output": [{"name": "polite", "schema": {"type": "string", "pattern": "^OK"}, "on-fail": "revise"}]});
+    let result = p
+        .run(
+            definition(json!({"tools": [], "guardrails": polite})),
+            "guarded",
+        )
+        .await;
+    assert_eq!(output(&result), json!("OK, here it is"));
+    // Or blocks the run, naming itself and why.
+    let strict =
+        json!({"output": [{"name": "polite", "schema": {"type": "string", "pattern": "^OK"}}]});
+    let result = p
+        .run(
+            definition(json!({"tools": [], "guardrails": strict})),
+            "guarded",
+        )
+        .await;
+    let err = result["err"]["failed"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{result}"));
+    assert!(
+        err.contains("output guardrail `polite` blocked the answer")
+            && err.contains("does not match"),
+        "{err}"
     );
 }

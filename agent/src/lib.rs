@@ -74,6 +74,88 @@ pub struct Definition {
     /// instead of text.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub output_schema: Option<Value>,
+    /// Long-term memory: the model gets the tools `agent__remember` and
+    /// `agent__recall` over this storage bucket (the agent's plugin must be
+    /// granted it: `storage = ["…"]`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub memory: Option<Memory>,
+    /// Agents this one may hand the conversation to (tool `agent__handoff`):
+    /// the named agent takes over with its own instructions, tools and
+    /// limits, and the whole conversation so far.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub handoffs: Vec<Definition>,
+    /// Checks on the task before the first model call and on the final
+    /// answer.
+    #[serde(default, skip_serializing_if = "Guardrails::is_empty")]
+    pub guardrails: Guardrails,
+}
+
+/// Long-term memory settings.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct Memory {
+    /// The storage bucket the memories are kept in (one per agent, or
+    /// shared by agents that should share them).
+    pub bucket: String,
+    /// The most memories one `agent__recall` returns.
+    #[serde(default = "default_recall_limit")]
+    pub recall_limit: u32,
+}
+
+fn default_recall_limit() -> u32 {
+    5
+}
+
+/// Guardrails on the way in and out.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct Guardrails {
+    /// Checks on the task, before the first model call: a failure blocks
+    /// the run.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub input: Vec<Guardrail>,
+    /// Checks on the final answer: a failure blocks the run, or asks the
+    /// agent to revise its answer.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub output: Vec<Guardrail>,
+}
+
+impl Guardrails {
+    fn is_empty(&self) -> bool {
+        self.input.is_empty() && self.output.is_empty()
+    }
+}
+
+/// One check: a JSON Schema the value must match, or a tool that judges it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct Guardrail {
+    /// Its name, in the error that a blocked run reports.
+    pub name: String,
+    /// The value (the task, or the answer: text is a JSON string) must
+    /// match this JSON Schema.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub schema: Option<Value>,
+    /// Or this tool (`plugin/tool`) judges it: it gets `{"text": …}` and
+    /// answers `{"allow": true}`, or `{"allow": false, "reason": "…"}`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tool: Option<String>,
+    /// What a failure does: `block` (default) fails the run; `revise` (for
+    /// output guardrails) gives the reason to the model and asks it to
+    /// answer again.
+    #[serde(default)]
+    pub on_fail: OnFail,
+}
+
+/// What a failed guardrail does.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum OnFail {
+    /// Fail the run, naming the guardrail and why.
+    #[default]
+    Block,
+    /// Ask the agent to revise its answer (output guardrails only).
+    Revise,
 }
 
 /// How the router chooses a model.
@@ -199,6 +281,51 @@ impl Definition {
                 "{}: a JSON Schema is an object, not {schema}",
                 at("output-schema")
             ));
+        }
+        if let Some(memory) = &self.memory
+            && memory.bucket.trim().is_empty()
+        {
+            problems.push(format!("{}: the bucket is empty", at("memory")));
+        }
+        for (side, list) in [
+            ("input", &self.guardrails.input),
+            ("output", &self.guardrails.output),
+        ] {
+            for g in list {
+                let field = format!("guardrails.{side}");
+                match (&g.schema, &g.tool) {
+                    (Some(_), Some(_)) | (None, None) => problems.push(format!(
+                        "{}: guardrail `{}` needs exactly one of `schema` and `tool`",
+                        at(&field),
+                        g.name
+                    )),
+                    (None, Some(tool)) if !is_pair(tool) => problems.push(format!(
+                        "{}: guardrail `{}`: `{tool}` is not `plugin/tool`",
+                        at(&field),
+                        g.name
+                    )),
+                    _ => {}
+                }
+                if side == "input" && g.on_fail == OnFail::Revise {
+                    problems.push(format!(
+                        "{}: guardrail `{}`: `revise` applies to output guardrails; an input guardrail can only `block`",
+                        at(&field),
+                        g.name
+                    ));
+                }
+            }
+        }
+        for (i, handoff) in self.handoffs.iter().enumerate() {
+            if self.handoffs[..i].iter().any(|h| h.name == handoff.name) {
+                problems.push(format!(
+                    "{}: two handoffs are named `{}`",
+                    at("handoffs"),
+                    handoff.name
+                ));
+            }
+            if let Err(inner) = handoff.check() {
+                problems.extend(inner.lines().map(|l| format!("{}: {l}", at("handoffs"))));
+            }
         }
         if problems.is_empty() {
             Ok(())

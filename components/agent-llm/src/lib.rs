@@ -18,7 +18,10 @@
 //! host the node call runs again, reads the steps it finished and goes on
 //! from there, so no finished model call or tool call is made twice.
 
-use convergio_agent::{AgentInput, Definition, Quality, Strategy};
+mod builtins;
+mod guardrails;
+
+use convergio_agent::{AgentInput, Definition, OnFail, Quality, Strategy};
 use convergio_sdk::agent::{AgentError, AgentInfo, Guest, Outcome, Task};
 use convergio_sdk::inference::{self, ChatRequest, ModelSelector, Requirements};
 use convergio_sdk::log;
@@ -56,11 +59,13 @@ impl Guest for AgentLlm {
             ));
         };
         definition.check().map_err(AgentError::InvalidInput)?;
-        let text = match input.task {
-            Value::String(text) => text,
+        let text = match &input.task {
+            Value::String(text) => text.clone(),
             other => other.to_string(),
         };
-        let output = Conversation::new(&definition, text).run()?;
+        let mut conversation = Conversation::new(&definition, text);
+        conversation.check_input(&input.task)?;
+        let output = conversation.run()?;
         Ok(Outcome {
             output: output.to_string(),
             state_updates: Vec::new(),
@@ -86,22 +91,50 @@ impl<'a> Conversation<'a> {
                 message(Role::System, definition.instructions.clone()),
                 message(Role::User, task),
             ],
-            tools: offered_tools(definition),
+            tools: all_tools(definition),
             tokens: 0,
             cost_micro_usd: 0,
             steps: Steps::new(),
         }
     }
 
+    /// Block the task if an input guardrail says so.
+    fn check_input(&mut self, task: &Value) -> Result<(), AgentError> {
+        let d = self.definition;
+        for guardrail in &d.guardrails.input {
+            let verdict = guardrails::check(guardrail, task, &mut self.steps)
+                .map_err(|e| AgentError::Failed(format!("agent `{}`: {e}", d.name)))?;
+            if let Some(reason) = verdict {
+                log::warn(&format!(
+                    "agent `{}`: input guardrail `{}` blocked the task: {reason}",
+                    d.name, guardrail.name
+                ));
+                return Err(AgentError::InvalidInput(format!(
+                    "agent `{}`: input guardrail `{}` blocked the task: {reason}",
+                    d.name, guardrail.name
+                )));
+            }
+        }
+        Ok(())
+    }
+
     fn run(mut self) -> Result<Value, AgentError> {
-        let name = &self.definition.name;
-        for step in 1..=self.definition.max_steps {
+        let mut step = 0;
+        while step < self.definition.max_steps {
+            step += 1;
+            let name = self.definition.name.clone();
             let done = self.ask_model(step)?;
             self.count(&done)?;
             let calls = done.message.tool_calls.clone();
             self.messages.push(done.message);
             if calls.is_empty() {
-                return self.answer();
+                match self.answer()? {
+                    Answer::Final(value) => return Ok(value),
+                    Answer::Revise(note) => {
+                        self.messages.push(message(Role::User, note));
+                        continue;
+                    }
+                }
             }
             log::info(&format!(
                 "agent `{name}`, step {step}: {} calls {}",
@@ -117,8 +150,8 @@ impl<'a> Conversation<'a> {
             })?;
         }
         Err(AgentError::Failed(format!(
-            "agent `{name}` reached its max-steps ({}) without a final answer; the model kept calling tools",
-            self.definition.max_steps
+            "agent `{}` reached its max-steps ({}) without a final answer; the model kept calling tools",
+            self.definition.name, self.definition.max_steps
         )))
     }
 
@@ -207,6 +240,11 @@ impl<'a> Conversation<'a> {
         let mut asked = Vec::new();
         let mut positions = Vec::new();
         for (i, call) in calls.iter().enumerate() {
+            if builtins::is_builtin(&call.name) && self.offers(&call.name) {
+                asked.push((call.name.clone(), call.arguments.clone()));
+                positions.push(i);
+                continue;
+            }
             match self.definition.listed_tool(&call.name) {
                 Some(tool) => {
                     asked.push((tool.to_owned(), call.arguments.clone()));
@@ -232,19 +270,35 @@ impl<'a> Conversation<'a> {
                     .join("\n"),
             );
             let name = self.definition.name.clone();
+            let definition = self.definition;
             let answered = self.steps.step("tools", &key, || {
-                let outputs: Vec<String> = tools::call_all(&asked)
-                    .into_iter()
-                    .zip(&asked)
-                    .map(|(result, (tool, _))| match result {
-                        Ok(output) => output,
-                        Err(e) => {
-                            let error = format!("error: {}", describe_tool_error(&e));
-                            log::warn(&format!("agent `{name}`: tool `{tool}` failed: {error}"));
-                            error
-                        }
-                    })
-                    .collect();
+                // The plugins' tools at once; the agent's own here.
+                let (own, plugin): (Vec<_>, Vec<_>) = asked
+                    .iter()
+                    .enumerate()
+                    .partition(|(_, (tool, _))| builtins::is_builtin(tool));
+                let mut outputs = vec![String::new(); asked.len()];
+                let plugin_calls: Vec<(String, String)> =
+                    plugin.iter().map(|(_, call)| (*call).clone()).collect();
+                if !plugin_calls.is_empty() {
+                    for ((i, (tool, _)), result) in
+                        plugin.iter().zip(tools::call_all(&plugin_calls))
+                    {
+                        outputs[*i] = match result {
+                            Ok(output) => output,
+                            Err(e) => {
+                                let error = format!("error: {}", describe_tool_error(&e));
+                                log::warn(&format!(
+                                    "agent `{name}`: tool `{tool}` failed: {error}"
+                                ));
+                                error
+                            }
+                        };
+                    }
+                }
+                for (i, (tool, arguments)) in own {
+                    outputs[i] = builtins::call(definition, tool, arguments);
+                }
                 serde_json::to_string(&outputs).map_err(|e| e.to_string())
             })?;
             let outputs: Vec<String> = serde_json::from_str(&answered)?;
@@ -260,7 +314,27 @@ impl<'a> Conversation<'a> {
                 tool_call_id: Some(call.id.clone()),
             });
         }
+        // A handoff: the named agent takes over the conversation.
+        let target = calls
+            .iter()
+            .rev()
+            .filter(|c| c.name == builtins::HANDOFF && self.offers(&c.name))
+            .find_map(|c| builtins::handoff_target(self.definition, &c.arguments));
+        if let Some(target) = target {
+            log::info(&format!(
+                "agent `{}` hands the conversation to `{}`",
+                self.definition.name, target.name
+            ));
+            self.definition = target;
+            self.messages[0] = message(Role::System, target.instructions.clone());
+            self.tools = all_tools(target);
+        }
         Ok(())
+    }
+
+    /// Whether the model was offered tool `name`.
+    fn offers(&self, name: &str) -> bool {
+        self.tools.iter().any(|t| t.name == name)
     }
 
     fn offered_names(&self) -> String {
@@ -274,24 +348,64 @@ impl<'a> Conversation<'a> {
             .join(", ")
     }
 
-    /// The final answer: text, or the JSON of the output schema.
-    fn answer(self) -> Result<Value, AgentError> {
+    /// The final answer: text, or the JSON of the output schema — if the
+    /// output guardrails pass it.
+    fn answer(&mut self) -> Result<Answer, AgentError> {
+        let d = self.definition;
         let text = self
             .messages
             .last()
             .map(|m| m.content.clone())
             .unwrap_or_default();
-        if self.definition.output_schema.is_none() {
-            return Ok(Value::String(text));
+        let value = if d.output_schema.is_none() {
+            Value::String(text)
+        } else {
+            // The host validated it against the schema.
+            serde_json::from_str(text.trim()).map_err(|e| {
+                AgentError::Failed(format!(
+                    "agent `{}`: the answer is not the JSON its output-schema asks for: {e}",
+                    d.name
+                ))
+            })?
+        };
+        for guardrail in &d.guardrails.output {
+            let verdict = guardrails::check(guardrail, &value, &mut self.steps)
+                .map_err(|e| AgentError::Failed(format!("agent `{}`: {e}", d.name)))?;
+            let Some(reason) = verdict else {
+                continue;
+            };
+            log::warn(&format!(
+                "agent `{}`: output guardrail `{}` stopped the answer: {reason}",
+                d.name, guardrail.name
+            ));
+            return match guardrail.on_fail {
+                OnFail::Block => Err(AgentError::Failed(format!(
+                    "agent `{}`: output guardrail `{}` blocked the answer: {reason}",
+                    d.name, guardrail.name
+                ))),
+                OnFail::Revise => Ok(Answer::Revise(format!(
+                    "Your answer was stopped by the guardrail `{}`: {reason}. Revise it and answer again.",
+                    guardrail.name
+                ))),
+            };
         }
-        // The host validated it against the schema.
-        serde_json::from_str(text.trim()).map_err(|e| {
-            AgentError::Failed(format!(
-                "agent `{}`: the answer is not the JSON its output-schema asks for: {e}",
-                self.definition.name
-            ))
-        })
+        Ok(Answer::Final(value))
     }
+}
+
+/// What an answer without tool calls leads to.
+enum Answer {
+    /// The run's output.
+    Final(Value),
+    /// Ask the model again with this note.
+    Revise(String),
+}
+
+/// The plugins' tools the definition lists and the agent's own it asks for.
+fn all_tools(definition: &Definition) -> Vec<ToolDefinition> {
+    let mut tools = offered_tools(definition);
+    tools.extend(builtins::offered(definition));
+    tools
 }
 
 /// The tools of the definition that the host lets this plugin call, as the
