@@ -100,6 +100,7 @@ async fn a_killed_agent_resumes_without_repeating_its_finished_steps() {
             .grants("storage = [\"counters\"]"),
         TestPlugin::new("agent-llm", "agent", crate_component("convergio_agent_llm"))
             .declares(&["inference", "plugins", "logging"])
+            .optional(&["storage", "runs"])
             .grants("inference = true\nplugins = [\"counter\"]\nlogging = true")
             .limits("deadline-ms = 300000"),
         TestPlugin::new(

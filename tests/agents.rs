@@ -141,6 +141,24 @@ fn script(received: &Received) -> Reply {
                 .is_some_and(|c| c.contains("stopped by the guardrail `polite`"));
             text(if revised { "OK, here it is" } else { "no" })
         }
+        // Two helpers at once, then the answer.
+        "spawn" => match tool_results {
+            0 => calls(&[
+                (
+                    "s1",
+                    "agent__spawn",
+                    json!({"agent": "helper", "task": "say hi"}),
+                ),
+                (
+                    "s2",
+                    "agent__spawn",
+                    json!({"agent": "helper", "task": "say hi"}),
+                ),
+            ]),
+            _ => text("both said hi"),
+        },
+        // What a spawned helper is asked.
+        "say hi" => text("hi from helper"),
         other => Reply::json(
             400,
             &json!({"error": {"message": format!("unscripted task {other}"), "type": "invalid_request_error"}}),
@@ -165,7 +183,8 @@ async fn platform() -> Platform {
         TestPlugin::new("echo", "tool", test_component("plain_tool")),
         TestPlugin::new("other", "tool", test_component("plain_tool")),
         TestPlugin::new("agent", "agent", crate_component("convergio_agent_llm"))
-            .declares(&["inference", "plugins", "logging", "storage"])
+            .declares(&["inference", "plugins", "logging"])
+            .optional(&["storage", "runs"])
             .grants(
                 "inference = true\nplugins = [\"echo\"]\nlogging = true\nstorage = [\"memories\"]",
             ),
@@ -452,5 +471,105 @@ async fn memory_handoffs_and_guardrails() {
         err.contains("output guardrail `polite` blocked the answer")
             && err.contains("does not match"),
         "{err}"
+    );
+}
+
+/// An agent spawns two helpers at once: each runs as a run of its own on
+/// the host's run driver, their answers come back as tool results, and what
+/// they used counts against the spawning agent's limits; depth is bounded.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn agents_spawn_agents_within_depth_and_budget() {
+    let model = Upstream::start(script).await;
+    let dir = tempfile::tempdir().unwrap();
+    let vault = Vault::open_in(&dir.path().join("platform-data")).unwrap();
+    fake::add_key(&vault, Flavor::OpenAi, SECRET);
+    drop(vault);
+    let plugins = [
+        fake::plugin(Flavor::OpenAi, "openai", &model.origin()),
+        TestPlugin::new("agent", "agent", crate_component("convergio_agent_llm"))
+            .declares(&["inference", "logging"])
+            .optional(&["storage", "runs"])
+            .grants("inference = true\nlogging = true\nruns = true"),
+        TestPlugin::new(
+            "orchestrator",
+            "orchestrator",
+            crate_component("convergio_orchestrator"),
+        )
+        .declares(&["plugins"])
+        .grants("plugins = [\"agent\"]"),
+    ];
+    let path = convergio_tests::write_platform(dir.path(), "", &plugins);
+    let platform = convergio_runtime::config::Platform::load(&path).unwrap();
+    let runtime = Runtime::new(&platform).await.unwrap();
+    let runs = convergio_runtime::graphs::runs(&runtime, &platform, None).unwrap();
+    let p = Platform {
+        runtime,
+        model,
+        _dir: dir,
+    };
+    let helper = json!({"name": "helper", "description": "says hi", "instructions": "You say hi.", "model": MODEL});
+    let parent = |extra: Value| {
+        let mut d = json!({
+            "name": "boss",
+            "instructions": "You delegate.",
+            "model": MODEL,
+            "sub-agents": [helper.clone()],
+            "plugin": "agent"
+        });
+        d.as_object_mut()
+            .unwrap()
+            .extend(extra.as_object().unwrap().clone());
+        d
+    };
+    let result = p.run(parent(json!({})), "spawn").await;
+    assert_eq!(output(&result), json!("both said hi"));
+    let requests = p.requests();
+    // The boss's two calls and one per helper.
+    assert_eq!(requests.len(), 4);
+    let last = requests
+        .iter()
+        .rev()
+        .find(|r| messages(r)[1]["content"] == "spawn")
+        .unwrap();
+    let results = tool_messages(last);
+    assert_eq!(
+        results,
+        [
+            ("s1".to_owned(), "hi from helper".to_owned()),
+            ("s2".to_owned(), "hi from helper".to_owned())
+        ]
+    );
+    // Each helper was a run of its own, journaled and done.
+    let listed = runs.store().list_runs().unwrap();
+    assert_eq!(listed.len(), 2, "{listed:?}");
+    assert!(
+        listed.iter().all(|r| r.status.as_str() == "done"),
+        "{listed:?}"
+    );
+
+    // The helpers' tokens count: 30 + 2 × 30 is within 100, the boss's
+    // second answer (30 more) is not.
+    let result = p.run(parent(json!({"max-tokens": 100})), "spawn").await;
+    let err = result["err"]["failed"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{result}"));
+    assert!(
+        err.contains("used 120 tokens, over its max-tokens (100; its sub-agents' count too)"),
+        "{err}"
+    );
+
+    // At its max-depth an agent is not offered the spawn tool, and a call
+    // of it anyway is refused.
+    let before = p.requests().len();
+    let result = p.run(parent(json!({"max-depth": 0})), "spawn").await;
+    assert_eq!(output(&result), json!("both said hi"));
+    let requests = &p.requests()[before..];
+    assert!(requests[0].get("tools").is_none());
+    assert!(
+        tool_messages(&requests[1])[0]
+            .1
+            .contains("`agent__spawn` is not one of this agent's tools"),
+        "{:?}",
+        tool_messages(&requests[1])
     );
 }

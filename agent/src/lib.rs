@@ -88,6 +88,34 @@ pub struct Definition {
     /// answer.
     #[serde(default, skip_serializing_if = "Guardrails::is_empty")]
     pub guardrails: Guardrails,
+    /// Agents this one may spawn (tool `agent__spawn`): each runs as a run
+    /// of its own, journaled, and its answer comes back as the tool's
+    /// result. Their `tools` must be among this agent's.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub sub_agents: Vec<Definition>,
+    /// How deep spawned agents may nest (this agent is depth 0; its
+    /// sub-agents 1, theirs 2, …).
+    #[serde(default = "default_max_depth")]
+    pub max_depth: u32,
+    /// The most agents this one may spawn in one run.
+    #[serde(default = "default_max_spawns")]
+    pub max_spawns: u32,
+    /// The plugin that runs spawned agents (an instance of the LLM agent
+    /// component; the platform's orchestrator must be granted it).
+    #[serde(default = "default_plugin")]
+    pub plugin: String,
+}
+
+fn default_max_depth() -> u32 {
+    2
+}
+
+fn default_max_spawns() -> u32 {
+    8
+}
+
+fn default_plugin() -> String {
+    "agent-llm".to_owned()
 }
 
 /// Long-term memory settings.
@@ -315,6 +343,28 @@ impl Definition {
                 }
             }
         }
+        for (i, sub) in self.sub_agents.iter().enumerate() {
+            if self.sub_agents[..i].iter().any(|h| h.name == sub.name) {
+                problems.push(format!(
+                    "{}: two sub-agents are named `{}`",
+                    at("sub-agents"),
+                    sub.name
+                ));
+            }
+            for tool in &sub.tools {
+                if !self.tools.contains(tool) {
+                    problems.push(format!(
+                        "{}: sub-agent `{}` lists tool `{tool}`, which `{}` does not: a spawned agent gets no tool its parent lacks",
+                        at("sub-agents"),
+                        sub.name,
+                        self.name
+                    ));
+                }
+            }
+            if let Err(inner) = sub.check() {
+                problems.extend(inner.lines().map(|l| format!("{}: {l}", at("sub-agents"))));
+            }
+        }
         for (i, handoff) in self.handoffs.iter().enumerate() {
             if self.handoffs[..i].iter().any(|h| h.name == handoff.name) {
                 problems.push(format!(
@@ -366,6 +416,29 @@ pub struct AgentInput {
     /// The task: text is the user's message; anything else is sent as its
     /// JSON text.
     pub task: Value,
+    /// How deep this agent is among spawned agents (0: not spawned).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub depth: u32,
+    /// What the spawning agent has left of its limits, which bound this one
+    /// too: `{"tokens": n, "cost-micro-usd": n}`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub budget: Option<Budget>,
+}
+
+/// What a spawned agent may still use, from its parent's limits.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct Budget {
+    /// Tokens left, if the parent has `max-tokens`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tokens: Option<u64>,
+    /// Cost left in millionths of a dollar, if the parent has `max-cost-usd`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cost_micro_usd: Option<u64>,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
 }
 
 /// The JSON Schema of [`AgentInput`], what the LLM agent component takes.

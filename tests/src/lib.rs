@@ -120,6 +120,8 @@ pub struct TestPlugin {
     pub component: PathBuf,
     /// Capabilities declared in the manifest.
     pub declares: Vec<String>,
+    /// Optional capabilities declared in the manifest.
+    pub optional: Vec<String>,
     /// `[plugin.grants]` body, TOML.
     pub grants: String,
     /// `[plugin.limits]` body, TOML.
@@ -135,6 +137,7 @@ impl TestPlugin {
             kind: kind.into(),
             component,
             declares: Vec::new(),
+            optional: Vec::new(),
             grants: String::new(),
             limits: String::new(),
         }
@@ -150,6 +153,12 @@ impl TestPlugin {
     /// Declare capabilities in the manifest.
     pub fn declares(mut self, caps: &[&str]) -> Self {
         self.declares = caps.iter().map(|c| c.to_string()).collect();
+        self
+    }
+
+    /// Declare optional capabilities in the manifest.
+    pub fn optional(mut self, caps: &[&str]) -> Self {
+        self.optional = caps.iter().map(|c| c.to_string()).collect();
         self
     }
 
@@ -182,15 +191,21 @@ pub fn write_platform(dir: &Path, runtime: &str, plugins: &[TestPlugin]) -> Path
     let mut platform = format!("[runtime]\n{cache}{data}{runtime}\n");
     for p in plugins {
         let manifest = dir.join(format!("{}.plugin.toml", p.id));
-        let declares: Vec<String> = p.declares.iter().map(|c| format!("\"{c}\"")).collect();
+        let quoted = |caps: &[String]| {
+            caps.iter()
+                .map(|c| format!("\"{c}\""))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
         std::fs::write(
             &manifest,
             format!(
-                "id = \"{}\"\nversion = \"0.1.0\"\nkind = \"{}\"\ncomponent = {:?}\n\n[requires]\ncapabilities = [{}]\n",
+                "id = \"{}\"\nversion = \"0.1.0\"\nkind = \"{}\"\ncomponent = {:?}\n\n[requires]\ncapabilities = [{}]\noptional-capabilities = [{}]\n",
                 p.component_id.as_deref().unwrap_or(&p.id),
                 p.kind,
                 p.component,
-                declares.join(", ")
+                quoted(&p.declares),
+                quoted(&p.optional)
             ),
         )
         .expect("write manifest");

@@ -20,9 +20,10 @@
 
 mod builtins;
 mod guardrails;
+mod spawn;
 
-use convergio_agent::{AgentInput, Definition, OnFail, Quality, Strategy};
-use convergio_sdk::agent::{AgentError, AgentInfo, Guest, Outcome, Task};
+use convergio_agent::{AgentInput, Budget, Definition, OnFail, Quality, Strategy};
+use convergio_sdk::agent::{AgentError, AgentInfo, Guest, Outcome, StateEntry, Task};
 use convergio_sdk::inference::{self, ChatRequest, ModelSelector, Requirements};
 use convergio_sdk::log;
 use convergio_sdk::run::{Steps, fingerprint};
@@ -63,12 +64,30 @@ impl Guest for AgentLlm {
             Value::String(text) => text.clone(),
             other => other.to_string(),
         };
-        let mut conversation = Conversation::new(&definition, text);
+        let mut conversation = Conversation::new(
+            &definition,
+            text,
+            input.depth,
+            input.budget.unwrap_or_default(),
+        );
         conversation.check_input(&input.task)?;
         let output = conversation.run()?;
+        // A spawned agent reports what it used, for its parent's limits.
+        let state_updates = if input.depth > 0 {
+            vec![StateEntry {
+                key: "usage".to_owned(),
+                value: serde_json::json!({
+                    "tokens": conversation.tokens,
+                    "cost-micro-usd": conversation.cost_micro_usd,
+                })
+                .to_string(),
+            }]
+        } else {
+            Vec::new()
+        };
         Ok(Outcome {
             output: output.to_string(),
-            state_updates: Vec::new(),
+            state_updates,
         })
     }
 }
@@ -81,20 +100,29 @@ struct Conversation<'a> {
     tokens: u64,
     cost_micro_usd: u64,
     steps: Steps,
+    /// How deep among spawned agents (0: not spawned).
+    depth: u32,
+    /// What the spawning agent left this one.
+    budget: Budget,
+    /// Agents spawned so far.
+    spawned: u32,
 }
 
 impl<'a> Conversation<'a> {
-    fn new(definition: &'a Definition, task: String) -> Self {
+    fn new(definition: &'a Definition, task: String, depth: u32, budget: Budget) -> Self {
         Self {
             definition,
             messages: vec![
                 message(Role::System, definition.instructions.clone()),
                 message(Role::User, task),
             ],
-            tools: all_tools(definition),
+            tools: all_tools(definition, depth),
             tokens: 0,
             cost_micro_usd: 0,
             steps: Steps::new(),
+            depth,
+            budget,
+            spawned: 0,
         }
     }
 
@@ -118,7 +146,7 @@ impl<'a> Conversation<'a> {
         Ok(())
     }
 
-    fn run(mut self) -> Result<Value, AgentError> {
+    fn run(&mut self) -> Result<Value, AgentError> {
         let mut step = 0;
         while step < self.definition.max_steps {
             step += 1;
@@ -145,8 +173,12 @@ impl<'a> Conversation<'a> {
                     .collect::<Vec<_>>()
                     .join(", ")
             ));
-            self.call_tools(&calls).map_err(|e| {
-                AgentError::ToolFailed(format!("agent `{name}`, step {step}: {}", describe(&e)))
+            self.call_tools(&calls).map_err(|e| match e {
+                StepFailure::Limit(limit) => limit,
+                other => AgentError::ToolFailed(format!(
+                    "agent `{name}`, step {step}: {}",
+                    describe(&other)
+                )),
             })?;
         }
         Err(AgentError::Failed(format!(
@@ -207,29 +239,71 @@ impl<'a> Conversation<'a> {
         }
     }
 
-    /// Add an answer's usage; fail once a limit of the definition is passed.
+    /// Add an answer's usage; fail once a limit is passed.
     fn count(&mut self, done: &Completion) -> Result<(), AgentError> {
+        self.add_usage(
+            u64::from(done.usage.input_tokens) + u64::from(done.usage.output_tokens),
+            done.usage.cost_micro_usd,
+        )
+    }
+
+    /// Add usage (this agent's, or a spawned agent's); fail once the
+    /// definition's limits, or what the spawning agent left, are passed.
+    fn add_usage(&mut self, tokens: u64, cost_micro_usd: u64) -> Result<(), AgentError> {
         let d = self.definition;
-        self.tokens += u64::from(done.usage.input_tokens) + u64::from(done.usage.output_tokens);
-        self.cost_micro_usd += done.usage.cost_micro_usd;
-        if let Some(max) = d.max_tokens
+        let children = if d.sub_agents.is_empty() {
+            ""
+        } else {
+            "; its sub-agents' count too"
+        };
+        self.tokens += tokens;
+        self.cost_micro_usd += cost_micro_usd;
+        let max_tokens = [d.max_tokens, self.budget.tokens]
+            .into_iter()
+            .flatten()
+            .min();
+        if let Some(max) = max_tokens
             && self.tokens > max
         {
             return Err(AgentError::Failed(format!(
-                "agent `{}` used {} tokens, over its max-tokens ({max})",
+                "agent `{}` used {} tokens, over its max-tokens ({max}{children})",
                 d.name, self.tokens
             )));
         }
-        if let Some(max) = d.max_cost_usd
-            && self.cost_micro_usd as f64 / 1e6 > max
+        let own = d.max_cost_usd.map(|usd| (usd * 1e6) as u64);
+        let max_cost = [own, self.budget.cost_micro_usd]
+            .into_iter()
+            .flatten()
+            .min();
+        if let Some(max) = max_cost
+            && self.cost_micro_usd > max
         {
             return Err(AgentError::Failed(format!(
-                "agent `{}` spent ${:.6}, over its max-cost-usd (${max})",
+                "agent `{}` spent ${:.6}, over its max-cost-usd (${:.6}{children})",
                 d.name,
-                self.cost_micro_usd as f64 / 1e6
+                self.cost_micro_usd as f64 / 1e6,
+                max as f64 / 1e6
             )));
         }
         Ok(())
+    }
+
+    /// What is left of the limits, for a spawned agent.
+    fn left(&self) -> Budget {
+        let d = self.definition;
+        let max_tokens = [d.max_tokens, self.budget.tokens]
+            .into_iter()
+            .flatten()
+            .min();
+        let own = d.max_cost_usd.map(|usd| (usd * 1e6) as u64);
+        let max_cost = [own, self.budget.cost_micro_usd]
+            .into_iter()
+            .flatten()
+            .min();
+        Budget {
+            tokens: max_tokens.map(|m| m.saturating_sub(self.tokens)),
+            cost_micro_usd: max_cost.map(|m| m.saturating_sub(self.cost_micro_usd)),
+        }
     }
 
     /// Run the calls of one answer (at once), and add their results.
@@ -237,10 +311,13 @@ impl<'a> Conversation<'a> {
         // The calls of listed tools go to the host together; the others
         // are answered here with the refusal.
         let mut results: Vec<Option<String>> = vec![None; calls.len()];
+        let mut spent = Vec::new();
         let mut asked = Vec::new();
         let mut positions = Vec::new();
         for (i, call) in calls.iter().enumerate() {
-            if builtins::is_builtin(&call.name) && self.offers(&call.name) {
+            if (builtins::is_builtin(&call.name) || call.name == spawn::SPAWN)
+                && self.offers(&call.name)
+            {
                 asked.push((call.name.clone(), call.arguments.clone()));
                 positions.push(i);
                 continue;
@@ -271,40 +348,53 @@ impl<'a> Conversation<'a> {
             );
             let name = self.definition.name.clone();
             let definition = self.definition;
+            let (depth, first_spawn, budget) = (self.depth, self.spawned, self.left());
             let answered = self.steps.step("tools", &key, || {
-                // The plugins' tools at once; the agent's own here.
-                let (own, plugin): (Vec<_>, Vec<_>) = asked
-                    .iter()
-                    .enumerate()
-                    .partition(|(_, (tool, _))| builtins::is_builtin(tool));
-                let mut outputs = vec![String::new(); asked.len()];
-                let plugin_calls: Vec<(String, String)> =
-                    plugin.iter().map(|(_, call)| (*call).clone()).collect();
-                if !plugin_calls.is_empty() {
-                    for ((i, (tool, _)), result) in
-                        plugin.iter().zip(tools::call_all(&plugin_calls))
-                    {
-                        outputs[*i] = match result {
+                // Spawned agents start first and run meanwhile; the plugins'
+                // tools run at once; the agent's own here; then the spawned
+                // agents' answers are awaited.
+                let mut outputs = vec![Value::Null; asked.len()];
+                let mut children = Vec::new();
+                let mut plugin = Vec::new();
+                for (i, (tool, arguments)) in asked.iter().enumerate() {
+                    if tool == spawn::SPAWN {
+                        let index = first_spawn + children.len() as u32;
+                        children.push((i, spawn::start(definition, arguments, depth, index, budget)));
+                    } else if builtins::is_builtin(tool) {
+                        outputs[i] = serde_json::json!({"content": builtins::call(definition, tool, arguments)});
+                    } else {
+                        plugin.push((i, (tool.clone(), arguments.clone())));
+                    }
+                }
+                if !plugin.is_empty() {
+                    let batch: Vec<(String, String)> = plugin.iter().map(|(_, c)| c.clone()).collect();
+                    for ((i, (tool, _)), result) in plugin.iter().zip(tools::call_all(&batch)) {
+                        let content = match result {
                             Ok(output) => output,
                             Err(e) => {
                                 let error = format!("error: {}", describe_tool_error(&e));
-                                log::warn(&format!(
-                                    "agent `{name}`: tool `{tool}` failed: {error}"
-                                ));
+                                log::warn(&format!("agent `{name}`: tool `{tool}` failed: {error}"));
                                 error
                             }
                         };
+                        outputs[*i] = serde_json::json!({"content": content});
                     }
                 }
-                for (i, (tool, arguments)) in own {
-                    outputs[i] = builtins::call(definition, tool, arguments);
+                for (i, child) in children {
+                    outputs[i] = spawn::finish(child);
                 }
                 serde_json::to_string(&outputs).map_err(|e| e.to_string())
             })?;
-            let outputs: Vec<String> = serde_json::from_str(&answered)?;
+            let outputs: Vec<Value> = serde_json::from_str(&answered)?;
             for (i, output) in positions.into_iter().zip(outputs) {
-                results[i] = Some(output);
+                results[i] = Some(output["content"].as_str().unwrap_or_default().to_owned());
+                let tokens = output["tokens"].as_u64().unwrap_or(0);
+                let cost = output["cost-micro-usd"].as_u64().unwrap_or(0);
+                if tokens > 0 || cost > 0 {
+                    spent.push((tokens, cost));
+                }
             }
+            self.spawned += asked.iter().filter(|(t, _)| t == spawn::SPAWN).count() as u32;
         }
         for (call, result) in calls.iter().zip(results) {
             self.messages.push(Message {
@@ -327,7 +417,11 @@ impl<'a> Conversation<'a> {
             ));
             self.definition = target;
             self.messages[0] = message(Role::System, target.instructions.clone());
-            self.tools = all_tools(target);
+            self.tools = all_tools(target, self.depth);
+        }
+        // What spawned agents used counts against this agent's limits.
+        for (tokens, cost) in spent {
+            self.add_usage(tokens, cost).map_err(StepFailure::Limit)?;
         }
         Ok(())
     }
@@ -402,9 +496,10 @@ enum Answer {
 }
 
 /// The plugins' tools the definition lists and the agent's own it asks for.
-fn all_tools(definition: &Definition) -> Vec<ToolDefinition> {
+fn all_tools(definition: &Definition, depth: u32) -> Vec<ToolDefinition> {
     let mut tools = offered_tools(definition);
     tools.extend(builtins::offered(definition));
+    tools.extend(spawn::offered(definition, depth));
     tools
 }
 
@@ -551,14 +646,16 @@ fn describe(e: &StepFailure) -> String {
     match e {
         StepFailure::Record(m) => m.clone(),
         StepFailure::Json(e) => format!("a recorded step is not what it should be: {e}"),
+        StepFailure::Limit(e) => format!("{e:?}"),
     }
 }
 
-/// Why a step of tool calls could not be taken or read back.
+/// Why a step of tool calls could not be taken or read back, or ended the run.
 #[derive(Debug)]
 enum StepFailure {
     Record(String),
     Json(serde_json::Error),
+    Limit(AgentError),
 }
 
 impl From<String> for StepFailure {

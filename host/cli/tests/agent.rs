@@ -73,6 +73,7 @@ fn an_agent_runs_alone_on_the_local_model_as_a_journaled_run() {
             .limits("deadline-ms = 120000"),
             TestPlugin::new("agent-llm", "agent", crate_component("convergio_agent_llm"))
                 .declares(&["inference", "plugins", "logging"])
+                .optional(&["storage", "runs"])
                 .grants("inference = true\nlogging = true")
                 .limits("deadline-ms = 120000"),
             TestPlugin::new(

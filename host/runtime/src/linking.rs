@@ -47,11 +47,16 @@ pub(crate) fn link(
             ImportClass::Host(cap) => cap,
             ImportClass::Plugin => Capability::Plugins,
         };
-        if !spec.grants.grants(capability) {
+        let optional = spec
+            .manifest
+            .requires
+            .optional_capabilities
+            .contains(&capability);
+        if !spec.grants.grants(capability) && !optional {
             problems.push(denied(spec, name, capability));
             continue;
         }
-        if !declared.contains(&capability) {
+        if !declared.contains(&capability) && !optional {
             problems.push(format!(
                     "plugin `{}` imports `{name}` but its manifest {} does not declare it; add \"{capability}\" to `capabilities` under [requires]",
                     spec.id,

@@ -69,9 +69,16 @@ impl PluginKind {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct Requirements {
-    /// Capabilities the component imports.
+    /// Capabilities the component imports and needs: a plugin not granted
+    /// one of them is refused at load.
     #[serde(default)]
     pub capabilities: Vec<Capability>,
+    /// Capabilities the component imports but runs without (a feature the
+    /// operator may leave off): without the grant they are linked with
+    /// nothing granted, so each call is refused (a bucket `access-denied`,
+    /// a run `unavailable`, …) with the grant to add.
+    #[serde(default)]
+    pub optional_capabilities: Vec<Capability>,
     /// Outbound destinations it needs (`https://api.example.com`).
     #[serde(default)]
     pub hosts: Vec<String>,

@@ -42,10 +42,19 @@ pub(crate) type RunsCell = Arc<RwLock<WeakRuns>>;
 
 pub(crate) struct RunsCapability;
 
+/// One plugin's view: the driver, if the plugin is granted `runs`; else
+/// why not, for every call's answer.
+pub(crate) struct RunsPlugin {
+    cell: RunsCell,
+    denied: Option<String>,
+}
+
 impl HostCapability for RunsCapability {
+    // A plugin that imports it as an optional capability and is not granted
+    // it gets every call answered `unavailable`, naming the grant to add.
     const CAPABILITY: Option<Capability> = Some(Capability::Runs);
     type Shared = RunsCell;
-    type Plugin = RunsCell;
+    type Plugin = RunsPlugin;
     type Store = ();
 
     fn provides(interface: &str) -> bool {
@@ -59,12 +68,21 @@ impl HostCapability for RunsCapability {
     fn prepare(
         shared: &RunsCell,
         _: &Services,
-        _: &Arc<PluginSpec>,
-    ) -> std::result::Result<RunsCell, Vec<String>> {
-        Ok(Arc::clone(shared))
+        spec: &Arc<PluginSpec>,
+    ) -> std::result::Result<RunsPlugin, Vec<String>> {
+        let denied = (!spec.grants.grants(Capability::Runs)).then(|| {
+            format!(
+                "plugin `{}` is not granted `runs`; to allow it, add `runs = true` under [plugin.grants] of the [[plugin]] with id = \"{}\" ({})",
+                spec.id, spec.id, spec.config_location
+            )
+        });
+        Ok(RunsPlugin {
+            cell: Arc::clone(shared),
+            denied,
+        })
     }
 
-    fn store(_: &RunsCell) {}
+    fn store(_: &RunsPlugin) {}
 
     fn add_to_linker<T: CapabilityHost>(linker: &mut Linker<T>) -> wasmtime::Result<()> {
         wit::add_to_linker::<T, HasRuns>(linker, view::<T>)
@@ -73,7 +91,7 @@ impl HostCapability for RunsCapability {
 
 /// A store's view for `runs`: the driver's cell.
 pub(crate) struct RunsView<'a> {
-    cell: &'a RunsCell,
+    plugin: &'a RunsPlugin,
 }
 
 struct HasRuns;
@@ -84,13 +102,17 @@ impl HasData for HasRuns {
 
 fn view<T: CapabilityHost>(host: &mut T) -> RunsView<'_> {
     RunsView {
-        cell: &host.parts().plugin.runs,
+        plugin: &host.parts().plugin.runs,
     }
 }
 
 impl RunsView<'_> {
     fn runs(&self) -> std::result::Result<Runs, wit::RunsError> {
-        self.cell
+        if let Some(denied) = &self.plugin.denied {
+            return Err(wit::RunsError::Unavailable(denied.clone()));
+        }
+        self.plugin
+            .cell
             .read()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .upgrade()
@@ -102,6 +124,17 @@ impl RunsView<'_> {
                 )
             })
     }
+}
+
+fn read_graph(text: &str) -> std::result::Result<convergio_graph::model::Graph, wit::RunsError> {
+    convergio_graph::document::read(text).map_err(|d| {
+        wit::RunsError::InvalidGraph(
+            d.iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join("\n"),
+        )
+    })
 }
 
 fn json_arg(what: &str, text: &str) -> std::result::Result<serde_json::Value, wit::RunsError> {
@@ -136,17 +169,30 @@ impl wit::Host for RunsView<'_> {
         input: String,
     ) -> std::result::Result<String, wit::RunsError> {
         let runs = self.runs()?;
-        let graph = convergio_graph::document::read(&graph).map_err(|d| {
-            wit::RunsError::InvalidGraph(
-                d.iter()
-                    .map(ToString::to_string)
-                    .collect::<Vec<_>>()
-                    .join("\n"),
-            )
-        })?;
+        let graph = read_graph(&graph)?;
         let input = json_arg("the input", &input)?;
         let run = runs.start(&graph, input, None).await.map_err(error)?;
         Ok(run.0)
+    }
+
+    async fn start_as(
+        &mut self,
+        run_id: String,
+        graph: String,
+        input: String,
+    ) -> std::result::Result<String, wit::RunsError> {
+        let runs = self.runs()?;
+        if runs.info(&RunId(run_id.clone())).await.is_ok() {
+            return Ok(run_id);
+        }
+        let graph = read_graph(&graph)?;
+        let input = json_arg("the input", &input)?;
+        match runs.start(&graph, input, Some(run_id.clone())).await {
+            Ok(run) => Ok(run.0),
+            // Started meanwhile by another call with the same id.
+            Err(RunsError::Journal(convergio_journal::Error::RunExists(_))) => Ok(run_id),
+            Err(e) => Err(error(e)),
+        }
     }
 
     async fn wait(
