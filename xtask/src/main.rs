@@ -185,7 +185,7 @@ fn demo() -> Result<()> {
     let exe = Path::new("target/debug/convergio");
     let config = "examples/platform.toml";
     let model = model.to_string_lossy().into_owned();
-    let steps: [&[&str]; 9] = [
+    let steps: [&[&str]; 11] = [
         &["check"],
         &["plugin", "list"],
         &[
@@ -229,6 +229,15 @@ fn demo() -> Result<()> {
         // answers of a schema, grammar-constrained), a tool, a condition and
         // a writer agent.
         &["graph", "run", "examples/graphs/study.yaml", "--follow"],
+        // Retrieval: documents embedded by the local model, then a search.
+        &[
+            "knowledge",
+            "add",
+            "school",
+            "examples/knowledge/water-cycle.md",
+            "examples/knowledge/volcanoes.md",
+        ],
+        &["knowledge", "search", "school", "Why does it rain?", "-k", "1"],
     ];
     for step in steps {
         println!("\n$ convergio --config {config} {}", step.join(" "));

@@ -8,6 +8,7 @@ pub mod graph;
 pub mod init;
 pub mod invoke;
 pub mod keys;
+pub mod knowledge;
 pub mod models;
 pub mod new;
 pub mod plugin;

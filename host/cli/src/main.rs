@@ -8,7 +8,8 @@ use anyhow::Result;
 use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 
 use crate::commands::{
-    agent, chat, check, graph, init, invoke, keys, models, new, plugin, run, schema, usage,
+    agent, chat, check, graph, init, invoke, keys, knowledge, models, new, plugin, run, schema,
+    usage,
 };
 use crate::shared::PlatformFile;
 
@@ -58,6 +59,7 @@ enum Command {
     Chat(chat::ChatArgs),
     Graph(graph::GraphArgs),
     Agent(agent::AgentArgs),
+    Knowledge(knowledge::KnowledgeArgs),
     Usage(usage::UsageArgs),
     Models(models::ModelsArgs),
     Keys(keys::KeysArgs),
@@ -76,6 +78,7 @@ impl Command {
             Self::Chat(args) => args.run(platform),
             Self::Graph(args) => args.run(platform),
             Self::Agent(args) => args.run(platform),
+            Self::Knowledge(args) => args.run(platform),
             Self::Usage(args) => args.run(platform),
             Self::Models(args) => args.run(platform),
             Self::Keys(args) => args.run(platform),
