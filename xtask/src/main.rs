@@ -237,7 +237,14 @@ fn demo() -> Result<()> {
             "examples/knowledge/water-cycle.md",
             "examples/knowledge/volcanoes.md",
         ],
-        &["knowledge", "search", "school", "Why does it rain?", "-k", "1"],
+        &[
+            "knowledge",
+            "search",
+            "school",
+            "Why does it rain?",
+            "-k",
+            "1",
+        ],
     ];
     for step in steps {
         println!("\n$ convergio --config {config} {}", step.join(" "));
