@@ -448,10 +448,24 @@ pub fn input_schema() -> Value {
 
 /// The JSON Schema of [`Definition`], pretty-printed (`docs/agent.schema.json`).
 pub fn schema() -> String {
-    let schema = schemars::schema_for!(Definition);
-    let mut text = serde_json::to_string_pretty(&schema).unwrap_or_default();
+    let schema = serde_json::to_value(schemars::schema_for!(Definition)).unwrap_or(Value::Null);
+    let mut text = serde_json::to_string_pretty(&sorted(schema)).unwrap_or_default();
     text.push('\n');
     text
+}
+
+/// `value` with every object's keys in order, whatever order the build's
+/// `serde_json` keeps (the published schema is the same from every build).
+fn sorted(value: Value) -> Value {
+    match value {
+        Value::Object(map) => {
+            let ordered: std::collections::BTreeMap<String, Value> =
+                map.into_iter().map(|(k, v)| (k, sorted(v))).collect();
+            Value::Object(ordered.into_iter().collect())
+        }
+        Value::Array(items) => Value::Array(items.into_iter().map(sorted).collect()),
+        other => other,
+    }
 }
 
 #[cfg(test)]
