@@ -245,6 +245,15 @@ fn output(result: &Value) -> Value {
     serde_json::from_str(text).unwrap()
 }
 
+/// The error of `kind` the agent answered (a panic shows what it answered
+/// instead).
+fn error(result: &Value, kind: &str) -> String {
+    result["err"][kind]
+        .as_str()
+        .unwrap_or_else(|| panic!("{result}"))
+        .to_owned()
+}
+
 fn tool_messages(request: &Value) -> Vec<(String, String)> {
     messages(request)
         .iter()
@@ -309,17 +318,13 @@ async fn limits_and_grants_stop_what_the_definition_does_not_allow() {
     let p = platform().await;
     // The step limit ends a model that never stops calling tools.
     let result = p.run(definition(json!({"max-steps": 3})), "loop").await;
-    let err = result["err"]["failed"]
-        .as_str()
-        .unwrap_or_else(|| panic!("{result}"));
+    let err = error(&result, "failed");
     assert!(err.contains("reached its max-steps (3)"), "{err}");
     assert_eq!(p.requests().len(), 3);
 
     // The token limit: each answer reports 30 tokens.
     let result = p.run(definition(json!({"max-tokens": 50})), "loop").await;
-    let err = result["err"]["failed"]
-        .as_str()
-        .unwrap_or_else(|| panic!("{result}"));
+    let err = error(&result, "failed");
     assert!(
         err.contains("used 60 tokens, over its max-tokens (50)"),
         "{err}"
@@ -348,9 +353,7 @@ async fn limits_and_grants_stop_what_the_definition_does_not_allow() {
             "tools",
         )
         .await;
-    let err = result["err"]["invalid-input"]
-        .as_str()
-        .unwrap_or_else(|| panic!("{result}"));
+    let err = error(&result, "invalid-input");
     assert!(err.contains("`web` is not `plugin/tool`"), "{err}");
     assert_eq!(p.requests().len(), before);
 }
@@ -437,9 +440,7 @@ async fn memory_handoffs_and_guardrails() {
             "a task far too long",
         )
         .await;
-    let err = result["err"]["invalid-input"]
-        .as_str()
-        .unwrap_or_else(|| panic!("{result}"));
+    let err = error(&result, "invalid-input");
     assert!(
         err.contains("input guardrail `short` blocked the task"),
         "{err}"
@@ -464,9 +465,7 @@ async fn memory_handoffs_and_guardrails() {
             "guarded",
         )
         .await;
-    let err = result["err"]["failed"]
-        .as_str()
-        .unwrap_or_else(|| panic!("{result}"));
+    let err = error(&result, "failed");
     assert!(
         err.contains("output guardrail `polite` blocked the answer")
             && err.contains("does not match"),
@@ -550,9 +549,7 @@ async fn agents_spawn_agents_within_depth_and_budget() {
     // The helpers' tokens count: 30 + 2 × 30 is within 100, the boss's
     // second answer (30 more) is not.
     let result = p.run(parent(json!({"max-tokens": 100})), "spawn").await;
-    let err = result["err"]["failed"]
-        .as_str()
-        .unwrap_or_else(|| panic!("{result}"));
+    let err = error(&result, "failed");
     assert!(
         err.contains("used 120 tokens, over its max-tokens (100; its sub-agents' count too)"),
         "{err}"

@@ -93,7 +93,11 @@ fn demo_platform_checks_lists_and_invokes() {
         text(&out.stdout),
         text(&out.stderr)
     );
-    assert!(text(&out.stdout).contains("ok: 4 plugin(s) load and link"));
+    assert!(
+        text(&out.stdout).contains("ok: 6 plugin(s) load and link"),
+        "{}",
+        text(&out.stdout)
+    );
 
     let out = convergio(&["--config", config, "plugin", "list", "--json"]);
     let list: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
@@ -106,8 +110,10 @@ fn demo_platform_checks_lists_and_invokes() {
     assert_eq!(
         ids,
         [
+            "agent-llm",
             "greeter-agent",
             "hello-tool",
+            "knowledge",
             "orchestrator",
             "provider-local"
         ]
