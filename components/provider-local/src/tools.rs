@@ -181,8 +181,8 @@ mod tests {
                 .starts_with("Be brief.\n\nYou can call these tools:\n- calc__add: Adds.")
         );
         assert_eq!(
-            messages[2].content,
-            r#"{"arguments":{"a":1,"b":2},"tool":"calc__add"}"#
+            serde_json::from_str::<Value>(&messages[2].content).unwrap(),
+            json!({"tool": "calc__add", "arguments": {"a": 1, "b": 2}})
         );
         assert_eq!(messages[3].role, Role::User);
         assert_eq!(messages[3].content, "Result of calc__add: 3");

@@ -139,9 +139,20 @@ output-schema:
         .unwrap_or_else(|| panic!("{output}"));
     assert!((1..=5).contains(&grade), "{output}");
 
-    // It is a run like any other: listed, with its output.
+    // It is a run like any other: listed, with its output; its status shows
+    // the agent's recorded step and what the model used.
     let out = convergio(dir.path(), &["--config", config, "graph", "list"]);
     assert!(text(&out.stdout).contains("done"), "{out:?}");
+    let run = stderr
+        .split_whitespace()
+        .nth(1)
+        .unwrap_or_else(|| panic!("{stderr}"))
+        .to_owned();
+    let out = convergio(dir.path(), &["--config", config, "graph", "status", &run]);
+    let status = text(&out.stdout);
+    assert!(status.contains("recorded steps"), "{status}");
+    assert!(status.contains("attempt 1: 1 model"), "{status}");
+    assert!(status.contains("(recorded model answers)"), "{status}");
 
     // A plugin that is not there is said so before the run.
     let out = convergio(

@@ -399,6 +399,10 @@ pub trait RunStore: Send + Sync + fmt::Debug {
     /// index.
     fn call_steps(&self, run: &RunId, call: &str, attempt: u32) -> Result<Vec<CallStep>>;
 
+    /// Every step recorded in `run`, as `(call, attempt, step)`, by call,
+    /// attempt and index.
+    fn run_steps(&self, run: &RunId) -> Result<Vec<(String, u32, CallStep)>>;
+
     /// Store `bytes` once, whatever the number of puts; returns its SHA-256
     /// in lowercase hex.
     fn put_blob(&self, bytes: &[u8]) -> Result<String>;

@@ -372,6 +372,20 @@ impl RunStore for MemoryRunStore {
             .collect())
     }
 
+    fn run_steps(&self, run: &RunId) -> Result<Vec<(String, u32, CallStep)>> {
+        let guard = self.lock();
+        Ok(guard
+            .runs
+            .get(run)
+            .map(|row| {
+                row.steps
+                    .iter()
+                    .map(|((call, attempt, _), step)| (call.clone(), *attempt, step.clone()))
+                    .collect()
+            })
+            .unwrap_or_default())
+    }
+
     fn checkpoint_at_or_before(&self, run: &RunId, seq: Seq) -> Result<Option<Checkpoint>> {
         let found = {
             let state = self.lock();

@@ -860,6 +860,29 @@ impl RunStore for SqliteRunStore {
         Ok(steps)
     }
 
+    fn run_steps(&self, run: &RunId) -> Result<Vec<(String, u32, CallStep)>> {
+        let conn = lock(&self.inner.conn);
+        let mut query = conn.prepare_cached(
+            "SELECT call_id, attempt, idx, kind, key, result FROM call_steps
+             WHERE run = ?1 ORDER BY call_id, attempt, idx",
+        )?;
+        let steps = query
+            .query_map(params![run.as_str()], |r| {
+                Ok((
+                    r.get(0)?,
+                    r.get(1)?,
+                    CallStep {
+                        index: r.get(2)?,
+                        kind: r.get(3)?,
+                        key: r.get(4)?,
+                        result: r.get(5)?,
+                    },
+                ))
+            })?
+            .collect::<rusqlite::Result<_>>()?;
+        Ok(steps)
+    }
+
     fn checkpoint_at_or_before(&self, run: &RunId, seq: Seq) -> Result<Option<Checkpoint>> {
         let conn = lock(&self.inner.conn);
         let mut query = conn.prepare_cached(

@@ -829,6 +829,21 @@ fn call_steps_are_kept_per_call_and_attempt_and_pruned_with_their_run<B: Backend
         vec![step(0, "retry")]
     );
     assert!(store.call_steps(&run, "agent", 3).unwrap().is_empty());
+    let all: Vec<(String, u32, u32)> = store
+        .run_steps(&run)
+        .unwrap()
+        .into_iter()
+        .map(|(call, attempt, step)| (call, attempt, step.index))
+        .collect();
+    assert_eq!(
+        all,
+        [
+            ("agent".to_owned(), 1, 0),
+            ("agent".to_owned(), 1, 1),
+            ("agent".to_owned(), 2, 0),
+            ("other".to_owned(), 1, 0)
+        ]
+    );
     assert!(matches!(
         store.record_step(&RunId("nobody".into()), "a", 1, &step(0, "x")),
         Err(Error::NoRun(_))

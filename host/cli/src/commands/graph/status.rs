@@ -94,11 +94,64 @@ impl StatusArgs {
                 );
             }
         }
+        steps(&*store, &run)?;
         if let Some(output) = snap.get("output") {
             println!("output    {}", short(output));
         }
         Ok(ExitCode::SUCCESS)
     }
+}
+
+/// The steps node calls recorded (an agent's model answers, tool batches,
+/// guardrail verdicts), per call, with the models' usage, and the run's
+/// total.
+fn steps(store: &dyn convergio_journal::RunStore, run: &RunId) -> Result<()> {
+    let steps = store.run_steps(run)?;
+    if steps.is_empty() {
+        return Ok(());
+    }
+    println!("recorded steps");
+    let mut total = (0u64, 0u64, 0u64);
+    let mut i = 0;
+    while i < steps.len() {
+        let (call, attempt) = (&steps[i].0, steps[i].1);
+        let mut kinds: std::collections::BTreeMap<&str, usize> = std::collections::BTreeMap::new();
+        let mut usage = (0u64, 0u64, 0u64);
+        while i < steps.len() && &steps[i].0 == call && steps[i].1 == attempt {
+            let step = &steps[i].2;
+            *kinds.entry(step.kind.as_str()).or_default() += 1;
+            // A model answer the LLM agent recorded carries its usage.
+            if let Ok(answer) = serde_json::from_slice::<Value>(&step.result) {
+                let n = |key: &str| answer["usage"][key].as_u64().unwrap_or(0);
+                usage.0 += n("input-tokens");
+                usage.1 += n("output-tokens");
+                usage.2 += n("cost-micro-usd");
+            }
+            i += 1;
+        }
+        let kinds: Vec<String> = kinds.iter().map(|(k, n)| format!("{n} {k}")).collect();
+        let used = if usage == (0, 0, 0) {
+            String::new()
+        } else {
+            format!(
+                "  ({} tokens in, {} out, ${:.6})",
+                usage.0,
+                usage.1,
+                usage.2 as f64 / 1e6
+            )
+        };
+        println!("  {call:<24} attempt {attempt}: {}{used}", kinds.join(", "));
+        total = (total.0 + usage.0, total.1 + usage.1, total.2 + usage.2);
+    }
+    if total != (0, 0, 0) {
+        println!(
+            "usage     {} tokens in, {} out, ${:.6} (recorded model answers)",
+            total.0,
+            total.1,
+            total.2 as f64 / 1e6
+        );
+    }
+    Ok(())
 }
 
 /// A value on one line, cut at 100 characters.
