@@ -700,4 +700,6 @@ fn describe_model_error(e: &ModelError) -> String {
     }
 }
 
+// Native builds (doc tests, clippy) cannot link the component's export symbols.
+#[cfg(target_arch = "wasm32")]
 convergio_sdk::export_agent!(AgentLlm);

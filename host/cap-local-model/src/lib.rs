@@ -21,7 +21,7 @@
 //! ```no_run
 //! use std::sync::Arc;
 //!
-//! use convergio_cap_inference::{Message, Role, Sampling};
+//! use convergio_cap_inference::{Message, ResponseFormat, Role, Sampling};
 //! # #[cfg(feature = "llama")]
 //! use convergio_cap_local_model::{
 //!     Event, GenerateRequest, LlamaBackend, LlamaOptions, LocalModels, ModelStore,
@@ -42,6 +42,7 @@
 //!         model: "smollm2-135m-instruct.q4_1".into(),
 //!         messages: vec![Message::text(Role::User, "Say hello.")],
 //!         sampling: Sampling { max_tokens: Some(32), ..Sampling::default() },
+//!         format: ResponseFormat::Text,
 //!     })
 //!     .await?;
 //! while let Some(event) = events.recv().await {
