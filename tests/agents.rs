@@ -447,6 +447,22 @@ async fn memory_handoffs_and_guardrails() {
     );
     assert_eq!(p.requests().len(), before);
 
+    // A tool guardrail is called with the text; a tool that does not answer
+    // `{"allow": …}` (the echo tool answers its arguments) is an error that
+    // names the guardrail and the tool.
+    let judge = json!({"input": [{"name": "judge", "tool": "echo/echo"}]});
+    let result = p
+        .run(
+            definition(json!({"tools": [], "guardrails": judge})),
+            "guarded",
+        )
+        .await;
+    let err = error(&result, "failed");
+    assert!(
+        err.contains("guardrail `judge`: tool `echo/echo` answered {\"text\":\"guarded\"}, without a boolean `allow`"),
+        "{err}"
+    );
+
     // An output guardrail asks for a revision, then passes it.
     let polite = json!({"output": [{"name": "polite", "schema": {"type": "string", "pattern": "^OK"}, "on-fail": "revise"}]});
     let result = p
