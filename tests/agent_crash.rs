@@ -20,10 +20,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use convergio_cap_keys::Vault;
 use convergio_tests::fake_providers::{self as fake, Flavor};
 use convergio_tests::upstream::{Received, Reply, Upstream};
-use convergio_tests::{TestPlugin, convergio_binary, crate_component, test_component};
+use convergio_tests::{TestPlugin, agent_llm, convergio_binary, crate_component, test_component};
 use serde_json::{Value, json};
 
 fn completion(message: Value, finish: &str) -> Reply {
@@ -90,19 +89,17 @@ async fn a_killed_agent_resumes_without_repeating_its_finished_steps() {
     .await;
 
     let dir = tempfile::tempdir().unwrap();
-    let vault = Vault::open_in(&dir.path().join("platform-data")).unwrap();
-    fake::add_key(&vault, Flavor::OpenAi, "sk-openai-crash-77");
-    drop(vault);
+    fake::add_platform_key(dir.path(), Flavor::OpenAi, "sk-openai-crash-77");
     let plugins = [
         fake::plugin(Flavor::OpenAi, "openai", &model.origin()),
         TestPlugin::new("counter", "tool", test_component("counter_tool"))
             .declares(&["storage"])
             .grants("storage = [\"counters\"]"),
-        TestPlugin::new("agent-llm", "agent", crate_component("convergio_agent_llm"))
-            .declares(&["inference", "plugins", "logging"])
-            .optional(&["storage", "runs"])
-            .grants("inference = true\nplugins = [\"counter\"]\nlogging = true")
-            .limits("deadline-ms = 300000"),
+        agent_llm(
+            "agent-llm",
+            "inference = true\nplugins = [\"counter\"]\nlogging = true",
+        )
+        .limits("deadline-ms = 300000"),
         TestPlugin::new(
             "orchestrator",
             "orchestrator",

@@ -7,11 +7,13 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use convergio_cap_keys::Vault;
 use convergio_runtime::Runtime;
+use convergio_runtime::config::Platform as PlatformFile;
 use convergio_tests::fake_providers::{self as fake, Flavor};
 use convergio_tests::upstream::{Received, Reply, Upstream};
-use convergio_tests::{TestPlugin, crate_component, start, target_dir, test_component};
+use convergio_tests::{
+    TestPlugin, agent_llm, crate_component, target_dir, test_component, write_platform,
+};
 use serde_json::{Value, json};
 
 const SECRET: &str = "sk-openai-agents-5d1e";
@@ -172,30 +174,36 @@ struct Platform {
     _dir: tempfile::TempDir,
 }
 
-async fn platform() -> Platform {
+/// A platform in a new directory: the scripted model's key in its vault,
+/// the OpenAI adapter pointed at the model, and `plugins`. Returns the
+/// model, the directory and the loaded `platform.toml`.
+async fn files(plugins: Vec<TestPlugin>) -> (Upstream, tempfile::TempDir, PlatformFile) {
     let model = Upstream::start(script).await;
     let dir = tempfile::tempdir().unwrap();
-    let vault = Vault::open_in(&dir.path().join("platform-data")).unwrap();
-    fake::add_key(&vault, Flavor::OpenAi, SECRET);
-    drop(vault);
-    let plugins = [
-        fake::plugin(Flavor::OpenAi, "openai", &model.origin()),
-        TestPlugin::new("echo", "tool", test_component("plain_tool")),
-        TestPlugin::new("other", "tool", test_component("plain_tool")),
-        TestPlugin::new("agent", "agent", crate_component("convergio_agent_llm"))
-            .declares(&["inference", "plugins", "logging"])
-            .optional(&["storage", "runs"])
-            .grants(
-                "inference = true\nplugins = [\"echo\"]\nlogging = true\nstorage = [\"memories\"]",
-            ),
-    ];
+    fake::add_platform_key(dir.path(), Flavor::OpenAi, SECRET);
+    let mut all = vec![fake::plugin(Flavor::OpenAi, "openai", &model.origin())];
+    all.extend(plugins);
     let settings = format!(
         "compile-cache = true\ncache-dir = {:?}\n",
         target_dir().join("convergio-test-cache").join("agents")
     );
-    let runtime = start(dir.path(), &settings, &plugins).await;
+    let path = write_platform(dir.path(), &settings, &all);
+    let platform = PlatformFile::load(&path).unwrap();
+    (model, dir, platform)
+}
+
+async fn platform() -> Platform {
+    let (model, dir, platform) = files(vec![
+        TestPlugin::new("echo", "tool", test_component("plain_tool")),
+        TestPlugin::new("other", "tool", test_component("plain_tool")),
+        agent_llm(
+            "agent",
+            "inference = true\nplugins = [\"echo\"]\nlogging = true\nstorage = [\"memories\"]",
+        ),
+    ])
+    .await;
     Platform {
-        runtime,
+        runtime: Runtime::new(&platform).await.unwrap(),
         model,
         _dir: dir,
     }
@@ -494,17 +502,8 @@ async fn memory_handoffs_and_guardrails() {
 /// they used counts against the spawning agent's limits; depth is bounded.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn agents_spawn_agents_within_depth_and_budget() {
-    let model = Upstream::start(script).await;
-    let dir = tempfile::tempdir().unwrap();
-    let vault = Vault::open_in(&dir.path().join("platform-data")).unwrap();
-    fake::add_key(&vault, Flavor::OpenAi, SECRET);
-    drop(vault);
-    let plugins = [
-        fake::plugin(Flavor::OpenAi, "openai", &model.origin()),
-        TestPlugin::new("agent", "agent", crate_component("convergio_agent_llm"))
-            .declares(&["inference", "logging"])
-            .optional(&["storage", "runs"])
-            .grants("inference = true\nlogging = true\nruns = true"),
+    let (model, dir, platform) = files(vec![
+        agent_llm("agent", "inference = true\nlogging = true\nruns = true"),
         TestPlugin::new(
             "orchestrator",
             "orchestrator",
@@ -512,9 +511,8 @@ async fn agents_spawn_agents_within_depth_and_budget() {
         )
         .declares(&["plugins"])
         .grants("plugins = [\"agent\"]"),
-    ];
-    let path = convergio_tests::write_platform(dir.path(), "", &plugins);
-    let platform = convergio_runtime::config::Platform::load(&path).unwrap();
+    ])
+    .await;
     let runtime = Runtime::new(&platform).await.unwrap();
     let runs = convergio_runtime::graphs::runs(&runtime, &platform, None).unwrap();
     let p = Platform {

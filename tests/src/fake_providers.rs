@@ -375,6 +375,13 @@ pub fn add_key(vault: &Vault, flavor: Flavor, secret: &str) {
         .expect("store the test key");
 }
 
+/// Store `secret` as [`add_key`] does, in the vault of a test platform in
+/// `dir` (its data directory `dir/platform-data`).
+pub fn add_platform_key(dir: &std::path::Path, flavor: Flavor, secret: &str) {
+    let vault = Vault::open_in(&dir.join("platform-data")).expect("open the test vault");
+    add_key(&vault, flavor, secret);
+}
+
 // ------------------------------------------------------------------ handling
 
 /// A request refused before it is answered.

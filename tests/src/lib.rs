@@ -175,6 +175,15 @@ impl TestPlugin {
     }
 }
 
+/// The LLM agent component (`components/agent-llm`) as plugin `id`, with
+/// its manifest's capabilities (storage and runs optional) and `grants`.
+pub fn agent_llm(id: &str, grants: &str) -> TestPlugin {
+    TestPlugin::new(id, "agent", crate_component("convergio_agent_llm"))
+        .declares(&["inference", "plugins", "logging"])
+        .optional(&["storage", "runs"])
+        .grants(grants)
+}
+
 /// Write `platform.toml` and one manifest per plugin into `dir`; returns the platform path.
 pub fn write_platform(dir: &Path, runtime: &str, plugins: &[TestPlugin]) -> PathBuf {
     // Tests compile afresh unless they ask for the cache, and keep their data in `dir`.

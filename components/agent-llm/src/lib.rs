@@ -113,8 +113,8 @@ impl<'a> Conversation<'a> {
         Self {
             definition,
             messages: vec![
-                message(Role::System, definition.instructions.clone()),
-                message(Role::User, task),
+                Message::system(definition.instructions.clone()),
+                Message::user(task),
             ],
             tools: all_tools(definition, depth),
             tokens: 0,
@@ -133,14 +133,12 @@ impl<'a> Conversation<'a> {
             let verdict = guardrails::check(guardrail, task, &mut self.steps)
                 .map_err(|e| AgentError::Failed(format!("agent `{}`: {e}", d.name)))?;
             if let Some(reason) = verdict {
-                log::warn(&format!(
+                let blocked = format!(
                     "agent `{}`: input guardrail `{}` blocked the task: {reason}",
                     d.name, guardrail.name
-                ));
-                return Err(AgentError::InvalidInput(format!(
-                    "agent `{}`: input guardrail `{}` blocked the task: {reason}",
-                    d.name, guardrail.name
-                )));
+                );
+                log::warn(&blocked);
+                return Err(AgentError::InvalidInput(blocked));
             }
         }
         Ok(())
@@ -159,7 +157,7 @@ impl<'a> Conversation<'a> {
                 match self.answer()? {
                     Answer::Final(value) => return Ok(value),
                     Answer::Revise(note) => {
-                        self.messages.push(message(Role::User, note));
+                        self.messages.push(Message::user(note));
                         continue;
                     }
                 }
@@ -247,6 +245,23 @@ impl<'a> Conversation<'a> {
         )
     }
 
+    /// The most tokens and cost (µ$) this run may use: the definition's
+    /// limits, or what the spawning agent left, whichever is lower.
+    fn limits(&self) -> (Option<u64>, Option<u64>) {
+        let d = self.definition;
+        let own_cost = d.max_cost_usd.map(|usd| (usd * 1e6) as u64);
+        (
+            [d.max_tokens, self.budget.tokens]
+                .into_iter()
+                .flatten()
+                .min(),
+            [own_cost, self.budget.cost_micro_usd]
+                .into_iter()
+                .flatten()
+                .min(),
+        )
+    }
+
     /// Add usage (this agent's, or a spawned agent's); fail once the
     /// definition's limits, or what the spawning agent left, are passed.
     fn add_usage(&mut self, tokens: u64, cost_micro_usd: u64) -> Result<(), AgentError> {
@@ -258,10 +273,7 @@ impl<'a> Conversation<'a> {
         };
         self.tokens += tokens;
         self.cost_micro_usd += cost_micro_usd;
-        let max_tokens = [d.max_tokens, self.budget.tokens]
-            .into_iter()
-            .flatten()
-            .min();
+        let (max_tokens, max_cost) = self.limits();
         if let Some(max) = max_tokens
             && self.tokens > max
         {
@@ -270,11 +282,6 @@ impl<'a> Conversation<'a> {
                 d.name, self.tokens
             )));
         }
-        let own = d.max_cost_usd.map(|usd| (usd * 1e6) as u64);
-        let max_cost = [own, self.budget.cost_micro_usd]
-            .into_iter()
-            .flatten()
-            .min();
         if let Some(max) = max_cost
             && self.cost_micro_usd > max
         {
@@ -290,16 +297,7 @@ impl<'a> Conversation<'a> {
 
     /// What is left of the limits, for a spawned agent.
     fn left(&self) -> Budget {
-        let d = self.definition;
-        let max_tokens = [d.max_tokens, self.budget.tokens]
-            .into_iter()
-            .flatten()
-            .min();
-        let own = d.max_cost_usd.map(|usd| (usd * 1e6) as u64);
-        let max_cost = [own, self.budget.cost_micro_usd]
-            .into_iter()
-            .flatten()
-            .min();
+        let (max_tokens, max_cost) = self.limits();
         Budget {
             tokens: max_tokens.map(|m| m.saturating_sub(self.tokens)),
             cost_micro_usd: max_cost.map(|m| m.saturating_sub(self.cost_micro_usd)),
@@ -416,7 +414,7 @@ impl<'a> Conversation<'a> {
                 self.definition.name, target.name
             ));
             self.definition = target;
-            self.messages[0] = message(Role::System, target.instructions.clone());
+            self.messages[0] = Message::system(target.instructions.clone());
             self.tools = all_tools(target, self.depth);
         }
         // What spawned agents used counts against this agent's limits.
@@ -552,15 +550,6 @@ fn selector(definition: &Definition, tools: bool) -> ModelSelector {
             local_only: policy.local_only,
         },
     ))
-}
-
-fn message(role: Role, content: String) -> Message {
-    Message {
-        role,
-        content,
-        tool_calls: Vec::new(),
-        tool_call_id: None,
-    }
 }
 
 /// The conversation as one text, for the fingerprint of a model step.

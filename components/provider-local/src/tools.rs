@@ -57,18 +57,17 @@ pub fn prepare(request: &ProviderRequest) -> Result<(Vec<Message>, ResponseForma
     for message in &request.messages {
         match message.role {
             Role::System if !instructed => {
-                messages.push(text(
-                    Role::System,
-                    format!("{}\n\n{instruction}", message.content),
-                ));
+                messages.push(Message::system(format!(
+                    "{}\n\n{instruction}",
+                    message.content
+                )));
                 instructed = true;
             }
             Role::Assistant if !message.tool_calls.is_empty() => {
                 for call in &message.tool_calls {
                     let arguments: Value =
                         serde_json::from_str(&call.arguments).unwrap_or(Value::Null);
-                    messages.push(text(
-                        Role::Assistant,
+                    messages.push(Message::assistant(
                         json!({"tool": call.name, "arguments": arguments}).to_string(),
                     ));
                 }
@@ -80,16 +79,16 @@ pub fn prepare(request: &ProviderRequest) -> Result<(Vec<Message>, ResponseForma
                     .flat_map(|m| &m.tool_calls)
                     .find(|c| Some(&c.id) == message.tool_call_id.as_ref())
                     .map_or("the tool", |c| c.name.as_str());
-                messages.push(text(
-                    Role::User,
-                    format!("Result of {name}: {}", message.content),
-                ));
+                messages.push(Message::user(format!(
+                    "Result of {name}: {}",
+                    message.content
+                )));
             }
             _ => messages.push(message.clone()),
         }
     }
     if !instructed {
-        messages.insert(0, text(Role::System, instruction));
+        messages.insert(0, Message::system(instruction));
     }
     let schema = json!({"anyOf": branches});
     Ok((messages, ResponseFormat::JsonSchema(schema.to_string())))
@@ -126,15 +125,6 @@ pub enum Reply {
     Call(ToolCall),
     /// It answers: text, or JSON text for a JSON format.
     Answer(String),
-}
-
-fn text(role: Role, content: String) -> Message {
-    Message {
-        role,
-        content,
-        tool_calls: Vec::new(),
-        tool_call_id: None,
-    }
 }
 
 #[cfg(test)]

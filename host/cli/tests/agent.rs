@@ -6,7 +6,7 @@
 use std::path::Path;
 use std::process::{Command, Output};
 
-use convergio_tests::{TestPlugin, crate_component, write_platform};
+use convergio_tests::{TestPlugin, agent_llm, crate_component, write_platform};
 
 fn convergio(dir: &Path, args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_convergio"))
@@ -71,10 +71,7 @@ fn an_agent_runs_alone_on_the_local_model_as_a_journaled_run() {
             .declares(&["local-model"])
             .grants("models = [\"smollm2\"]")
             .limits("deadline-ms = 120000"),
-            TestPlugin::new("agent-llm", "agent", crate_component("convergio_agent_llm"))
-                .declares(&["inference", "plugins", "logging"])
-                .optional(&["storage", "runs"])
-                .grants("inference = true\nlogging = true")
+            agent_llm("agent-llm", "inference = true\nlogging = true")
                 .limits("deadline-ms = 120000"),
             TestPlugin::new(
                 "orchestrator",

@@ -395,9 +395,15 @@ pub trait RunStore: Send + Sync + fmt::Debug {
     /// exist.
     fn record_step(&self, run: &RunId, call: &str, attempt: u32, step: &CallStep) -> Result<()>;
 
-    /// The steps recorded for attempt `attempt` of call `call` of `run`, by
-    /// index.
-    fn call_steps(&self, run: &RunId, call: &str, attempt: u32) -> Result<Vec<CallStep>>;
+    /// Step `index` of attempt `attempt` of call `call` of `run`, if it was
+    /// recorded.
+    fn call_step(
+        &self,
+        run: &RunId,
+        call: &str,
+        attempt: u32,
+        index: u32,
+    ) -> Result<Option<CallStep>>;
 
     /// Every step recorded in `run`, as `(call, attempt, step)`, by call,
     /// attempt and index.

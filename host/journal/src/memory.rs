@@ -360,16 +360,19 @@ impl RunStore for MemoryRunStore {
         Ok(())
     }
 
-    fn call_steps(&self, run: &RunId, call: &str, attempt: u32) -> Result<Vec<CallStep>> {
+    fn call_step(
+        &self,
+        run: &RunId,
+        call: &str,
+        attempt: u32,
+        index: u32,
+    ) -> Result<Option<CallStep>> {
         let guard = self.lock();
-        let Some(row) = guard.runs.get(run) else {
-            return Ok(Vec::new());
-        };
-        Ok(row
-            .steps
-            .range((call.to_owned(), attempt, 0)..=(call.to_owned(), attempt, u32::MAX))
-            .map(|(_, step)| step.clone())
-            .collect())
+        Ok(guard
+            .runs
+            .get(run)
+            .and_then(|row| row.steps.get(&(call.to_owned(), attempt, index)))
+            .cloned())
     }
 
     fn run_steps(&self, run: &RunId) -> Result<Vec<(String, u32, CallStep)>> {

@@ -841,23 +841,28 @@ impl RunStore for SqliteRunStore {
         })
     }
 
-    fn call_steps(&self, run: &RunId, call: &str, attempt: u32) -> Result<Vec<CallStep>> {
+    fn call_step(
+        &self,
+        run: &RunId,
+        call: &str,
+        attempt: u32,
+        index: u32,
+    ) -> Result<Option<CallStep>> {
         let conn = lock(&self.inner.conn);
         let mut query = conn.prepare_cached(
-            "SELECT idx, kind, key, result FROM call_steps
-             WHERE run = ?1 AND call_id = ?2 AND attempt = ?3 ORDER BY idx",
+            "SELECT kind, key, result FROM call_steps
+             WHERE run = ?1 AND call_id = ?2 AND attempt = ?3 AND idx = ?4",
         )?;
-        let steps = query
-            .query_map(params![run.as_str(), call, attempt], |r| {
+        Ok(query
+            .query_row(params![run.as_str(), call, attempt, index], |r| {
                 Ok(CallStep {
-                    index: r.get(0)?,
-                    kind: r.get(1)?,
-                    key: r.get(2)?,
-                    result: r.get(3)?,
+                    index,
+                    kind: r.get(0)?,
+                    key: r.get(1)?,
+                    result: r.get(2)?,
                 })
-            })?
-            .collect::<rusqlite::Result<_>>()?;
-        Ok(steps)
+            })
+            .optional()?)
     }
 
     fn run_steps(&self, run: &RunId) -> Result<Vec<(String, u32, CallStep)>> {

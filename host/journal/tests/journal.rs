@@ -790,8 +790,8 @@ fn blobs_are_stored_once_by_content_hash<B: Backend>() {
     assert_eq!(store.get_blob(&empty).unwrap().unwrap(), b"");
 }
 
-/// Steps a node call records come back for that call and attempt only, in
-/// index order; recording an index again replaces it; they go with their
+/// Steps a node call records come back for that call, attempt and index
+/// only (and all of a run's in call, attempt and index order); recording an index again replaces it; they go with their
 /// run when it is pruned.
 fn call_steps_are_kept_per_call_and_attempt_and_pruned_with_their_run<B: Backend>() {
     let (_dir, store) = fresh::<B>();
@@ -815,20 +815,19 @@ fn call_steps_are_kept_per_call_and_attempt_and_pruned_with_their_run<B: Backend
     store
         .record_step(&run, "other", 1, &step(0, "elsewhere"))
         .unwrap();
-    let steps = store.call_steps(&run, "agent", 1).unwrap();
-    assert_eq!(steps, vec![step(0, "first"), step(1, "second")]);
+    let get =
+        |call: &str, attempt: u32, index: u32| store.call_step(&run, call, attempt, index).unwrap();
+    assert_eq!(
+        (get("agent", 1, 0), get("agent", 1, 1)),
+        (Some(step(0, "first")), Some(step(1, "second")))
+    );
     store
         .record_step(&run, "agent", 1, &step(1, "again"))
         .unwrap();
-    assert_eq!(
-        store.call_steps(&run, "agent", 1).unwrap()[1].result,
-        b"again"
-    );
-    assert_eq!(
-        store.call_steps(&run, "agent", 2).unwrap(),
-        vec![step(0, "retry")]
-    );
-    assert!(store.call_steps(&run, "agent", 3).unwrap().is_empty());
+    assert_eq!(get("agent", 1, 1).unwrap().result, b"again");
+    assert_eq!(get("agent", 2, 0), Some(step(0, "retry")));
+    assert_eq!(get("agent", 2, 1), None);
+    assert_eq!(get("agent", 3, 0), None);
     let all: Vec<(String, u32, u32)> = store
         .run_steps(&run)
         .unwrap()
@@ -850,7 +849,7 @@ fn call_steps_are_kept_per_call_and_attempt_and_pruned_with_their_run<B: Backend
     ));
     store.set_status(&run, RunStatus::Done).unwrap();
     store.prune(u64::MAX).unwrap();
-    assert!(store.call_steps(&run, "agent", 1).unwrap().is_empty());
+    assert!(store.run_steps(&run).unwrap().is_empty());
 }
 
 /// Prune deletes the runs that are over and old enough with what only

@@ -126,30 +126,32 @@ impl wit::Host for RunContextView<'_> {
 
     async fn recorded(&mut self, index: u32) -> Option<wit::RecordedStep> {
         let (store, call) = self.journal()?;
-        let steps = tokio::task::spawn_blocking(move || {
-            store.call_steps(&RunId(call.run_id.clone()), &call.call_id, call.attempt)
+        let step = tokio::task::spawn_blocking(move || {
+            store.call_step(
+                &RunId(call.run_id.clone()),
+                &call.call_id,
+                call.attempt,
+                index,
+            )
         })
         .await;
-        let steps = match steps {
-            Ok(Ok(steps)) => steps,
+        let step = match step {
+            Ok(Ok(step)) => step?,
             Ok(Err(e)) => {
-                tracing::warn!("reading a node call's recorded steps failed: {e}");
+                tracing::warn!("reading a node call's recorded step failed: {e}");
                 return None;
             }
             Err(e) => {
-                tracing::warn!("reading a node call's recorded steps failed: {e}");
+                tracing::warn!("reading a node call's recorded step failed: {e}");
                 return None;
             }
         };
-        steps
-            .into_iter()
-            .find(|s| s.index == index)
-            .map(|s| wit::RecordedStep {
-                index: s.index,
-                kind: s.kind,
-                key: s.key,
-                output: String::from_utf8_lossy(&s.result).into_owned(),
-            })
+        Some(wit::RecordedStep {
+            index: step.index,
+            kind: step.kind,
+            key: step.key,
+            output: String::from_utf8_lossy(&step.result).into_owned(),
+        })
     }
 
     async fn record(&mut self, step: wit::RecordedStep) -> std::result::Result<bool, String> {
