@@ -71,6 +71,9 @@ fn script(received: &Received) -> Reply {
         .unwrap_or_default()
         .to_owned();
     let tool_results = messages.iter().filter(|m| m["role"] == "tool").count();
+    if let Some(reply) = planning(&messages, &task) {
+        return reply;
+    }
     match task.as_str() {
         // Two calls at once, then a listed tool its plugin does not have
         // and a tool the definition does not list, then the answer.
@@ -166,6 +169,50 @@ fn script(received: &Received) -> Reply {
             &json!({"error": {"message": format!("unscripted task {other}"), "type": "invalid_request_error"}}),
         ),
     }
+}
+
+/// The planner's model: a plan that breaks the graph's rules, then (told
+/// why) a good one; and the plan's agents.
+fn planning(messages: &[Value], task: &str) -> Option<Reply> {
+    if task.starts_with("The goal:") {
+        let told = messages
+            .last()
+            .and_then(|m| m["content"].as_str())
+            .is_some_and(|c| c.starts_with("That plan cannot run"));
+        let plan = if told {
+            json!({
+                "nodes": {
+                    "facts": {"agent": "researcher", "task": "Find facts."},
+                    "count": {"tool": "echo/echo", "input": {"n": 3}},
+                    "card": {"agent": "writer", "task": "Write a card."}
+                },
+                "edges": ["facts -> card", "count -> card"]
+            })
+        } else {
+            json!({
+                "nodes": {
+                    "facts": {"agent": "researcher", "task": "Find facts."},
+                    "card": {"agent": "writer", "task": "Write a card."}
+                },
+                "edges": ["facts -> card", "card -> facts", "card -> summary"]
+            })
+        };
+        return Some(text(&plan.to_string()));
+    }
+    if task.starts_with("Find facts.") {
+        return Some(text("water evaporates"));
+    }
+    if task.starts_with("Write a card.") {
+        let saw = task.contains("What `facts` found: water evaporates")
+            && task.contains("What `count` found:")
+            && task.contains("The overall goal: the water cycle");
+        return Some(text(if saw {
+            "card: water evaporates"
+        } else {
+            "card without facts"
+        }));
+    }
+    None
 }
 
 struct Platform {
@@ -583,4 +630,102 @@ async fn agents_spawn_agents_within_depth_and_budget() {
         "{:?}",
         tool_messages(&requests[1])
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_planner_node_plans_is_told_what_is_wrong_and_runs_the_plan() {
+    let (model, _dir, platform) = files(vec![
+        TestPlugin::new("echo", "tool", test_component("plain_tool")),
+        agent_llm(
+            "agent",
+            "inference = true\nlogging = true\nruns = true\nplugins = [\"echo\"]",
+        ),
+        TestPlugin::new(
+            "orchestrator",
+            "orchestrator",
+            crate_component("convergio_orchestrator"),
+        )
+        .declares(&["plugins"])
+        .grants("plugins = [\"agent\", \"echo\"]"),
+    ])
+    .await;
+    let runtime = Runtime::new(&platform).await.unwrap();
+    let runs = convergio_runtime::graphs::runs(&runtime, &platform, None).unwrap();
+    let graph = convergio_graph::document::read(
+        &json!({
+            "state": {"goal": {}, "result": {}},
+            "nodes": {"plan": {
+                "planner": {
+                    "model": MODEL,
+                    "agents": [
+                        {"name": "researcher", "description": "finds facts", "instructions": "You find facts.", "model": MODEL, "plugin": "agent"},
+                        {"name": "writer", "description": "writes cards", "instructions": "You write.", "model": MODEL, "plugin": "agent"}
+                    ],
+                    "tools": ["echo/echo"],
+                    "plugin": "agent"
+                },
+                "input": "{{ state.goal }}",
+                "output": "result"
+            }}
+        })
+        .to_string(),
+    )
+    .unwrap();
+    let run = runs
+        .start(
+            &graph,
+            json!({"goal": "the water cycle"}),
+            Some("planned".to_owned()),
+        )
+        .await
+        .unwrap();
+    let status = runs.wait_final(&run).await.unwrap();
+    let convergio_graph::engine::Status::Done { output } = status else {
+        panic!("{status:?}");
+    };
+    let result = &output["result"];
+    assert_eq!(result["facts"], "water evaporates", "{output}");
+    assert_eq!(result["card"], "card: water evaporates", "{output}");
+    assert_eq!(result["count"], json!({"n": 3}), "{output}");
+
+    // Two plans asked for, the second after every problem of the first.
+    let requests: Vec<Value> = model
+        .received()
+        .iter()
+        .filter(|r| r.path.ends_with("/chat/completions"))
+        .map(body)
+        .collect();
+    let plans: Vec<&Value> = requests
+        .iter()
+        .filter(|r| {
+            messages(r)[1]["content"]
+                .as_str()
+                .is_some_and(|c| c.starts_with("The goal:"))
+        })
+        .collect();
+    assert_eq!((plans.len(), requests.len()), (2, 4));
+    let system = messages(plans[0])[0]["content"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(
+        system.contains("- researcher: finds facts") && system.contains("- echo/echo"),
+        "{system}"
+    );
+    assert_eq!(plans[0]["response_format"]["type"], "json_schema");
+    let told = messages(plans[1]).last().unwrap()["content"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(told.contains("summary") && told.contains("cycle"), "{told}");
+
+    // The model answers and the accepted plan are steps of the call; the
+    // plan ran as a run of its own, named after the call.
+    let steps = runs.store().run_steps(&run).unwrap();
+    let kinds: Vec<&str> = steps.iter().map(|s| s.2.kind.as_str()).collect();
+    assert_eq!(kinds, ["model", "model", "plan"]);
+    let plan: Value = serde_json::from_slice(&steps[2].2.result).unwrap();
+    assert_eq!(plan["edges"], json!(["facts -> card", "count -> card"]));
+    let child = convergio_journal::RunId("planned:plan:1:plan".to_owned());
+    assert_eq!(runs.info(&child).await.unwrap().status.as_str(), "done");
 }

@@ -11,7 +11,9 @@ use convergio_runtime::inference::{
 };
 use convergio_runtime::local_models::ModelStore;
 use convergio_tests::upstream::{Reply, Upstream};
-use convergio_tests::{TestPlugin, crate_component, start, test_component, test_model};
+use convergio_tests::{
+    TestPlugin, agent_llm, crate_component, start, test_component, test_model, write_platform,
+};
 use serde_json::json;
 
 const SETTINGS: &str = "
@@ -325,4 +327,82 @@ async fn zero_cloud_refuses_every_outbound_request() {
         serde_json::from_str(out["ok"].as_str().unwrap()).unwrap();
     assert_eq!(results[0]["error"], "ErrorCode::HttpRequestDenied", "{out}");
     assert!(upstream.received().is_empty(), "nothing left the machine");
+}
+
+/// A planner node on the local model: the plan is JSON of the plan schema
+/// (grammar-constrained), passes the graph's rules, and runs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_local_model_writes_a_plan_that_runs() {
+    let dir = with_model();
+    let plugins = [
+        local("models = [\"smollm2\"]"),
+        agent_llm("agent-llm", "inference = true\nruns = true\nlogging = true"),
+        TestPlugin::new(
+            "orchestrator",
+            "orchestrator",
+            crate_component("convergio_orchestrator"),
+        )
+        .declares(&["plugins"])
+        .grants("plugins = [\"agent-llm\"]"),
+    ];
+    let path = write_platform(dir.path(), SETTINGS, &plugins);
+    let platform = convergio_runtime::config::Platform::load(&path).unwrap();
+    let runtime = convergio_runtime::Runtime::new(&platform).await.unwrap();
+    let runs = convergio_runtime::graphs::runs(&runtime, &platform, None).unwrap();
+    let agent = |name: &str, about: &str| {
+        json!({"name": name, "description": about, "instructions": about,
+               "model": "local/smollm2", "temperature": 0, "max-output-tokens": 40})
+    };
+    let graph = convergio_graph::document::read(
+        &json!({
+            "state": {"goal": {}, "result": {}},
+            "nodes": {"plan": {
+                "planner": {
+                    "model": "local/smollm2",
+                    "max-nodes": 2,
+                    "max-output-tokens": 200,
+                    "agents": [
+                        agent("researcher", "You give short facts about a topic."),
+                        agent("writer", "You write a short study card from facts.")
+                    ]
+                },
+                "input": "{{ state.goal }}",
+                "output": "result"
+            }}
+        })
+        .to_string(),
+    )
+    .unwrap();
+    let run = runs
+        .start(
+            &graph,
+            json!({"goal": "a study card on volcanoes"}),
+            Some("local-plan".to_owned()),
+        )
+        .await
+        .unwrap();
+    let status = runs.wait_final(&run).await.unwrap();
+    let convergio_graph::engine::Status::Done { output } = status else {
+        panic!("{status:?}");
+    };
+    let steps = runs.store().run_steps(&run).unwrap();
+    let kinds: Vec<&str> = steps.iter().map(|s| s.2.kind.as_str()).collect();
+    assert_eq!(kinds.last(), Some(&"plan"), "{kinds:?}");
+    assert!(kinds.len() <= 4, "at most 3 plans asked for: {kinds:?}");
+    let plan: serde_json::Value = serde_json::from_slice(&steps.last().unwrap().2.result).unwrap();
+    let nodes = plan["nodes"].as_object().unwrap();
+    assert!((1..=2).contains(&nodes.len()), "{plan}");
+    for node in nodes.values() {
+        let name = node["input"]["agent"]["name"].as_str().unwrap();
+        assert!(["researcher", "writer"].contains(&name), "{plan}");
+    }
+    // Every node of the plan answered.
+    let result = output["result"].as_object().unwrap();
+    assert_eq!(result.len(), nodes.len(), "{output}");
+    assert!(
+        result
+            .values()
+            .all(|v| v.as_str().is_some_and(|t| !t.is_empty())),
+        "{output}"
+    );
 }

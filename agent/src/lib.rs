@@ -15,9 +15,13 @@
 //! # Ok::<(), String>(())
 //! ```
 
+mod planner;
+
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
+
+pub use planner::{MAX_PLAN_NODES, Planner};
 
 /// How many model calls an agent makes at most, unless its definition says.
 pub const DEFAULT_MAX_STEPS: u32 = 8;

@@ -155,6 +155,10 @@ pub enum NodeKind {
     Condition(ConditionSpec),
     /// Pause the run until someone answers; the answer is the output.
     Interrupt(InterruptSpec),
+    /// Ask a model to decompose the node's input (the goal) into a graph of
+    /// the listed agents and tools, check it, and run it as a child run;
+    /// the output is the plan's output.
+    Planner(Box<convergio_agent::Planner>),
 }
 
 impl NodeKind {
@@ -167,6 +171,7 @@ impl NodeKind {
             Self::Map(_) => "map",
             Self::Condition(_) => "condition",
             Self::Interrupt(_) => "interrupt",
+            Self::Planner(_) => "planner",
         }
     }
 }

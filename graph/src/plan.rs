@@ -212,7 +212,10 @@ impl Plan {
                         }
                     }
                 }
-                NodeKind::Tool { .. } | NodeKind::Agent { .. } | NodeKind::Subgraph { .. } => {}
+                NodeKind::Tool { .. }
+                | NodeKind::Agent { .. }
+                | NodeKind::Subgraph { .. }
+                | NodeKind::Planner(_) => {}
             }
             if let OnError::Route(to) = &node.on_error
                 && let Some(to) = find(to, &what("on-error"), &mut errors)

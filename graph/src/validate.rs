@@ -446,6 +446,51 @@ impl Checker<'_> {
                     self.report(format!("{here}/schema"), message);
                 }
             }
+            NodeKind::Planner(planner) => {
+                if let Err(problems) = planner.check() {
+                    for problem in problems.lines() {
+                        // At the field the problem names, where there is one.
+                        let field = problem
+                            .strip_prefix("planner: field `")
+                            .and_then(|rest| rest.split_once('`'))
+                            .map(|(field, _)| field);
+                        let at = field.map_or_else(|| here.clone(), |f| format!("{here}/{f}"));
+                        self.report(at, problem.to_owned());
+                    }
+                }
+                let Some(catalog) = self.catalog else { return };
+                let plugins = std::iter::once(&planner.plugin)
+                    .chain(planner.agents.iter().map(|a| &a.plugin));
+                for plugin in plugins {
+                    if !catalog.plugin_exists(plugin) {
+                        self.report(
+                            here.clone(),
+                            format!("no plugin `{plugin}` in platform.toml"),
+                        );
+                    }
+                }
+                for listed in &planner.tools {
+                    let Some((plugin, tool)) = listed.split_once('/') else {
+                        continue;
+                    };
+                    if !catalog.plugin_exists(plugin) {
+                        self.report(
+                            format!("{here}/tools"),
+                            format!("no plugin `{plugin}` in platform.toml (tool `{listed}`)"),
+                        );
+                    } else if let Some(tools) = catalog.tools(plugin)
+                        && !tools.iter().any(|t| t == tool)
+                    {
+                        self.report(
+                            format!("{here}/tools"),
+                            format!(
+                                "plugin `{plugin}` has no tool `{tool}`; it has: {}",
+                                list(&tools)
+                            ),
+                        );
+                    }
+                }
+            }
             NodeKind::Condition(_) | NodeKind::Interrupt(_) => {}
         }
     }

@@ -134,7 +134,7 @@ fn an_unknown_node_kind_lists_the_kinds() {
     let src = "nodes:\n  fetch:\n    tol: web/fetch\n";
     assert_eq!(
         one_error(src),
-        "3:5: unknown node kind `tol`; a node has exactly one of tool, agent, subgraph, map, condition, interrupt"
+        "3:5: unknown node kind `tol`; a node has exactly one of tool, agent, subgraph, map, condition, interrupt, planner"
     );
 }
 
@@ -142,11 +142,11 @@ fn an_unknown_node_kind_lists_the_kinds() {
 fn a_node_has_exactly_one_kind() {
     assert_eq!(
         one_error("nodes:\n  a: { input: {} }\n"),
-        "2:6: node `a` has no kind; a node has exactly one of tool, agent, subgraph, map, condition, interrupt"
+        "2:6: node `a` has no kind; a node has exactly one of tool, agent, subgraph, map, condition, interrupt, planner"
     );
     assert_eq!(
         one_error("nodes:\n  a: { agent: x, tool: w/f }\n"),
-        "2:18: node `a` has two kinds, `agent` and `tool`; a node has exactly one of tool, agent, subgraph, map, condition, interrupt"
+        "2:18: node `a` has two kinds, `agent` and `tool`; a node has exactly one of tool, agent, subgraph, map, condition, interrupt, planner"
     );
 }
 
@@ -154,7 +154,7 @@ fn a_node_has_exactly_one_kind() {
 fn unknown_fields_name_the_allowed_ones() {
     assert_eq!(
         one_error("nodes:\n  a:\n    agent: x\n    timout: 3s\n"),
-        "4:5: unknown field `timout` in node `a`; the fields are: tool, agent, subgraph, map, condition, interrupt, input, output, timeout, retry, on-error, retry-on-resume, description"
+        "4:5: unknown field `timout` in node `a`; the fields are: tool, agent, subgraph, map, condition, interrupt, planner, input, output, timeout, retry, on-error, retry-on-resume, description"
     );
     assert_eq!(
         one_error("nodes: { a: { agent: x } }\nedge: []\n"),
@@ -587,7 +587,7 @@ edges:
         [
             "2:35: reducer `add` needs a number default, not an array",
             "4:51: unknown state key `url`; declared: total",
-            "5:12: unknown node kind `tol`; a node has exactly one of tool, agent, subgraph, map, condition, interrupt",
+            "5:12: unknown node kind `tol`; a node has exactly one of tool, agent, subgraph, map, condition, interrupt, planner",
             "9:5: cycle fetch -> loop -> fetch has no loop edge; a graph may loop only through an edge with `max-iterations`: add it to one of fetch -> loop, loop -> fetch",
             "10:24: no node `nowhere`; nodes: fetch, loop, parse",
         ]
@@ -601,7 +601,7 @@ fn json_documents_have_positions_too() {
         errors(src),
         [
             "3:42: unknown state key `q`; declared: none",
-            "4:9: unknown node kind `tol`; a node has exactly one of tool, agent, subgraph, map, condition, interrupt",
+            "4:9: unknown node kind `tol`; a node has exactly one of tool, agent, subgraph, map, condition, interrupt, planner",
         ]
     );
     let graph = ok("{\"nodes\":{\"a\":{\"agent\":\"x\",\"timeout\":\"1s\"}},\"edges\":[]}");
@@ -617,7 +617,7 @@ fn a_file_is_named_in_each_diagnostic() {
     assert_eq!(
         err.to_string(),
         format!(
-            "{}:2:8: unknown node kind `tol`; a node has exactly one of tool, agent, subgraph, map, condition, interrupt",
+            "{}:2:8: unknown node kind `tol`; a node has exactly one of tool, agent, subgraph, map, condition, interrupt, planner",
             path.display()
         )
     );
@@ -814,5 +814,76 @@ fn a_large_graph_on_one_line_is_read_in_linear_time() {
     assert_eq!(
         one_error(&src),
         "1:1: a graph has at most 10000 nodes; this one has 10001: split it into subgraphs"
+    );
+}
+
+// ---- planner nodes ----
+
+#[test]
+fn a_planner_node_reads_its_settings_and_reports_every_problem() {
+    let graph = ok("nodes:
+  plan:
+    planner:
+      model: local/smollm2
+      agents:
+        - { name: researcher, instructions: You find facts. }
+      tools: [hello-tool/greet]
+    input: \"{{ state.goal }}\"
+state: { goal: {} }
+");
+    let NodeKind::Planner(planner) = &graph.nodes["plan"].kind else {
+        panic!("{:?}", graph.nodes["plan"].kind);
+    };
+    assert_eq!(
+        (planner.max_nodes, planner.attempts, planner.plugin.as_str()),
+        (6, 3, "agent-llm")
+    );
+    assert_eq!(planner.agents[0].name, "researcher");
+
+    let errs = errors(
+        "nodes:
+  plan:
+    planner:
+      model: gpt
+      tools: [web]
+      max-nodes: 0
+",
+    );
+    assert_eq!(
+        errs,
+        [
+            "4:14: planner: field `model`: `gpt` is not `provider/model`, e.g. `local/smollm2`",
+            "5:7: planner: field `tools`: `web` is not `plugin/tool`, e.g. `search/web`",
+            "6:18: planner: field `max-nodes`: 0 is not between 1 and 32"
+        ]
+    );
+    assert_eq!(
+        one_error("nodes:\n  plan:\n    planner: { model: local/x, tool: [a/b] }\n"),
+        "3:14: planner: unknown field `tool`, expected one of `model`, `policy`, `instructions`, `agents`, `tools`, `max-nodes`, `attempts`, `temperature`, `seed`, `max-output-tokens`, `plugin`"
+    );
+
+    // With a catalog, the planner's plugin and tools must exist.
+    struct Only;
+    impl Catalog for Only {
+        fn plugin_exists(&self, id: &str) -> bool {
+            id == "hello-tool"
+        }
+        fn tools(&self, _plugin: &str) -> Option<Vec<String>> {
+            Some(vec!["greet".to_owned()])
+        }
+    }
+    let graph = ok(
+        "nodes:\n  plan:\n    planner: { model: local/x, tools: [hello-tool/greet, hello-tool/wave] }\n",
+    );
+    let problems: Vec<String> = validate::validate_with(&graph, Some(&Only))
+        .into_iter()
+        .map(|p| p.message)
+        .collect();
+    assert_eq!(
+        problems,
+        [
+            "no plugin `agent-llm` in platform.toml",
+            "plugin `hello-tool` has no tool `wave`; it has: greet"
+        ]
     );
 }

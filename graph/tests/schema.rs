@@ -85,12 +85,13 @@ enum Reducer {
 }
 
 /// One node: exactly one of `tool`, `agent`, `subgraph`, `map`,
-/// `condition`, `interrupt`, and the fields all nodes share.
+/// `condition`, `interrupt`, `planner`, and the fields all nodes share.
 #[derive(JsonSchema)]
 #[serde(rename_all = "kebab-case", deny_unknown_fields)]
 #[schemars(extend("oneOf" = [
     {"required": ["tool"]}, {"required": ["agent"]}, {"required": ["subgraph"]},
-    {"required": ["map"]}, {"required": ["condition"]}, {"required": ["interrupt"]}
+    {"required": ["map"]}, {"required": ["condition"]}, {"required": ["interrupt"]},
+    {"required": ["planner"]}
 ]))]
 struct NodeDoc {
     /// Call a tool: `plugin/tool`.
@@ -105,6 +106,9 @@ struct NodeDoc {
     condition: Option<ConditionDoc>,
     /// Pause until a person answers.
     interrupt: Option<InterruptDoc>,
+    /// Have a model plan a graph of the listed agents and tools for the
+    /// node's input (the goal), and run it.
+    planner: Option<convergio_agent::Planner>,
     /// The input: any JSON, with `{{ expr }}` templates (none: the whole
     /// state).
     input: Option<Value>,

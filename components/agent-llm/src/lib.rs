@@ -20,9 +20,10 @@
 
 mod builtins;
 mod guardrails;
+mod planner;
 mod spawn;
 
-use convergio_agent::{AgentInput, Budget, Definition, OnFail, Quality, Strategy};
+use convergio_agent::{AgentInput, Budget, Definition, OnFail, Planner, Policy, Quality, Strategy};
 use convergio_sdk::agent::{AgentError, AgentInfo, Guest, Outcome, StateEntry, Task};
 use convergio_sdk::inference::{self, ChatRequest, ModelSelector, Requirements};
 use convergio_sdk::log;
@@ -48,6 +49,22 @@ impl Guest for AgentLlm {
     }
 
     fn run(task: Task) -> Result<Outcome, AgentError> {
+        if task.input.contains("\"planner\"")
+            && let Ok(Value::Object(fields)) = serde_json::from_str(&task.input)
+            && fields.contains_key("planner")
+        {
+            let PlannerInput { planner, goal } = serde_json::from_value(Value::Object(fields))
+                .map_err(|e| {
+                    AgentError::InvalidInput(format!(
+                        "the task's input is not {{\"planner\": <settings>, \"goal\": …}} (docs/graphs.md, planner nodes): {e}"
+                    ))
+                })?;
+            let output = planner::run(&planner, &goal)?;
+            return Ok(Outcome {
+                output: output.to_string(),
+                state_updates: Vec::new(),
+            });
+        }
         let input: AgentInput = serde_json::from_str(&task.input).map_err(|e| {
             AgentError::InvalidInput(format!(
                 "the task's input is not {{\"agent\": <definition>, \"task\": …}}: {e}"
@@ -90,6 +107,14 @@ impl Guest for AgentLlm {
             state_updates,
         })
     }
+}
+
+/// What a graph's `planner` node sends: its settings and the goal.
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PlannerInput {
+    planner: Planner,
+    goal: Value,
 }
 
 /// One run of an agent: its messages and what it has used.
@@ -527,10 +552,26 @@ fn offered_tools(definition: &Definition) -> Vec<ToolDefinition> {
 }
 
 fn selector(definition: &Definition, tools: bool) -> ModelSelector {
-    if let Some(model) = &definition.model {
-        return ModelSelector::Named(model.clone());
+    selector_for(
+        definition.model.as_deref(),
+        definition.policy.as_ref(),
+        tools,
+        definition.output_schema.is_some(),
+    )
+}
+
+/// The model named, or the policy's choice among those that can take
+/// tools and JSON of a schema when asked.
+fn selector_for(
+    model: Option<&str>,
+    policy: Option<&Policy>,
+    tools: bool,
+    json: bool,
+) -> ModelSelector {
+    if let Some(model) = model {
+        return ModelSelector::Named(model.to_owned());
     }
-    let policy = definition.policy.clone().unwrap_or_default();
+    let policy = policy.cloned().unwrap_or_default();
     let strategy = match policy.strategy {
         Strategy::Cheapest => inference::Strategy::Cheapest,
         Strategy::BestQuality => inference::Strategy::BestQuality,
@@ -540,7 +581,7 @@ fn selector(definition: &Definition, tools: bool) -> ModelSelector {
         Requirements {
             tools,
             vision: false,
-            json_mode: definition.output_schema.is_some(),
+            json_mode: json,
             min_context: policy.min_context,
             min_quality: policy.min_quality.map(|q| match q {
                 Quality::Basic => QualityTier::Basic,

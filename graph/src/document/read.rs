@@ -15,7 +15,15 @@ use crate::template::push_pointer;
 use crate::validate::{self, Catalog};
 
 /// The kinds of node, in the order messages list them.
-pub(crate) const KINDS: [&str; 6] = ["tool", "agent", "subgraph", "map", "condition", "interrupt"];
+pub(crate) const KINDS: [&str; 7] = [
+    "tool",
+    "agent",
+    "subgraph",
+    "map",
+    "condition",
+    "interrupt",
+    "planner",
+];
 
 const NODE_FIELDS: [&str; 7] = [
     "input",
@@ -640,6 +648,7 @@ impl Reading {
             "map" => self.map(node, pointer),
             "condition" => self.condition(node, pointer),
             "interrupt" => self.interrupt(node, pointer),
+            "planner" => self.planner(node, pointer),
             _ => None,
         }
     }
@@ -795,6 +804,28 @@ impl Reading {
             s.to_json()
         });
         Some(NodeKind::Interrupt(InterruptSpec { prompt, schema }))
+    }
+
+    /// A planner's settings, as the agent crate's type says (validation
+    /// checks their rules).
+    fn planner(&mut self, node: &Node, pointer: &str) -> Option<NodeKind> {
+        if !matches!(node.value, Tree::Map(_)) {
+            self.error(
+                node.at,
+                pointer,
+                "`planner` is a mapping: { model: local/smollm2, agents: [...], tools: [...] }",
+            );
+            return None;
+        }
+        self.span_tree(pointer, None, node);
+        let planner: convergio_agent::Planner = match serde_json::from_value(node.to_json()) {
+            Ok(planner) => planner,
+            Err(e) => {
+                self.error(node.at, pointer, format!("planner: {e}"));
+                return None;
+            }
+        };
+        Some(NodeKind::Planner(Box::new(planner)))
     }
 
     fn output(&mut self, node: &Node, pointer: &str) -> Output {

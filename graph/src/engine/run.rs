@@ -558,8 +558,15 @@ impl Run<'_> {
         let node = &plan.nodes[n];
         let id = node.id.clone();
         match &node.node.kind {
-            NodeKind::Tool { .. } | NodeKind::Agent { .. } | NodeKind::Subgraph { .. } => {
+            NodeKind::Tool { .. }
+            | NodeKind::Agent { .. }
+            | NodeKind::Subgraph { .. }
+            | NodeKind::Planner(_) => {
                 let input = match self.render_input(n, None) {
+                    // A planner's plugin gets its settings and the goal.
+                    Ok(goal) if let NodeKind::Planner(planner) = &node.node.kind => {
+                        serde_json::json!({"planner": planner, "goal": goal})
+                    }
                     Ok(v) => v,
                     Err(e) => {
                         self.set_node_state(n, NodeState::Running, round, false);
@@ -1182,6 +1189,9 @@ fn target(kind: &NodeKind) -> Target {
         },
         NodeKind::Subgraph { graph } => Target::Subgraph {
             graph: graph.clone(),
+        },
+        NodeKind::Planner(planner) => Target::Agent {
+            plugin: planner.plugin.clone(),
         },
         // Validation allows only the three above inside a map, and these
         // kinds never dispatch a call of their own.

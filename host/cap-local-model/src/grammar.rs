@@ -6,8 +6,11 @@
 //! The grammar follows these keywords: `type` (one or a list), `properties`
 //! with `required` (properties are written in the order the schema declares
 //! them, the required ones first; no others), `additionalProperties` (of an
-//! object without `properties`), `items`, `minItems`, `maxItems`, `enum`,
-//! `const`, `anyOf`, `oneOf`, `minLength` and `maxLength` of strings, the
+//! object without `properties`, with `propertyNames` lengths and
+//! `minProperties`/`maxProperties`), `items`, `minItems`, `maxItems`, `enum`,
+//! `const`, `anyOf`, `oneOf`, `minLength` and `maxLength` of strings (the
+//! bounds of lengths and counts up to 128; longer ones
+//! only validated, since llama.cpp spells a bound out rule by rule), the
 //! bounds of integers whose range holds at most 256 values, and
 //! `$ref` to `#/$defs/…` or `#/definitions/…` (recursion allowed). Other
 //! keywords (`pattern`, wider numeric bounds, `format`, `allOf`, …) do not narrow the
@@ -160,8 +163,17 @@ impl<'a> Builder<'a> {
                         &schema["additionalProperties"],
                         &format!("{at}additionalProperties/"),
                     )?;
-                    let pair = format!("string ws \":\" ws {value} ws");
-                    Ok(self.add(format!("\"{{\" ws ({pair} (\",\" ws {pair})*)? \"}}\"")))
+                    let key = match schema.get("propertyNames").and_then(Value::as_object) {
+                        Some(names) => string(names),
+                        None => "string".to_owned(),
+                    };
+                    let pair = format!("{key} ws \":\" ws {value}");
+                    Ok(self.add(repeated(
+                        schema,
+                        ("{", "}"),
+                        &pair,
+                        ("minProperties", "maxProperties"),
+                    )))
                 }
                 Some(Value::Bool(false)) => Ok(r#""{" ws "}""#.to_owned()),
                 _ => Ok("object".to_owned()),
@@ -220,25 +232,12 @@ impl<'a> Builder<'a> {
             Some(items) => self.rule_for(items, &format!("{at}items/"))?,
             None => "value".to_owned(),
         };
-        let min = schema.get("minItems").and_then(Value::as_u64).unwrap_or(0);
-        let max = schema.get("maxItems").and_then(Value::as_u64);
-        if max == Some(0) {
-            return Ok(r#""[" ws "]""#.to_owned());
-        }
-        let more = |from: u64| match max {
-            Some(max) => format!("{{{from},{}}}", max - 1),
-            None => format!("{{{from},}}"),
-        };
-        let list = format!(
-            "{item} ws (\",\" ws {item} ws){}",
-            more(min.saturating_sub(1))
-        );
-        let body = if min == 0 {
-            format!("\"[\" ws ({list})? \"]\"")
-        } else {
-            format!("\"[\" ws {list} \"]\"")
-        };
-        Ok(self.add(body))
+        Ok(self.add(repeated(
+            schema,
+            ("[", "]"),
+            &item,
+            ("minItems", "maxItems"),
+        )))
     }
 
     fn reference(&mut self, reference: &str, at: &str) -> Result<String, String> {
@@ -296,10 +295,52 @@ fn integer(schema: &Map<String, Value>) -> String {
     }
 }
 
-/// A string, bounded by `minLength`/`maxLength` where given.
+/// `open item ("," item)* close`, with as many items as the schema's
+/// `bounds` keywords allow (where short enough to spell out).
+fn repeated(
+    schema: &Map<String, Value>,
+    (open, close): (&str, &str),
+    item: &str,
+    (min_key, max_key): (&str, &str),
+) -> String {
+    let bound = |key: &str| {
+        schema
+            .get(key)
+            .and_then(Value::as_u64)
+            .filter(|n| *n <= MAX_SPELLED_REPEAT)
+    };
+    let min = bound(min_key).unwrap_or(0);
+    let max = bound(max_key);
+    if max == Some(0) {
+        return format!(r#""{open}" ws "{close}""#);
+    }
+    let more = match max {
+        Some(max) => format!("{{{},{}}}", min.saturating_sub(1), max - 1),
+        None => format!("{{{},}}", min.saturating_sub(1)),
+    };
+    let list = format!("{item} ws (\",\" ws {item} ws){more}");
+    if min == 0 {
+        format!(r#""{open}" ws ({list})? "{close}""#)
+    } else {
+        format!(r#""{open}" ws {list} "{close}""#)
+    }
+}
+
+/// The longest bound of a repetition the grammar spells out: llama.cpp
+/// expands `x{m,n}` into a rule per repetition, and sampling under
+/// hundreds of them crawls. Longer bounds are left to the validation of
+/// the answer.
+const MAX_SPELLED_REPEAT: u64 = 128;
+
+/// A string, bounded by `minLength`/`maxLength` where given (and short).
 fn string(schema: &Map<String, Value>) -> String {
-    let min = schema.get("minLength").and_then(Value::as_u64);
-    let max = schema.get("maxLength").and_then(Value::as_u64);
+    let bounded = |key: &str| {
+        schema
+            .get(key)
+            .and_then(Value::as_u64)
+            .filter(|n| *n <= MAX_SPELLED_REPEAT)
+    };
+    let (min, max) = (bounded("minLength"), bounded("maxLength"));
     match (min, max) {
         (None, None) => "string".to_owned(),
         (min, Some(max)) => format!("\"\\\"\" char{{{},{max}}} \"\\\"\"", min.unwrap_or(0)),
@@ -396,6 +437,32 @@ mod tests {
             "{grammar}"
         );
         assert!(grammar.contains(r#""\"k\"" ws ":" ws "3" ws"#), "{grammar}");
+    }
+
+    #[test]
+    fn maps_bound_their_keys_and_their_size() {
+        let g = from_schema(
+            r#"{"type": "object", "additionalProperties": {"type": "integer"},
+                "propertyNames": {"maxLength": 8}, "minProperties": 1, "maxProperties": 3}"#,
+        )
+        .unwrap();
+        assert!(
+            g.contains(r#"r0 ::= "{" ws "\"" char{0,8} "\"" ws ":" ws integer ws ("," ws "\"" char{0,8} "\"" ws ":" ws integer ws){0,2} "}""#),
+            "{g}"
+        );
+    }
+
+    #[test]
+    fn long_bounds_are_left_to_validation() {
+        let g = from_schema(
+            r#"{"type": "object", "properties": {
+                "a": {"type": "string", "minLength": 1, "maxLength": 600},
+                "b": {"type": "array", "maxItems": 1000}
+            }, "required": ["a", "b"]}"#,
+        )
+        .unwrap();
+        assert!(g.contains(r#"char{1,}"#), "{g}");
+        assert!(!g.contains("599") && !g.contains("999"), "{g}");
     }
 
     #[test]

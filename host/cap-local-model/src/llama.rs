@@ -27,6 +27,8 @@ use llama_cpp_2::model::params::LlamaModelParams;
 use llama_cpp_2::model::{LlamaChatMessage, LlamaChatTemplate, LlamaModel};
 use llama_cpp_2::sampling::LlamaSampler;
 use llama_cpp_2::token::LlamaToken;
+use llama_cpp_2::token::data::LlamaTokenData;
+use llama_cpp_2::token::data_array::LlamaTokenDataArray;
 use tokio::sync::{mpsc as tmpsc, oneshot};
 
 use crate::backend::{Backend, BoxFuture, Event, Events, GenerateRequest, Generation};
@@ -489,17 +491,60 @@ fn render(model: &LlamaModel, messages: &[Message]) -> Result<String> {
         .map_err(|e| Error::Backend(format!("applying the model's chat template failed: {e}")))
 }
 
-/// The sampler chain for `sampling`: greedy at temperature 0, otherwise
-/// top-k → top-p → temperature → a draw seeded with `seed` (random without
-/// one); under `grammar` first, when there is one.
-fn sampler(model: &LlamaModel, sampling: &Sampling, grammar: Option<&str>) -> Result<LlamaSampler> {
-    let choose = choose(sampling)?;
-    let Some(grammar) = grammar else {
-        return Ok(choose);
-    };
-    let grammar = LlamaSampler::grammar(model, grammar, "root")
-        .map_err(|e| Error::InvalidInput(format!("llama.cpp refused the answer's grammar: {e}")))?;
-    Ok(LlamaSampler::chain_simple([grammar, choose]))
+/// How the tokens of one answer are chosen: the sampling chain for
+/// `sampling`, under a grammar when there is one.
+struct Sampler {
+    choose: LlamaSampler,
+    grammar: Option<LlamaSampler>,
+}
+
+impl Sampler {
+    fn new(model: &LlamaModel, sampling: &Sampling, grammar: Option<&str>) -> Result<Self> {
+        let grammar = match grammar {
+            Some(grammar) => Some(LlamaSampler::grammar(model, grammar, "root").map_err(|e| {
+                Error::InvalidInput(format!("llama.cpp refused the answer's grammar: {e}"))
+            })?),
+            None => None,
+        };
+        Ok(Self {
+            choose: choose(sampling)?,
+            grammar,
+        })
+    }
+
+    /// The next token, from the logits of batch position `at`, accepted
+    /// into the samplers' state. Under a grammar the token is first chosen
+    /// freely and only that one token is put to the grammar; the grammar
+    /// filters the whole vocabulary only when it refuses it (as llama.cpp's
+    /// own common sampler does), so a model that writes the form asked for
+    /// is not checked against it candidate by candidate.
+    fn sample(&mut self, ctx: &LlamaContext<'_>, at: i32) -> LlamaToken {
+        let Some(grammar) = &mut self.grammar else {
+            // `sample` also accepts the token into the chain's state.
+            return self.choose.sample(ctx, at);
+        };
+        let mut all = ctx.token_data_array_ith(at);
+        all.apply_sampler(&mut self.choose);
+        let free = all.selected_token();
+        let allowed = free.is_some_and(|token| {
+            let mut one =
+                LlamaTokenDataArray::new(vec![LlamaTokenData::new(token, 0.0, 0.0)], false);
+            one.apply_sampler(grammar);
+            one.data.first().is_some_and(|d| d.logit().is_finite())
+        });
+        let token = match free {
+            Some(token) if allowed => token,
+            _ => {
+                let mut all = ctx.token_data_array_ith(at);
+                all.apply_sampler(grammar);
+                all.apply_sampler(&mut self.choose);
+                all.selected_token().unwrap_or(LlamaToken::new(0))
+            }
+        };
+        grammar.accept(token);
+        self.choose.accept(token);
+        token
+    }
 }
 
 /// How the next token is chosen from the candidates.
@@ -555,7 +600,7 @@ fn generate(
             return Ok(());
         }
     };
-    let mut sampler = match sampler(model, sampling, grammar) {
+    let mut sampler = match Sampler::new(model, sampling, grammar) {
         Ok(sampler) => sampler,
         Err(e) => {
             refuse(started, e);
@@ -636,7 +681,6 @@ fn generate(
             stopped = false;
             break;
         }
-        // `sample` also accepts the token into the sampler's state.
         let token = sampler.sample(&cached.ctx, logits_at);
         if vocab.is_eog(token) {
             break;

@@ -45,7 +45,7 @@ fn a_bad_graph_prints_every_error_at_its_position() {
         [
             "bad.yaml:2:35: reducer `add` needs a number default, not an array",
             "bad.yaml:4:51: unknown state key `url`; declared: total",
-            "bad.yaml:5:12: unknown node kind `tol`; a node has exactly one of tool, agent, subgraph, map, condition, interrupt",
+            "bad.yaml:5:12: unknown node kind `tol`; a node has exactly one of tool, agent, subgraph, map, condition, interrupt, planner",
             "bad.yaml:9:5: cycle fetch -> loop -> fetch has no loop edge; a graph may loop only through an edge with `max-iterations`: add it to one of fetch -> loop, loop -> fetch",
             "bad.yaml:10:24: no node `nowhere`; nodes: fetch, loop, parse",
             "5 error(s) in bad.yaml",

@@ -117,9 +117,13 @@ fn steps(store: &dyn convergio_journal::RunStore, run: &RunId) -> Result<()> {
         let (call, attempt) = (&steps[i].0, steps[i].1);
         let mut kinds: std::collections::BTreeMap<&str, usize> = std::collections::BTreeMap::new();
         let mut usage = (0u64, 0u64, 0u64);
+        let mut plan = None;
         while i < steps.len() && &steps[i].0 == call && steps[i].1 == attempt {
             let step = &steps[i].2;
             *kinds.entry(step.kind.as_str()).or_default() += 1;
+            if step.kind == "plan" {
+                plan = serde_json::from_slice::<Value>(&step.result).ok();
+            }
             // A model answer the LLM agent recorded carries its usage.
             if let Ok(answer) = serde_json::from_slice::<Value>(&step.result) {
                 let n = |key: &str| answer["usage"][key].as_u64().unwrap_or(0);
@@ -141,6 +145,9 @@ fn steps(store: &dyn convergio_journal::RunStore, run: &RunId) -> Result<()> {
             )
         };
         println!("  {call:<24} attempt {attempt}: {}{used}", kinds.join(", "));
+        if let Some(plan) = plan {
+            print_plan(&plan, &format!("{}:{call}:{attempt}:plan", run.0));
+        }
         total = (total.0 + usage.0, total.1 + usage.1, total.2 + usage.2);
     }
     if total != (0, 0, 0) {
@@ -152,6 +159,36 @@ fn steps(store: &dyn convergio_journal::RunStore, run: &RunId) -> Result<()> {
         );
     }
     Ok(())
+}
+
+/// A planner's accepted plan (a graph document): its nodes, what each
+/// runs, and its edges.
+fn print_plan(plan: &Value, run: &str) {
+    println!("    plan (run {run})");
+    if let Some(nodes) = plan["nodes"].as_object() {
+        for (id, node) in nodes {
+            let what = match (
+                node["tool"].as_str(),
+                node["input"]["agent"]["name"].as_str(),
+            ) {
+                (Some(tool), _) => format!("tool {tool} {}", short(&node["input"])),
+                (None, Some(agent)) => {
+                    let task = node["input"]["task"].as_str().unwrap_or_default();
+                    let first = task.lines().next().unwrap_or_default();
+                    format!("agent {agent}: {}", short(&Value::String(first.to_owned())))
+                }
+                _ => short(node),
+            };
+            println!("      {id:<16} {what}");
+        }
+    }
+    let edges: Vec<&str> = plan["edges"]
+        .as_array()
+        .map(|e| e.iter().filter_map(Value::as_str).collect())
+        .unwrap_or_default();
+    if !edges.is_empty() {
+        println!("      edges            {}", edges.join(", "));
+    }
 }
 
 /// A value on one line, cut at 100 characters.
