@@ -107,6 +107,7 @@ async fn through_platform(router: &Router, messages: Vec<Message>, max_tokens: u
     let caller = Caller {
         plugin: "bench".into(),
         agent: None,
+        run: None,
     };
     let request = ChatRequest {
         sampling: Sampling {

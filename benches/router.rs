@@ -106,6 +106,7 @@ async fn main() {
     let caller = Caller {
         plugin: "bench".into(),
         agent: None,
+        run: None,
     };
 
     // The direct path: one kept-alive connection, the same body the adapter sends.

@@ -7,6 +7,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+use convergio_cap_runs::CallUsage;
 use convergio_runtime::Runtime;
 use convergio_runtime::config::Platform as PlatformFile;
 use convergio_tests::fake_providers::{self as fake, Flavor};
@@ -225,13 +226,21 @@ struct Platform {
 /// the OpenAI adapter pointed at the model, and `plugins`. Returns the
 /// model, the directory and the loaded `platform.toml`.
 async fn files(plugins: Vec<TestPlugin>) -> (Upstream, tempfile::TempDir, PlatformFile) {
+    files_with(plugins, "").await
+}
+
+/// [`files`], with more settings (`[inference…]` tables) in `platform.toml`.
+async fn files_with(
+    plugins: Vec<TestPlugin>,
+    more: &str,
+) -> (Upstream, tempfile::TempDir, PlatformFile) {
     let model = Upstream::start(script).await;
     let dir = tempfile::tempdir().unwrap();
     fake::add_platform_key(dir.path(), Flavor::OpenAi, SECRET);
     let mut all = vec![fake::plugin(Flavor::OpenAi, "openai", &model.origin())];
     all.extend(plugins);
     let settings = format!(
-        "compile-cache = true\ncache-dir = {:?}\n",
+        "compile-cache = true\ncache-dir = {:?}\n{more}",
         target_dir().join("convergio-test-cache").join("agents")
     );
     let path = write_platform(dir.path(), &settings, &all);
@@ -728,4 +737,87 @@ async fn a_planner_node_plans_is_told_what_is_wrong_and_runs_the_plan() {
     assert_eq!(plan["edges"], json!(["facts -> card", "count -> card"]));
     let child = convergio_journal::RunId("planned:plan:1:plan".to_owned());
     assert_eq!(runs.info(&child).await.unwrap().status.as_str(), "done");
+
+    // What each node's model calls used is in the journal (and the run's
+    // events): the planner's two answers, and one answer per plan agent.
+    // (At the fake model's price, 20 tokens in and 10 out cost 7 µ$.)
+    let used = |calls, input_tokens, output_tokens| CallUsage {
+        calls,
+        input_tokens,
+        output_tokens,
+        cost_micro_usd: 7 * calls,
+    };
+    let store = runs.store();
+    assert_eq!(
+        convergio_cap_runs::usage(&**store, &run).unwrap(),
+        [("plan".to_owned(), used(2, 40, 20))]
+    );
+    assert_eq!(
+        convergio_cap_runs::usage(&**store, &child).unwrap(),
+        [
+            ("card".to_owned(), used(1, 20, 10)),
+            ("facts".to_owned(), used(1, 20, 10))
+        ]
+    );
+    let events: Vec<_> = store
+        .read_after(&child, 0, 100)
+        .unwrap()
+        .iter()
+        .flat_map(convergio_cap_runs::events_of)
+        .filter(|e| e.topic == "node.result")
+        .map(|e| (e.data["call"].clone(), e.data["usage"].clone()))
+        .collect();
+    assert!(
+        events.contains(&(
+            json!("card"),
+            json!({"calls": 1, "input-tokens": 20, "output-tokens": 10, "cost-micro-usd": 7})
+        )),
+        "{events:?}"
+    );
+    // The tool's call used no model.
+    assert!(
+        events.contains(&(json!("count"), Value::Null)),
+        "{events:?}"
+    );
+}
+
+/// `[inference.budgets] run`: what one run may spend in all; a model call
+/// that would go past it is refused, naming the run's budget.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_budget_stops_the_model_calls_that_would_pass_it() {
+    let (_model, _dir, platform) = files_with(
+        vec![
+            agent_llm("agent", "inference = true\nlogging = true"),
+            TestPlugin::new(
+                "orchestrator",
+                "orchestrator",
+                crate_component("convergio_orchestrator"),
+            )
+            .declares(&["plugins"])
+            .grants("plugins = [\"agent\"]"),
+        ],
+        "\n[inference.prices]\n\"openai/gpt-6-luna\" = { input = 1.0, output = 1.0 }\n\n[inference.budgets]\nrun = 0.000001\n",
+    )
+    .await;
+    let runtime = Runtime::new(&platform).await.unwrap();
+    let runs = convergio_runtime::graphs::runs(&runtime, &platform, None).unwrap();
+    let graph = convergio_graph::document::read(
+        &json!({
+            "nodes": {"ask": {"agent": "agent", "input": {"agent": definition(json!({})), "task": "tools"}}}
+        })
+        .to_string(),
+    )
+    .unwrap();
+    let run = runs
+        .start(&graph, json!({}), Some("thrifty".to_owned()))
+        .await
+        .unwrap();
+    let status = runs.wait_final(&run).await.unwrap();
+    let convergio_graph::engine::Status::Failed { error } = status else {
+        panic!("{status:?}");
+    };
+    assert!(
+        error.contains("budget-exceeded: the budget of run thrifty is 0.000001 USD"),
+        "{error}"
+    );
 }

@@ -33,6 +33,7 @@ fn caller() -> Caller {
     Caller {
         plugin: "cli".into(),
         agent: None,
+        run: None,
     }
 }
 

@@ -30,6 +30,7 @@ fn caller() -> Caller {
     Caller {
         plugin: "cli".into(),
         agent: None,
+        run: None,
     }
 }
 

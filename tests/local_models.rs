@@ -65,6 +65,7 @@ fn caller() -> Caller {
     Caller {
         plugin: "cli".into(),
         agent: None,
+        run: None,
     }
 }
 

@@ -54,6 +54,7 @@ fn caller() -> Caller {
     Caller {
         plugin: "conformance".into(),
         agent: None,
+        run: None,
     }
 }
 

@@ -1,5 +1,5 @@
 //! Spending limits per key, per plugin and per agent, per UTC calendar
-//! month. A request reserves its largest possible cost before it is sent
+//! month, and per graph run (what one run may spend in all). A request reserves its largest possible cost before it is sent
 //! and settles with what the provider reports after.
 //!
 //! Holds and spending live in a [`BudgetStore`]: the usage [`crate::Ledger`]
@@ -27,6 +27,9 @@ pub enum Scope {
     Plugin(String),
     /// An agent by id.
     Agent(String),
+    /// A graph run by id: every run has the same limit, on what it spends
+    /// in all.
+    Run(String),
 }
 
 impl std::fmt::Display for Scope {
@@ -35,6 +38,7 @@ impl std::fmt::Display for Scope {
             Scope::Key(k) => write!(f, "key {k}"),
             Scope::Plugin(p) => write!(f, "plugin {p}"),
             Scope::Agent(a) => write!(f, "agent {a}"),
+            Scope::Run(r) => write!(f, "run {r}"),
         }
     }
 }
@@ -102,7 +106,8 @@ pub trait BudgetStore: Send + Sync {
     /// Hold `hold.amount` in every scope of `hold.limits`, or in none if any
     /// of them cannot afford it: what the scope spent this UTC month plus
     /// what unexpired holds keep, plus the amount, must stay within its
-    /// limit. Expired holds are dropped first.
+    /// limit (for a [`Scope::Run`]: what the run spent in all). Expired
+    /// holds are dropped first.
     fn reserve<'a>(&'a self, hold: &'a Hold) -> BoxFuture<'a, Result<HoldId, ReserveError>>;
 
     /// Book `call` (its cost counts in its plugin's, agent's and key's
@@ -117,7 +122,8 @@ pub trait BudgetStore: Send + Sync {
     /// Drop `hold` without booking anything.
     fn release(&self, hold: HoldId) -> BoxFuture<'_, Result<(), Error>>;
 
-    /// What `scope` spent this UTC month, in millionths of a dollar.
+    /// What `scope` spent this UTC month (a run: in all), in millionths of
+    /// a dollar.
     fn month_spent<'a>(&'a self, scope: &'a Scope) -> BoxFuture<'a, Result<u64, Error>>;
 }
 
@@ -125,6 +131,8 @@ pub trait BudgetStore: Send + Sync {
 /// spending. Scopes without a limit are never checked.
 pub struct Budgets {
     limits: HashMap<Scope, u64>,
+    /// The limit of every run.
+    per_run: Option<u64>,
     store: Arc<dyn BudgetStore>,
     hold_expiry: Duration,
 }
@@ -148,9 +156,16 @@ impl Budgets {
     ) -> Self {
         Self {
             limits: limits.into_iter().collect(),
+            per_run: None,
             store,
             hold_expiry,
         }
+    }
+
+    /// The same, with a limit on what each graph run spends in all.
+    pub fn with_run_limit(mut self, per_run: Option<u64>) -> Self {
+        self.per_run = per_run;
+        self
     }
 
     /// The scopes that have a budget, in order.
@@ -162,7 +177,10 @@ impl Budgets {
 
     /// The limit of `scope`, if it has a budget.
     pub fn limit(&self, scope: &Scope) -> Option<u64> {
-        self.limits.get(scope).copied()
+        match scope {
+            Scope::Run(_) => self.per_run,
+            other => self.limits.get(other).copied(),
+        }
     }
 
     /// How long an unsettled hold lives.
@@ -198,7 +216,7 @@ impl Budgets {
     /// What `scope` spent this UTC month (settled requests only), in
     /// millionths of a dollar; `None` if it has no budget.
     pub async fn spent(&self, scope: &Scope) -> Result<Option<u64>, Error> {
-        if !self.limits.contains_key(scope) {
+        if self.limit(scope).is_none() {
             return Ok(None);
         }
         self.store.month_spent(scope).await.map(Some)
@@ -300,7 +318,8 @@ impl MemoryState {
         let month = crate::ledger::month_start(crate::ledger::day_of(now));
         if month != self.month {
             self.month = month;
-            self.spent.clear();
+            // A run's budget is on all it spends, not on a month.
+            self.spent.retain(|scope, _| matches!(scope, Scope::Run(_)));
         }
         self.holds.retain(|_, (_, _, expires)| *expires > now);
     }
@@ -410,6 +429,7 @@ mod tests {
         let caller = Caller {
             plugin: "p".into(),
             agent: None,
+            run: None,
         };
         let scopes = [Scope::Plugin("p".into()), Scope::Key("k/default".into())];
         let r1 = b.reserve(&scopes, 60).await.unwrap();

@@ -50,6 +50,9 @@ impl InferenceCtx {
 pub struct InferenceView<'a> {
     /// The plugin's context.
     pub ctx: &'a InferenceCtx,
+    /// The graph run the store serves a node call of, if any: its calls
+    /// count against the run's budget and add to the node call's usage.
+    pub run: Option<&'a ci::RunCaller>,
     /// The store's resource table.
     pub table: &'a mut ResourceTable,
 }
@@ -78,6 +81,17 @@ pub fn add_to_linker<T: Send + 'static>(
 }
 
 impl InferenceView<'_> {
+    /// The caller of a call made now: the plugin, in the run it serves.
+    fn caller(&self) -> std::borrow::Cow<'_, ci::Caller> {
+        match self.run {
+            None => std::borrow::Cow::Borrowed(&self.ctx.caller),
+            Some(run) => std::borrow::Cow::Owned(ci::Caller {
+                run: Some(run.clone()),
+                ..self.ctx.caller.clone()
+            }),
+        }
+    }
+
     fn router(&self) -> Result<Arc<ci::Router>, wit_types::ModelError> {
         self.ctx.router.get().cloned().ok_or_else(|| {
             wit_types::ModelError::NoModel(
@@ -132,12 +146,11 @@ impl wit::Host for InferenceView<'_> {
         request: wit::ChatRequest,
     ) -> Result<wit_types::Completion, wit_types::ModelError> {
         let router = self.router()?;
-        let ctx = self.ctx;
-        let caller = &ctx.caller;
+        let caller = self.caller();
         let span = tracing::debug_span!("convergio.inference.complete", plugin = %caller.plugin);
         let _guard = span.enter();
         router
-            .complete(caller, chat_request(request))
+            .complete(&caller, chat_request(request))
             .await
             .map(|c| c.to_wit())
             .map_err(|e| e.to_wit())
@@ -148,10 +161,9 @@ impl wit::Host for InferenceView<'_> {
         request: wit::ChatRequest,
     ) -> Result<Resource<InferenceStream>, wit_types::ModelError> {
         let router = self.router()?;
-        let ctx = self.ctx;
-        let caller = &ctx.caller;
+        let caller = self.caller().into_owned();
         let stream = router
-            .stream(caller, chat_request(request))
+            .stream(&caller, chat_request(request))
             .await
             .map_err(|e| e.to_wit())?;
         self.table
@@ -165,9 +177,9 @@ impl wit::Host for InferenceView<'_> {
         inputs: Vec<String>,
     ) -> Result<wit_types::Embeddings, wit_types::ModelError> {
         let router = self.router()?;
-        let ctx = self.ctx;
+        let caller = self.caller();
         router
-            .embed(&ctx.caller, selector(model), inputs)
+            .embed(&caller, selector(model), inputs)
             .await
             .map(|e| e.to_wit())
             .map_err(|e| e.to_wit())

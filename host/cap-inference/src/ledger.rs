@@ -32,6 +32,19 @@ CREATE TABLE IF NOT EXISTS model_usage (
     errors         INTEGER NOT NULL,
     PRIMARY KEY (day, plugin, agent, provider, model, key)
 ) STRICT;
+-- What each graph run's model calls used, per plugin and agent: the
+-- spending of a run's budget (all of it, not a month's).
+CREATE TABLE IF NOT EXISTS run_usage (
+    run            TEXT    NOT NULL,
+    plugin         TEXT    NOT NULL,
+    agent          TEXT    NOT NULL,
+    calls          INTEGER NOT NULL,
+    input_tokens   INTEGER NOT NULL,
+    output_tokens  INTEGER NOT NULL,
+    cost_micro_usd INTEGER NOT NULL,
+    errors         INTEGER NOT NULL,
+    PRIMARY KEY (run, plugin, agent)
+) STRICT;
 -- One row per request in flight that holds budget money. AUTOINCREMENT:
 -- an id is never reused, so a late release cannot drop another's hold.
 CREATE TABLE IF NOT EXISTS budget_holds (
@@ -40,7 +53,7 @@ CREATE TABLE IF NOT EXISTS budget_holds (
     -- Unix milliseconds; past it the hold no longer counts.
     expires_ms  INTEGER NOT NULL
 ) STRICT;
--- The budgets (key, plugin or agent) each hold counts against.
+-- The budgets (key, plugin, agent or run) each hold counts against.
 CREATE TABLE IF NOT EXISTS budget_hold_scopes (
     hold   INTEGER NOT NULL,
     kind   TEXT    NOT NULL,
@@ -97,12 +110,14 @@ fn column(scope: &Scope) -> (&'static str, &str) {
         Scope::Key(k) => ("key", k),
         Scope::Plugin(p) => ("plugin", p),
         Scope::Agent(a) => ("agent", a),
+        Scope::Run(r) => ("run", r),
     }
 }
 
 /// One call, owned, as a row of `model_usage` (to cross into a blocking task).
 #[derive(Debug, Clone)]
 struct UsageRow {
+    run: Option<String>,
     plugin: String,
     agent: String,
     provider: String,
@@ -117,6 +132,7 @@ struct UsageRow {
 impl From<&CallRecord<'_>> for UsageRow {
     fn from(call: &CallRecord<'_>) -> Self {
         Self {
+            run: call.caller.run.as_ref().map(|r| r.run.clone()),
             plugin: call.caller.plugin.clone(),
             agent: call.caller.agent.clone().unwrap_or_default(),
             provider: call.provider.to_owned(),
@@ -154,10 +170,41 @@ fn insert_usage(conn: &Connection, row: &UsageRow, at: SystemTime) -> rusqlite::
         row.cost,
         i64::from(row.error),
     ])?;
+    if let Some(run) = &row.run {
+        conn.prepare_cached(
+            "INSERT INTO run_usage (run, plugin, agent, calls, input_tokens, output_tokens,
+                                    cost_micro_usd, errors)
+             VALUES (?1, ?2, ?3, 1, ?4, ?5, ?6, ?7)
+             ON CONFLICT (run, plugin, agent) DO UPDATE SET
+                 calls = calls + 1,
+                 input_tokens = input_tokens + excluded.input_tokens,
+                 output_tokens = output_tokens + excluded.output_tokens,
+                 cost_micro_usd = cost_micro_usd + excluded.cost_micro_usd,
+                 errors = errors + excluded.errors",
+        )?
+        .execute(params![
+            run,
+            row.plugin,
+            row.agent,
+            row.input_tokens,
+            row.output_tokens,
+            row.cost,
+            i64::from(row.error),
+        ])?;
+    }
     Ok(())
 }
 
 fn spent_since(conn: &Connection, scope: &Scope, since_day: i64) -> rusqlite::Result<u64> {
+    if let Scope::Run(run) = scope {
+        // A run's budget is on all it spent.
+        let sum: i64 = conn
+            .prepare_cached(
+                "SELECT COALESCE(SUM(cost_micro_usd), 0) FROM run_usage WHERE run = ?1",
+            )?
+            .query_row([run], |row| row.get(0))?;
+        return Ok(to_u64(sum));
+    }
     let (column, value) = column(scope);
     let sum: i64 = conn
         .prepare_cached(&format!(
@@ -436,6 +483,7 @@ mod tests {
         let caller = Caller {
             plugin: "tutor".into(),
             agent: Some("tutor".into()),
+            run: None,
         };
         let at = UNIX_EPOCH + std::time::Duration::from_secs(20_782 * 86_400);
         {
@@ -502,6 +550,7 @@ mod tests {
         let caller = Caller {
             plugin: "tutor".into(),
             agent: None,
+            run: None,
         };
         one.settle(Some(first), &luna_call(&caller, 3, 4, 25))
             .await

@@ -90,7 +90,7 @@
 //! # #[tokio::main(flavor = "current_thread")]
 //! # async fn main() -> Result<(), ModelError> {
 //! let router = Router::new(RouterConfig::default(), vec![Arc::new(Echo)], Arc::new(NoSink));
-//! let caller = Caller { plugin: "notes-tool".into(), agent: None };
+//! let caller = Caller::plugin("notes-tool");
 //! let request = ChatRequest::new(
 //!     ModelSelector::Named("echo/parrot".into()),
 //!     vec![Message::text(Role::User, "hello")],
@@ -126,6 +126,7 @@ pub use host::{InferenceCtx, InferenceStream, InferenceView, RouterCell, add_to_
 pub use ledger::{Ledger, UsageLine, day_of, month_start};
 pub use provider::{BoxFuture, DeltaStream, Provider};
 pub use router::{
-    CallRecord, Caller, ConfigProblem, NoSink, RoutedStream, Router, RouterConfig, UsageSink,
+    CallRecord, Caller, ConfigProblem, NoSink, RoutedStream, Router, RouterConfig, RunCaller,
+    UsageMeter, UsageSink,
 };
 pub use types::*;

@@ -44,6 +44,8 @@ pub struct RouterConfig {
     pub prices: BTreeMap<String, (f64, f64)>,
     /// Budgets in millionths of a dollar.
     pub budgets: Vec<(Scope, u64)>,
+    /// What each graph run may spend in all, in millionths of a dollar.
+    pub run_budget: Option<u64>,
     /// How long a budget hold lives if its request never settles (its
     /// process was killed): longer than any request may take, see
     /// [`RouterConfig::hold_expiry_for`].
@@ -78,6 +80,7 @@ impl Default for RouterConfig {
             first_token_timeout: Duration::from_secs(30),
             prices: BTreeMap::new(),
             budgets: Vec::new(),
+            run_budget: None,
             hold_expiry: Duration::from_secs(170),
         }
     }
@@ -90,6 +93,61 @@ pub struct Caller {
     pub plugin: String,
     /// Agent id, when the caller runs an agent.
     pub agent: Option<String>,
+    /// The graph run the call is made for, when the plugin serves a node
+    /// call: the run's budget applies, and the call's usage is added to the
+    /// node call's.
+    pub run: Option<RunCaller>,
+}
+
+impl Caller {
+    /// A plugin's calls, outside any agent and run.
+    pub fn plugin(id: impl Into<String>) -> Self {
+        Self {
+            plugin: id.into(),
+            agent: None,
+            run: None,
+        }
+    }
+}
+
+/// The graph run a model call is made for, and where its usage goes.
+#[derive(Clone)]
+pub struct RunCaller {
+    /// The run's id (budget scope [`Scope::Run`]).
+    pub run: String,
+    /// Told what every call of the node call used.
+    pub meter: Arc<dyn UsageMeter>,
+}
+
+impl std::fmt::Debug for RunCaller {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RunCaller")
+            .field("run", &self.run)
+            .finish_non_exhaustive()
+    }
+}
+
+impl PartialEq for RunCaller {
+    fn eq(&self, other: &Self) -> bool {
+        self.run == other.run && Arc::ptr_eq(&self.meter, &other.meter)
+    }
+}
+
+impl Eq for RunCaller {}
+
+/// Adds up what the model calls of one node call used.
+pub trait UsageMeter: Send + Sync {
+    /// One call ended with `usage` (`failed`: it failed, and `usage` is
+    /// what it was booked at).
+    fn add(&self, usage: &Usage, failed: bool);
+}
+
+/// Report `call` to `sink` and to its run's meter.
+fn report(sink: &dyn UsageSink, call: &CallRecord<'_>) {
+    sink.record(call);
+    if let Some(run) = &call.caller.run {
+        run.meter.add(&call.usage, call.error.is_some());
+    }
 }
 
 /// Where the router reports what every call used.
@@ -189,7 +247,8 @@ impl Router {
     ) -> Self {
         Self {
             breakers: Breakers::new(config.breaker_threshold, config.breaker_cooldown),
-            budgets: Budgets::new(config.budgets.clone(), store, config.hold_expiry),
+            budgets: Budgets::new(config.budgets.clone(), store, config.hold_expiry)
+                .with_run_limit(config.run_budget),
             providers: providers
                 .into_iter()
                 .map(|p| (p.id().to_owned(), p))
@@ -432,6 +491,9 @@ impl Router {
         if let Some(agent) = &caller.agent {
             scopes.push(Scope::Agent(agent.clone()));
         }
+        if let Some(run) = &caller.run {
+            scopes.push(Scope::Run(run.run.clone()));
+        }
         if let Some(key) = entry.provider.key() {
             scopes.push(Scope::Key(key.to_owned()));
         }
@@ -493,7 +555,7 @@ impl Router {
             usage,
             error,
         };
-        self.sink.record(&call);
+        report(&*self.sink, &call);
         reservation.settle(&call).await;
     }
 
@@ -997,7 +1059,7 @@ impl RoutedStream {
             usage,
             error,
         };
-        self.sink.record(&call);
+        report(&*self.sink, &call);
         reservation.settle(&call).await;
     }
 
@@ -1041,7 +1103,7 @@ impl Drop for RoutedStream {
                 usage,
                 error: None,
             };
-            sink.record(&call);
+            report(&*sink, &call);
             reservation.settle(&call).await;
         });
     }

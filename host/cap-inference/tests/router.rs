@@ -213,6 +213,7 @@ fn caller() -> Caller {
     Caller {
         plugin: "tutor".into(),
         agent: None,
+        run: None,
     }
 }
 
@@ -930,4 +931,74 @@ async fn names_in_the_configuration_must_name_models_and_keys_that_exist() {
     assert!(problems[2].2.contains("the loaded providers are: a, b"));
     assert!(problems[3].2.contains("must be written provider/model"));
     assert!(problems[4].2.contains("keys are: fake/default"));
+}
+
+/// Adds up what it is told, for the run tests.
+#[derive(Default)]
+struct Meter(std::sync::Mutex<(u64, u64)>);
+
+impl UsageMeter for Meter {
+    fn add(&self, usage: &Usage, _failed: bool) {
+        let mut seen = self.0.lock().unwrap();
+        seen.0 += 1;
+        seen.1 += usage.cost_micro_usd;
+    }
+}
+
+/// A run's budget bounds what each graph run spends in all (runs apart),
+/// and a run's meter hears of every call made for it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_run_has_its_budget_and_its_meter() {
+    let dir = tempfile::tempdir().unwrap();
+    let info = model("m", 1.0, 100_000, QualityTier::Standard);
+    let request = named("a/m");
+    let ceiling = info.cost_micro_usd(request.max_input_tokens(), 100);
+    let a = Fake::new("a", vec![info], ok());
+    let config = RouterConfig {
+        run_budget: Some(3 * ceiling),
+        ..fast()
+    };
+    let ledger = Arc::new(Ledger::open(&dir.path().join("usage.db")).unwrap());
+    let router = Router::with_store(config, vec![a], Arc::new(NoSink), ledger.clone());
+    let in_run = |run: &str, meter: &Arc<Meter>| Caller {
+        run: Some(RunCaller {
+            run: run.into(),
+            meter: meter.clone(),
+        }),
+        ..caller()
+    };
+    let (m1, m2) = (Arc::new(Meter::default()), Arc::new(Meter::default()));
+    for _ in 0..3 {
+        router
+            .complete(&in_run("r1", &m1), request.clone())
+            .await
+            .unwrap();
+    }
+    let err = router
+        .complete(&in_run("r1", &m1), request.clone())
+        .await
+        .unwrap_err();
+    let ModelError::BudgetExceeded(message) = err else {
+        panic!("{err:?}");
+    };
+    assert!(message.starts_with("the budget of run r1 is"), "{message}");
+    // Another run has its own; calls outside runs have none.
+    router
+        .complete(&in_run("r2", &m2), request.clone())
+        .await
+        .unwrap();
+    router.complete(&caller(), request.clone()).await.unwrap();
+
+    let spent = |run: &str| ledger.spent(&Scope::Run(run.into()), 0).unwrap();
+    assert_eq!(*m1.0.lock().unwrap(), (3, spent("r1")));
+    assert_eq!(*m2.0.lock().unwrap(), (1, spent("r2")));
+    assert!(spent("r1") > 0 && spent("r1") <= 3 * ceiling);
+    assert_eq!(
+        router
+            .budgets()
+            .spent(&Scope::Run("r1".into()))
+            .await
+            .unwrap(),
+        Some(spent("r1"))
+    );
 }

@@ -15,8 +15,10 @@ use serde_json::{Map, Value};
 use tokio::sync::{Semaphore, mpsc, oneshot};
 use tokio::task::AbortHandle;
 
-use crate::journal::{self, Checkpoint, EntryKind, Step};
-use crate::{Error, NodeCall, NodeExecutor, Result, StepFailure, StepFunction, StepRequest};
+use crate::journal::{self, Checkpoint, EntryKind, Measured, Step};
+use crate::{
+    CallUsage, Error, NodeCall, NodeExecutor, Result, StepFailure, StepFunction, StepRequest,
+};
 
 /// How a [`Runs`] behaves.
 #[derive(Debug, Clone)]
@@ -123,7 +125,7 @@ struct Live {
     stored: RunStatus,
 }
 
-type Done = (String, CallResult, u64);
+type Done = (String, CallResult, Measured);
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
@@ -873,9 +875,9 @@ impl Driver {
                     }
                     let inputs = inputs
                         .into_iter()
-                        .map(|(call, result, ms)| {
+                        .map(|(call, result, measured)| {
                             self.in_flight.remove(&call);
-                            (Input::Result { call, result }, Some(ms))
+                            (Input::Result { call, result }, Some(measured))
                         })
                         .collect();
                     self.step_inputs(inputs, None).await;
@@ -946,7 +948,7 @@ impl Driver {
     /// Step with `inputs`, journal, then act.
     async fn step_inputs(
         &mut self,
-        inputs: Vec<(Input, Option<u64>)>,
+        inputs: Vec<(Input, Option<Measured>)>,
         reply: Option<oneshot::Sender<Result<()>>>,
     ) {
         if self.over {
@@ -965,7 +967,7 @@ impl Driver {
             }
             return;
         }
-        let (inputs, ms): (Vec<Input>, Vec<Option<u64>>) = inputs.into_iter().unzip();
+        let (inputs, ms): (Vec<Input>, Vec<Option<Measured>>) = inputs.into_iter().unzip();
         let decision = match self.shared.decide(&mut self.live, &inputs).await {
             Ok(d) => d,
             Err(StepFailure::BadInput(message)) => {
@@ -1024,7 +1026,7 @@ impl Driver {
     async fn after_decision(
         &mut self,
         inputs: &[Input],
-        ms: &[Option<u64>],
+        ms: &[Option<Measured>],
         decision: Decision,
     ) -> Result<()> {
         let entries = match journal::encode_step(
@@ -1174,13 +1176,10 @@ impl Driver {
             }
             let started = Instant::now();
             let timeout = call.timeout_ms.map(Duration::from_millis);
-            let result = match sub_graph {
+            let (result, usage) = match sub_graph {
                 Some((child, text)) => {
-                    with_timeout(
-                        timeout,
-                        Shared::run_child(&shared, child, text, call.input.clone()),
-                    )
-                    .await
+                    let child = Shared::run_child(&shared, child, text, call.input.clone());
+                    with_timeout(timeout, async { (child.await, None) }).await
                 }
                 None => {
                     let plugin = match &call.target {
@@ -1197,11 +1196,11 @@ impl Driver {
                     let Ok(_permit) = queue.acquire_owned().await else {
                         return;
                     };
-                    with_timeout(timeout, shared.exec.execute(&node_call)).await
+                    with_timeout(timeout, shared.exec.execute_metered(&node_call)).await
                 }
             };
             let ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
-            let _ = done.send((id, result, ms));
+            let _ = done.send((id, result, Measured { ms, usage }));
         });
         let first = std::future::poll_fn(|cx| std::task::Poll::Ready(task.as_mut().poll(cx))).await;
         if first.is_pending() {
@@ -1211,17 +1210,22 @@ impl Driver {
     }
 }
 
+/// `call`, or a timeout error once `timeout` has passed (its usage then
+/// unknown).
 async fn with_timeout(
     timeout: Option<Duration>,
-    call: impl Future<Output = CallResult>,
-) -> CallResult {
+    call: impl Future<Output = (CallResult, Option<CallUsage>)>,
+) -> (CallResult, Option<CallUsage>) {
     match timeout {
         None => call.await,
         Some(limit) => match tokio::time::timeout(limit, call).await {
             Ok(result) => result,
-            Err(_) => CallResult::Err {
-                error: format!("timed out after {} ms", limit.as_millis()),
-            },
+            Err(_) => (
+                CallResult::Err {
+                    error: format!("timed out after {} ms", limit.as_millis()),
+                },
+                None,
+            ),
         },
     }
 }
@@ -1381,6 +1385,46 @@ pub fn steps(store: &dyn RunStore, run: &RunId) -> Result<Vec<Step>> {
             });
         }
     }
+}
+
+/// What the model calls of `run`'s node calls used, per node (a node's
+/// loop iterations, map items and attempts added up), in node order; from
+/// the journaled results of metered calls. Reads only.
+pub fn usage(store: &dyn RunStore, run: &RunId) -> Result<Vec<(String, CallUsage)>> {
+    if store.run_info(run)?.is_none() {
+        return Err(Error::NoRun(run.clone()));
+    }
+    let mut per_node: std::collections::BTreeMap<String, CallUsage> = Default::default();
+    let mut after = 0;
+    loop {
+        let page = store.read_after(run, after, 512)?;
+        if page.is_empty() {
+            return Ok(per_node.into_iter().collect());
+        }
+        for entry in page {
+            after = entry.seq;
+            if entry.kind != EntryKind::Result.as_str() {
+                continue;
+            }
+            let journaled =
+                journal::read_input(store, &entry).map_err(|message| Error::Corrupt {
+                    run: run.clone(),
+                    seq: entry.seq,
+                    message,
+                })?;
+            if let (Some(usage), Input::Result { call, .. }) = (journaled.usage, journaled.input) {
+                let node = call_node(&call).to_owned();
+                let total = per_node.entry(node).or_default();
+                *total = total.plus(usage);
+            }
+        }
+    }
+}
+
+/// The node of call id `call` (`node`, `node@2`, `node[3]`, `node@2[3]`).
+fn call_node(call: &str) -> &str {
+    let end = call.find(['@', '[']).unwrap_or(call.len());
+    &call[..end]
 }
 
 /// The store's status of a run whose last decision left it `status`.

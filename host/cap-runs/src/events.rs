@@ -7,7 +7,7 @@
 //! | `run.resumed`, `run.forked` | a host resumes it; it was forked | `parent`, `seq`, `patch` (fork) |
 //! | `run.waiting`, `run.done`, `run.failed`, `run.cancelled` | a step leaves the run so | `output` (`output-blob` for a large one) / `error` / `reason` |
 //! | `node.started`, `node.finished`, `node.failed`, `node.retrying`, `node.skipped`, `node.interrupted`, `node.answered`, `node.resumed`, `node.iteration`, `node.item-finished` | the orchestrator decided so | `node`, `call`, `detail` |
-//! | `node.result` | a node call returned | `call`, `ms`, `ok`, `error` |
+//! | `node.result` | a node call returned | `call`, `ms`, `ok`, `error`, `usage` (what its model calls used: `calls`, `input-tokens`, `output-tokens`, `cost-micro-usd`) |
 //! | `state.changed` | a step wrote state keys | `keys` |
 //!
 //! Every event carries the run, the seq of the entry it comes from and the
@@ -166,10 +166,11 @@ pub fn events_of(entry: &Entry) -> Vec<RunEvent> {
                 CallResult::Ok { .. } => (true, None),
                 CallResult::Err { error } => (false, Some(error)),
             };
-            vec![event(
-                "node.result".to_owned(),
-                json!({"call": call, "ms": journaled.ms, "ok": ok, "error": error}),
-            )]
+            let mut data = json!({"call": call, "ms": journaled.ms, "ok": ok, "error": error});
+            if let Some(usage) = journaled.usage {
+                data["usage"] = json!(usage);
+            }
+            vec![event("node.result".to_owned(), data)]
         }
         Input::Answer { interrupt, .. } => {
             vec![event(

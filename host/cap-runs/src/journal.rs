@@ -14,6 +14,8 @@ use convergio_journal::{Entry, NewEntry, RunStore};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use crate::CallUsage;
+
 /// Values larger than this (bytes of JSON) go to the blob store.
 pub const BLOB_THRESHOLD: usize = 16 * 1024;
 
@@ -84,6 +86,18 @@ pub struct JournaledInput {
     /// The call's duration in milliseconds (results only).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ms: Option<u64>,
+    /// What the call's model calls used (results of metered calls only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub usage: Option<CallUsage>,
+}
+
+/// How a node call went: its duration, and what its model calls used.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Measured {
+    /// Milliseconds.
+    pub ms: u64,
+    /// Its usage, when metered.
+    pub usage: Option<CallUsage>,
 }
 
 /// A patch as journaled: its value inline or by blob hash.
@@ -137,6 +151,8 @@ struct InputRef<'a> {
     input: &'a Input,
     #[serde(skip_serializing_if = "Option::is_none")]
     ms: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    usage: Option<CallUsage>,
 }
 
 /// A [`StoredPatch`] to write, borrowed.
@@ -162,20 +178,22 @@ struct DecisionRef<'a> {
     status: &'a Status,
 }
 
-/// The entries of one step: `inputs`, with how long each node call took
-/// (`ms`, beside them; none for other inputs), and `decision`.
+/// The entries of one step: `inputs`, with how each node call went
+/// (`measured`, beside them; none for other inputs), and `decision`.
 pub(crate) fn encode_step(
     store: &dyn RunStore,
     inputs: &[Input],
-    ms: &[Option<u64>],
+    measured: &[Option<Measured>],
     version: u64,
     decision: &Decision,
 ) -> Result<Vec<NewEntry>, String> {
     let mut entries = Vec::with_capacity(inputs.len() + 1);
     for (i, input) in inputs.iter().enumerate() {
+        let m = measured.get(i).copied().flatten();
         let journaled = InputRef {
             input,
-            ms: ms.get(i).copied().flatten(),
+            ms: m.map(|m| m.ms),
+            usage: m.and_then(|m| m.usage),
         };
         let mut payload = serde_json::to_vec(&journaled).map_err(|e| e.to_string())?;
         if payload.len() > BLOB_THRESHOLD {

@@ -34,9 +34,9 @@ use convergio_journal::{BoxFuture, RunId};
 use serde_json::Value;
 
 pub use convergio_graph::engine::{Call, Status, Target};
-pub use driver::{Options, RunView, Runs, WeakRuns, fold, prune, steps};
+pub use driver::{Options, RunView, Runs, WeakRuns, fold, prune, steps, usage};
 pub use events::{RunEvent, events_of};
-pub use journal::{BLOB_THRESHOLD, EntryKind, JournaledInput, Step, read_input};
+pub use journal::{BLOB_THRESHOLD, EntryKind, JournaledInput, Measured, Step, read_input};
 pub use native::NativeSteps;
 
 /// One step's request to a [`StepFunction`]: the engine's own request
@@ -75,6 +75,44 @@ pub trait StepFunction: Send + Sync + fmt::Debug {
     fn forget<'a>(&'a self, run: &'a str) -> BoxFuture<'a, ()>;
 }
 
+/// What a node call's model calls used.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct CallUsage {
+    /// Model calls (failed ones included).
+    pub calls: u64,
+    /// Prompt tokens.
+    pub input_tokens: u64,
+    /// Completion tokens.
+    pub output_tokens: u64,
+    /// Cost in millionths of a dollar.
+    pub cost_micro_usd: u64,
+}
+
+impl CallUsage {
+    /// Both added up.
+    pub fn plus(self, other: Self) -> Self {
+        Self {
+            calls: self.calls + other.calls,
+            input_tokens: self.input_tokens + other.input_tokens,
+            output_tokens: self.output_tokens + other.output_tokens,
+            cost_micro_usd: self.cost_micro_usd + other.cost_micro_usd,
+        }
+    }
+
+    /// `3 model calls, 451 tokens in, 122 out, $0.000120`.
+    pub fn describe(&self) -> String {
+        format!(
+            "{} model call{}, {} tokens in, {} out, ${:.6}",
+            self.calls,
+            if self.calls == 1 { "" } else { "s" },
+            self.input_tokens,
+            self.output_tokens,
+            self.cost_micro_usd as f64 / 1e6
+        )
+    }
+}
+
 /// A node call, as the executor gets it.
 #[derive(Debug, Clone)]
 pub struct NodeCall {
@@ -101,6 +139,16 @@ impl NodeCall {
 pub trait NodeExecutor: Send + Sync + fmt::Debug {
     /// Run one call to the end.
     fn execute<'a>(&'a self, call: &'a NodeCall) -> BoxFuture<'a, CallResult>;
+
+    /// Run one call to the end, with what its model calls used (none: the
+    /// executor does not meter them). The driver journals the usage with
+    /// the result, so it is in the run's events and status.
+    fn execute_metered<'a>(
+        &'a self,
+        call: &'a NodeCall,
+    ) -> BoxFuture<'a, (CallResult, Option<CallUsage>)> {
+        Box::pin(async move { (self.execute(call).await, None) })
+    }
 
     /// How many calls to `plugin` may run at once; more wait their turn.
     fn concurrency(&self, plugin: &str) -> usize {

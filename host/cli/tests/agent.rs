@@ -149,7 +149,14 @@ output-schema:
     let status = text(&out.stdout);
     assert!(status.contains("recorded steps"), "{status}");
     assert!(status.contains("attempt 1: 1 model"), "{status}");
-    assert!(status.contains("(recorded model answers)"), "{status}");
+    // The node's model calls, metered by the router and journaled with
+    // its result (the live view shows them too).
+    assert!(status.contains("usage\n  agent "), "{status}");
+    assert!(status.contains(" tokens in, "), "{status}");
+    assert!(
+        stderr.contains("returned in") && stderr.contains("model call"),
+        "{stderr}"
+    );
 
     // A plugin that is not there is said so before the run.
     let out = convergio(

@@ -220,7 +220,7 @@ pub struct PriceOverride {
 }
 
 /// `[inference.budgets]`: USD limits per key, plugin and agent, per UTC
-/// calendar month.
+/// calendar month, and per graph run.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case", default)]
 pub struct BudgetSettings {
@@ -233,6 +233,10 @@ pub struct BudgetSettings {
     /// Per agent id → USD: a plugin of kind `agent` or `vertical` granted
     /// `inference`.
     pub agents: BTreeMap<String, f64>,
+    /// USD each graph run may spend in all (every model call its node
+    /// calls make, whatever the month).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub run: Option<f64>,
 }
 
 impl InferenceSettings {
@@ -274,6 +278,7 @@ impl InferenceSettings {
                 .map(|(m, p)| (m.clone(), (p.input, p.output)))
                 .collect(),
             budgets,
+            run_budget: self.budgets.run.map(micro),
             hold_expiry: Duration::ZERO,
         };
         config.hold_expiry = match self.hold_expiry_ms {

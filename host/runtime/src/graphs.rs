@@ -11,7 +11,10 @@
 
 use std::sync::Arc;
 
-use convergio_cap_runs::{NodeCall, NodeExecutor, StepFailure, StepFunction, StepRequest, Target};
+use convergio_cap_inference::{RunCaller, Usage, UsageMeter};
+use convergio_cap_runs::{
+    CallUsage, NodeCall, NodeExecutor, StepFailure, StepFunction, StepRequest, Target,
+};
 use convergio_graph::engine::{CallResult, Decision};
 use convergio_journal::BoxFuture;
 use serde_json::{Value, json};
@@ -271,16 +274,61 @@ impl PluginExecutor {
     }
 }
 
+/// Adds up a node call's model calls.
+#[derive(Debug, Default)]
+struct Meter(std::sync::Mutex<CallUsage>);
+
+impl UsageMeter for Meter {
+    fn add(&self, usage: &Usage, _failed: bool) {
+        let mut total = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        *total = total.plus(CallUsage {
+            calls: 1,
+            input_tokens: u64::from(usage.input_tokens),
+            output_tokens: u64::from(usage.output_tokens),
+            cost_micro_usd: usage.cost_micro_usd,
+        });
+    }
+}
+
 impl NodeExecutor for PluginExecutor {
     fn execute<'a>(&'a self, call: &'a NodeCall) -> BoxFuture<'a, CallResult> {
+        Box::pin(async move { self.execute_metered(call).await.0 })
+    }
+
+    fn execute_metered<'a>(
+        &'a self,
+        call: &'a NodeCall,
+    ) -> BoxFuture<'a, (CallResult, Option<CallUsage>)> {
         Box::pin(async move {
+            let meter = Arc::new(Meter::default());
             let context = Arc::new(CallContext {
                 run_id: call.run.0.clone(),
                 node_id: call.call.node.clone(),
                 call_id: call.call.id.clone(),
                 attempt: call.call.attempt,
                 idempotency_key: call.idempotency_key.clone(),
+                inference: RunCaller {
+                    run: call.run.0.clone(),
+                    meter: meter.clone(),
+                },
             });
+            let result = self.call(call, context).await;
+            let usage = *meter.0.lock().unwrap_or_else(|e| e.into_inner());
+            (result, (usage.calls > 0).then_some(usage))
+        })
+    }
+
+    fn concurrency(&self, plugin: &str) -> usize {
+        self.runtime
+            .max_instances(plugin)
+            .map_or(1, |n| usize::try_from(n).unwrap_or(1))
+    }
+}
+
+impl PluginExecutor {
+    /// Make `call` in its plugin's store, serving `context`.
+    async fn call(&self, call: &NodeCall, context: Arc<CallContext>) -> CallResult {
+        {
             let input = call.call.input.to_string();
             let (plugin, function, args) = match &call.call.target {
                 Target::Tool { plugin, tool } => (plugin, "invoke", json!([tool, input])),
@@ -318,13 +366,7 @@ impl NodeExecutor for PluginExecutor {
                     error: e.to_string(),
                 },
             }
-        })
-    }
-
-    fn concurrency(&self, plugin: &str) -> usize {
-        self.runtime
-            .max_instances(plugin)
-            .map_or(1, |n| usize::try_from(n).unwrap_or(1))
+        }
     }
 }
 

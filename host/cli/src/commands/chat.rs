@@ -81,6 +81,7 @@ impl ChatArgs {
         let caller = Caller {
             plugin: "cli".to_owned(),
             agent: None,
+            run: None,
         };
         if request.format.is_json() {
             return rt.block_on(complete(&router, &caller, request));

@@ -37,6 +37,7 @@ impl HostCapability for Inference {
         let caller = Caller {
             plugin: spec.id.clone(),
             agent,
+            run: None,
         };
         Ok(InferenceCtx::new(caller, services.router.clone()))
     }
@@ -52,6 +53,7 @@ fn view<T: CapabilityHost>(host: &mut T) -> InferenceView<'_> {
     let parts = host.parts();
     InferenceView {
         ctx: &parts.plugin.inference,
+        run: parts.caps.run_context.as_deref().map(|c| &c.inference),
         table: parts.table,
     }
 }

@@ -45,6 +45,8 @@ pub struct CallContext {
     pub attempt: u32,
     /// The same for a call dispatched again after a crash.
     pub idempotency_key: String,
+    /// Its model calls' run (for the run's budget) and meter.
+    pub inference: convergio_cap_inference::RunCaller,
 }
 
 pub(crate) struct RunContext;

@@ -251,10 +251,17 @@ fn line(event: &RunEvent, since_ms: u64) -> Option<String> {
         "node.result" => {
             let ms = d.get("ms").and_then(|v| v.as_u64()).unwrap_or(0);
             let call = s("call");
+            let used = d
+                .get("usage")
+                .and_then(|u| {
+                    serde_json::from_value::<convergio_cap_runs::CallUsage>(u.clone()).ok()
+                })
+                .map(|u| format!(" ({})", u.describe()))
+                .unwrap_or_default();
             if d.get("ok").and_then(|v| v.as_bool()) == Some(true) {
-                format!("  {call} returned in {ms} ms")
+                format!("  {call} returned in {ms} ms{used}")
             } else {
-                format!("  {call} failed in {ms} ms: {}", s("error"))
+                format!("  {call} failed in {ms} ms{used}: {}", s("error"))
             }
         }
         "run.done" => "run done".to_owned(),

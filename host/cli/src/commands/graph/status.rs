@@ -95,6 +95,7 @@ impl StatusArgs {
             }
         }
         steps(&*store, &run)?;
+        usage(&*store, &run)?;
         if let Some(output) = snap.get("output") {
             println!("output    {}", short(output));
         }
@@ -102,16 +103,32 @@ impl StatusArgs {
     }
 }
 
+/// What the run's node calls' model calls used, per node, and in all.
+fn usage(store: &dyn convergio_journal::RunStore, run: &RunId) -> Result<()> {
+    let per_node = convergio_cap_runs::usage(store, run)?;
+    if per_node.is_empty() {
+        return Ok(());
+    }
+    println!("usage");
+    let mut total = convergio_cap_runs::CallUsage::default();
+    for (node, used) in &per_node {
+        println!("  {node:<24} {}", used.describe());
+        total = total.plus(*used);
+    }
+    if per_node.len() > 1 {
+        println!("  {:<24} {}", "(all)", total.describe());
+    }
+    Ok(())
+}
+
 /// The steps node calls recorded (an agent's model answers, tool batches,
-/// guardrail verdicts), per call, with the models' usage, and the run's
-/// total.
+/// guardrail verdicts), per call, with the models' usage.
 fn steps(store: &dyn convergio_journal::RunStore, run: &RunId) -> Result<()> {
     let steps = store.run_steps(run)?;
     if steps.is_empty() {
         return Ok(());
     }
     println!("recorded steps");
-    let mut total = (0u64, 0u64, 0u64);
     let mut i = 0;
     while i < steps.len() {
         let (call, attempt) = (&steps[i].0, steps[i].1);
@@ -148,15 +165,6 @@ fn steps(store: &dyn convergio_journal::RunStore, run: &RunId) -> Result<()> {
         if let Some(plan) = plan {
             print_plan(&plan, &format!("{}:{call}:{attempt}:plan", run.0));
         }
-        total = (total.0 + usage.0, total.1 + usage.1, total.2 + usage.2);
-    }
-    if total != (0, 0, 0) {
-        println!(
-            "usage     {} tokens in, {} out, ${:.6} (recorded model answers)",
-            total.0,
-            total.1,
-            total.2 as f64 / 1e6
-        );
     }
     Ok(())
 }
