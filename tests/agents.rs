@@ -821,3 +821,116 @@ async fn a_run_budget_stops_the_model_calls_that_would_pass_it() {
         "{error}"
     );
 }
+
+/// "What if the model had said…": a fork changes a model answer the agent
+/// recorded and the agent goes on from there, asking no model for what it
+/// recorded up to it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fork_changes_a_recorded_model_answer_and_the_agent_goes_on_from_it() {
+    let (model, _dir, platform) = files(vec![
+        TestPlugin::new("echo", "tool", test_component("plain_tool")),
+        agent_llm(
+            "agent",
+            "inference = true\nplugins = [\"echo\"]\nlogging = true",
+        ),
+        TestPlugin::new(
+            "orchestrator",
+            "orchestrator",
+            crate_component("convergio_orchestrator"),
+        )
+        .declares(&["plugins"])
+        .grants("plugins = [\"agent\"]"),
+    ])
+    .await;
+    let runtime = Runtime::new(&platform).await.unwrap();
+    let runs = convergio_runtime::graphs::runs(&runtime, &platform, None).unwrap();
+    let graph = convergio_graph::document::read(
+        &json!({
+            "state": {"answer": {}},
+            "nodes": {"agent": {
+                "agent": "agent",
+                "input": {"agent": definition(json!({})), "task": "tools"},
+                "output": "answer"
+            }}
+        })
+        .to_string(),
+    )
+    .unwrap();
+    let run = runs
+        .start(&graph, json!({}), Some("original".to_owned()))
+        .await
+        .unwrap();
+    let done = |status| match status {
+        convergio_graph::engine::Status::Done { output } => output,
+        other => panic!("{other:?}"),
+    };
+    assert_eq!(
+        done(runs.wait_final(&run).await.unwrap())["answer"],
+        "all done"
+    );
+    let asked = model.received().len();
+    // The step that dispatched the agent's call: the call is in flight there.
+    let seq = runs.steps(&run).await.unwrap()[0].seq;
+
+    // Its first answer (two tool calls) becomes a final answer.
+    let step = |index, result| convergio_cap_runs::StepPatch {
+        call: "agent".to_owned(),
+        index,
+        result,
+    };
+    let fork = runs
+        .fork_step(
+            &run,
+            seq,
+            None,
+            step(0, json!({"content": "Paris", "tool-calls": []})),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        done(runs.wait_final(&fork).await.unwrap())["answer"],
+        "Paris"
+    );
+    // Its second (after the tools) says something else: the first answer
+    // and the tools' results are read back, not asked for again.
+    let fork = runs
+        .fork_step(
+            &run,
+            seq,
+            None,
+            step(2, json!({"content": "changed my mind", "tool-calls": []})),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        done(runs.wait_final(&fork).await.unwrap())["answer"],
+        "changed my mind"
+    );
+    assert_eq!(model.received().len(), asked, "no model was asked again");
+    let kinds: Vec<String> = runs
+        .store()
+        .run_steps(&fork)
+        .unwrap()
+        .iter()
+        .map(|s| s.2.kind.clone())
+        .collect();
+    assert_eq!(kinds, ["model", "tools", "model"]);
+
+    // A step the call did not record, or a call not in flight, is said so.
+    let err = runs
+        .fork_step(&run, seq, None, step(9, json!({})))
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("has no step 9"), "{err}");
+    let last = runs.steps(&run).await.unwrap().last().unwrap().seq;
+    let err = runs
+        .fork_step(&run, last, None, step(0, json!({})))
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("call `agent` is not in flight at seq"),
+        "{err}"
+    );
+}

@@ -9,7 +9,7 @@ use convergio_graph::engine::{CallResult, Decision, Input, Status, Target, graph
 use convergio_graph::model::Graph;
 use convergio_graph::plan::Plan;
 use convergio_graph::snapshot::{Op, Patch, apply, apply_owned};
-use convergio_journal::{BoxFuture, RunId, RunInfo, RunStatus, RunStore, Seq};
+use convergio_journal::{BoxFuture, CallStep, RunId, RunInfo, RunStatus, RunStore, Seq};
 use serde::Deserialize;
 use serde_json::{Map, Value};
 use tokio::sync::{Semaphore, mpsc, oneshot};
@@ -303,7 +303,77 @@ impl Runs {
     /// shares the parent's journal up to `seq`; calls in flight at that
     /// point run again (under the fork's own idempotency keys).
     pub async fn fork(&self, run: &RunId, seq: Seq, patch: Option<Value>) -> Result<RunId> {
-        Shared::fork(&self.shared, run, seq, patch).await
+        Shared::fork(&self.shared, run, seq, patch, None).await
+    }
+
+    /// [`Runs::fork`], with a step a node call recorded changed: "what if
+    /// the model had said…". The call must be in flight at `seq`; its
+    /// recorded steps up to `step.index` are copied into the fork, that
+    /// one with its result changed, so the call, dispatched again in the
+    /// fork, reads them back and goes on live after the changed step.
+    pub async fn fork_step(
+        &self,
+        run: &RunId,
+        seq: Seq,
+        patch: Option<Value>,
+        step: StepPatch,
+    ) -> Result<RunId> {
+        Shared::fork(&self.shared, run, seq, patch, Some(step)).await
+    }
+}
+
+/// A recorded step to change in a fork ([`Runs::fork_step`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct StepPatch {
+    /// The node call (`node`, `node@2`, `node[3]`).
+    pub call: String,
+    /// The step's index among the call's recorded steps, from 0.
+    pub index: u32,
+    /// The step's new result: JSON merged over the recorded one when both
+    /// are objects (`{"content": "Lyon"}` changes only a model answer's
+    /// text), else put in its place.
+    pub result: Value,
+}
+
+impl StepPatch {
+    /// The recorded steps of the call, as the fork records them: those
+    /// before `index` as they were, step `index` changed. `recorded` reads
+    /// step `i` of the call's attempt.
+    fn steps(
+        &self,
+        parent: &RunId,
+        attempt: u32,
+        recorded: impl Fn(u32) -> Result<Option<CallStep>>,
+    ) -> Result<Vec<CallStep>> {
+        let mut steps = Vec::new();
+        for i in 0..=self.index {
+            let Some(step) = recorded(i)? else {
+                return Err(Error::BadInput {
+                    run: parent.clone(),
+                    message: format!(
+                        "call `{}` (attempt {attempt}) recorded {i} step(s), so it has no step {}; `graph status {parent}` lists what each call recorded",
+                        self.call, self.index
+                    ),
+                });
+            };
+            steps.push(step);
+        }
+        if let Some(last) = steps.last_mut() {
+            let old: Value = serde_json::from_slice(&last.result).unwrap_or(Value::Null);
+            let new = match (old, &self.result) {
+                (Value::Object(mut old), Value::Object(new)) => {
+                    old.extend(new.clone());
+                    Value::Object(old)
+                }
+                (_, new) => new.clone(),
+            };
+            last.result = match new {
+                // A text result stays text (a recorded step is any bytes).
+                Value::String(text) => text.into_bytes(),
+                other => serde_json::to_vec(&other).unwrap_or_default(),
+            };
+        }
+        Ok(steps)
     }
 }
 
@@ -653,10 +723,42 @@ impl Shared {
         parent: &RunId,
         seq: Seq,
         patch: Option<Value>,
+        step: Option<StepPatch>,
     ) -> Result<RunId> {
         let shared = Arc::clone(self);
         let p = parent.clone();
         let view = blocking(move || fold(&*shared.store, &p, Some(seq))).await?;
+        // The changed step's call, with its steps as the fork records them.
+        let copied = match &step {
+            None => None,
+            Some(step) => {
+                let Some(attempt) = view
+                    .snapshot
+                    .pointer(&format!(
+                        "/calls/{}/attempt",
+                        step.call.replace('~', "~0").replace('/', "~1")
+                    ))
+                    .and_then(Value::as_u64)
+                    .and_then(|a| u32::try_from(a).ok())
+                else {
+                    return Err(Error::BadInput {
+                        run: parent.clone(),
+                        message: format!(
+                            "call `{}` is not in flight at seq {seq}: fork from a step where it runs (`graph checkpoints {parent}` shows when it started and returned)",
+                            step.call
+                        ),
+                    });
+                };
+                let (store, p, s) = (Arc::clone(&self.store), parent.clone(), step.clone());
+                let steps = blocking(move || {
+                    s.steps(&p, attempt, |i| {
+                        Ok(store.call_step(&p, &s.call, attempt, i)?)
+                    })
+                })
+                .await?;
+                Some((step.call.clone(), attempt, steps))
+            }
+        };
         let p = parent.clone();
         let entry = self
             .on_store(move |store| Ok(store.read_after(&p, seq.saturating_sub(1), 1)?))
@@ -739,11 +841,18 @@ impl Shared {
             let store = Arc::clone(&self.store);
             let (p, f) = (parent.clone(), fork.clone());
             let version = view.version;
-            let payload =
-                serde_json::to_vec(&serde_json::json!({"parent": p.0, "seq": seq, "patch": patch}))
-                    .unwrap_or_default();
+            let mut record = serde_json::json!({"parent": p.0, "seq": seq, "patch": patch});
+            if let Some(step) = &step {
+                record["step"] = serde_json::json!({"call": step.call, "index": step.index});
+            }
+            let payload = serde_json::to_vec(&record).unwrap_or_default();
             blocking(move || {
                 store.fork(&p, seq, &f)?;
+                if let Some((call, attempt, steps)) = copied {
+                    for s in &steps {
+                        store.record_step(&f, &call, attempt, s)?;
+                    }
+                }
                 let mut entries = vec![convergio_journal::NewEntry::new(
                     EntryKind::Fork.as_str(),
                     payload,

@@ -10,7 +10,8 @@ use super::{journal, when};
 use crate::shared::PlatformFile;
 
 /// Show a run: its status, each node's state (with its output or error),
-/// the calls in flight and the interrupts waiting for an answer.
+/// the calls in flight, the interrupts waiting for an answer, the steps
+/// node calls recorded and what their model calls used.
 #[derive(Debug, clap::Args)]
 pub struct StatusArgs {
     /// The run.
@@ -18,6 +19,10 @@ pub struct StatusArgs {
     /// The whole snapshot as JSON.
     #[arg(long)]
     json: bool,
+    /// Every step node calls recorded, by index (what `graph fork --step
+    /// CALL:INDEX` changes), with its result.
+    #[arg(long)]
+    steps: bool,
 }
 
 impl StatusArgs {
@@ -94,7 +99,7 @@ impl StatusArgs {
                 );
             }
         }
-        steps(&*store, &run)?;
+        steps(&*store, &run, self.steps)?;
         usage(&*store, &run)?;
         if let Some(output) = snap.get("output") {
             println!("output    {}", short(output));
@@ -123,7 +128,7 @@ fn usage(store: &dyn convergio_journal::RunStore, run: &RunId) -> Result<()> {
 
 /// The steps node calls recorded (an agent's model answers, tool batches,
 /// guardrail verdicts), per call, with the models' usage.
-fn steps(store: &dyn convergio_journal::RunStore, run: &RunId) -> Result<()> {
+fn steps(store: &dyn convergio_journal::RunStore, run: &RunId, each: bool) -> Result<()> {
     let steps = store.run_steps(run)?;
     if steps.is_empty() {
         return Ok(());
@@ -131,7 +136,7 @@ fn steps(store: &dyn convergio_journal::RunStore, run: &RunId) -> Result<()> {
     println!("recorded steps");
     let mut i = 0;
     while i < steps.len() {
-        let (call, attempt) = (&steps[i].0, steps[i].1);
+        let (call, attempt, first) = (&steps[i].0, steps[i].1, i);
         let mut kinds: std::collections::BTreeMap<&str, usize> = std::collections::BTreeMap::new();
         let mut usage = (0u64, 0u64, 0u64);
         let mut plan = None;
@@ -162,6 +167,17 @@ fn steps(store: &dyn convergio_journal::RunStore, run: &RunId) -> Result<()> {
             )
         };
         println!("  {call:<24} attempt {attempt}: {}{used}", kinds.join(", "));
+        if each {
+            for (_, _, step) in steps[first..i].iter() {
+                let result = match serde_json::from_slice::<Value>(&step.result) {
+                    Ok(value) => short(&value),
+                    Err(_) => short(&Value::String(
+                        String::from_utf8_lossy(&step.result).into_owned(),
+                    )),
+                };
+                println!("    {call}:{:<4} {:<10} {result}", step.index, step.kind);
+            }
+        }
         if let Some(plan) = plan {
             print_plan(&plan, &format!("{}:{call}:{attempt}:plan", run.0));
         }
