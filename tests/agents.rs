@@ -779,6 +779,13 @@ async fn a_planner_node_plans_is_told_what_is_wrong_and_runs_the_plan() {
         events.contains(&(json!("count"), Value::Null)),
         "{events:?}"
     );
+    // The plan's run is the planner's child.
+    let children: Vec<String> = convergio_cap_runs::children(&**store, &run)
+        .unwrap()
+        .into_iter()
+        .map(|r| r.id.0)
+        .collect();
+    assert_eq!(children, std::slice::from_ref(&child.0));
 }
 
 /// `[inference.budgets] run`: what one run may spend in all; a model call

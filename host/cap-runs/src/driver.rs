@@ -1530,6 +1530,21 @@ pub fn usage(store: &dyn RunStore, run: &RunId) -> Result<Vec<(String, CallUsage
     }
 }
 
+/// The runs `run`'s node calls started — subgraphs (`{run}.{call}.{attempt}`),
+/// agents an agent spawned (`{run}:{call}:{attempt}:spawn:{n}`), a
+/// planner's plan (`{run}:{call}:{attempt}:plan`) — and theirs in turn,
+/// oldest first. Reads only.
+pub fn children(store: &dyn RunStore, run: &RunId) -> Result<Vec<RunInfo>> {
+    let (a, b) = (format!("{run}:"), format!("{run}."));
+    let mut children: Vec<RunInfo> = store
+        .list_runs()?
+        .into_iter()
+        .filter(|r| r.id.0.starts_with(&a) || r.id.0.starts_with(&b))
+        .collect();
+    children.sort_by(|x, y| (x.created_ms, &x.id.0).cmp(&(y.created_ms, &y.id.0)));
+    Ok(children)
+}
+
 /// The node of call id `call` (`node`, `node@2`, `node[3]`, `node@2[3]`).
 fn call_node(call: &str) -> &str {
     let end = call.find(['@', '[']).unwrap_or(call.len());

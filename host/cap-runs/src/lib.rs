@@ -34,7 +34,9 @@ use convergio_journal::{BoxFuture, RunId};
 use serde_json::Value;
 
 pub use convergio_graph::engine::{Call, Status, Target};
-pub use driver::{Options, RunView, Runs, StepPatch, WeakRuns, fold, prune, steps, usage};
+pub use driver::{
+    Options, RunView, Runs, StepPatch, WeakRuns, children, fold, prune, steps, usage,
+};
 pub use events::{RunEvent, events_of};
 pub use journal::{BLOB_THRESHOLD, EntryKind, JournaledInput, Measured, Step, read_input};
 pub use native::NativeSteps;

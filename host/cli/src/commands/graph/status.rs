@@ -101,6 +101,7 @@ impl StatusArgs {
         }
         steps(&*store, &run, self.steps)?;
         usage(&*store, &run)?;
+        children(&*store, &run)?;
         if let Some(output) = snap.get("output") {
             println!("output    {}", short(output));
         }
@@ -122,6 +123,27 @@ fn usage(store: &dyn convergio_journal::RunStore, run: &RunId) -> Result<()> {
     }
     if per_node.len() > 1 {
         println!("  {:<24} {}", "(all)", total.describe());
+    }
+    Ok(())
+}
+
+/// The runs the run's node calls started (subgraphs, spawned agents, a
+/// planner's plan), with where they stand and what they used.
+fn children(store: &dyn convergio_journal::RunStore, run: &RunId) -> Result<()> {
+    let children = convergio_cap_runs::children(store, run)?;
+    if children.is_empty() {
+        return Ok(());
+    }
+    println!("child runs");
+    for child in children {
+        let used = convergio_cap_runs::usage(store, &child.id)?
+            .into_iter()
+            .map(|(_, u)| u)
+            .reduce(convergio_cap_runs::CallUsage::plus)
+            .map(|u| format!("  {}", u.describe()))
+            .unwrap_or_default();
+        let line = format!("  {:<40} {:<9}{used}", child.id.0, child.status.as_str());
+        println!("{}", line.trim_end());
     }
     Ok(())
 }
