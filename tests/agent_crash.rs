@@ -26,7 +26,7 @@ use std::time::{Duration, Instant};
 
 use convergio_tests::fake_providers::{self as fake, Flavor};
 use convergio_tests::upstream::{Received, Reply, Upstream};
-use convergio_tests::{TestPlugin, agent_llm, convergio_binary, crate_component, test_component};
+use convergio_tests::{TestPlugin, agent_llm, convergio_binary, orchestrator, test_component};
 use serde_json::{Value, json};
 
 fn completion(message: Value, finish: &str) -> Reply {
@@ -79,13 +79,7 @@ fn platform(model: &Upstream) -> tempfile::TempDir {
             "inference = true\nplugins = [\"counter\"]\nlogging = true\nruns = true",
         )
         .limits("deadline-ms = 300000"),
-        TestPlugin::new(
-            "orchestrator",
-            "orchestrator",
-            crate_component("convergio_orchestrator"),
-        )
-        .declares(&["plugins"])
-        .grants("plugins = [\"agent-llm\"]"),
+        orchestrator(&["agent-llm"]),
     ];
     let cache = dir.path().join("cache");
     let path = convergio_tests::write_platform(

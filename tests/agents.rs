@@ -13,7 +13,8 @@ use convergio_runtime::config::Platform as PlatformFile;
 use convergio_tests::fake_providers::{self as fake, Flavor};
 use convergio_tests::upstream::{Received, Reply, Upstream};
 use convergio_tests::{
-    TestPlugin, agent_llm, crate_component, target_dir, test_component, write_platform,
+    TestPlugin, agent_llm, done, orchestrator, run_graph, target_dir, test_component,
+    write_platform,
 };
 use serde_json::{Value, json};
 
@@ -560,13 +561,7 @@ async fn memory_handoffs_and_guardrails() {
 async fn agents_spawn_agents_within_depth_and_budget() {
     let (model, dir, platform) = files(vec![
         agent_llm("agent", "inference = true\nlogging = true\nruns = true"),
-        TestPlugin::new(
-            "orchestrator",
-            "orchestrator",
-            crate_component("convergio_orchestrator"),
-        )
-        .declares(&["plugins"])
-        .grants("plugins = [\"agent\"]"),
+        orchestrator(&["agent"]),
     ])
     .await;
     let runtime = Runtime::new(&platform).await.unwrap();
@@ -649,19 +644,12 @@ async fn a_planner_node_plans_is_told_what_is_wrong_and_runs_the_plan() {
             "agent",
             "inference = true\nlogging = true\nruns = true\nplugins = [\"echo\"]",
         ),
-        TestPlugin::new(
-            "orchestrator",
-            "orchestrator",
-            crate_component("convergio_orchestrator"),
-        )
-        .declares(&["plugins"])
-        .grants("plugins = [\"agent\", \"echo\"]"),
+        orchestrator(&["agent", "echo"]),
     ])
     .await;
     let runtime = Runtime::new(&platform).await.unwrap();
     let runs = convergio_runtime::graphs::runs(&runtime, &platform, None).unwrap();
-    let graph = convergio_graph::document::read(
-        &json!({
+    let graph = json!({
             "state": {"goal": {}, "result": {}},
             "nodes": {"plan": {
                 "planner": {
@@ -676,22 +664,10 @@ async fn a_planner_node_plans_is_told_what_is_wrong_and_runs_the_plan() {
                 "input": "{{ state.goal }}",
                 "output": "result"
             }}
-        })
-        .to_string(),
-    )
-    .unwrap();
-    let run = runs
-        .start(
-            &graph,
-            json!({"goal": "the water cycle"}),
-            Some("planned".to_owned()),
-        )
-        .await
-        .unwrap();
-    let status = runs.wait_final(&run).await.unwrap();
-    let convergio_graph::engine::Status::Done { output } = status else {
-        panic!("{status:?}");
-    };
+    });
+    let (run, status) =
+        run_graph(&runs, &graph, json!({"goal": "the water cycle"}), "planned").await;
+    let output = done(status);
     let result = &output["result"];
     assert_eq!(result["facts"], "water evaporates", "{output}");
     assert_eq!(result["card"], "card: water evaporates", "{output}");
@@ -795,31 +771,17 @@ async fn a_run_budget_stops_the_model_calls_that_would_pass_it() {
     let (_model, _dir, platform) = files_with(
         vec![
             agent_llm("agent", "inference = true\nlogging = true"),
-            TestPlugin::new(
-                "orchestrator",
-                "orchestrator",
-                crate_component("convergio_orchestrator"),
-            )
-            .declares(&["plugins"])
-            .grants("plugins = [\"agent\"]"),
+            orchestrator(&["agent"]),
         ],
         "\n[inference.prices]\n\"openai/gpt-6-luna\" = { input = 1.0, output = 1.0 }\n\n[inference.budgets]\nrun = 0.000001\n",
     )
     .await;
     let runtime = Runtime::new(&platform).await.unwrap();
     let runs = convergio_runtime::graphs::runs(&runtime, &platform, None).unwrap();
-    let graph = convergio_graph::document::read(
-        &json!({
-            "nodes": {"ask": {"agent": "agent", "input": {"agent": definition(json!({})), "task": "tools"}}}
-        })
-        .to_string(),
-    )
-    .unwrap();
-    let run = runs
-        .start(&graph, json!({}), Some("thrifty".to_owned()))
-        .await
-        .unwrap();
-    let status = runs.wait_final(&run).await.unwrap();
+    let graph = json!({
+        "nodes": {"ask": {"agent": "agent", "input": {"agent": definition(json!({})), "task": "tools"}}}
+    });
+    let (_, status) = run_graph(&runs, &graph, json!({}), "thrifty").await;
     let convergio_graph::engine::Status::Failed { error } = status else {
         panic!("{status:?}");
     };
@@ -840,41 +802,21 @@ async fn a_fork_changes_a_recorded_model_answer_and_the_agent_goes_on_from_it() 
             "agent",
             "inference = true\nplugins = [\"echo\"]\nlogging = true",
         ),
-        TestPlugin::new(
-            "orchestrator",
-            "orchestrator",
-            crate_component("convergio_orchestrator"),
-        )
-        .declares(&["plugins"])
-        .grants("plugins = [\"agent\"]"),
+        orchestrator(&["agent"]),
     ])
     .await;
     let runtime = Runtime::new(&platform).await.unwrap();
     let runs = convergio_runtime::graphs::runs(&runtime, &platform, None).unwrap();
-    let graph = convergio_graph::document::read(
-        &json!({
-            "state": {"answer": {}},
-            "nodes": {"agent": {
-                "agent": "agent",
-                "input": {"agent": definition(json!({})), "task": "tools"},
-                "output": "answer"
-            }}
-        })
-        .to_string(),
-    )
-    .unwrap();
-    let run = runs
-        .start(&graph, json!({}), Some("original".to_owned()))
-        .await
-        .unwrap();
-    let done = |status| match status {
-        convergio_graph::engine::Status::Done { output } => output,
-        other => panic!("{other:?}"),
-    };
-    assert_eq!(
-        done(runs.wait_final(&run).await.unwrap())["answer"],
-        "all done"
-    );
+    let graph = json!({
+        "state": {"answer": {}},
+        "nodes": {"agent": {
+            "agent": "agent",
+            "input": {"agent": definition(json!({})), "task": "tools"},
+            "output": "answer"
+        }}
+    });
+    let (run, status) = run_graph(&runs, &graph, json!({}), "original").await;
+    assert_eq!(done(status)["answer"], "all done");
     let asked = model.received().len();
     // The step that dispatched the agent's call: the call is in flight there.
     let seq = runs.steps(&run).await.unwrap()[0].seq;

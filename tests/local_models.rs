@@ -12,7 +12,8 @@ use convergio_runtime::inference::{
 use convergio_runtime::local_models::ModelStore;
 use convergio_tests::upstream::{Reply, Upstream};
 use convergio_tests::{
-    TestPlugin, agent_llm, crate_component, start, test_component, test_model, write_platform,
+    TestPlugin, agent_llm, crate_component, done, orchestrator, run_graph, start, test_component,
+    test_model, write_platform,
 };
 use serde_json::json;
 
@@ -338,13 +339,7 @@ async fn the_local_model_writes_a_plan_that_runs() {
     let plugins = [
         local("models = [\"smollm2\"]"),
         agent_llm("agent-llm", "inference = true\nruns = true\nlogging = true"),
-        TestPlugin::new(
-            "orchestrator",
-            "orchestrator",
-            crate_component("convergio_orchestrator"),
-        )
-        .declares(&["plugins"])
-        .grants("plugins = [\"agent-llm\"]"),
+        orchestrator(&["agent-llm"]),
     ];
     let path = write_platform(dir.path(), SETTINGS, &plugins);
     let platform = convergio_runtime::config::Platform::load(&path).unwrap();
@@ -354,8 +349,7 @@ async fn the_local_model_writes_a_plan_that_runs() {
         json!({"name": name, "description": about, "instructions": about,
                "model": "local/smollm2", "temperature": 0, "max-output-tokens": 40})
     };
-    let graph = convergio_graph::document::read(
-        &json!({
+    let graph = json!({
             "state": {"goal": {}, "result": {}},
             "nodes": {"plan": {
                 "planner": {
@@ -370,22 +364,10 @@ async fn the_local_model_writes_a_plan_that_runs() {
                 "input": "{{ state.goal }}",
                 "output": "result"
             }}
-        })
-        .to_string(),
-    )
-    .unwrap();
-    let run = runs
-        .start(
-            &graph,
-            json!({"goal": "a study card on volcanoes"}),
-            Some("local-plan".to_owned()),
-        )
-        .await
-        .unwrap();
-    let status = runs.wait_final(&run).await.unwrap();
-    let convergio_graph::engine::Status::Done { output } = status else {
-        panic!("{status:?}");
-    };
+    });
+    let goal = json!({"goal": "a study card on volcanoes"});
+    let (run, status) = run_graph(&runs, &graph, goal, "local-plan").await;
+    let output = done(status);
     let steps = runs.store().run_steps(&run).unwrap();
     let kinds: Vec<&str> = steps.iter().map(|s| s.2.kind.as_str()).collect();
     assert_eq!(kinds.last(), Some(&"plan"), "{kinds:?}");

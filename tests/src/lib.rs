@@ -303,3 +303,44 @@ fn newest_source(path: &Path, built: std::time::SystemTime, newer: &mut Vec<Path
         newer.push(path.to_path_buf());
     }
 }
+
+/// The orchestrator component as a test plugin, granted to call `plugins`.
+pub fn orchestrator(plugins: &[&str]) -> TestPlugin {
+    let list: Vec<String> = plugins.iter().map(|p| format!("{p:?}")).collect();
+    TestPlugin::new(
+        "orchestrator",
+        "orchestrator",
+        crate_component("convergio_orchestrator"),
+    )
+    .declares(&["plugins"])
+    .grants(&format!("plugins = [{}]", list.join(", ")))
+}
+
+/// Run `graph` (a graph document as JSON) with `input` under the id `id`
+/// on `runs`, to its end; the run and how it ended.
+pub async fn run_graph(
+    runs: &convergio_cap_runs::Runs,
+    graph: &serde_json::Value,
+    input: serde_json::Value,
+    id: &str,
+) -> (convergio_journal::RunId, convergio_graph::engine::Status) {
+    let graph = convergio_graph::document::read(&graph.to_string())
+        .unwrap_or_else(|e| panic!("the graph: {e}"));
+    let run = runs
+        .start(&graph, input, Some(id.to_owned()))
+        .await
+        .unwrap_or_else(|e| panic!("start: {e}"));
+    let status = runs
+        .wait_final(&run)
+        .await
+        .unwrap_or_else(|e| panic!("wait: {e}"));
+    (run, status)
+}
+
+/// The output of a run that is done (a panic shows how it ended instead).
+pub fn done(status: convergio_graph::engine::Status) -> serde_json::Value {
+    match status {
+        convergio_graph::engine::Status::Done { output } => output,
+        other => panic!("the run did not finish: {other:?}"),
+    }
+}
