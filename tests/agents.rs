@@ -778,8 +778,10 @@ async fn a_run_budget_stops_the_model_calls_that_would_pass_it() {
     .await;
     let runtime = Runtime::new(&platform).await.unwrap();
     let runs = convergio_runtime::graphs::runs(&runtime, &platform, None).unwrap();
+    // (The definition is named from the graph's `agents`.)
     let graph = json!({
-        "nodes": {"ask": {"agent": "agent", "input": {"agent": definition(json!({})), "task": "tools"}}}
+        "agents": {"helper": definition(json!({}))},
+        "nodes": {"ask": {"agent": "agent", "input": {"agent": "helper", "task": "tools"}}}
     });
     let (_, status) = run_graph(&runs, &graph, json!({}), "thrifty").await;
     let convergio_graph::engine::Status::Failed { error } = status else {

@@ -36,6 +36,10 @@ pub struct Graph {
     /// Graphs that `subgraph` nodes name by id, each a graph of its own.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub graphs: BTreeMap<Id, Graph>,
+    /// Agent definitions by name: an agent node whose input names one
+    /// (`input: {agent: tutor, task: …}`) gets the definition in its place.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub agents: BTreeMap<Id, convergio_agent::Definition>,
     /// The state keys a finished run returns as its output (all when
     /// empty).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -362,5 +366,25 @@ impl Edge {
     /// Whether this is a loop edge.
     pub fn is_loop(&self) -> bool {
         self.max_iterations.is_some()
+    }
+}
+
+impl Graph {
+    /// `input` of an agent node with a named definition put in place of
+    /// its name (`{agent: tutor, …}` → `{agent: {name: tutor, …}, …}`);
+    /// as it is otherwise.
+    pub fn with_definition<'a>(&self, input: &'a Value) -> std::borrow::Cow<'a, Value> {
+        match input
+            .get("agent")
+            .and_then(Value::as_str)
+            .and_then(|n| self.agents.get(n))
+        {
+            Some(definition) => {
+                let mut input = input.clone();
+                input["agent"] = serde_json::to_value(definition).unwrap_or(Value::Null);
+                std::borrow::Cow::Owned(input)
+            }
+            None => std::borrow::Cow::Borrowed(input),
+        }
     }
 }

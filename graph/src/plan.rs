@@ -149,10 +149,19 @@ impl Plan {
         let mut nodes = Vec::new();
         for (i, (id, node)) in graph.nodes.iter().enumerate() {
             let what = |part: &str| format!("node `{id}` {part}");
-            let input = node
-                .input
-                .as_ref()
-                .and_then(|v| template(v, &what("input"), &mut errors));
+            let agent = match &node.kind {
+                NodeKind::Agent { .. } => true,
+                NodeKind::Map(spec) => matches!(spec.node, NodeKind::Agent { .. }),
+                _ => false,
+            };
+            let input = node.input.as_ref().and_then(|v| {
+                let v = if agent {
+                    graph.with_definition(v)
+                } else {
+                    std::borrow::Cow::Borrowed(v)
+                };
+                template(&v, &what("input"), &mut errors)
+            });
             let output = match &node.output {
                 Output::Map(map) => map
                     .iter()

@@ -190,6 +190,7 @@ impl Checker<'_> {
             }
         }
         self.state(graph, base);
+        self.agents(graph, base);
         for (id, node) in &graph.nodes {
             self.node(graph, &names, id, node, &path(base, &["nodes", id]));
         }
@@ -208,6 +209,46 @@ impl Checker<'_> {
         Structure::new(graph).check(self, base);
         for (id, sub) in &graph.graphs {
             self.graph(sub, &path(base, &["graphs", id]));
+        }
+    }
+
+    /// The named agent definitions, and the agent nodes that name one.
+    fn agents(&mut self, graph: &Graph, base: &str) {
+        for (name, definition) in &graph.agents {
+            let at = path(base, &["agents", name]);
+            if let Err(problems) = definition.check() {
+                for problem in problems.lines() {
+                    // At the field the problem names, where there is one.
+                    let field = problem
+                        .split_once("field `")
+                        .and_then(|(_, rest)| rest.split_once('`'))
+                        .map(|(field, _)| field);
+                    let here = field.map_or_else(|| at.clone(), |f| format!("{at}/{f}"));
+                    self.report(here, problem.to_owned());
+                }
+            }
+        }
+        for (id, node) in &graph.nodes {
+            let (NodeKind::Agent { .. } | NodeKind::Map(_)) = &node.kind else {
+                continue;
+            };
+            if let NodeKind::Map(spec) = &node.kind
+                && !matches!(spec.node, NodeKind::Agent { .. })
+            {
+                continue;
+            }
+            let Some(Value::String(name)) = node.input.as_ref().and_then(|i| i.get("agent")) else {
+                continue;
+            };
+            if !name.contains("{{") && !graph.agents.contains_key(name) {
+                self.report(
+                    path(base, &["nodes", id, "input", "agent"]),
+                    format!(
+                        "no agent definition `{name}` in the graph's `agents`; declared: {}",
+                        list(graph.agents.keys())
+                    ),
+                );
+            }
         }
     }
 

@@ -158,7 +158,7 @@ fn unknown_fields_name_the_allowed_ones() {
     );
     assert_eq!(
         one_error("nodes: { a: { agent: x } }\nedge: []\n"),
-        "2:1: unknown field `edge` in a graph document; the fields are: id, description, state, nodes, edges, graphs, output"
+        "2:1: unknown field `edge` in a graph document; the fields are: id, description, state, nodes, edges, graphs, agents, output"
     );
     assert_eq!(
         one_error("state:\n  k: { reduce: add }\nnodes: { a: { agent: x } }\n"),
@@ -884,6 +884,43 @@ state: { goal: {} }
         [
             "no plugin `agent-llm` in platform.toml",
             "plugin `hello-tool` has no tool `wave`; it has: greet"
+        ]
+    );
+}
+
+// ---- named agent definitions ----
+
+#[test]
+fn agent_nodes_name_the_graphs_agent_definitions() {
+    let graph = ok("agents:
+  tutor: { instructions: You teach., model: local/smollm2 }
+state: { q: {} }
+nodes:
+  ask:
+    agent: agent-llm
+    input: { agent: tutor, task: \"{{ state.q }}\" }
+");
+    assert_eq!(graph.agents["tutor"].name, "tutor");
+    let input = graph.nodes["ask"].input.as_ref().unwrap();
+    let with = graph.with_definition(input);
+    assert_eq!(with["agent"]["instructions"], "You teach.");
+    assert_eq!(with["task"], "{{ state.q }}");
+
+    let errs = errors(
+        "agents:
+  tutor: { instructions: \" \", model: gpt }
+nodes:
+  ask:
+    agent: agent-llm
+    input: { agent: tutr, task: hi }
+",
+    );
+    assert_eq!(
+        errs,
+        [
+            "2:26: agent `tutor`: field `instructions`: the instructions are empty",
+            "2:38: agent `tutor`: field `model`: `gpt` is not `provider/model`, e.g. `local/smollm2`",
+            "6:21: no agent definition `tutr` in the graph's `agents`; declared: tutor"
         ]
     );
 }

@@ -41,6 +41,11 @@ struct GraphDocument {
     /// Graphs that `subgraph` nodes name by id.
     #[serde(default)]
     graphs: BTreeMap<String, GraphDocument>,
+    /// Agent definitions by name (docs/agent.schema.json; `name` defaults
+    /// to the key): an agent node's `input: {agent: NAME, task: …}` gets
+    /// the definition in place of its name.
+    #[serde(default)]
+    agents: BTreeMap<String, Value>,
     /// The state keys a finished run returns (all when absent).
     #[serde(default)]
     output: Vec<String>,

@@ -35,13 +35,14 @@ const NODE_FIELDS: [&str; 7] = [
     "description",
 ];
 
-const GRAPH_FIELDS: [&str; 7] = [
+const GRAPH_FIELDS: [&str; 8] = [
     "id",
     "description",
     "state",
     "nodes",
     "edges",
     "graphs",
+    "agents",
     "output",
 ];
 
@@ -330,8 +331,29 @@ impl Reading {
             nodes: BTreeMap::new(),
             edges: Vec::new(),
             graphs: BTreeMap::new(),
+            agents: BTreeMap::new(),
             output: Vec::new(),
         };
+        if let Some(agents) = fields.get("agents") {
+            let here = child(pointer, "agents");
+            for (key, value) in self.entries(agents, &here, "`agents`") {
+                let at = child(&here, &key.text);
+                self.span_tree(&at, Some(key.at), value);
+                // The name defaults to the key.
+                let mut json = value.to_json();
+                if let Value::Object(fields) = &mut json {
+                    fields
+                        .entry("name")
+                        .or_insert_with(|| Value::String(key.text.clone()));
+                }
+                match serde_json::from_value(json) {
+                    Ok(definition) => {
+                        graph.agents.insert(key.text.clone(), definition);
+                    }
+                    Err(e) => self.error(value.at, &at, format!("agent `{}`: {e}", key.text)),
+                }
+            }
+        }
         if let Some(state) = fields.get("state") {
             let here = child(pointer, "state");
             for (key, value) in self.entries(state, &here, "`state`") {
@@ -1026,6 +1048,7 @@ fn stand_in_graph() -> Graph {
         nodes: BTreeMap::new(),
         edges: Vec::new(),
         graphs: BTreeMap::new(),
+        agents: BTreeMap::new(),
         output: Vec::new(),
     }
 }
