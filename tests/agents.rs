@@ -819,6 +819,22 @@ async fn a_fork_changes_a_recorded_model_answer_and_the_agent_goes_on_from_it() 
     });
     let (run, status) = run_graph(&runs, &graph, json!({}), "original").await;
     assert_eq!(done(status)["answer"], "all done");
+    // The tool it was refused is in the run's events, as its warning.
+    let warnings: Vec<Value> = runs
+        .store()
+        .read_after(&run, 0, 100)
+        .unwrap()
+        .iter()
+        .flat_map(convergio_cap_runs::events_of)
+        .filter(|e| e.topic == "node.result")
+        .flat_map(|e| e.data["warnings"].as_array().cloned().unwrap_or_default())
+        .collect();
+    assert!(
+        warnings.iter().any(|w| w
+            .as_str()
+            .is_some_and(|w| w.contains("`shell__run` is not one of this agent's tools"))),
+        "{warnings:?}"
+    );
     let asked = model.received().len();
     // The step that dispatched the agent's call: the call is in flight there.
     let seq = runs.steps(&run).await.unwrap()[0].seq;

@@ -17,7 +17,8 @@ use tokio::task::AbortHandle;
 
 use crate::journal::{self, Checkpoint, EntryKind, Measured, Step};
 use crate::{
-    CallUsage, Error, NodeCall, NodeExecutor, Result, StepFailure, StepFunction, StepRequest,
+    CallReport, CallUsage, Error, NodeCall, NodeExecutor, Result, StepFailure, StepFunction,
+    StepRequest,
 };
 
 /// How a [`Runs`] behaves.
@@ -1285,10 +1286,10 @@ impl Driver {
             }
             let started = Instant::now();
             let timeout = call.timeout_ms.map(Duration::from_millis);
-            let (result, usage) = match sub_graph {
+            let (result, report) = match sub_graph {
                 Some((child, text)) => {
                     let child = Shared::run_child(&shared, child, text, call.input.clone());
-                    with_timeout(timeout, async { (child.await, None) }).await
+                    with_timeout(timeout, async { (child.await, CallReport::default()) }).await
                 }
                 None => {
                     let plugin = match &call.target {
@@ -1305,11 +1306,11 @@ impl Driver {
                     let Ok(_permit) = queue.acquire_owned().await else {
                         return;
                     };
-                    with_timeout(timeout, shared.exec.execute_metered(&node_call)).await
+                    with_timeout(timeout, shared.exec.execute_reported(&node_call)).await
                 }
             };
             let ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
-            let _ = done.send((id, result, Measured { ms, usage }));
+            let _ = done.send((id, result, Measured { ms, report }));
         });
         let first = std::future::poll_fn(|cx| std::task::Poll::Ready(task.as_mut().poll(cx))).await;
         if first.is_pending() {
@@ -1319,12 +1320,12 @@ impl Driver {
     }
 }
 
-/// `call`, or a timeout error once `timeout` has passed (its usage then
+/// `call`, or a timeout error once `timeout` has passed (its report then
 /// unknown).
 async fn with_timeout(
     timeout: Option<Duration>,
-    call: impl Future<Output = (CallResult, Option<CallUsage>)>,
-) -> (CallResult, Option<CallUsage>) {
+    call: impl Future<Output = (CallResult, CallReport)>,
+) -> (CallResult, CallReport) {
     match timeout {
         None => call.await,
         Some(limit) => match tokio::time::timeout(limit, call).await {
@@ -1333,7 +1334,7 @@ async fn with_timeout(
                 CallResult::Err {
                     error: format!("timed out after {} ms", limit.as_millis()),
                 },
-                None,
+                CallReport::default(),
             ),
         },
     }

@@ -7,7 +7,7 @@
 //! | `run.resumed`, `run.forked` | a host resumes it; it was forked | `parent`, `seq`, `patch` (fork) |
 //! | `run.waiting`, `run.done`, `run.failed`, `run.cancelled` | a step leaves the run so | `output` (`output-blob` for a large one) / `error` / `reason` |
 //! | `node.started`, `node.finished`, `node.failed`, `node.retrying`, `node.skipped`, `node.interrupted`, `node.answered`, `node.resumed`, `node.iteration`, `node.item-finished` | the orchestrator decided so | `node`, `call`, `detail` |
-//! | `node.result` | a node call returned | `call`, `ms`, `ok`, `error`, `usage` (what its model calls used: `calls`, `input-tokens`, `output-tokens`, `cost-micro-usd`) |
+//! | `node.result` | a node call returned | `call`, `ms`, `ok`, `error`, `usage` (what its model calls used: `calls`, `input-tokens`, `output-tokens`, `cost-micro-usd`), `warnings` (what its plugin logged as warnings or errors) |
 //! | `state.changed` | a step wrote state keys | `keys` |
 //!
 //! Every event carries the run, the seq of the entry it comes from and the
@@ -169,6 +169,9 @@ pub fn events_of(entry: &Entry) -> Vec<RunEvent> {
             let mut data = json!({"call": call, "ms": journaled.ms, "ok": ok, "error": error});
             if let Some(usage) = journaled.usage {
                 data["usage"] = json!(usage);
+            }
+            if !journaled.warnings.is_empty() {
+                data["warnings"] = json!(journaled.warnings);
             }
             vec![event("node.result".to_owned(), data)]
         }

@@ -14,7 +14,7 @@ use convergio_journal::{Entry, NewEntry, RunStore};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::CallUsage;
+use crate::{CallReport, CallUsage};
 
 /// Values larger than this (bytes of JSON) go to the blob store.
 pub const BLOB_THRESHOLD: usize = 16 * 1024;
@@ -89,15 +89,18 @@ pub struct JournaledInput {
     /// What the call's model calls used (results of metered calls only).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub usage: Option<CallUsage>,
+    /// The warnings its plugin logged while it ran.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
 }
 
-/// How a node call went: its duration, and what its model calls used.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+/// How a node call went: its duration, and its report.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Measured {
     /// Milliseconds.
     pub ms: u64,
-    /// Its usage, when metered.
-    pub usage: Option<CallUsage>,
+    /// What it used and logged.
+    pub report: CallReport,
 }
 
 /// A patch as journaled: its value inline or by blob hash.
@@ -153,6 +156,8 @@ struct InputRef<'a> {
     ms: Option<u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     usage: Option<CallUsage>,
+    #[serde(skip_serializing_if = "<[String]>::is_empty")]
+    warnings: &'a [String],
 }
 
 /// A [`StoredPatch`] to write, borrowed.
@@ -189,11 +194,12 @@ pub(crate) fn encode_step(
 ) -> Result<Vec<NewEntry>, String> {
     let mut entries = Vec::with_capacity(inputs.len() + 1);
     for (i, input) in inputs.iter().enumerate() {
-        let m = measured.get(i).copied().flatten();
+        let m = measured.get(i).and_then(Option::as_ref);
         let journaled = InputRef {
             input,
             ms: m.map(|m| m.ms),
-            usage: m.and_then(|m| m.usage),
+            usage: m.and_then(|m| m.report.usage),
+            warnings: m.map_or(&[], |m| m.report.warnings.as_slice()),
         };
         let mut payload = serde_json::to_vec(&journaled).map_err(|e| e.to_string())?;
         if payload.len() > BLOB_THRESHOLD {

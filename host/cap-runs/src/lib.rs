@@ -77,6 +77,20 @@ pub trait StepFunction: Send + Sync + fmt::Debug {
     fn forget<'a>(&'a self, run: &'a str) -> BoxFuture<'a, ()>;
 }
 
+/// What the driver journals of a node call beside its result.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CallReport {
+    /// What its model calls used (none: not metered, or none made).
+    pub usage: Option<CallUsage>,
+    /// The warnings its plugin logged while it ran (at most
+    /// [`MAX_WARNINGS`], each cut at 500 characters): a refused tool call,
+    /// a blocked answer.
+    pub warnings: Vec<String>,
+}
+
+/// The most warnings a node call's report keeps.
+pub const MAX_WARNINGS: usize = 20;
+
 /// What a node call's model calls used.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "kebab-case")]
@@ -142,14 +156,14 @@ pub trait NodeExecutor: Send + Sync + fmt::Debug {
     /// Run one call to the end.
     fn execute<'a>(&'a self, call: &'a NodeCall) -> BoxFuture<'a, CallResult>;
 
-    /// Run one call to the end, with what its model calls used (none: the
-    /// executor does not meter them). The driver journals the usage with
-    /// the result, so it is in the run's events and status.
-    fn execute_metered<'a>(
+    /// Run one call to the end, with a report of it: what its model calls
+    /// used, the warnings its plugin logged. The driver journals the
+    /// report with the result, so it is in the run's events and status.
+    fn execute_reported<'a>(
         &'a self,
         call: &'a NodeCall,
-    ) -> BoxFuture<'a, (CallResult, Option<CallUsage>)> {
-        Box::pin(async move { (self.execute(call).await, None) })
+    ) -> BoxFuture<'a, (CallResult, CallReport)> {
+        Box::pin(async move { (self.execute(call).await, CallReport::default()) })
     }
 
     /// How many calls to `plugin` may run at once; more wait their turn.

@@ -13,7 +13,7 @@ use std::sync::Arc;
 
 use convergio_cap_inference::{RunCaller, Usage, UsageMeter};
 use convergio_cap_runs::{
-    CallUsage, NodeCall, NodeExecutor, StepFailure, StepFunction, StepRequest, Target,
+    CallReport, CallUsage, NodeCall, NodeExecutor, StepFailure, StepFunction, StepRequest, Target,
 };
 use convergio_graph::engine::{CallResult, Decision};
 use convergio_journal::BoxFuture;
@@ -292,13 +292,13 @@ impl UsageMeter for Meter {
 
 impl NodeExecutor for PluginExecutor {
     fn execute<'a>(&'a self, call: &'a NodeCall) -> BoxFuture<'a, CallResult> {
-        Box::pin(async move { self.execute_metered(call).await.0 })
+        Box::pin(async move { self.execute_reported(call).await.0 })
     }
 
-    fn execute_metered<'a>(
+    fn execute_reported<'a>(
         &'a self,
         call: &'a NodeCall,
-    ) -> BoxFuture<'a, (CallResult, Option<CallUsage>)> {
+    ) -> BoxFuture<'a, (CallResult, CallReport)> {
         Box::pin(async move {
             let meter = Arc::new(Meter::default());
             let context = Arc::new(CallContext {
@@ -311,10 +311,17 @@ impl NodeExecutor for PluginExecutor {
                     run: call.run.0.clone(),
                     meter: meter.clone(),
                 },
+                warnings: Default::default(),
             });
-            let result = self.call(call, context).await;
+            let result = self.call(call, Arc::clone(&context)).await;
             let usage = *meter.0.lock().unwrap_or_else(|e| e.into_inner());
-            (result, (usage.calls > 0).then_some(usage))
+            let warnings =
+                std::mem::take(&mut *context.warnings.lock().unwrap_or_else(|e| e.into_inner()));
+            let report = CallReport {
+                usage: (usage.calls > 0).then_some(usage),
+                warnings,
+            };
+            (result, report)
         })
     }
 

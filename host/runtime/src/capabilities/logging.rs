@@ -39,9 +39,11 @@ impl HostCapability for Logging {
     }
 }
 
-/// A store's view for `wasi:logging`: the plugin's id.
+/// A store's view for `wasi:logging`: the plugin's id, and the node call
+/// it serves (whose report keeps its warnings).
 pub(crate) struct LoggingView<'a> {
     plugin: &'a str,
+    call: Option<&'a super::CallContext>,
 }
 
 impl HasData for LoggingView<'static> {
@@ -49,8 +51,10 @@ impl HasData for LoggingView<'static> {
 }
 
 fn view<T: CapabilityHost>(host: &mut T) -> LoggingView<'_> {
+    let parts = host.parts();
     LoggingView {
-        plugin: &host.parts().plugin.spec.id,
+        plugin: &parts.plugin.spec.id,
+        call: parts.caps.run_context.as_deref(),
     }
 }
 
@@ -58,6 +62,18 @@ impl logging::Host for LoggingView<'_> {
     fn log(&mut self, level: logging::Level, context: String, message: String) {
         let plugin = self.plugin;
         let _span = tracing::trace_span!("convergio.logging.log", plugin).entered();
+        if let Some(call) = self.call
+            && matches!(
+                level,
+                logging::Level::Warn | logging::Level::Error | logging::Level::Critical
+            )
+        {
+            call.warn(if context.is_empty() {
+                message.clone()
+            } else {
+                format!("{context}: {message}")
+            });
+        }
         match level {
             logging::Level::Trace => {
                 tracing::trace!(target: "plugin", plugin, context = ?context, message = ?message)

@@ -33,7 +33,7 @@ mod bindings {
 use bindings::convergio::platform::run_context as wit;
 
 /// A node call, as a plugin sees it through `run-context`.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug)]
 pub struct CallContext {
     /// The run.
     pub run_id: String,
@@ -47,6 +47,23 @@ pub struct CallContext {
     pub idempotency_key: String,
     /// Its model calls' run (for the run's budget) and meter.
     pub inference: convergio_cap_inference::RunCaller,
+    /// The warnings and errors its plugin logged while serving it, for the
+    /// run's events (at most [`convergio_cap_runs::MAX_WARNINGS`]).
+    pub warnings: std::sync::Mutex<Vec<String>>,
+}
+
+impl CallContext {
+    /// Keep `line` among the call's warnings, if there is room.
+    pub fn warn(&self, line: String) {
+        let mut warnings = self.warnings.lock().unwrap_or_else(|e| e.into_inner());
+        if warnings.len() < convergio_cap_runs::MAX_WARNINGS {
+            let line = match line.char_indices().nth(500) {
+                Some((cut, _)) => format!("{}…", &line[..cut]),
+                None => line,
+            };
+            warnings.push(line);
+        }
+    }
 }
 
 pub(crate) struct RunContext;

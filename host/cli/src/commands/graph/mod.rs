@@ -258,11 +258,20 @@ fn line(event: &RunEvent, since_ms: u64) -> Option<String> {
                 })
                 .map(|u| format!(" ({})", u.describe()))
                 .unwrap_or_default();
-            if d.get("ok").and_then(|v| v.as_bool()) == Some(true) {
+            let mut line = if d.get("ok").and_then(|v| v.as_bool()) == Some(true) {
                 format!("  {call} returned in {ms} ms{used}")
             } else {
                 format!("  {call} failed in {ms} ms{used}: {}", s("error"))
+            };
+            // What its plugin warned of (a refused tool call, …), below it.
+            for warning in d["warnings"].as_array().into_iter().flatten() {
+                line.push_str(&format!(
+                    "\n{:>10}    ! {}",
+                    "",
+                    warning.as_str().unwrap_or_default()
+                ));
             }
+            line
         }
         "run.done" => "run done".to_owned(),
         "run.waiting" => "run waiting for input".to_owned(),
