@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Creates (idempotently) the virtualenv the LangGraph side of the orchestrator
-# benchmark runs in, with the latest langgraph from PyPI.
+# and agent benchmarks runs in, with the latest langgraph from PyPI.
 #
 #   benches/langgraph/setup.sh            # create / reuse, install if missing
 #   benches/langgraph/setup.sh --upgrade  # refresh to the newest releases
@@ -21,7 +21,9 @@ done
 cache="${CONVERGIO_BENCH_CACHE:-$HOME/.cache/convergio-bench}"
 venv="$cache/langgraph-venv"
 py="${PYTHON:-python3}"
-# langchain-core provides the fake chat model of the fake-model mode.
+# langchain-core provides the fake chat model of the fake-model mode and the
+# base class of agent_bench.py's fake tool-calling model; langgraph brings
+# langgraph-prebuilt (create_react_agent).
 packages=(langgraph langgraph-checkpoint-sqlite langchain-core)
 
 if [[ ! -x "$venv/bin/python" ]]; then
@@ -53,7 +55,7 @@ fi
 "$vpy" - <<'PY'
 import sys
 from importlib.metadata import version
-for p in ("langgraph", "langgraph-checkpoint", "langgraph-checkpoint-sqlite", "langchain-core"):
+for p in ("langgraph", "langgraph-prebuilt", "langgraph-checkpoint", "langgraph-checkpoint-sqlite", "langchain-core"):
     print(f"{p} {version(p)}")
 print(f"python {sys.version.split()[0]}")
 PY
