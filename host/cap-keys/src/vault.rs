@@ -1117,12 +1117,15 @@ fn revoke_row(conn: &Connection, provider: &str, name: &str, version: u32) -> Re
 }
 
 fn select_active(conn: &Connection, provider: &str, name: &str) -> Result<Option<KeyRow>> {
-    Ok(conn
-        .query_row(
-            &format!("SELECT {KEY_COLUMNS} FROM keys WHERE provider = ?1 AND name = ?2 AND state = 'active'"),
-            params![provider, name],
-            KeyRow::from_row,
+    // Made once, kept prepared: it runs on every model call.
+    static SQL: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+        format!(
+            "SELECT {KEY_COLUMNS} FROM keys WHERE provider = ?1 AND name = ?2 AND state = 'active'"
         )
+    });
+    Ok(conn
+        .prepare_cached(&SQL)?
+        .query_row(params![provider, name], KeyRow::from_row)
         .optional()?)
 }
 
