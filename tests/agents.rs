@@ -762,6 +762,16 @@ async fn a_planner_node_plans_is_told_what_is_wrong_and_runs_the_plan() {
         .map(|r| r.id.0)
         .collect();
     assert_eq!(children, std::slice::from_ref(&child.0));
+    // And the planner's call says so in the parent's events.
+    let started: Vec<Value> = store
+        .read_after(&run, 0, 100)
+        .unwrap()
+        .iter()
+        .flat_map(convergio_cap_runs::events_of)
+        .filter(|e| e.topic == "node.result")
+        .map(|e| e.data["runs"].clone())
+        .collect();
+    assert_eq!(started, [json!([child.0])]);
 }
 
 /// `[inference.budgets] run`: what one run may spend in all; a model call

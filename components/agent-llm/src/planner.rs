@@ -305,7 +305,9 @@ pub fn to_graph(planner: &Planner, plan: &Value, goal: &str) -> Result<Value, Ve
         });
         graph_nodes.insert(id.clone(), node);
     }
-    let outputs: Vec<&String> = nodes.keys().collect();
+    // Sorted: the same graph whatever order the JSON map keeps.
+    let mut outputs: Vec<&String> = nodes.keys().collect();
+    outputs.sort();
     let graph = json!({
         "id": "plan",
         "description": format!("a plan for: {}", short(goal, 200)),
@@ -431,10 +433,11 @@ fn execute(graph: &Value, goal: &Value) -> Result<Value, AgentError> {
 
 /// `facts, quiz -> card` — the plan's nodes and edges, for logs.
 pub fn summary(graph: &Value) -> String {
-    let nodes: Vec<&str> = graph["nodes"]
+    let mut nodes: Vec<&str> = graph["nodes"]
         .as_object()
         .map(|n| n.keys().map(String::as_str).collect())
         .unwrap_or_default();
+    nodes.sort_unstable();
     let edges: Vec<&str> = graph["edges"]
         .as_array()
         .map(|e| e.iter().filter_map(Value::as_str).collect())

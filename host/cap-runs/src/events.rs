@@ -7,7 +7,7 @@
 //! | `run.resumed`, `run.forked` | a host resumes it; it was forked | `parent`, `seq`, `patch` (fork) |
 //! | `run.waiting`, `run.done`, `run.failed`, `run.cancelled` | a step leaves the run so | `output` (`output-blob` for a large one) / `error` / `reason` |
 //! | `node.started`, `node.finished`, `node.failed`, `node.retrying`, `node.skipped`, `node.interrupted`, `node.answered`, `node.resumed`, `node.iteration`, `node.item-finished` | the orchestrator decided so | `node`, `call`, `detail` |
-//! | `node.result` | a node call returned | `call`, `ms`, `ok`, `error`, `usage` (what its model calls used: `calls`, `input-tokens`, `output-tokens`, `cost-micro-usd`), `warnings` (what its plugin logged as warnings or errors) |
+//! | `node.result` | a node call returned | `call`, `ms`, `ok`, `error`, `usage` (what its model calls used: `calls`, `input-tokens`, `output-tokens`, `cost-micro-usd`), `warnings` (what its plugin logged as warnings or errors), `runs` (the runs it started: spawned agents, a plan) |
 //! | `state.changed` | a step wrote state keys | `keys` |
 //!
 //! Every event carries the run, the seq of the entry it comes from and the
@@ -172,6 +172,9 @@ pub fn events_of(entry: &Entry) -> Vec<RunEvent> {
             }
             if !journaled.warnings.is_empty() {
                 data["warnings"] = json!(journaled.warnings);
+            }
+            if !journaled.runs.is_empty() {
+                data["runs"] = json!(journaled.runs);
             }
             vec![event("node.result".to_owned(), data)]
         }

@@ -92,6 +92,9 @@ pub struct JournaledInput {
     /// The warnings its plugin logged while it ran.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub warnings: Vec<String>,
+    /// The runs it started.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub runs: Vec<String>,
 }
 
 /// How a node call went: its duration, and its report.
@@ -158,6 +161,8 @@ struct InputRef<'a> {
     usage: Option<CallUsage>,
     #[serde(skip_serializing_if = "<[String]>::is_empty")]
     warnings: &'a [String],
+    #[serde(skip_serializing_if = "<[String]>::is_empty")]
+    runs: &'a [String],
 }
 
 /// A [`StoredPatch`] to write, borrowed.
@@ -200,6 +205,7 @@ pub(crate) fn encode_step(
             ms: m.map(|m| m.ms),
             usage: m.and_then(|m| m.report.usage),
             warnings: m.map_or(&[], |m| m.report.warnings.as_slice()),
+            runs: m.map_or(&[], |m| m.report.runs.as_slice()),
         };
         let mut payload = serde_json::to_vec(&journaled).map_err(|e| e.to_string())?;
         if payload.len() > BLOB_THRESHOLD {

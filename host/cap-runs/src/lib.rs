@@ -86,6 +86,8 @@ pub struct CallReport {
     /// [`MAX_WARNINGS`], each cut at 500 characters): a refused tool call,
     /// a blocked answer.
     pub warnings: Vec<String>,
+    /// The runs it started (spawned agents, a planner's plan), by id.
+    pub runs: Vec<String>,
 }
 
 /// The most warnings a node call's report keeps.

@@ -312,14 +312,17 @@ impl NodeExecutor for PluginExecutor {
                     meter: meter.clone(),
                 },
                 warnings: Default::default(),
+                runs: Default::default(),
             });
             let result = self.call(call, Arc::clone(&context)).await;
             let usage = *meter.0.lock().unwrap_or_else(|e| e.into_inner());
             let warnings =
                 std::mem::take(&mut *context.warnings.lock().unwrap_or_else(|e| e.into_inner()));
+            let runs = std::mem::take(&mut *context.runs.lock().unwrap_or_else(|e| e.into_inner()));
             let report = CallReport {
                 usage: (usage.calls > 0).then_some(usage),
                 warnings,
+                runs,
             };
             (result, report)
         })

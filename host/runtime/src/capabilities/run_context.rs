@@ -50,6 +50,9 @@ pub struct CallContext {
     /// The warnings and errors its plugin logged while serving it, for the
     /// run's events (at most [`convergio_cap_runs::MAX_WARNINGS`]).
     pub warnings: std::sync::Mutex<Vec<String>>,
+    /// The runs its plugin started (or found again) through `runs`: spawned
+    /// agents, a plan.
+    pub runs: std::sync::Mutex<Vec<String>>,
 }
 
 impl CallContext {

@@ -89,9 +89,11 @@ impl HostCapability for RunsCapability {
     }
 }
 
-/// A store's view for `runs`: the driver's cell.
+/// A store's view for `runs`: the driver's cell, and the node call the
+/// store serves (whose report lists the runs it starts).
 pub(crate) struct RunsView<'a> {
     plugin: &'a RunsPlugin,
+    call: Option<&'a super::CallContext>,
 }
 
 struct HasRuns;
@@ -101,12 +103,24 @@ impl HasData for HasRuns {
 }
 
 fn view<T: CapabilityHost>(host: &mut T) -> RunsView<'_> {
+    let parts = host.parts();
     RunsView {
-        plugin: &host.parts().plugin.runs,
+        plugin: &parts.plugin.runs,
+        call: parts.caps.run_context.as_deref(),
     }
 }
 
 impl RunsView<'_> {
+    /// A run was started (or found) for the node call this store serves.
+    fn started(&self, run: &str) {
+        if let Some(call) = self.call {
+            let mut runs = call.runs.lock().unwrap_or_else(|e| e.into_inner());
+            if !runs.iter().any(|r| r == run) {
+                runs.push(run.to_owned());
+            }
+        }
+    }
+
     fn runs(&self) -> std::result::Result<Runs, wit::RunsError> {
         if let Some(denied) = &self.plugin.denied {
             return Err(wit::RunsError::Unavailable(denied.clone()));
@@ -172,6 +186,7 @@ impl wit::Host for RunsView<'_> {
         let graph = read_graph(&graph)?;
         let input = json_arg("the input", &input)?;
         let run = runs.start(&graph, input, None).await.map_err(error)?;
+        self.started(&run.0);
         Ok(run.0)
     }
 
@@ -183,16 +198,21 @@ impl wit::Host for RunsView<'_> {
     ) -> std::result::Result<String, wit::RunsError> {
         let runs = self.runs()?;
         if runs.info(&RunId(run_id.clone())).await.is_ok() {
+            self.started(&run_id);
             return Ok(run_id);
         }
         let graph = read_graph(&graph)?;
         let input = json_arg("the input", &input)?;
-        match runs.start(&graph, input, Some(run_id.clone())).await {
+        let started = match runs.start(&graph, input, Some(run_id.clone())).await {
             Ok(run) => Ok(run.0),
             // Started meanwhile by another call with the same id.
             Err(RunsError::Journal(convergio_journal::Error::RunExists(_))) => Ok(run_id),
             Err(e) => Err(error(e)),
+        };
+        if let Ok(run) = &started {
+            self.started(run);
         }
+        started
     }
 
     async fn wait(

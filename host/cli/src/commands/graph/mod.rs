@@ -263,7 +263,15 @@ fn line(event: &RunEvent, since_ms: u64) -> Option<String> {
             } else {
                 format!("  {call} failed in {ms} ms{used}: {}", s("error"))
             };
-            // What its plugin warned of (a refused tool call, …), below it.
+            // The runs it started, and what its plugin warned of (a
+            // refused tool call, …), below it.
+            for run in d["runs"].as_array().into_iter().flatten() {
+                line.push_str(&format!(
+                    "\n{:>10}    → run {}",
+                    "",
+                    run.as_str().unwrap_or_default()
+                ));
+            }
             for warning in d["warnings"].as_array().into_iter().flatten() {
                 line.push_str(&format!(
                     "\n{:>10}    ! {}",
