@@ -57,13 +57,13 @@
 #![allow(clippy::expect_used, clippy::panic)]
 
 use std::convert::Infallible;
-use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use bytes::Bytes;
+use convergio_benches::langgraph::LangGraph;
 use convergio_cap_runs::{Runs, Status};
 use convergio_graph::model::Graph;
 use convergio_runtime::config::GraphDurability;
@@ -661,83 +661,30 @@ impl Bench {
 
 // ---------------------------------------------------------------- LangGraph
 
-/// The LangGraph side: the venv's python, or why it is skipped.
-struct LangGraph {
-    python: PathBuf,
-    script: PathBuf,
-}
-
-impl LangGraph {
-    fn setup() -> Option<Self> {
-        if std::env::var_os("CONVERGIO_BENCH_NO_LANGGRAPH").is_some() {
-            eprintln!("{}", "!".repeat(72));
-            eprintln!("!! CONVERGIO_BENCH_NO_LANGGRAPH is set: LangGraph is NOT measured;");
-            eprintln!("!! there are no LangGraph ratios in this run.");
-            eprintln!("{}", "!".repeat(72));
-            return None;
-        }
-        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("langgraph");
-        let out = Command::new(dir.join("setup.sh"))
-            .output()
-            .unwrap_or_else(|e| {
-                panic!(
-                    "{}: {e}; set CONVERGIO_BENCH_NO_LANGGRAPH=1 to measure our side alone",
-                    dir.join("setup.sh").display()
-                )
-            });
-        let stdout = String::from_utf8_lossy(&out.stdout);
-        if !out.status.success() {
-            panic!(
-                "benches/langgraph/setup.sh failed ({}):\n{}{}\nset CONVERGIO_BENCH_NO_LANGGRAPH=1 to measure our side alone",
-                out.status,
-                stdout,
-                String::from_utf8_lossy(&out.stderr)
-            );
-        }
-        for line in stdout.lines().filter(|l| !l.starts_with("python: ")) {
-            println!("  {line}");
-        }
-        let python = stdout
-            .lines()
-            .find_map(|l| l.strip_prefix("python: "))
-            .map(PathBuf::from)
-            .expect("setup.sh names the venv's python on its last line");
-        Some(Self {
-            python,
-            script: dir.join("agent_bench.py"),
-        })
-    }
-
-    /// One `agent_bench.py` measurement.
-    fn measure(&self, mode: &str, reps: usize, warmup: usize, db_dir: &Path) -> Stats {
-        let out = Command::new(&self.python)
-            .arg(&self.script)
-            .args(["--mode", mode, "--reps", &reps.to_string()])
-            .args(["--warmup", &warmup.to_string()])
-            .args(["--db-dir", &db_dir.display().to_string(), "--json"])
-            .output()
-            .expect("run agent_bench.py");
-        assert!(
-            out.status.success(),
-            "agent_bench.py --mode {mode} failed:\n{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let stdout = String::from_utf8_lossy(&out.stdout);
-        let line = stdout
-            .lines()
-            .last()
-            .expect("agent_bench.py printed a line");
-        let r: Value = serde_json::from_str(line)
-            .unwrap_or_else(|e| panic!("agent_bench.py printed {line:?}: {e}"));
-        let get = |k: &str| {
-            r[k].as_f64()
-                .unwrap_or_else(|| panic!("agent_bench.py: no {k} in {r}"))
-        };
-        Stats {
-            median: get("us_per_turn_median"),
-            p10: get("p10"),
-            p90: get("p90"),
-        }
+/// One `agent_bench.py` measurement with checkpointer `mode`.
+fn langgraph_measure(
+    lg: &LangGraph,
+    mode: &str,
+    reps: usize,
+    warmup: usize,
+    db_dir: &Path,
+) -> Stats {
+    let (reps, warmup) = (reps.to_string(), warmup.to_string());
+    let db_dir = db_dir.display().to_string();
+    let r = lg.run(
+        "agent_bench.py",
+        &[
+            "--mode", mode, "--reps", &reps, "--warmup", &warmup, "--db-dir", &db_dir,
+        ],
+    );
+    let get = |k: &str| {
+        r[k].as_f64()
+            .unwrap_or_else(|| panic!("agent_bench.py: no {k} in {r}"))
+    };
+    Stats {
+        median: get("us_per_turn_median"),
+        p10: get("p10"),
+        p90: get("p90"),
     }
 }
 
@@ -851,7 +798,11 @@ fn main() {
         return;
     }
 
-    let langgraph = if bench { LangGraph::setup() } else { None };
+    let langgraph = if bench {
+        LangGraph::setup("there are no LangGraph ratios in this run.")
+    } else {
+        None
+    };
     let db_dir = std::env::temp_dir();
     let pairs = [(&off, "none"), (&off, "memory"), (&process, "sqlite")];
     let mut summary = Vec::new();
@@ -867,7 +818,7 @@ fn main() {
             let floor = tokio.block_on(b.measure(&Case::Floor, reps, warmup));
             let theirs = langgraph
                 .as_ref()
-                .map(|lg| lg.measure(mode, reps, warmup, &db_dir));
+                .map(|lg| langgraph_measure(lg, mode, reps, warmup, &db_dir));
             let lg_ratio = theirs.map(|t| t.median / ours.median);
             floor_ratios.push(ours.median / floor.median);
             added.push(ours.median - floor.median);

@@ -36,10 +36,10 @@
 #![allow(clippy::expect_used, clippy::panic)]
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::sync::Arc;
 use std::time::Instant;
 
+use convergio_benches::langgraph::LangGraph;
 use convergio_cap_runs::{
     NativeSteps, NodeCall, NodeExecutor, Options, Runs, Status, StepFunction,
 };
@@ -263,76 +263,14 @@ fn runs_over(
     Runs::new(store, steps, exec, Options::default())
 }
 
-/// The LangGraph side: the venv's python, or why it is skipped.
-struct LangGraph {
-    python: PathBuf,
-    script: PathBuf,
-}
-
-impl LangGraph {
-    fn setup() -> Option<Self> {
-        if std::env::var_os("CONVERGIO_BENCH_NO_LANGGRAPH").is_some() {
-            eprintln!("{}", "!".repeat(72));
-            eprintln!("!! CONVERGIO_BENCH_NO_LANGGRAPH is set: LangGraph is NOT measured;");
-            eprintln!("!! there are no ratios and no targets are checked in this run.");
-            eprintln!("{}", "!".repeat(72));
-            return None;
-        }
-        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("langgraph");
-        let out = Command::new(dir.join("setup.sh"))
-            .output()
-            .unwrap_or_else(|e| {
-                panic!(
-                    "{}: {e}; set CONVERGIO_BENCH_NO_LANGGRAPH=1 to measure our side alone",
-                    dir.join("setup.sh").display()
-                )
-            });
-        let stdout = String::from_utf8_lossy(&out.stdout);
-        if !out.status.success() {
-            panic!(
-                "benches/langgraph/setup.sh failed ({}):\n{}{}\nset CONVERGIO_BENCH_NO_LANGGRAPH=1 to measure our side alone",
-                out.status,
-                stdout,
-                String::from_utf8_lossy(&out.stderr)
-            );
-        }
-        for line in stdout.lines().filter(|l| !l.starts_with("python: ")) {
-            println!("  {line}");
-        }
-        let python = stdout
-            .lines()
-            .find_map(|l| l.strip_prefix("python: "))
-            .map(PathBuf::from)
-            .expect("setup.sh names the venv's python on its last line");
-        Some(Self {
-            python,
-            script: dir.join("bench.py"),
-        })
-    }
-
-    /// One `bench.py` measurement: its JSON line.
-    fn run(&self, args: &[&str]) -> Value {
-        let out = Command::new(&self.python)
-            .arg(&self.script)
-            .args(args)
-            .arg("--json")
-            .output()
-            .expect("run bench.py");
-        assert!(
-            out.status.success(),
-            "bench.py {args:?} failed:\n{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let stdout = String::from_utf8_lossy(&out.stdout);
-        let line = stdout.lines().last().expect("bench.py printed a line");
-        serde_json::from_str(line).unwrap_or_else(|e| panic!("bench.py printed {line:?}: {e}"))
-    }
-
-    fn measure(&self, shape: Shape, mode: &str, db_dir: &Path) -> Stats {
-        let nodes = NODES.to_string();
-        let reps = REPS.to_string();
-        let db = db_dir.display().to_string();
-        let r = self.run(&[
+/// One `bench.py` measurement of `shape` with checkpointer `mode`.
+fn langgraph_measure(lg: &LangGraph, shape: Shape, mode: &str, db_dir: &Path) -> Stats {
+    let nodes = NODES.to_string();
+    let reps = REPS.to_string();
+    let db = db_dir.display().to_string();
+    let r = lg.run(
+        "bench.py",
+        &[
             "--shape",
             shape.name(),
             "--nodes",
@@ -343,17 +281,17 @@ impl LangGraph {
             &reps,
             "--db-dir",
             &db,
-        ]);
-        let get = |k: &str| {
-            r[k].as_f64()
-                .unwrap_or_else(|| panic!("bench.py: no {k} in {r}"))
-        };
-        Stats {
-            median: get("us_per_node_median"),
-            p10: get("p10"),
-            p90: get("p90"),
-            cpu: None,
-        }
+        ],
+    );
+    let get = |k: &str| {
+        r[k].as_f64()
+            .unwrap_or_else(|| panic!("bench.py: no {k} in {r}"))
+    };
+    Stats {
+        median: get("us_per_node_median"),
+        p10: get("p10"),
+        p90: get("p90"),
+        cpu: None,
     }
 }
 
@@ -495,7 +433,11 @@ fn main() {
     println!(
         "graph: µs per node, {n} no-op tool nodes (`plain_tool` echo, {TOOL_LIMITS:?}), orchestrator component ({ORCHESTRATOR_LIMITS:?}); median [p10–p90] of {reps} runs after one warm-up"
     );
-    let langgraph = if bench { LangGraph::setup() } else { None };
+    let langgraph = if bench {
+        LangGraph::setup("there are no ratios and no targets are checked in this run.")
+    } else {
+        None
+    };
 
     // Pairs: our durability against LangGraph's mode; the disk matters
     // only for the durable ones.
@@ -526,7 +468,7 @@ fn main() {
                     let ours = tokio.block_on(measure(&runs, shape, n, reps, TOOL));
                     let theirs = langgraph
                         .as_ref()
-                        .map(|lg| lg.measure(shape, mode, db_root));
+                        .map(|lg| langgraph_measure(lg, shape, mode, db_root));
                     let ratio = theirs.map(|t| t.median / ours.median);
                     println!(
                         "{:<7} {:<8} alt {a}: ours {:<24} langgraph {:<12} {:<24} ratio {}",
@@ -614,7 +556,7 @@ fn main() {
     let ours = tokio.block_on(journal_bytes(&runtime, &std::env::temp_dir(), steps));
     println!("  ours (durability process): {ours}");
     if let Some(lg) = &langgraph {
-        let theirs = lg.run(&["--bytes", "--steps", &steps.to_string()]);
+        let theirs = lg.run("bench.py", &["--bytes", "--steps", &steps.to_string()]);
         println!("  langgraph (SqliteSaver):   {theirs}");
     }
     if !bench {

@@ -15,6 +15,7 @@
 #![deny(missing_docs)]
 
 pub mod baseline;
+pub mod langgraph;
 pub mod storage;
 
 use std::path::PathBuf;
