@@ -924,3 +924,21 @@ nodes:
         ]
     );
 }
+
+#[test]
+fn a_planner_names_the_graphs_agent_definitions() {
+    let graph = ok("agents:
+  tutor: { instructions: You teach., model: local/smollm2 }
+nodes:
+  plan:
+    planner: { model: local/smollm2, agents: [tutor] }
+");
+    let NodeKind::Planner(planner) = &graph.nodes["plan"].kind else {
+        panic!("{:?}", graph.nodes["plan"].kind);
+    };
+    assert_eq!(planner.agents[0].instructions, "You teach.");
+    assert_eq!(
+        one_error("nodes:\n  plan:\n    planner: { model: local/x, agents: [tutr] }\n"),
+        "3:14: planner: no agent definition `tutr` in the graph's `agents`; declared: none"
+    );
+}

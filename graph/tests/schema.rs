@@ -113,7 +113,7 @@ struct NodeDoc {
     interrupt: Option<InterruptDoc>,
     /// Have a model plan a graph of the listed agents and tools for the
     /// node's input (the goal), and run it.
-    planner: Option<convergio_agent::Planner>,
+    planner: Option<PlannerDoc>,
     /// The input: any JSON, with `{{ expr }}` templates (none: the whole
     /// state).
     input: Option<Value>,
@@ -130,6 +130,45 @@ struct NodeDoc {
     retry_on_resume: Option<RetryOnResume>,
     /// What the node is for.
     description: Option<String>,
+}
+
+/// A planner's settings (docs/graphs.md, "Planner nodes").
+#[derive(JsonSchema)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+struct PlannerDoc {
+    /// The model that plans, `provider/model` (or `policy`).
+    model: Option<String>,
+    /// How the router chooses the planning model when `model` is not set.
+    policy: Option<convergio_agent::Policy>,
+    /// Guidance added to the planner's own instructions.
+    instructions: Option<String>,
+    /// The agents a plan may use: definitions, or names of the graph's
+    /// `agents`.
+    agents: Option<Vec<AgentRef>>,
+    /// The tools a plan may call, `plugin/tool`.
+    tools: Option<Vec<String>>,
+    /// The most nodes a plan may have (default 6, at most 32).
+    max_nodes: Option<u32>,
+    /// Plans asked for in all (default 3, at most 10).
+    attempts: Option<u32>,
+    /// Sampling temperature of the planning model (default 0).
+    temperature: Option<f32>,
+    /// Seed of the sampler.
+    seed: Option<u64>,
+    /// The most tokens of each plan (default 800).
+    max_output_tokens: Option<u32>,
+    /// The agent plugin that plans (default `agent-llm`; needs `runs`).
+    plugin: Option<String>,
+}
+
+/// An agent a planner may use.
+#[derive(JsonSchema)]
+#[serde(untagged)]
+enum AgentRef {
+    /// The name of one of the graph's `agents`.
+    Name(String),
+    /// A definition.
+    Definition(convergio_agent::Definition),
 }
 
 /// A tool: `plugin/tool`, or a mapping.

@@ -108,6 +108,9 @@ struct Reading {
     /// Values that could not be read: the graph holds a stand-in, and
     /// the rules' problems under these pointers are not reported.
     broken: Vec<String>,
+    /// The agent definitions of the graph being read, by name, for the
+    /// planners that name them.
+    agents: BTreeMap<String, Value>,
 }
 
 /// A mapping's entries by name.
@@ -334,9 +337,11 @@ impl Reading {
             agents: BTreeMap::new(),
             output: Vec::new(),
         };
-        if let Some(agents) = fields.get("agents") {
+        // This graph's definitions, for its planners (a subgraph has its own).
+        let mut agents = BTreeMap::new();
+        if let Some(list) = fields.get("agents") {
             let here = child(pointer, "agents");
-            for (key, value) in self.entries(agents, &here, "`agents`") {
+            for (key, value) in self.entries(list, &here, "`agents`") {
                 let at = child(&here, &key.text);
                 self.span_tree(&at, Some(key.at), value);
                 // The name defaults to the key.
@@ -346,14 +351,16 @@ impl Reading {
                         .entry("name")
                         .or_insert_with(|| Value::String(key.text.clone()));
                 }
-                match serde_json::from_value(json) {
+                match serde_json::from_value(json.clone()) {
                     Ok(definition) => {
                         graph.agents.insert(key.text.clone(), definition);
+                        agents.insert(key.text.clone(), json);
                     }
                     Err(e) => self.error(value.at, &at, format!("agent `{}`: {e}", key.text)),
                 }
             }
         }
+        let outer = std::mem::replace(&mut self.agents, agents);
         if let Some(state) = fields.get("state") {
             let here = child(pointer, "state");
             for (key, value) in self.entries(state, &here, "`state`") {
@@ -421,6 +428,7 @@ impl Reading {
                 }
             }
         }
+        self.agents = outer;
         Some(graph)
     }
 
@@ -840,7 +848,30 @@ impl Reading {
             return None;
         }
         self.span_tree(pointer, None, node);
-        let planner: convergio_agent::Planner = match serde_json::from_value(node.to_json()) {
+        let mut json = node.to_json();
+        // Agents named from the graph's `agents`.
+        if let Some(Value::Array(items)) = json.get_mut("agents") {
+            for (i, item) in items.iter_mut().enumerate() {
+                let Value::String(name) = item else { continue };
+                match self.agents.get(name.as_str()) {
+                    Some(definition) => *item = definition.clone(),
+                    None => {
+                        let known: Vec<&str> = self.agents.keys().map(String::as_str).collect();
+                        let message = format!(
+                            "planner: no agent definition `{name}` in the graph's `agents`; declared: {}",
+                            if known.is_empty() {
+                                "none".to_owned()
+                            } else {
+                                known.join(", ")
+                            }
+                        );
+                        self.error(node.at, &format!("{pointer}/agents/{i}"), message);
+                        return None;
+                    }
+                }
+            }
+        }
+        let planner: convergio_agent::Planner = match serde_json::from_value(json) {
             Ok(planner) => planner,
             Err(e) => {
                 self.error(node.at, pointer, format!("planner: {e}"));
