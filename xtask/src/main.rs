@@ -185,7 +185,7 @@ fn demo() -> Result<()> {
     let exe = Path::new("target/debug/convergio");
     let config = "examples/platform.toml";
     let model = model.to_string_lossy().into_owned();
-    let steps: [&[&str]; 11] = [
+    let steps: [&[&str]; 12] = [
         &["check"],
         &["plugin", "list"],
         &[
@@ -229,6 +229,10 @@ fn demo() -> Result<()> {
         // answers of a schema, grammar-constrained), a tool, a condition and
         // a writer agent.
         &["graph", "run", "examples/graphs/study.yaml", "--follow"],
+        // The planning layer: the local model writes a graph of two agents
+        // and a tool for a goal (JSON of a schema), the plan is checked and
+        // runs as a run of its own.
+        &["graph", "run", "examples/graphs/plan.yaml", "--follow"],
         // Retrieval: documents embedded by the local model, then a search.
         &[
             "knowledge",
