@@ -168,7 +168,7 @@ enum AgentRef {
     /// The name of one of the graph's `agents`.
     Name(String),
     /// A definition.
-    Definition(convergio_agent::Definition),
+    Definition(Box<convergio_agent::Definition>),
 }
 
 /// A tool: `plugin/tool`, or a mapping.
