@@ -938,7 +938,22 @@ nodes:
     };
     assert_eq!(planner.agents[0].instructions, "You teach.");
     assert_eq!(
-        one_error("nodes:\n  plan:\n    planner: { model: local/x, agents: [tutr] }\n"),
+        one_error(
+            "nodes:\n  plan:\n    planner: { model: local/x, agents: [tutr], tools: [a/b] }\n"
+        ),
         "3:14: planner: no agent definition `tutr` in the graph's `agents`; declared: none"
+    );
+    // The planner's other rules are checked all the same.
+    let errs = errors("nodes:\n  plan:\n    planner: { model: gpt, agents: [tutr] }\n");
+    assert_eq!(errs.len(), 3, "{errs:?}");
+    assert!(
+        errs.iter()
+            .any(|e| e.contains("`gpt` is not `provider/model`")),
+        "{errs:?}"
+    );
+    assert!(
+        errs.iter()
+            .any(|e| e.contains("`agents` and `tools` are both empty")),
+        "{errs:?}"
     );
 }

@@ -849,12 +849,17 @@ impl Reading {
         }
         self.span_tree(pointer, None, node);
         let mut json = node.to_json();
-        // Agents named from the graph's `agents`.
+        // Agents named from the graph's `agents`; an unknown name is reported
+        // and left out, so the planner's other rules are still checked.
         if let Some(Value::Array(items)) = json.get_mut("agents") {
-            for (i, item) in items.iter_mut().enumerate() {
-                let Value::String(name) = item else { continue };
+            let mut resolved = Vec::with_capacity(items.len());
+            for (i, item) in std::mem::take(items).into_iter().enumerate() {
+                let Value::String(name) = &item else {
+                    resolved.push(item);
+                    continue;
+                };
                 match self.agents.get(name.as_str()) {
-                    Some(definition) => *item = definition.clone(),
+                    Some(definition) => resolved.push(definition.clone()),
                     None => {
                         let known: Vec<&str> = self.agents.keys().map(String::as_str).collect();
                         let message = format!(
@@ -866,10 +871,10 @@ impl Reading {
                             }
                         );
                         self.error(node.at, &format!("{pointer}/agents/{i}"), message);
-                        return None;
                     }
                 }
             }
+            *items = resolved;
         }
         let planner: convergio_agent::Planner = match serde_json::from_value(json) {
             Ok(planner) => planner,
