@@ -28,9 +28,9 @@ pub struct RunArgs {
     #[arg(long, value_enum)]
     durability: Option<DurabilityArg>,
     /// Start this many runs of the graph at once (a load or crash test);
-    /// prints each run's id and one summary line.
-    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..))]
-    repeat: u32,
+    /// prints each run's id (one is one too) and one summary line.
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
+    repeat: Option<u32>,
     #[command(flatten)]
     show: FollowArgs,
 }
@@ -55,15 +55,15 @@ impl RunArgs {
         let input = json_arg("--input", &self.input)?;
         let d = driver(platform, self.durability)?;
         d.rt.block_on(async {
-            if self.repeat == 1 {
+            let Some(repeat) = self.repeat else {
                 let run = d.runs.start(&graph, input, self.id).await?;
                 if !self.show.json {
                     eprintln!("run {run} started");
                 }
                 return settle(&d.runs, &run, self.show, 0).await;
-            }
+            };
             let mut ids = Vec::new();
-            for _ in 0..self.repeat {
+            for _ in 0..repeat {
                 let run = d.runs.start(&graph, input.clone(), None).await?;
                 println!("{run}");
                 ids.push(run);
