@@ -64,6 +64,7 @@ use std::time::Instant;
 
 use bytes::Bytes;
 use convergio_benches::langgraph::LangGraph;
+use convergio_benches::quantile;
 use convergio_cap_runs::{Runs, Status};
 use convergio_graph::model::Graph;
 use convergio_runtime::config::GraphDurability;
@@ -515,13 +516,6 @@ struct Stats {
     median: f64,
     p10: f64,
     p90: f64,
-}
-
-fn quantile(sorted: &[f64], q: f64) -> f64 {
-    let at = (sorted.len() - 1) as f64 * q;
-    let low = at.floor() as usize;
-    let high = at.ceil() as usize;
-    sorted[low] + (sorted[high] - sorted[low]) * (at - low as f64)
 }
 
 fn stats(mut values: Vec<f64>) -> Stats {

@@ -40,6 +40,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use convergio_benches::langgraph::LangGraph;
+use convergio_benches::quantile;
 use convergio_cap_runs::{
     NativeSteps, NodeCall, NodeExecutor, Options, Runs, Status, StepFunction,
 };
@@ -200,13 +201,6 @@ struct Stats {
     p90: f64,
     /// CPU time of the whole process per node, averaged over the reps (ours only).
     cpu: Option<f64>,
-}
-
-fn quantile(sorted: &[f64], q: f64) -> f64 {
-    let at = (sorted.len() - 1) as f64 * q;
-    let low = at.floor() as usize;
-    let high = at.ceil() as usize;
-    sorted[low] + (sorted[high] - sorted[low]) * (at - low as f64)
 }
 
 fn stats(mut values: Vec<f64>) -> Stats {

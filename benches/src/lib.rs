@@ -136,3 +136,13 @@ pub fn ok_text(result: &Val) -> Option<&str> {
         _ => None,
     }
 }
+
+/// The `q` quantile (0 to 1) of `sorted` (ascending, not empty), by linear
+/// interpolation between the two nearest values, as the LangGraph scripts
+/// compute theirs.
+pub fn quantile(sorted: &[f64], q: f64) -> f64 {
+    let at = (sorted.len() - 1) as f64 * q;
+    let low = at.floor() as usize;
+    let high = at.ceil() as usize;
+    sorted[low] + (sorted[high] - sorted[low]) * (at - low as f64)
+}
