@@ -29,7 +29,9 @@
 //! and then to `/dev/shm` (tmpfs, no fsync cost); set
 //! `CONVERGIO_BENCH_DB_DIRS=dir1:dir2` to choose. Set
 //! `CONVERGIO_BENCH_NO_LANGGRAPH=1` to measure our side alone (when python
-//! or PyPI is unavailable). Under `cargo test` (no `--bench` argument) it
+//! or PyPI is unavailable), `CONVERGIO_BENCH_BREAKDOWN=1` to measure only
+//! where a chain's node goes (orchestrator component or in process, tool
+//! plugin or an instant executor). Under `cargo test` (no `--bench` argument) it
 //! runs one small run of each case, without LangGraph, as a smoke test.
 
 // A benchmark's setup should fail loudly; there is no caller to return an error to.
@@ -427,7 +429,10 @@ fn main() {
     println!(
         "graph: µs per node, {n} no-op tool nodes (`plain_tool` echo, {TOOL_LIMITS:?}), orchestrator component ({ORCHESTRATOR_LIMITS:?}); median [p10–p90] of {reps} runs after one warm-up"
     );
-    let langgraph = if bench {
+    // `CONVERGIO_BENCH_BREAKDOWN=1`: only where a chain's node goes (no
+    // LangGraph, no durability pairs, no bytes).
+    let breakdown_only = std::env::var_os("CONVERGIO_BENCH_BREAKDOWN").is_some();
+    let langgraph = if bench && !breakdown_only {
         LangGraph::setup("there are no ratios and no targets are checked in this run.")
     } else {
         None
@@ -442,7 +447,12 @@ fn main() {
         (Durability::Sync, "sqlite-sync"),
     ];
     let mut summary = Vec::new();
-    for (d, db_root) in db_dirs().iter().enumerate() {
+    let roots = if breakdown_only {
+        Vec::new()
+    } else {
+        db_dirs()
+    };
+    for (d, db_root) in roots.iter().enumerate() {
         let journal_dir = tempfile::tempdir_in(db_root).expect("temp dir for the journals");
         println!("\n== journals in {} ==", db_root.display());
         for (durability, mode) in pairs {
@@ -545,6 +555,9 @@ fn main() {
         );
     }
 
+    if breakdown_only {
+        return;
+    }
     // Journal bytes per step.
     println!("\n== bytes: a {steps}-step loop appending one 32-byte item per step ==");
     let ours = tokio.block_on(journal_bytes(&runtime, &std::env::temp_dir(), steps));

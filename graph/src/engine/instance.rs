@@ -9,7 +9,7 @@ use std::sync::Arc;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
-use super::{Decision, Input, StepError, step};
+use super::{Decision, Input, RunState, StepError, step_state};
 use crate::model::Graph;
 use crate::plan::Plan;
 
@@ -56,7 +56,7 @@ pub struct Request<'a> {
 #[derive(Debug, Default)]
 pub struct Instance {
     graphs: HashMap<String, Arc<Plan>>,
-    runs: HashMap<String, (u64, Value)>,
+    runs: HashMap<String, (u64, RunState)>,
 }
 
 /// SHA-256 of `text`, lowercase hex: a graph's hash.
@@ -118,24 +118,33 @@ impl Instance {
                 plan
             }
         };
-        // The cached copy is taken out: if the step fails half-way it is
-        // not reused, and the next request sends the snapshot.
-        let mut snap = match request.snapshot {
-            Some(snap) => snap.clone(),
-            None => match self.runs.remove(request.run) {
-                Some((version, snap)) if version == request.version => snap,
-                _ => return Err(Refusal::NeedSnapshot),
-            },
-        };
-        let decision = step(&plan, &mut snap, request.inputs.to_vec())?;
-        if decision.status.is_final() {
-            self.runs.remove(request.run);
-        } else {
+        if let Some(snap) = request.snapshot {
+            let state = RunState::from_json(&plan, snap)?;
             if self.runs.len() >= MAX_RUNS {
                 self.runs.clear();
             }
             self.runs
-                .insert(request.run.to_owned(), (request.version + 1, snap));
+                .insert(request.run.to_owned(), (request.version, state));
+        }
+        let Some((version, state)) = self
+            .runs
+            .get_mut(request.run)
+            .filter(|(version, _)| *version == request.version)
+        else {
+            return Err(Refusal::NeedSnapshot);
+        };
+        // A step that fails leaves its copy unusable: it is dropped, and the
+        // next request sends the snapshot.
+        let decision = match step_state(&plan, state, request.inputs.to_vec()) {
+            Ok(decision) => decision,
+            Err(e) => {
+                self.runs.remove(request.run);
+                return Err(e.into());
+            }
+        };
+        *version += 1;
+        if decision.status.is_final() {
+            self.runs.remove(request.run);
         }
         Ok(decision)
     }

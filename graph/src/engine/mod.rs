@@ -18,18 +18,21 @@
 
 mod instance;
 mod run;
+mod state;
+mod wire;
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 pub use instance::{Instance, Refusal, Request, check, compile, graph_hash};
-pub use run::{StepError, step};
+pub use run::{StepError, step, step_state};
+pub use state::RunState;
 
 use crate::snapshot::Patch;
 
 /// What happened since the last step.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case", tag = "type")]
+#[serde(rename_all = "kebab-case", tag = "type", try_from = "wire::Input")]
 pub enum Input {
     /// The run starts with `input`: an object of state keys.
     Start {
@@ -153,7 +156,7 @@ pub struct Interrupt {
 
 /// Where the run stands after a step.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case", tag = "status")]
+#[serde(rename_all = "kebab-case", tag = "status", try_from = "wire::Status")]
 pub enum Status {
     /// Calls are in flight.
     Running,

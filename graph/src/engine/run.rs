@@ -18,9 +18,9 @@
 
 use std::collections::BTreeSet;
 
-use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
+use super::state::{MapState, NodeState, RunState, RunStatus, Sched, edge_word};
 use super::{Call, CallResult, Decision, Input, Interrupt, NodeEvent, Status, Target};
 use crate::expr::Scope;
 use crate::model::{NodeKind, OnError, Output, Reducer, RetryOnResume};
@@ -43,16 +43,30 @@ pub enum StepError {
 /// run that has not started): apply `inputs`, start whatever became ready,
 /// and return the decision. `snap` is updated in place; the decision's
 /// patches, applied to the old snapshot, give the same value.
+///
+/// This reads and writes the snapshot's JSON at each call; an orchestrator
+/// that keeps a run between steps keeps its [`RunState`] and calls
+/// [`step_state`].
 pub fn step(plan: &Plan, snap: &mut Value, inputs: Vec<Input>) -> Result<Decision, StepError> {
-    if !snap.is_object() {
-        return Err(StepError::Corrupt("not an object".to_owned()));
-    }
+    let mut state = RunState::from_json(plan, snap)?;
+    let decision = step_state(plan, &mut state, inputs)?;
+    *snap = state.to_json(plan);
+    Ok(decision)
+}
+
+/// [`step`] over the typed snapshot: `state` is updated in place, and the
+/// decision's patches make the same change to its JSON.
+pub fn step_state(
+    plan: &Plan,
+    state: &mut RunState,
+    inputs: Vec<Input>,
+) -> Result<Decision, StepError> {
     for input in &inputs {
-        check_input(plan, snap, input)?;
+        check_input(plan, state, input)?;
     }
     let mut run = Run {
         plan,
-        snap,
+        st: state,
         patches: Vec::new(),
         calls: Vec::new(),
         cancel: Vec::new(),
@@ -78,8 +92,8 @@ pub fn step(plan: &Plan, snap: &mut Value, inputs: Vec<Input>) -> Result<Decisio
 }
 
 /// Reject inputs that do not fit before anything changes.
-fn check_input(plan: &Plan, snap: &Value, input: &Input) -> Result<(), StepError> {
-    let started = snap.get("status").is_some();
+fn check_input(plan: &Plan, st: &RunState, input: &Input) -> Result<(), StepError> {
+    let started = st.status.is_some();
     match input {
         Input::Start { input } => {
             if started {
@@ -107,19 +121,12 @@ fn check_input(plan: &Plan, snap: &Value, input: &Input) -> Result<(), StepError
             }
         }
         Input::Answer { interrupt, value } => {
-            let Some(raised) = snap.pointer(&format!("/interrupts/{}", escape(interrupt))) else {
-                let open: Vec<&String> = snap
-                    .get("interrupts")
-                    .and_then(Value::as_object)
-                    .map(|m| m.keys().collect())
-                    .unwrap_or_default();
+            let Some(raised) = st.interrupts.get(interrupt) else {
                 return Err(StepError::BadInput(format!(
                     "the run has no open interrupt `{interrupt}`; open: {}",
-                    names(open)
+                    names(st.interrupts.keys())
                 )));
             };
-            let raised: Interrupt = serde_json::from_value(raised.clone())
-                .map_err(|e| StepError::Corrupt(format!("interrupt `{interrupt}`: {e}")))?;
             if raised.held_call.is_some() {
                 check_resolution(interrupt, value)?;
             } else if let Some(schema) = plan
@@ -156,7 +163,7 @@ fn check_resolution(interrupt: &str, value: &Value) -> Result<(), StepError> {
 
 struct Run<'a> {
     plan: &'a Plan,
-    snap: &'a mut Value,
+    st: &'a mut RunState,
     patches: Vec<Patch>,
     calls: Vec<Call>,
     cancel: Vec<String>,
@@ -168,98 +175,87 @@ struct Run<'a> {
     cancelled: Option<String>,
 }
 
-/// What the scheduling record says of a node.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum NodeState {
-    Waiting,
-    Running,
-    Asking,
-    Done,
-    Failed,
-    Skipped,
-}
-
-impl NodeState {
-    fn as_str(self) -> &'static str {
-        match self {
-            Self::Waiting => "waiting",
-            Self::Running => "running",
-            Self::Asking => "asking",
-            Self::Done => "done",
-            Self::Failed => "failed",
-            Self::Skipped => "skipped",
-        }
-    }
-
-    fn parse(s: &str) -> Self {
-        match s {
-            "running" => Self::Running,
-            "asking" => Self::Asking,
-            "done" => Self::Done,
-            "failed" => Self::Failed,
-            "skipped" => Self::Skipped,
-            _ => Self::Waiting,
-        }
-    }
-}
-
 impl Run<'_> {
-    // ---- snapshot access -------------------------------------------------
+    // ---- the snapshot ----------------------------------------------------
 
-    fn patch(&mut self, op: Op, path: &[&str], value: Value) {
+    /// Record a change the caller made to the typed snapshot as the patch
+    /// that makes it to the JSON.
+    fn emit(&mut self, op: Op, path: &[&str], value: Value) {
+        self.st.touch(path);
         let path: Vec<String> = path.iter().map(|s| (*s).to_owned()).collect();
-        // Every path the engine writes has objects for parents, so this only
-        // fails on a corrupt snapshot, which `step` rejected up front.
-        if let Err(e) = apply_parts(self.snap, op, &path, &value) {
-            self.fail_run(format!("internal: {e}"));
-            return;
-        }
         self.patches.push(Patch { op, path, value });
     }
 
-    fn get(&self, path: &[&str]) -> Option<&Value> {
-        let mut cur: &Value = self.snap;
-        for key in path {
-            cur = cur.get(*key)?;
+    fn set_status(&mut self, status: RunStatus) {
+        self.st.status = Some(status);
+        self.emit(Op::Set, &["status"], Value::from(status.as_str()));
+    }
+
+    fn set_error(&mut self, error: String) {
+        let error = Value::from(error);
+        self.st.error = Some(error.clone());
+        self.emit(Op::Set, &["error"], error);
+    }
+
+    /// Set `nodes/ID` (an `{"output": …}` or `{"error": …}` record).
+    fn set_node_record(&mut self, n: usize, record: Value) {
+        let id = &self.plan.nodes[n].id;
+        if !self.st.nodes.is_object() {
+            self.st.nodes = Value::Object(Map::new());
         }
-        Some(cur)
+        if let Value::Object(nodes) = &mut self.st.nodes {
+            nodes.insert(id.clone(), record.clone());
+        }
+        let id = id.clone();
+        self.emit(Op::Set, &["nodes", &id], record);
     }
 
     fn node_state(&self, n: usize) -> (NodeState, u64, bool) {
-        let id = &self.plan.nodes[n].id;
-        match self.get(&["sched", id]) {
-            Some(rec) => (
-                NodeState::parse(rec.get("s").and_then(Value::as_str).unwrap_or("waiting")),
-                rec.get("r").and_then(Value::as_u64).unwrap_or(0),
-                rec.get("loop").and_then(Value::as_bool).unwrap_or(false),
-            ),
+        match self.st.sched[n] {
+            Some(s) => (s.state, s.round, s.looped),
             None => (NodeState::Waiting, 0, false),
         }
     }
 
     fn set_node_state(&mut self, n: usize, state: NodeState, round: u64, looped: bool) {
+        let sched = Sched {
+            state,
+            round,
+            looped,
+        };
+        self.st.sched[n] = Some(sched);
         let id = self.plan.nodes[n].id.clone();
-        let mut rec = json!({"s": state.as_str(), "r": round});
-        if looped {
-            rec["loop"] = Value::Bool(true);
-        }
-        self.patch(Op::Set, &["sched", &id], rec);
+        self.emit(Op::Set, &["sched", &id], sched.to_json());
     }
 
     fn edge_state(&self, e: usize) -> Option<bool> {
-        self.get(&["edges", &e.to_string()])
-            .and_then(Value::as_str)
-            .map(|s| s == "taken")
+        self.st.edges[e]
     }
 
     fn decide_edge(&mut self, e: usize, taken: bool) {
+        self.st.edges[e] = Some(taken);
         let key = e.to_string();
-        self.patch(
-            Op::Set,
-            &["edges", &key],
-            Value::from(if taken { "taken" } else { "not-taken" }),
-        );
+        self.emit(Op::Set, &["edges", &key], Value::from(edge_word(taken)));
         self.work.insert(self.plan.edges[e].to);
+    }
+
+    fn remove_call(&mut self, id: &str) -> Option<Call> {
+        let call = self.st.calls.remove(id)?;
+        self.emit(Op::Remove, &["calls", id], Value::Null);
+        Some(call)
+    }
+
+    fn remove_interrupt(&mut self, id: &str) -> Option<Interrupt> {
+        let raised = self.st.interrupts.remove(id)?;
+        self.emit(Op::Remove, &["interrupts", id], Value::Null);
+        Some(raised)
+    }
+
+    fn remove_map(&mut self, n: usize) -> Option<MapState> {
+        let map = self.st.maps.remove(&n);
+        let id = self.plan.nodes[n].id.clone();
+        self.emit(Op::Remove, &["maps", &id], Value::Null);
+        map
     }
 
     fn event(&mut self, node: &str, event: &str, call: Option<&str>, detail: Option<String>) {
@@ -296,7 +292,7 @@ impl Run<'_> {
     }
 
     fn start(&mut self, input: Value) {
-        self.patch(Op::Set, &["status"], Value::from("running"));
+        self.set_status(RunStatus::Running);
         let mut values = Map::new();
         for (key, decl) in &self.plan.graph.state {
             if let Some(default) = &decl.default {
@@ -317,7 +313,9 @@ impl Run<'_> {
                 values.insert(key, value);
             }
         }
-        self.patch(Op::Set, &["values"], Value::Object(values));
+        let values = Value::Object(values);
+        self.st.values = values.clone();
+        self.emit(Op::Set, &["values"], values);
         for (n, node) in self.plan.nodes.iter().enumerate() {
             if node.incoming.is_empty() {
                 self.work.insert(n);
@@ -326,16 +324,11 @@ impl Run<'_> {
     }
 
     fn result(&mut self, call_id: &str, result: CallResult) {
-        let Some(call) = self.get(&["calls", call_id]) else {
+        let Some(call) = self.remove_call(call_id) else {
             // A call this run no longer waits for: stopped by a loop's new
             // iteration, or a duplicate delivery. Nothing to do.
             return;
         };
-        let Ok(call) = Call::deserialize(call) else {
-            self.fail_run(format!("internal: call `{call_id}` is not a call record"));
-            return;
-        };
-        self.patch(Op::Remove, &["calls", call_id], Value::Null);
         let Some(n) = self.plan.node_index(&call.node) else {
             self.fail_run(format!(
                 "a result for node `{}`, which the graph does not have",
@@ -356,14 +349,14 @@ impl Run<'_> {
             CallResult::Err { error } => {
                 let retry = self.plan.nodes[n].node.retry;
                 if call.attempt < retry.attempts {
-                    let mut again = call.clone();
+                    let mut again = call;
                     again.attempt += 1;
                     again.delay_ms = retry.backoff_before(again.attempt);
                     self.event(
-                        &call.node,
+                        &again.node,
                         "retrying",
-                        Some(&call.id),
-                        Some(format!("attempt {} failed: {error}", call.attempt)),
+                        Some(&again.id),
+                        Some(format!("attempt {} failed: {error}", again.attempt - 1)),
                     );
                     self.dispatch(again);
                     return;
@@ -386,16 +379,9 @@ impl Run<'_> {
     }
 
     fn answer(&mut self, interrupt_id: &str, value: Value) {
-        let Some(raised) = self.get(&["interrupts", interrupt_id]).cloned() else {
+        let Some(raised) = self.remove_interrupt(interrupt_id) else {
             return;
         };
-        let Ok(raised) = serde_json::from_value::<Interrupt>(raised) else {
-            self.fail_run(format!(
-                "internal: interrupt `{interrupt_id}` is not an interrupt record"
-            ));
-            return;
-        };
-        self.patch(Op::Remove, &["interrupts", interrupt_id], Value::Null);
         let Some(n) = self.plan.node_index(&raised.node) else {
             return;
         };
@@ -404,11 +390,7 @@ impl Run<'_> {
             self.complete(n, value, Vec::new());
             return;
         };
-        let Some(call) = self
-            .get(&["calls", &held])
-            .cloned()
-            .and_then(|c| serde_json::from_value::<Call>(c).ok())
-        else {
+        let Some(call) = self.st.calls.get(&held).cloned() else {
             return;
         };
         match value.get("action").and_then(Value::as_str) {
@@ -433,13 +415,11 @@ impl Run<'_> {
             }
             _ => {
                 // One attempt's worth: the operator said it failed.
-                let mut last = call.clone();
-                last.attempt = self.plan.nodes[n].node.retry.attempts.max(call.attempt);
-                self.patch(
-                    Op::Set,
-                    &["calls", &held],
-                    serde_json::to_value(&last).unwrap_or(Value::Null),
-                );
+                let mut last = call;
+                last.attempt = self.plan.nodes[n].node.retry.attempts.max(last.attempt);
+                let record = serde_json::to_value(&last).unwrap_or(Value::Null);
+                self.st.calls.insert(held.clone(), last);
+                self.emit(Op::Set, &["calls", &held], record);
                 self.result(
                     &held,
                     CallResult::Err {
@@ -452,28 +432,13 @@ impl Run<'_> {
     }
 
     fn resume(&mut self) {
-        let pending: Vec<Call> = self
-            .get(&["calls"])
-            .and_then(Value::as_object)
-            .map(|m| {
-                m.values()
-                    .filter_map(|c| serde_json::from_value(c.clone()).ok())
-                    .collect()
-            })
-            .unwrap_or_default();
+        let pending: Vec<Call> = self.st.calls.values().cloned().collect();
         let held: BTreeSet<String> = self
-            .get(&["interrupts"])
-            .and_then(Value::as_object)
-            .map(|m| {
-                m.values()
-                    .filter_map(|i| {
-                        i.get("held-call")
-                            .and_then(Value::as_str)
-                            .map(str::to_owned)
-                    })
-                    .collect()
-            })
-            .unwrap_or_default();
+            .st
+            .interrupts
+            .values()
+            .filter_map(|i| i.held_call.clone())
+            .collect();
         for call in pending {
             if held.contains(&call.id) {
                 continue;
@@ -607,11 +572,15 @@ impl Run<'_> {
                     }
                 };
                 let count = over.len();
-                self.patch(
-                    Op::Set,
-                    &["maps", &id],
-                    json!({"items": over, "results": {}, "next": 0, "round": round}),
-                );
+                let map = MapState {
+                    items: over,
+                    results: std::collections::BTreeMap::new(),
+                    next: 0,
+                    round,
+                };
+                let record = json!({"items": map.items, "results": {}, "next": 0, "round": round});
+                self.st.maps.insert(n, map);
+                self.emit(Op::Set, &["maps", &id], record);
                 self.event(&id, "started", None, Some(format!("{count} items")));
                 if count == 0 {
                     self.complete(n, Value::Array(Vec::new()), Vec::new());
@@ -659,12 +628,11 @@ impl Run<'_> {
                 self.complete(n, json!({ "route": to }), Vec::new());
             }
             NodeKind::Interrupt(spec) => {
-                let prompt = match node.prompt.as_ref().map(|t| {
-                    let null = Value::Null;
-                    let state = self.get(&["values"]).unwrap_or(&null);
-                    let nodes = self.get(&["nodes"]).unwrap_or(&null);
-                    t.render(&Scope::new(state, nodes))
-                }) {
+                let prompt = match node
+                    .prompt
+                    .as_ref()
+                    .map(|t| t.render(&Scope::new(&self.st.values, &self.st.nodes)))
+                {
                     Some(Ok(Value::String(s))) => s,
                     Some(Ok(other)) => other.to_string(),
                     Some(Err(e)) => {
@@ -690,18 +658,17 @@ impl Run<'_> {
     fn raise(&mut self, interrupt: Interrupt) {
         let id = interrupt.id.clone();
         let node = interrupt.node.clone();
-        self.patch(
-            Op::Set,
-            &["interrupts", &id],
-            serde_json::to_value(&interrupt).unwrap_or(Value::Null),
-        );
+        let record = serde_json::to_value(&interrupt).unwrap_or(Value::Null);
+        self.st.interrupts.insert(id.clone(), interrupt.clone());
+        self.emit(Op::Set, &["interrupts", &id], record);
         self.event(&node, "interrupted", None, Some(interrupt.prompt.clone()));
         self.interrupts.push(interrupt);
     }
 
     fn dispatch(&mut self, call: Call) {
         let value = serde_json::to_value(&call).unwrap_or(Value::Null);
-        self.patch(Op::Set, &["calls", &call.id], value);
+        self.st.calls.insert(call.id.clone(), call.clone());
+        self.emit(Op::Set, &["calls", &call.id], value);
         if call.attempt == 1 && map_item(&call.id).is_none() {
             self.event(&call.node, "started", Some(&call.id), None);
         }
@@ -715,19 +682,19 @@ impl Run<'_> {
         let NodeKind::Map(spec) = &node.node.kind else {
             return;
         };
-        let Some(state) = self.get(&["maps", id]) else {
+        let Some(map) = self.st.maps.get_mut(&n) else {
             return;
         };
-        let next = state.get("next").and_then(Value::as_u64).unwrap_or(0);
-        let round = state.get("round").and_then(Value::as_u64).unwrap_or(0);
-        let Some(item) = state
-            .get("items")
-            .and_then(|items| items.get(usize::try_from(next).unwrap_or(usize::MAX)))
+        let (next, round) = (map.next, map.round);
+        let Some(item) = map
+            .items
+            .get(usize::try_from(next).unwrap_or(usize::MAX))
             .cloned()
         else {
             return;
         };
-        self.patch(Op::Set, &["maps", id, "next"], Value::from(next + 1));
+        map.next = next + 1;
+        self.emit(Op::Set, &["maps", id, "next"], Value::from(next + 1));
         let input = match self.render_input(n, Some((&item, next))) {
             Ok(v) => v,
             Err(e) => {
@@ -750,53 +717,49 @@ impl Run<'_> {
 
     fn map_item_done(&mut self, n: usize, index: u64, output: Value) {
         let id = self.plan.nodes[n].id.clone();
-        self.patch(
+        let Some(map) = self.st.maps.get_mut(&n) else {
+            return;
+        };
+        map.results.insert(index, output.clone());
+        self.emit(
             Op::Set,
             &["maps", &id, "results", &index.to_string()],
             output,
         );
         self.dispatch_next_item(n);
-        let Some(state) = self.get(&["maps", &id]) else {
+        let Some(map) = self.st.maps.get(&n) else {
             return;
         };
-        let total = state
-            .get("items")
-            .and_then(Value::as_array)
-            .map_or(0, Vec::len);
-        let results = state.get("results").and_then(Value::as_object);
-        if results.map_or(0, Map::len) < total {
+        if map.results.len() < map.items.len() {
             return;
         }
-        let gathered: Vec<Value> = (0..total)
-            .map(|i| {
-                results
-                    .and_then(|r| r.get(&i.to_string()))
-                    .cloned()
-                    .unwrap_or(Value::Null)
-            })
+        let Some(mut map) = self.remove_map(n) else {
+            return;
+        };
+        let gathered: Vec<Value> = (0..map.items.len() as u64)
+            .map(|i| map.results.remove(&i).unwrap_or(Value::Null))
             .collect();
-        self.patch(Op::Remove, &["maps", &id], Value::Null);
         self.complete(n, Value::Array(gathered), Vec::new());
     }
 
     /// Stop a map's in-flight items (it failed).
     fn stop_map(&mut self, n: usize) {
-        let id = self.plan.nodes[n].id.clone();
-        let stale: Vec<String> = self
-            .get(&["calls"])
-            .and_then(Value::as_object)
-            .map(|m| {
-                m.iter()
-                    .filter(|(_, c)| c.get("node").and_then(Value::as_str) == Some(id.as_str()))
-                    .map(|(k, _)| k.clone())
-                    .collect()
-            })
-            .unwrap_or_default();
-        for call in stale {
-            self.patch(Op::Remove, &["calls", &call], Value::Null);
+        for call in self.calls_of(n) {
+            self.remove_call(&call);
             self.cancel.push(call);
         }
-        self.patch(Op::Remove, &["maps", &id], Value::Null);
+        self.remove_map(n);
+    }
+
+    /// The ids of node `n`'s calls in flight.
+    fn calls_of(&self, n: usize) -> Vec<String> {
+        let id = &self.plan.nodes[n].id;
+        self.st
+            .calls
+            .iter()
+            .filter(|(_, c)| &c.node == id)
+            .map(|(k, _)| k.clone())
+            .collect()
     }
 
     // ---- node outcomes ---------------------------------------------------
@@ -813,10 +776,7 @@ impl Run<'_> {
             Output::None => {}
             Output::Key(key) => writes.push((key.clone(), output.clone())),
             Output::Map(_) => {
-                let null = Value::Null;
-                let state = self.get(&["values"]).unwrap_or(&null);
-                let nodes = self.get(&["nodes"]).unwrap_or(&null);
-                let scope = Scope::new(state, nodes).with_output(&output);
+                let scope = Scope::new(&self.st.values, &self.st.nodes).with_output(&output);
                 let mut failed = None;
                 for (key, expr) in &node.output {
                     match expr.eval(&scope) {
@@ -845,9 +805,17 @@ impl Run<'_> {
             }
         }
         for (op, key, value) in ops {
-            self.patch(op, &["values", &key], value);
+            if !self.st.values.is_object() {
+                self.st.values = Value::Object(Map::new());
+            }
+            if let Err(e) = apply_parts(&mut self.st.values, op, std::slice::from_ref(&key), &value)
+            {
+                self.fail_run(format!("internal: {e}"));
+                return;
+            }
+            self.emit(op, &["values", &key], value);
         }
-        self.patch(Op::Set, &["nodes", &id], json!({ "output": output }));
+        self.set_node_record(n, json!({ "output": output }));
         self.set_node_state(n, NodeState::Done, round, false);
         let detail = match &node.node.kind {
             NodeKind::Condition(_) => output
@@ -869,7 +837,7 @@ impl Run<'_> {
                 names(self.plan.graph.state.keys())
             ));
         };
-        let current = self.get(&["values", key]);
+        let current = self.st.values.get(key);
         let mismatch = |what: String| {
             Err(format!(
                 "state key `{key}` ({} reducer): {what}",
@@ -920,7 +888,7 @@ impl Run<'_> {
         let node = &plan.nodes[n];
         let id = node.id.clone();
         let (_, round, _) = self.node_state(n);
-        self.patch(Op::Set, &["nodes", &id], json!({ "error": error }));
+        self.set_node_record(n, json!({ "error": error }));
         self.set_node_state(n, NodeState::Failed, round, false);
         self.event(&id, "failed", None, Some(error.clone()));
         match &node.node.on_error {
@@ -964,7 +932,10 @@ impl Run<'_> {
                 },
                 EdgeKind::Route(_) | EdgeKind::Default => {
                     let chosen = self
-                        .get(&["nodes", &plan.nodes[n].id, "output", "route"])
+                        .st
+                        .nodes
+                        .get(&plan.nodes[n].id)
+                        .and_then(|r| r.get("output")?.get("route"))
                         .and_then(Value::as_str);
                     chosen == Some(plan.nodes[edge.to].id.as_str()) && self.route_is(n, e)
                 }
@@ -994,11 +965,7 @@ impl Run<'_> {
     fn iterate(&mut self, e: usize, max: u32) {
         let plan = self.plan;
         let edge = &plan.edges[e];
-        let key = e.to_string();
-        let taken = self
-            .get(&["loops", &key])
-            .and_then(Value::as_u64)
-            .unwrap_or(0);
+        let taken = self.st.loops[e];
         if taken >= u64::from(max) {
             self.fail_run(format!(
                 "loop edge {} -> {} was taken {max} times, its `max-iterations`; the run stops \
@@ -1007,7 +974,8 @@ impl Run<'_> {
             ));
             return;
         }
-        self.patch(Op::Set, &["loops", &key], Value::from(taken + 1));
+        self.st.loops[e] = taken + 1;
+        self.emit(Op::Set, &["loops", &e.to_string()], Value::from(taken + 1));
         let region = plan.regions.get(&e).cloned().unwrap_or_default();
         let in_region: BTreeSet<usize> = region.iter().copied().collect();
         for &m in &region {
@@ -1018,7 +986,8 @@ impl Run<'_> {
             self.set_node_state(m, NodeState::Waiting, round + 1, m == edge.to);
             for &i in &plan.nodes[m].incoming {
                 if in_region.contains(&plan.edges[i].from) && self.edge_state(i).is_some() {
-                    self.patch(Op::Remove, &["edges", &i.to_string()], Value::Null);
+                    self.st.edges[i] = None;
+                    self.emit(Op::Remove, &["edges", &i.to_string()], Value::Null);
                 }
             }
         }
@@ -1033,50 +1002,38 @@ impl Run<'_> {
 
     /// Forget a node's in-flight calls and open interrupts.
     fn stop_node_calls(&mut self, n: usize) {
-        let id = self.plan.nodes[n].id.clone();
-        for (map, cancel) in [("calls", true), ("interrupts", false)] {
-            let stale: Vec<String> = self
-                .get(&[map])
-                .and_then(Value::as_object)
-                .map(|m| {
-                    m.iter()
-                        .filter(|(_, c)| c.get("node").and_then(Value::as_str) == Some(id.as_str()))
-                        .map(|(k, _)| k.clone())
-                        .collect()
-                })
-                .unwrap_or_default();
-            for key in stale {
-                self.patch(Op::Remove, &[map, &key], Value::Null);
-                if cancel {
-                    self.cancel.push(key);
-                }
-            }
+        for call in self.calls_of(n) {
+            self.remove_call(&call);
+            self.cancel.push(call);
         }
-        if self.get(&["maps", &id]).is_some() {
-            self.patch(Op::Remove, &["maps", &id], Value::Null);
+        let id = &self.plan.nodes[n].id;
+        let raised: Vec<String> = self
+            .st
+            .interrupts
+            .iter()
+            .filter(|(_, i)| &i.node == id)
+            .map(|(k, _)| k.clone())
+            .collect();
+        for key in raised {
+            self.remove_interrupt(&key);
+        }
+        if self.st.maps.contains_key(&n) {
+            self.remove_map(n);
         }
     }
 
     // ---- expressions -----------------------------------------------------
 
     fn eval(&self, expr: &crate::expr::Expr) -> Result<Value, crate::expr::EvalError> {
-        let null = Value::Null;
-        let state = self.get(&["values"]).unwrap_or(&null);
-        let nodes = self.get(&["nodes"]).unwrap_or(&null);
-        expr.eval(&Scope::new(state, nodes))
+        expr.eval(&Scope::new(&self.st.values, &self.st.nodes))
     }
 
     fn truthy(&self, expr: &crate::expr::Expr) -> Result<bool, crate::expr::EvalError> {
-        let null = Value::Null;
-        let state = self.get(&["values"]).unwrap_or(&null);
-        let nodes = self.get(&["nodes"]).unwrap_or(&null);
-        expr.truthy(&Scope::new(state, nodes))
+        expr.truthy(&Scope::new(&self.st.values, &self.st.nodes))
     }
 
     fn render_input(&self, n: usize, item: Option<(&Value, u64)>) -> Result<Value, String> {
-        let null = Value::Null;
-        let state = self.get(&["values"]).unwrap_or(&null);
-        let nodes = self.get(&["nodes"]).unwrap_or(&null);
+        let (state, nodes) = (&self.st.values, &self.st.nodes);
         let Some(template) = &self.plan.nodes[n].input else {
             return Ok(match item {
                 Some((item, _)) => item.clone(),
@@ -1097,42 +1054,38 @@ impl Run<'_> {
     fn finish(&mut self) -> Status {
         if let Some(reason) = self.cancelled.clone() {
             self.stop_everything();
-            self.patch(Op::Set, &["status"], Value::from("cancelled"));
-            self.patch(
-                Op::Set,
-                &["error"],
-                Value::from(format!("cancelled: {reason}")),
-            );
+            self.set_status(RunStatus::Cancelled);
+            self.set_error(format!("cancelled: {reason}"));
             return Status::Cancelled { reason };
         }
         if let Some(error) = self.failure.clone() {
             self.stop_everything();
-            self.patch(Op::Set, &["status"], Value::from("failed"));
-            self.patch(Op::Set, &["error"], Value::from(error.clone()));
+            self.set_status(RunStatus::Failed);
+            self.set_error(error.clone());
             return Status::Failed { error };
         }
-        let interrupts = self.get(&["interrupts"]).and_then(Value::as_object);
-        let asking = interrupts.is_some_and(|m| !m.is_empty());
+        let asking = !self.st.interrupts.is_empty();
         // A call held for the operator is not running.
-        let held = interrupts.map_or(0, |m| {
-            m.values().filter(|i| i.get("held-call").is_some()).count()
-        });
-        let in_flight = self
-            .get(&["calls"])
-            .and_then(Value::as_object)
-            .is_some_and(|m| m.len() > held);
+        let held = self
+            .st
+            .interrupts
+            .values()
+            .filter(|i| i.held_call.is_some())
+            .count();
+        let in_flight = self.st.calls.len() > held;
         let status = if in_flight {
-            "running"
+            RunStatus::Running
         } else if asking {
-            "waiting"
+            RunStatus::Waiting
         } else {
             let output = self.output();
-            self.patch(Op::Set, &["output"], output.clone());
-            self.patch(Op::Set, &["status"], Value::from("done"));
+            self.st.output = Some(output.clone());
+            self.emit(Op::Set, &["output"], output.clone());
+            self.set_status(RunStatus::Done);
             return Status::Done { output };
         };
-        if self.get(&["status"]).and_then(Value::as_str) != Some(status) {
-            self.patch(Op::Set, &["status"], Value::from(status));
+        if self.st.status != Some(status) {
+            self.set_status(status);
         }
         if in_flight {
             Status::Running
@@ -1142,18 +1095,14 @@ impl Run<'_> {
     }
 
     fn stop_everything(&mut self) {
-        for map in ["calls", "interrupts"] {
-            let open: Vec<String> = self
-                .get(&[map])
-                .and_then(Value::as_object)
-                .map(|m| m.keys().cloned().collect())
-                .unwrap_or_default();
-            for key in open {
-                self.patch(Op::Remove, &[map, &key], Value::Null);
-                if map == "calls" {
-                    self.cancel.push(key);
-                }
-            }
+        let calls: Vec<String> = self.st.calls.keys().cloned().collect();
+        for key in calls {
+            self.remove_call(&key);
+            self.cancel.push(key);
+        }
+        let raised: Vec<String> = self.st.interrupts.keys().cloned().collect();
+        for key in raised {
+            self.remove_interrupt(&key);
         }
         // Calls decided in this step are not dispatched after all.
         self.calls.clear();
@@ -1161,12 +1110,11 @@ impl Run<'_> {
     }
 
     fn output(&self) -> Value {
-        let values = self
-            .get(&["values"])
-            .cloned()
-            .unwrap_or(Value::Object(Map::new()));
+        let Value::Object(values) = &self.st.values else {
+            return Value::Object(Map::new());
+        };
         if self.plan.graph.output.is_empty() {
-            return values;
+            return Value::Object(values.clone());
         }
         let mut out = Map::new();
         for key in &self.plan.graph.output {
@@ -1225,8 +1173,4 @@ fn names<'a>(names: impl IntoIterator<Item = &'a String>) -> String {
     } else {
         list.join(", ")
     }
-}
-
-fn escape(key: &str) -> String {
-    key.replace('~', "~0").replace('/', "~1")
 }
