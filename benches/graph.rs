@@ -383,7 +383,8 @@ fn main() {
     // durability off (`CONVERGIO_BENCH_PROFILE_DURABILITY=process|sync` for
     // another; component steps and the tool plugin, or with
     // `CONVERGIO_BENCH_PROFILE_NATIVE=1` native steps and an instant
-    // executor) for SECS seconds, and nothing else.
+    // executor, `=steps` native steps and the tool plugin) for SECS
+    // seconds, and nothing else.
     if let Some(secs) = std::env::var("CONVERGIO_BENCH_PROFILE")
         .ok()
         .and_then(|s| s.parse::<u64>().ok())
@@ -395,10 +396,10 @@ fn main() {
         };
         let store: Arc<dyn RunStore> =
             convergio_journal::open(&dir.path().join("profile.db"), durability).expect("journal");
-        let runs = if std::env::var_os("CONVERGIO_BENCH_PROFILE_NATIVE").is_some() {
-            runs_over(store, Arc::new(NativeSteps::new()), Arc::new(Instant0))
-        } else {
-            runs_over(store, component_steps(), plugin_exec())
+        let runs = match std::env::var("CONVERGIO_BENCH_PROFILE_NATIVE").as_deref() {
+            Ok("steps") => runs_over(store, Arc::new(NativeSteps::new()), plugin_exec()),
+            Ok(_) => runs_over(store, Arc::new(NativeSteps::new()), Arc::new(Instant0)),
+            Err(_) => runs_over(store, component_steps(), plugin_exec()),
         };
         let shape = match std::env::var("CONVERGIO_BENCH_PROFILE_SHAPE").as_deref() {
             Ok("fanout") => Shape::Fanout,
