@@ -9,6 +9,9 @@
 //! plugin's account while it runs that plugin's store ([`Account::scope`]),
 //! and stops the plugin when its account holds more than its budget.
 //!
+//! The blocks come from mimalloc, which serves the host's many small,
+//! short-lived allocations faster than the C library's `malloc`.
+//!
 //! Every allocation carries a 16-byte header naming its account (0: none),
 //! so a free always credits the account that was charged, and memory that
 //! outlives the call (a handle kept in the store's table) stays counted until
