@@ -71,8 +71,9 @@ impl Sched {
     }
 }
 
-/// The run's status field.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// The run's status field (and the tag of a decision's status).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
 pub(crate) enum RunStatus {
     Running,
     Waiting,

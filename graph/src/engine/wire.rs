@@ -9,6 +9,7 @@ use serde::{Deserialize, Deserializer};
 use serde_json::Value;
 
 use super::CallResult;
+use super::state::RunStatus;
 
 /// A field that may hold `null`: absent is `None`, present (even `null`)
 /// is `Some`.
@@ -75,20 +76,10 @@ impl TryFrom<Input> for super::Input {
     }
 }
 
-#[derive(Deserialize)]
-#[serde(rename_all = "kebab-case")]
-enum StatusKind {
-    Running,
-    Waiting,
-    Done,
-    Failed,
-    Cancelled,
-}
-
 /// [`super::Status`] as its JSON spells it.
 #[derive(Deserialize)]
 pub(super) struct Status {
-    status: StatusKind,
+    status: RunStatus,
     #[serde(default)]
     output: Value,
     #[serde(default)]
@@ -102,13 +93,13 @@ impl TryFrom<Status> for super::Status {
 
     fn try_from(w: Status) -> Result<Self, String> {
         Ok(match w.status {
-            StatusKind::Running => Self::Running,
-            StatusKind::Waiting => Self::Waiting,
-            StatusKind::Done => Self::Done { output: w.output },
-            StatusKind::Failed => Self::Failed {
+            RunStatus::Running => Self::Running,
+            RunStatus::Waiting => Self::Waiting,
+            RunStatus::Done => Self::Done { output: w.output },
+            RunStatus::Failed => Self::Failed {
                 error: w.error.ok_or_else(|| missing("error", "a failed status"))?,
             },
-            StatusKind::Cancelled => Self::Cancelled {
+            RunStatus::Cancelled => Self::Cancelled {
                 reason: w
                     .reason
                     .ok_or_else(|| missing("reason", "a cancelled status"))?,
