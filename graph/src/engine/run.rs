@@ -578,7 +578,7 @@ impl Run<'_> {
                     next: 0,
                     round,
                 };
-                let record = json!({"items": map.items, "results": {}, "next": 0, "round": round});
+                let record = map.to_json();
                 self.st.maps.insert(n, map);
                 self.emit(Op::Set, &["maps", &id], record);
                 self.event(&id, "started", None, Some(format!("{count} items")));

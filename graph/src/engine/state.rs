@@ -115,7 +115,8 @@ pub(crate) struct MapState {
 }
 
 impl MapState {
-    fn to_json(&self) -> Value {
+    /// The `maps/ID` record.
+    pub(crate) fn to_json(&self) -> Value {
         let results: Map<String, Value> = self
             .results
             .iter()
