@@ -15,9 +15,11 @@
 //! implements. Two are built in, with the same behaviour (the same tests
 //! run against both):
 //!
-//! - [`SqliteRunStore`]: its own SQLite file, with group commit of the
-//!   appends that arrive while a commit is in flight, for
-//!   [`Durability::Sync`] and [`Durability::Process`];
+//! - [`SqliteRunStore`]: its own SQLite file, for [`Durability::Sync`]
+//!   (group commit of the appends that arrive while a commit is in flight)
+//!   and [`Durability::Process`] (an append is one `write` to the process's
+//!   append log beside the file, which a thread copies into the tables in
+//!   batches; see `append_log.rs`);
 //! - [`MemoryRunStore`]: process memory, for [`Durability::Off`] (nothing
 //!   survives the process). An append commits on the calling thread, under
 //!   a lock, in about a microsecond: no SQLite.
@@ -48,6 +50,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use sha2::{Digest, Sha256};
 
+mod append_log;
 mod memory;
 mod sqlite;
 mod subscription;
