@@ -274,6 +274,17 @@ impl AppendLog {
         Ok(())
     }
 
+    /// Run `step` in one `IMMEDIATE` transaction on the journal's writer
+    /// connection, after inserting what is only in this store's log in the
+    /// same transaction: a write costs one commit, and whoever reads it
+    /// also reads the appends before it.
+    pub(crate) fn write<T>(
+        &self,
+        step: impl FnOnce(&rusqlite::Transaction<'_>) -> Result<T>,
+    ) -> Result<T> {
+        self.shared.write(step)
+    }
+
     /// Apply the logs of owners that are gone (before a claim: the run may
     /// have been driven by one of them).
     pub(crate) fn recover_gone(&self) -> Result<()> {
@@ -371,18 +382,37 @@ impl Shared {
     /// drop the log that holds only applied records.
     fn apply(&self) -> Result<()> {
         let _applying = lock(&self.applying);
-        let batch = std::mem::take(&mut *lock(&self.pending));
-        let Some(last) = batch.last() else {
+        if lock(&self.pending).is_empty() {
             return Ok(());
-        };
-        let (segment, end) = (last.segment, last.end);
-        let inserted = {
+        }
+        self.write_applying(|_| Ok(()))
+    }
+
+    /// [`AppendLog::write`].
+    fn write<T>(&self, step: impl FnOnce(&rusqlite::Transaction<'_>) -> Result<T>) -> Result<T> {
+        let _applying = lock(&self.applying);
+        self.write_applying(step)
+    }
+
+    /// [`AppendLog::write`], with `applying` held.
+    fn write_applying<T>(
+        &self,
+        step: impl FnOnce(&rusqlite::Transaction<'_>) -> Result<T>,
+    ) -> Result<T> {
+        let batch = std::mem::take(&mut *lock(&self.pending));
+        let outcome = {
             let mut conn = lock(&self.conn);
-            insert(&mut conn, batch.iter().flat_map(|l| l.entries.iter()))
+            transaction(&mut conn, |tx| {
+                let conflicts = insert(tx, batch.iter().flat_map(|l| l.entries.iter()))?;
+                Ok((conflicts, step(tx)?))
+            })
         };
-        match inserted {
-            Ok(conflicts) => {
+        match outcome {
+            Ok((conflicts, value)) => {
                 self.commits.fetch_add(1, Ordering::Relaxed);
+                if let Some(last) = batch.last() {
+                    self.applied(last.segment, last.end);
+                }
                 if conflicts > 0 {
                     tracing::warn!(
                         conflicts,
@@ -390,8 +420,7 @@ impl Shared {
                     );
                     self.segment_forget_tails(&batch);
                 }
-                self.applied(segment, end);
-                Ok(())
+                Ok(value)
             }
             Err(e) => {
                 // Back in front, to be applied first next time.
@@ -449,11 +478,21 @@ fn open_segment(dir: &Path, owner: &str, n: u64) -> Result<File> {
         .map_err(|e| Error::Open(format!("cannot create {}: {e}", path.display())))
 }
 
-/// Insert `entries` in one transaction, skipping those present (a log
-/// applied twice) and those of runs that no longer exist (pruned); how
-/// many were present with another payload (another host's).
-fn insert<'a>(conn: &mut Connection, entries: impl Iterator<Item = &'a Arc<Entry>>) -> Result<u64> {
+/// `step` in one `IMMEDIATE` transaction.
+fn transaction<T>(
+    conn: &mut Connection,
+    step: impl FnOnce(&rusqlite::Transaction<'_>) -> Result<T>,
+) -> Result<T> {
     let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+    let value = step(&tx)?;
+    tx.commit()?;
+    Ok(value)
+}
+
+/// Insert `entries`, skipping those present (a log applied twice) and
+/// those of runs that no longer exist (pruned); how many were present
+/// with another payload (another host's).
+fn insert<'a>(tx: &Connection, entries: impl Iterator<Item = &'a Arc<Entry>>) -> Result<u64> {
     let mut conflicts = 0;
     {
         let mut stmt = tx.prepare_cached(
@@ -486,7 +525,6 @@ fn insert<'a>(conn: &mut Connection, entries: impl Iterator<Item = &'a Arc<Entry
             }
         }
     }
-    tx.commit()?;
     Ok(conflicts)
 }
 
@@ -666,7 +704,7 @@ fn recover(dir: &Path, me: &str, conn: &Mutex<Connection>) -> Result<()> {
         }
         if !entries.is_empty() {
             let mut conn = lock(conn);
-            insert(&mut conn, entries.iter())?;
+            transaction(&mut conn, |tx| insert(tx, entries.iter()))?;
             tracing::info!(
                 entries = entries.len(),
                 owner,

@@ -150,9 +150,11 @@ pub struct SqliteRunStore {
 
 #[derive(Debug)]
 struct Inner {
-    /// Everything but appends (shared with the writer in `Off` mode, where
-    /// the database is one connection's memory).
+    /// Reads (the writer itself in `Off` mode, where the database is one
+    /// connection's memory).
     conn: Arc<Mutex<Connection>>,
+    /// Appends and every other write.
+    writer: Arc<Mutex<Connection>>,
     /// Who commits appends.
     appends: Appends,
     commits: Arc<AtomicU64>,
@@ -256,6 +258,7 @@ impl SqliteRunStore {
         let (writer, conn, checkpointer) = match options.durability {
             Durability::Off => {
                 let mut conn = Connection::open_in_memory()?;
+                convergio_sqlite::tune(&conn)?;
                 convergio_sqlite::create_schema(&mut conn, SCHEMA)?;
                 let conn = Arc::new(Mutex::new(conn));
                 (Arc::clone(&conn), conn, None)
@@ -263,9 +266,19 @@ impl SqliteRunStore {
             durability => {
                 let writer = open_conn(path, durability)?;
                 writer.pragma_update(None, "wal_autocheckpoint", WAL_FALLBACK_PAGES)?;
+                let writer = Arc::new(Mutex::new(writer));
+                // With `process` every write is short (the log's applier
+                // commits no `fsync`), so reads share the writer's
+                // connection and its page cache: a second connection
+                // drops its whole cache whenever the other one committed,
+                // and reads the pages again (tens of microseconds a read).
+                let reads = match durability {
+                    Durability::Process => Arc::clone(&writer),
+                    _ => Arc::new(Mutex::new(open_conn(path, durability)?)),
+                };
                 (
-                    Arc::new(Mutex::new(writer)),
-                    Arc::new(Mutex::new(open_conn(path, durability)?)),
+                    writer,
+                    reads,
                     Some(start_checkpointer(open_conn(path, durability)?)?),
                 )
             }
@@ -273,6 +286,7 @@ impl SqliteRunStore {
         let (events, _) = broadcast::channel(options.broadcast_capacity.max(1));
         let commits = Arc::new(AtomicU64::new(0));
         let max_batch = options.max_batch.max(1);
+        let writer_conn = Arc::clone(&writer);
         let appends = if options.durability == Durability::Sync {
             let (tx, rx) = mpsc::channel();
             let thread = Writer {
@@ -300,6 +314,7 @@ impl SqliteRunStore {
         Ok(Self {
             inner: Arc::new(Inner {
                 conn,
+                writer: writer_conn,
                 appends,
                 commits,
                 events,
@@ -761,9 +776,16 @@ fn lease_row(conn: &Connection, run: &RunId) -> Result<Option<(String, u64)>> {
 }
 
 impl SqliteRunStore {
-    /// `step` in one `IMMEDIATE` transaction on the other connection.
+    /// `step` in one `IMMEDIATE` transaction on the writer connection
+    /// (two connections of one process that both write make SQLite's busy
+    /// handler sleep a millisecond or more; a mutex does not). With an
+    /// append log, what is only in the log is inserted in the same
+    /// transaction.
     fn write<T>(&self, mut step: impl FnMut(&rusqlite::Transaction<'_>) -> Result<T>) -> Result<T> {
-        let mut conn = lock(&self.inner.conn);
+        if let Some(log) = self.log() {
+            return log.write(step);
+        }
+        let mut conn = lock(&self.inner.writer);
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
         let value = step(&tx)?;
         tx.commit()?;
@@ -869,7 +891,6 @@ impl RunStore for SqliteRunStore {
     }
 
     fn write_checkpoint(&self, run: &RunId, seq: Seq, state: &[u8]) -> Result<()> {
-        self.caught_up()?;
         self.write(|tx| {
             let row = existing(tx, run)?;
             if seq > row.last_seq {
@@ -1040,9 +1061,8 @@ impl RunStore for SqliteRunStore {
     }
 
     fn set_status(&self, run: &RunId, status: RunStatus) -> Result<()> {
-        // After the entries: a reader that sees the status sees the
-        // decision that set it.
-        self.caught_up()?;
+        // With the entries logged before it (`write`): a reader that sees
+        // the status sees the decision that set it.
         self.write(|tx| {
             let changed = tx
                 .prepare_cached("UPDATE runs SET status = ?2, updated_ms = ?3 WHERE id = ?1")?
@@ -1160,8 +1180,8 @@ impl RunStore for SqliteRunStore {
 
     fn release(&self, run: &RunId, owner: &str) -> Result<()> {
         if let Some(log) = self.log() {
-            // The next holder reads the tables.
-            log.apply()?;
+            // The next holder reads the tables (`write` puts this store's
+            // appends there with the release).
             log.forget(run);
         }
         self.write(|tx| {

@@ -86,8 +86,25 @@ impl From<rusqlite::Error> for OpenError {
 pub fn open(path: &Path) -> rusqlite::Result<Connection> {
     let conn = Connection::open(path)?;
     conn.busy_timeout(BUSY_TIMEOUT)?;
-    conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
+    tune(&conn)?;
     Ok(conn)
+}
+
+/// Set up `conn` (opened by [`open`], or in memory) for statements that
+/// stay prepared: [`STATEMENT_CACHE`] of them, and the query planner's
+/// stability guarantee (`SQLITE_DBCONFIG_ENABLE_QPSG`). Without it SQLite
+/// marks a statement whose plan could depend on a bound value (a `WHERE
+/// key = ?1` on some tables) to be parsed and planned again at every new
+/// binding: a read of a journal's last seq cost 6 – 9 µs instead of 1.5 –
+/// 1.8 (measured). The plans do not change: no database here is
+/// `ANALYZE`d.
+pub fn tune(conn: &Connection) -> rusqlite::Result<()> {
+    conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
+    conn.set_db_config(
+        rusqlite::config::DbConfig::SQLITE_DBCONFIG_ENABLE_QPSG,
+        true,
+    )?;
+    Ok(())
 }
 
 /// Statements a connection keeps prepared (`prepare_cached`). rusqlite
