@@ -24,11 +24,17 @@
 //! (a crash between the tables' commit and the log's truncation) changes
 //! nothing.
 //!
-//! A record is `len: u32 LE | crc32(body): u32 LE | body`, the body
-//! `run | first seq: u64 | at_ms: u64 | count: u32 | count × (kind |
-//! call id + 1, 0 for none | payload)`, each string and payload prefixed
-//! with its length as a `u32 LE`. A record cut short or with a wrong
-//! checksum ends the log (the tail of a write the process did not finish).
+//! Checkpoints and statuses of the runs a store appends to go to the log
+//! too, in order with their entries (a status reaches the tables after
+//! the entries that set it), so a run driven here never waits for SQLite.
+//!
+//! A record is `len: u32 LE | crc32(body): u32 LE | body`, the body a type
+//! byte and the run, then for an append (0) `first seq: u64 | at_ms: u64 |
+//! count: u32 | count × (kind | call id + 1, 0 for none | payload)`, for a
+//! checkpoint (1) `seq: u64 | state`, for a status (2) `status | at_ms:
+//! u64`; integers little-endian, each string and payload prefixed with its
+//! length as a `u32`. A record cut short or with a wrong checksum ends the
+//! log (the tail of a write the process did not finish).
 
 use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
@@ -41,7 +47,7 @@ use std::time::Duration;
 use rusqlite::{Connection, OptionalExtension, params};
 use tokio::sync::broadcast;
 
-use crate::{Entry, Error, NewEntry, Result, RunId, Seq, now_ms};
+use crate::{Entry, Error, NewEntry, Result, RunId, RunStatus, Seq, now_ms};
 
 /// How often the applier copies the log into the tables while appends
 /// come: the most another process's reads lag this one's appends.
@@ -92,15 +98,51 @@ struct Segment {
     written: u64,
     /// The oldest segment not yet deleted.
     oldest: u64,
-    /// The last seq of each run this store appended to since it last
-    /// claimed it: where the next append must start.
-    tails: HashMap<RunId, Seq>,
+    /// Where each run this store appended to since it last claimed it
+    /// ends: where the next append must start.
+    tails: HashMap<RunId, Tail>,
 }
 
-/// One logged append: its entries and where its record ends.
+/// Where a run's journal ends, and where its own entries start.
+#[derive(Debug, Clone, Copy)]
+struct Tail {
+    last: Seq,
+    /// A fork's fork seq (0 for other runs): no checkpoint before it.
+    floor: Seq,
+}
+
+/// What one record holds.
+#[derive(Debug)]
+enum Item {
+    /// An append's entries.
+    Entries(Vec<Arc<Entry>>),
+    /// A checkpoint of a run.
+    Checkpoint {
+        run: RunId,
+        seq: Seq,
+        state: Vec<u8>,
+    },
+    /// A run's new status.
+    Status {
+        run: RunId,
+        status: RunStatus,
+        at_ms: u64,
+    },
+}
+
+impl Item {
+    fn run(&self) -> Option<&RunId> {
+        match self {
+            Self::Entries(entries) => entries.first().map(|e| &e.run),
+            Self::Checkpoint { run, .. } | Self::Status { run, .. } => Some(run),
+        }
+    }
+}
+
+/// One logged record: what it holds and where it ends.
 #[derive(Debug)]
 struct Logged {
-    entries: Vec<Arc<Entry>>,
+    item: Item,
     segment: u64,
     end: u64,
 }
@@ -195,12 +237,13 @@ impl AppendLog {
         let known = lock(&shared.segment).tails.get(run).copied();
         let stored = match known {
             Some(_) => None,
-            None => shared.stored_last_seq(run)?,
+            None => shared.stored_tail(run)?,
         };
         let mut segment = lock(&shared.segment);
-        let Some(actual) = segment.tails.get(run).copied().or(stored) else {
+        let Some(tail) = segment.tails.get(run).copied().or(stored) else {
             return Err(Error::NoRun(run.clone()));
         };
+        let actual = tail.last;
         if actual != expected {
             return Err(Error::Conflict {
                 run: run.clone(),
@@ -224,40 +267,89 @@ impl AppendLog {
             .collect();
         let last = actual + entries.len() as u64;
         let record = encode(run, actual + 1, at_ms, &entries);
-        if let Err(e) = segment.file.write_all(&record) {
-            // Nothing of a failed write may stay: the next record starts
-            // where this one did.
-            let _ = segment.file.set_len(segment.written);
-            return Err(io_error(
-                "cannot write the journal's log",
-                &shared.segment_path(segment.n),
-                &e,
-            ));
-        }
-        segment.written += record.len() as u64;
-        segment.tails.insert(run.clone(), last);
-        let logged = Logged {
-            entries: entries.clone(),
-            segment: segment.n,
-            end: segment.written,
-        };
-        let first_pending = {
-            let mut pending = lock(&shared.pending);
-            pending.push(logged);
-            pending.len() == 1
-        };
+        let first_pending =
+            shared.write_record(&mut segment, &record, Item::Entries(entries.clone()))?;
+        segment.tails.insert(
+            run.clone(),
+            Tail {
+                last,
+                floor: tail.floor,
+            },
+        );
         for entry in entries {
             // No subscriber is not an error.
             let _ = events.send(entry);
-        }
-        if segment.written >= SEGMENT_BYTES {
-            shared.rotate(&mut segment)?;
         }
         drop(segment);
         if first_pending {
             shared.wake.notify_one();
         }
         Ok(last)
+    }
+
+    /// Log a checkpoint of `run` at `seq`, when this store knows where the
+    /// run ends (it appended to it): whether it did; if not, the caller
+    /// writes it to the tables.
+    pub(crate) fn checkpoint(&self, run: &RunId, seq: Seq, state: &[u8]) -> Result<bool> {
+        let shared = &*self.shared;
+        let mut segment = lock(&shared.segment);
+        let Some(tail) = segment.tails.get(run).copied() else {
+            return Ok(false);
+        };
+        if seq > tail.last {
+            return Err(Error::PastEnd {
+                run: run.clone(),
+                seq,
+                last: tail.last,
+            });
+        }
+        if seq < tail.floor {
+            return Err(Error::BeforeFork {
+                run: run.clone(),
+                seq,
+                fork_seq: tail.floor,
+            });
+        }
+        let mut record = header(TYPE_CHECKPOINT, run);
+        record.extend_from_slice(&seq.to_le_bytes());
+        put_bytes(&mut record, state);
+        let item = Item::Checkpoint {
+            run: run.clone(),
+            seq,
+            state: state.to_vec(),
+        };
+        let first_pending = shared.write_record(&mut segment, &seal(record), item)?;
+        drop(segment);
+        if first_pending {
+            shared.wake.notify_one();
+        }
+        Ok(true)
+    }
+
+    /// Log `run`'s new status, when this store knows the run (it appended
+    /// to it): whether it did; if not, the caller writes it to the tables.
+    /// Logged after the run's entries, it reaches the tables after them.
+    pub(crate) fn status(&self, run: &RunId, status: RunStatus) -> Result<bool> {
+        let shared = &*self.shared;
+        let mut segment = lock(&shared.segment);
+        if !segment.tails.contains_key(run) {
+            return Ok(false);
+        }
+        let at_ms = now_ms();
+        let mut record = header(TYPE_STATUS, run);
+        put_bytes(&mut record, status.as_str().as_bytes());
+        record.extend_from_slice(&at_ms.to_le_bytes());
+        let item = Item::Status {
+            run: run.clone(),
+            status,
+            at_ms,
+        };
+        let first_pending = shared.write_record(&mut segment, &seal(record), item)?;
+        drop(segment);
+        if first_pending {
+            shared.wake.notify_one();
+        }
+        Ok(true)
     }
 
     /// Copy what is only in the log into the tables, now: this store's
@@ -332,17 +424,51 @@ impl Shared {
         self.dir.join(format!("{}.{n}.log", self.owner))
     }
 
-    /// `run`'s last seq in the tables; none if it does not exist.
-    fn stored_last_seq(&self, run: &RunId) -> Result<Option<Seq>> {
+    /// Where `run` ends in the tables; none if it does not exist.
+    fn stored_tail(&self, run: &RunId) -> Result<Option<Tail>> {
         let conn = lock(&self.conn);
-        let last: Option<i64> = conn
+        let tail: Option<(i64, i64)> = conn
             .prepare_cached(
-                "SELECT COALESCE((SELECT MAX(seq) FROM entries WHERE run = ?1), last_seq)
+                "SELECT COALESCE((SELECT MAX(seq) FROM entries WHERE run = ?1), last_seq),
+                        COALESCE(fork_seq, 0)
                  FROM runs WHERE id = ?1",
             )?
-            .query_row([run.as_str()], |r| r.get(0))
+            .query_row([run.as_str()], |r| Ok((r.get(0)?, r.get(1)?)))
             .optional()?;
-        Ok(last.map(|l| u64::try_from(l).unwrap_or(0)))
+        Ok(tail.map(|(last, floor)| Tail {
+            last: u64::try_from(last).unwrap_or(0),
+            floor: u64::try_from(floor).unwrap_or(0),
+        }))
+    }
+
+    /// Write `record` (of `item`) to the log and queue `item` for the
+    /// tables; whether the queue was empty (the applier must be woken).
+    fn write_record(&self, segment: &mut Segment, record: &[u8], item: Item) -> Result<bool> {
+        if let Err(e) = segment.file.write_all(record) {
+            // Nothing of a failed write may stay: the next record starts
+            // where this one did.
+            let _ = segment.file.set_len(segment.written);
+            return Err(io_error(
+                "cannot write the journal's log",
+                &self.segment_path(segment.n),
+                &e,
+            ));
+        }
+        segment.written += record.len() as u64;
+        let logged = Logged {
+            item,
+            segment: segment.n,
+            end: segment.written,
+        };
+        let first = {
+            let mut pending = lock(&self.pending);
+            pending.push(logged);
+            pending.len() == 1
+        };
+        if segment.written >= SEGMENT_BYTES {
+            self.rotate(segment)?;
+        }
+        Ok(first)
     }
 
     /// Start segment `n + 1`.
@@ -403,7 +529,7 @@ impl Shared {
         let outcome = {
             let mut conn = lock(&self.conn);
             transaction(&mut conn, |tx| {
-                let conflicts = insert(tx, batch.iter().flat_map(|l| l.entries.iter()))?;
+                let conflicts = insert(tx, batch.iter().map(|l| &l.item))?;
                 Ok((conflicts, step(tx)?))
             })
         };
@@ -435,8 +561,8 @@ impl Shared {
     fn segment_forget_tails(&self, batch: &[Logged]) {
         let mut segment = lock(&self.segment);
         for logged in batch {
-            if let Some(first) = logged.entries.first() {
-                segment.tails.remove(&first.run);
+            if let Some(run) = logged.item.run() {
+                segment.tails.remove(run);
             }
         }
     }
@@ -489,10 +615,39 @@ fn transaction<T>(
     Ok(value)
 }
 
-/// Insert `entries`, skipping those present (a log applied twice) and
-/// those of runs that no longer exist (pruned); how many were present
-/// with another payload (another host's).
-fn insert<'a>(tx: &Connection, entries: impl Iterator<Item = &'a Arc<Entry>>) -> Result<u64> {
+/// Write `items` to the tables: entries skipped when present (a log
+/// applied twice), and nothing for runs that no longer exist (pruned); how
+/// many entries were present with another payload (another host's).
+fn insert<'a>(tx: &Connection, items: impl Iterator<Item = &'a Item>) -> Result<u64> {
+    let mut conflicts = 0;
+    for item in items {
+        match item {
+            Item::Entries(entries) => conflicts += insert_entries(tx, entries)?,
+            Item::Checkpoint { run, seq, state } => {
+                tx.prepare_cached(
+                    "INSERT OR REPLACE INTO checkpoints (run, seq, state)
+                     SELECT ?1, ?2, ?3 WHERE EXISTS (SELECT 1 FROM runs WHERE id = ?1)",
+                )?
+                .execute(params![
+                    run.as_str(),
+                    i64::try_from(*seq).unwrap_or(i64::MAX),
+                    state
+                ])?;
+            }
+            Item::Status { run, status, at_ms } => {
+                tx.prepare_cached("UPDATE runs SET status = ?2, updated_ms = ?3 WHERE id = ?1")?
+                    .execute(params![
+                        run.as_str(),
+                        status.as_str(),
+                        i64::try_from(*at_ms).unwrap_or(i64::MAX)
+                    ])?;
+            }
+        }
+    }
+    Ok(conflicts)
+}
+
+fn insert_entries(tx: &Connection, entries: &[Arc<Entry>]) -> Result<u64> {
     let mut conflicts = 0;
     {
         let mut stmt = tx.prepare_cached(
@@ -533,15 +688,38 @@ fn put_bytes(out: &mut Vec<u8>, bytes: &[u8]) {
     out.extend_from_slice(bytes);
 }
 
+/// The record types (the body's first byte).
+const TYPE_ENTRIES: u8 = 0;
+const TYPE_CHECKPOINT: u8 = 1;
+const TYPE_STATUS: u8 = 2;
+
+/// The start of a record of `kind` for `run`: room for its length and
+/// checksum, its type, its run.
+fn header(kind: u8, run: &RunId) -> Vec<u8> {
+    let mut out = Vec::with_capacity(64);
+    out.extend_from_slice(&[0; 8]);
+    out.push(kind);
+    put_bytes(&mut out, run.0.as_bytes());
+    out
+}
+
+/// A record with its length and checksum filled in.
+fn seal(mut out: Vec<u8>) -> Vec<u8> {
+    let body = u32::try_from(out.len() - 8).unwrap_or(u32::MAX);
+    let crc = crc32fast::hash(&out[8..]);
+    out[..4].copy_from_slice(&body.to_le_bytes());
+    out[4..8].copy_from_slice(&crc.to_le_bytes());
+    out
+}
+
 /// One append's record.
 fn encode(run: &RunId, first: Seq, at_ms: u64, entries: &[Arc<Entry>]) -> Vec<u8> {
     let size: usize = entries
         .iter()
         .map(|e| 12 + e.kind.len() + e.call_id.as_ref().map_or(0, String::len) + e.payload.len())
         .sum();
-    let mut out = Vec::with_capacity(8 + 4 + run.0.len() + 20 + size);
-    out.extend_from_slice(&[0; 8]);
-    put_bytes(&mut out, run.0.as_bytes());
+    let mut out = header(TYPE_ENTRIES, run);
+    out.reserve(20 + size);
     out.extend_from_slice(&first.to_le_bytes());
     out.extend_from_slice(&at_ms.to_le_bytes());
     out.extend_from_slice(&u32::try_from(entries.len()).unwrap_or(0).to_le_bytes());
@@ -557,11 +735,7 @@ fn encode(run: &RunId, first: Seq, at_ms: u64, entries: &[Arc<Entry>]) -> Vec<u8
         }
         put_bytes(&mut out, &e.payload);
     }
-    let body = u32::try_from(out.len() - 8).unwrap_or(u32::MAX);
-    let crc = crc32fast::hash(&out[8..]);
-    out[..4].copy_from_slice(&body.to_le_bytes());
-    out[4..8].copy_from_slice(&crc.to_le_bytes());
-    out
+    seal(out)
 }
 
 /// Reads a record's body.
@@ -595,10 +769,30 @@ impl<'a> Reader<'a> {
     }
 }
 
-/// The entries of one record's body.
-fn decode(body: &[u8]) -> Option<Vec<Arc<Entry>>> {
+/// What one record's body holds.
+fn decode(body: &[u8]) -> Option<Item> {
     let mut r = Reader(body);
+    let kind = *r.take(1)?.first()?;
     let run = RunId(r.text()?);
+    let item = match kind {
+        TYPE_ENTRIES => Item::Entries(decode_entries(&mut r, run)?),
+        TYPE_CHECKPOINT => Item::Checkpoint {
+            run,
+            seq: r.u64()?,
+            state: r.bytes()?.to_vec(),
+        },
+        TYPE_STATUS => Item::Status {
+            run,
+            status: RunStatus::parse(&r.text()?)?,
+            at_ms: r.u64()?,
+        },
+        _ => return None,
+    };
+    r.0.is_empty().then_some(item)
+}
+
+/// An append's entries, after its run.
+fn decode_entries(r: &mut Reader<'_>, run: RunId) -> Option<Vec<Arc<Entry>>> {
     let first = r.u64()?;
     let at_ms = r.u64()?;
     let count = r.u32()?;
@@ -619,11 +813,11 @@ fn decode(body: &[u8]) -> Option<Vec<Arc<Entry>>> {
             at_ms,
         }));
     }
-    r.0.is_empty().then_some(entries)
+    Some(entries)
 }
 
-/// The entries of a segment's complete records, in order.
-fn read_segment(path: &Path) -> std::io::Result<Vec<Arc<Entry>>> {
+/// What a segment's complete records hold, in order.
+fn read_segment(path: &Path) -> std::io::Result<Vec<Item>> {
     let mut bytes = Vec::new();
     File::open(path)?.read_to_end(&mut bytes)?;
     let mut entries = Vec::new();
@@ -637,8 +831,8 @@ fn read_segment(path: &Path) -> std::io::Result<Vec<Arc<Entry>>> {
         if crc32fast::hash(body) != crc {
             break;
         }
-        let Some(record) = decode(body) else { break };
-        entries.extend(record);
+        let Some(item) = decode(body) else { break };
+        entries.push(item);
         rest = &rest[8 + len..];
     }
     if !rest.is_empty() {
@@ -706,7 +900,7 @@ fn recover(dir: &Path, me: &str, conn: &Mutex<Connection>) -> Result<()> {
             let mut conn = lock(conn);
             transaction(&mut conn, |tx| insert(tx, entries.iter()))?;
             tracing::info!(
-                entries = entries.len(),
+                records = entries.len(),
                 owner,
                 "applied the journal log of a process that stopped"
             );
@@ -753,6 +947,14 @@ mod tests {
         let logs = log_dir(&db);
         let mut bytes = encode(&run, 1, 7, &[entry("r", 1, "one"), entry("r", 2, "two")]);
         bytes.extend(encode(&run, 3, 7, &[entry("r", 3, "three")]));
+        let mut checkpoint = header(TYPE_CHECKPOINT, &run);
+        checkpoint.extend_from_slice(&2u64.to_le_bytes());
+        put_bytes(&mut checkpoint, b"state at 2");
+        bytes.extend(seal(checkpoint));
+        let mut status = header(TYPE_STATUS, &run);
+        put_bytes(&mut status, b"done");
+        status.extend_from_slice(&9u64.to_le_bytes());
+        bytes.extend(seal(status));
         let torn = encode(&run, 4, 7, &[entry("r", 4, "four")]);
         bytes.extend(&torn[..torn.len() - 3]);
         std::fs::write(logs.join(format!("{owner}.0.log")), &bytes).unwrap();
@@ -771,6 +973,16 @@ mod tests {
         assert!(!logs.join(format!("{owner}.lock")).exists());
         // The journal goes on after the last whole record.
         assert_eq!(store.last_seq(&run).unwrap(), 3);
+        // The checkpoint and the status were applied too.
+        let checkpoint = store.checkpoint_at_or_before(&run, 3).unwrap().unwrap();
+        assert_eq!(
+            (checkpoint.seq, checkpoint.state.as_slice()),
+            (2, &b"state at 2"[..])
+        );
+        assert_eq!(
+            store.run_info(&run).unwrap().unwrap().status,
+            RunStatus::Done
+        );
     }
 
     /// A live owner's log is left alone: its lock is held.

@@ -891,6 +891,12 @@ impl RunStore for SqliteRunStore {
     }
 
     fn write_checkpoint(&self, run: &RunId, seq: Seq, state: &[u8]) -> Result<()> {
+        // A run this store appends to: to the log, like its entries.
+        if let Some(log) = self.log()
+            && log.checkpoint(run, seq, state)?
+        {
+            return Ok(());
+        }
         self.write(|tx| {
             let row = existing(tx, run)?;
             if seq > row.last_seq {
@@ -985,6 +991,7 @@ impl RunStore for SqliteRunStore {
     }
 
     fn checkpoint_at_or_before(&self, run: &RunId, seq: Seq) -> Result<Option<Checkpoint>> {
+        self.caught_up()?;
         let conn = lock(&self.inner.conn);
         let mut query = conn.prepare_cached(
             "SELECT seq, state FROM checkpoints WHERE run = ?1 AND seq >= ?2 AND seq <= ?3
@@ -1061,8 +1068,14 @@ impl RunStore for SqliteRunStore {
     }
 
     fn set_status(&self, run: &RunId, status: RunStatus) -> Result<()> {
-        // With the entries logged before it (`write`): a reader that sees
-        // the status sees the decision that set it.
+        // After the entries logged before it (in the log, or with them in
+        // `write`'s transaction): a reader that sees the status sees the
+        // decision that set it.
+        if let Some(log) = self.log()
+            && log.status(run, status)?
+        {
+            return Ok(());
+        }
         self.write(|tx| {
             let changed = tx
                 .prepare_cached("UPDATE runs SET status = ?2, updated_ms = ?3 WHERE id = ?1")?
