@@ -1004,6 +1004,45 @@ mod tests {
         assert_eq!(std::fs::read_dir(&logs).unwrap().count(), 0);
     }
 
+    /// Two stores of one process on one file (two hosts in a test): what
+    /// one appended, checkpointed or marked is read by the other at once.
+    #[test]
+    fn a_store_reads_what_another_store_of_its_process_logged() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("runs.db");
+        let a = SqliteRunStore::open(&db, crate::Durability::Process).unwrap();
+        let b = SqliteRunStore::open(&db, crate::Durability::Process).unwrap();
+        let run = RunId::from("r");
+        a.create_run(&run, "g").unwrap();
+        for seq in 0..3 {
+            a.append_blocking(&run, seq, vec![NewEntry::new("decision", vec![7; 10])])
+                .unwrap();
+        }
+        a.write_checkpoint(&run, 3, b"at 3").unwrap();
+        a.set_status(&run, RunStatus::Waiting).unwrap();
+        assert_eq!(b.last_seq(&run).unwrap(), 3);
+        assert_eq!(b.read_after(&run, 0, 10).unwrap().len(), 3);
+        assert_eq!(b.checkpoint_at_or_before(&run, 3).unwrap().unwrap().seq, 3);
+        assert_eq!(
+            b.run_info(&run).unwrap().unwrap().status,
+            RunStatus::Waiting
+        );
+        // `b` goes on where `a` stopped; `a`, claiming the run again,
+        // reads where it ends now.
+        b.claim(&run, "b", Duration::from_secs(30)).unwrap();
+        b.append_blocking(&run, 3, vec![NewEntry::new("decision", vec![])])
+            .unwrap();
+        b.release(&run, "b").unwrap();
+        a.claim(&run, "a", Duration::from_secs(30)).unwrap();
+        assert!(matches!(
+            a.append_blocking(&run, 3, vec![]),
+            Err(Error::Conflict { actual: 4, .. })
+        ));
+        a.append_blocking(&run, 4, vec![NewEntry::new("decision", vec![])])
+            .unwrap();
+        assert_eq!(b.last_seq(&run).unwrap(), 5);
+    }
+
     /// An append is read back at once by this process, and by another
     /// connection (another process) once the applier has run.
     #[test]
