@@ -254,21 +254,11 @@ impl AppendLog {
         let at_ms = now_ms();
         let entries: Vec<Arc<Entry>> = (actual + 1..)
             .zip(entries)
-            .map(|(seq, e)| {
-                Arc::new(Entry {
-                    run: run.clone(),
-                    seq,
-                    kind: e.kind,
-                    call_id: e.call_id,
-                    payload: e.payload,
-                    at_ms,
-                })
-            })
+            .map(|(seq, e)| Arc::new(e.into_entry(run, seq, at_ms)))
             .collect();
         let last = actual + entries.len() as u64;
         let record = encode(run, actual + 1, at_ms, &entries);
-        let first_pending =
-            shared.write_record(&mut segment, &record, Item::Entries(entries.clone()))?;
+        shared.write_record(&mut segment, &record, Item::Entries(entries.clone()))?;
         segment.tails.insert(
             run.clone(),
             Tail {
@@ -279,10 +269,6 @@ impl AppendLog {
         for entry in entries {
             // No subscriber is not an error.
             let _ = events.send(entry);
-        }
-        drop(segment);
-        if first_pending {
-            shared.wake.notify_one();
         }
         Ok(last)
     }
@@ -318,11 +304,7 @@ impl AppendLog {
             seq,
             state: state.to_vec(),
         };
-        let first_pending = shared.write_record(&mut segment, &seal(record), item)?;
-        drop(segment);
-        if first_pending {
-            shared.wake.notify_one();
-        }
+        shared.write_record(&mut segment, &seal(record), item)?;
         Ok(true)
     }
 
@@ -344,11 +326,7 @@ impl AppendLog {
             status,
             at_ms,
         };
-        let first_pending = shared.write_record(&mut segment, &seal(record), item)?;
-        drop(segment);
-        if first_pending {
-            shared.wake.notify_one();
-        }
+        shared.write_record(&mut segment, &seal(record), item)?;
         Ok(true)
     }
 
@@ -392,11 +370,6 @@ impl AppendLog {
     /// Forget where every run ends.
     pub(crate) fn forget_all(&self) {
         lock(&self.shared.segment).tails.clear();
-    }
-
-    /// The journal's writer connection.
-    pub(crate) fn conn(&self) -> &Arc<Mutex<Connection>> {
-        &self.shared.conn
     }
 }
 
@@ -442,8 +415,8 @@ impl Shared {
     }
 
     /// Write `record` (of `item`) to the log and queue `item` for the
-    /// tables; whether the queue was empty (the applier must be woken).
-    fn write_record(&self, segment: &mut Segment, record: &[u8], item: Item) -> Result<bool> {
+    /// tables, waking the applier if the queue was empty.
+    fn write_record(&self, segment: &mut Segment, record: &[u8], item: Item) -> Result<()> {
         if let Err(e) = segment.file.write_all(record) {
             // Nothing of a failed write may stay: the next record starts
             // where this one did.
@@ -465,10 +438,13 @@ impl Shared {
             pending.push(logged);
             pending.len() == 1
         };
+        if first {
+            self.wake.notify_one();
+        }
         if segment.written >= SEGMENT_BYTES {
             self.rotate(segment)?;
         }
-        Ok(first)
+        Ok(())
     }
 
     /// Start segment `n + 1`.
@@ -804,14 +780,12 @@ fn decode_entries(r: &mut Reader<'_>, run: RunId) -> Option<Vec<Arc<Entry>>> {
             n => Some(String::from_utf8(r.take(n as usize - 1)?.to_vec()).ok()?),
         };
         let payload = r.bytes()?.to_vec();
-        entries.push(Arc::new(Entry {
-            run: run.clone(),
-            seq: first + i,
+        let entry = NewEntry {
             kind,
             call_id,
             payload,
-            at_ms,
-        }));
+        };
+        entries.push(Arc::new(entry.into_entry(&run, first + i, at_ms)));
     }
     Some(entries)
 }
@@ -820,7 +794,7 @@ fn decode_entries(r: &mut Reader<'_>, run: RunId) -> Option<Vec<Arc<Entry>>> {
 fn read_segment(path: &Path) -> std::io::Result<Vec<Item>> {
     let mut bytes = Vec::new();
     File::open(path)?.read_to_end(&mut bytes)?;
-    let mut entries = Vec::new();
+    let mut items = Vec::new();
     let mut rest = bytes.as_slice();
     while rest.len() >= 8 {
         let len = u32::from_le_bytes([rest[0], rest[1], rest[2], rest[3]]) as usize;
@@ -832,13 +806,13 @@ fn read_segment(path: &Path) -> std::io::Result<Vec<Item>> {
             break;
         }
         let Some(item) = decode(body) else { break };
-        entries.push(item);
+        items.push(item);
         rest = &rest[8 + len..];
     }
     if !rest.is_empty() {
         tracing::warn!(path = %path.display(), bytes = rest.len(), "the journal's log ends with an incomplete record (a write the process did not finish); it was never acknowledged and is dropped");
     }
-    Ok(entries)
+    Ok(items)
 }
 
 /// Whether process `pid` of this host is running (a zombie, killed but
@@ -996,7 +970,7 @@ mod tests {
         let owner = a.log().unwrap().shared.owner.clone();
         let logs = log_dir(&db);
         // Recovery by another store skips the files of `a`.
-        recover(&logs, "someone-else", a.log().unwrap().conn()).unwrap();
+        recover(&logs, "someone-else", &a.log().unwrap().shared.conn).unwrap();
         assert!(logs.join(format!("{owner}.lock")).exists());
         assert!(logs.join(format!("{owner}.0.log")).exists());
         drop(a);

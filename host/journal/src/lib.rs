@@ -123,6 +123,18 @@ impl NewEntry {
         self.call_id = Some(call_id.into());
         self
     }
+
+    /// The entry as committed: at `seq` of `run`, at `at_ms`.
+    pub(crate) fn into_entry(self, run: &RunId, seq: Seq, at_ms: u64) -> Entry {
+        Entry {
+            run: run.clone(),
+            seq,
+            kind: self.kind,
+            call_id: self.call_id,
+            payload: self.payload,
+            at_ms,
+        }
+    }
 }
 
 /// A journaled entry.

@@ -197,14 +197,7 @@ impl MemoryRunStore {
         let count = entries.len() as u64;
         row.entries.reserve(entries.len());
         for (seq, e) in (actual + 1..).zip(entries) {
-            let entry = Arc::new(Entry {
-                run: run.clone(),
-                seq,
-                kind: e.kind,
-                call_id: e.call_id,
-                payload: e.payload,
-                at_ms: now,
-            });
+            let entry = Arc::new(e.into_entry(run, seq, now));
             // No subscriber is not an error.
             let _ = self.inner.events.send(Arc::clone(&entry));
             row.entries.push(entry);

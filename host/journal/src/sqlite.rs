@@ -16,8 +16,11 @@
 //! keeps async callers' threads free. With `off` (an in-memory database)
 //! the appender commits itself, on its own thread, when no one else is
 //! committing (the leader); appends that arrive meanwhile queue, and the
-//! leader commits them too before it returns (they are its followers). Other operations use a second
-//! connection (in WAL mode, reads do not wait for the writer).
+//! leader commits them too before it returns (they are its followers).
+//! Every other write goes through the writer's connection too. Reads use a
+//! second connection with `sync` (in WAL mode, they do not wait for an
+//! `fsync`), the writer's with `process` (its commits are short, and a
+//! second connection would drop its page cache after each of them).
 
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -371,9 +374,9 @@ impl SqliteRunStore {
             }
             // A run is created in the tables at once (once per run), with
             // its first entries.
-            Appends::Log(log) if append.create.is_some() => {
+            Appends::Log(_) if append.create.is_some() => {
                 commit(
-                    log.conn(),
+                    &self.inner.writer,
                     &mut vec![append],
                     &self.inner.commits,
                     &self.inner.events,
@@ -534,14 +537,7 @@ fn commit(
                     let first = last + 1 - append.entries.len() as u64;
                     for (seq, e) in (first..).zip(append.entries) {
                         // No subscriber is not an error.
-                        let _ = events.send(Arc::new(Entry {
-                            run: append.run.clone(),
-                            seq,
-                            kind: e.kind,
-                            call_id: e.call_id,
-                            payload: e.payload,
-                            at_ms: now,
-                        }));
+                        let _ = events.send(Arc::new(e.into_entry(&append.run, seq, now)));
                     }
                 }
                 append.reply.send(result);
