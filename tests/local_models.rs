@@ -26,8 +26,26 @@ threads = 2
 context-length = 1024
 ";
 
-/// A platform dir whose model cache holds the test model as `smollm2`.
-fn with_model() -> tempfile::TempDir {
+/// Tests that decode take turns: llama.cpp's threads spin while they wait
+/// for each other, so six runtimes decoding at once with two threads each on
+/// a 2-core machine starved one another past the plugins' 30 s deadline.
+static DECODING: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+/// A platform dir whose model cache holds the test model as `smollm2`, and
+/// this test's turn to decode (held until the test ends).
+struct ModelDir {
+    dir: tempfile::TempDir,
+    _turn: tokio::sync::MutexGuard<'static, ()>,
+}
+
+impl ModelDir {
+    fn path(&self) -> &std::path::Path {
+        self.dir.path()
+    }
+}
+
+async fn with_model() -> ModelDir {
+    let turn = DECODING.lock().await;
     let dir = tempfile::tempdir().unwrap();
     ModelStore::open(dir.path().join("platform-data/models"))
         .unwrap()
@@ -38,7 +56,7 @@ fn with_model() -> tempfile::TempDir {
             &mut |_| {},
         )
         .unwrap();
-    dir
+    ModelDir { dir, _turn: turn }
 }
 
 fn local(grants: &str) -> TestPlugin {
@@ -72,7 +90,7 @@ fn caller() -> Caller {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_local_model_answers_and_streams_through_the_provider_component() {
-    let dir = with_model();
+    let dir = with_model().await;
     let runtime = start(dir.path(), SETTINGS, &[local("models = [\"smollm2\"]")]).await;
     let router = runtime.router().unwrap();
     let models = router.models().await;
@@ -172,7 +190,7 @@ async fn a_local_model_answers_and_streams_through_the_provider_component() {
 /// validates the answer. The 135M model answers valid JSON on its first try.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_plugin_gets_schema_valid_json_from_the_local_model() {
-    let dir = with_model();
+    let dir = with_model().await;
     let agent = TestPlugin::new("tutor", "agent", test_component("chat_agent"))
         .declares(&["inference"])
         .grants("inference = true");
@@ -242,7 +260,7 @@ async fn a_plugin_gets_schema_valid_json_from_the_local_model() {
 /// and a conversation that carries a tool's result goes on.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_local_model_calls_tools_in_form() {
-    let dir = with_model();
+    let dir = with_model().await;
     let runtime = start(dir.path(), SETTINGS, &[local("models = [\"smollm2\"]")]).await;
     let router = runtime.router().unwrap();
     let (_, info) = &router.models().await[0];
@@ -287,7 +305,7 @@ async fn a_local_model_calls_tools_in_form() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn models_not_granted_or_not_installed_are_refused_clearly() {
-    let dir = with_model();
+    let dir = with_model().await;
     // Granted a model that is not in the cache; `smollm2` is installed but not granted.
     let runtime = start(dir.path(), SETTINGS, &[local("models = [\"other\"]")]).await;
     let router = runtime.router().unwrap();
@@ -335,7 +353,7 @@ async fn zero_cloud_refuses_every_outbound_request() {
 /// (grammar-constrained), passes the graph's rules, and runs.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_local_model_writes_a_plan_that_runs() {
-    let dir = with_model();
+    let dir = with_model().await;
     let plugins = [
         local("models = [\"smollm2\"]"),
         agent_llm("agent-llm", "inference = true\nruns = true\nlogging = true"),
