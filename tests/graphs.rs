@@ -169,7 +169,7 @@ async fn a_hostile_orchestrator_fails_its_runs_and_the_host_keeps_serving() {
     for (id, expect) in [
         ("loop-1", "deadline"),
         ("trap-1", "panicked"),
-        ("junk-1", "not a decision"),
+        ("junk-1", "not JSON"),
     ] {
         let err = hostile
             .start(&g, json!({}), Some(id.into()))

@@ -17,4 +17,4 @@ pub mod bindings {
     );
 }
 
-pub use bindings::exports::convergio::platform::orchestrator::{Guest, StepError, StepRequest};
+pub use bindings::exports::convergio::platform::orchestrator::*;

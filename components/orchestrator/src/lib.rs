@@ -10,8 +10,14 @@
 
 use std::cell::RefCell;
 
-use convergio_graph::engine::{self, Input, Instance, Refusal, Request, StepError as EngineError};
-use convergio_sdk::orchestrator::{Guest, StepError, StepRequest};
+use convergio_graph::engine::{
+    self, CallResult, Input, Instance, Refusal, Request, Status, StepError as EngineError, Target,
+};
+use convergio_graph::snapshot::Op;
+use convergio_sdk::orchestrator::{
+    CallTarget, Decision, Guest, Interrupt, NodeCall, NodeEvent, Patch, PatchOp, RunStatus,
+    StepError, StepInput, StepRequest, ToolTarget,
+};
 use serde_json::Value;
 
 /// The component.
@@ -22,16 +28,16 @@ thread_local! {
     static INSTANCE: RefCell<Instance> = RefCell::new(Instance::new());
 }
 
-fn step(request: StepRequest) -> Result<String, StepError> {
+fn step(request: StepRequest) -> Result<Decision, StepError> {
     let snapshot = match request.snapshot.as_deref() {
-        Some(text) => Some(
-            serde_json::from_str::<Value>(text)
-                .map_err(|e| StepError::Corrupt(format!("the snapshot is not JSON: {e}")))?,
-        ),
+        Some(text) => Some(json(text, "the snapshot")?),
         None => None,
     };
-    let inputs: Vec<Input> = serde_json::from_str(&request.inputs)
-        .map_err(|e| StepError::Corrupt(format!("the inputs are not step inputs: {e}")))?;
+    let inputs = request
+        .inputs
+        .into_iter()
+        .map(input)
+        .collect::<Result<Vec<_>, _>>()?;
     let decision = INSTANCE
         .with(|instance| {
             instance.borrow_mut().step(Request {
@@ -50,8 +56,116 @@ fn step(request: StepRequest) -> Result<String, StepError> {
             Refusal::Step(EngineError::BadInput(m)) => StepError::BadInput(m),
             Refusal::Step(EngineError::Corrupt(m)) => StepError::Corrupt(m),
         })?;
-    serde_json::to_string(&decision)
-        .map_err(|e| StepError::Corrupt(format!("the decision does not serialize: {e}")))
+    Ok(decision_of(decision))
+}
+
+/// `text` as JSON, or `corrupt` naming `what`.
+fn json(text: &str, what: &str) -> Result<Value, StepError> {
+    serde_json::from_str(text).map_err(|e| StepError::Corrupt(format!("{what} is not JSON: {e}")))
+}
+
+/// A step input as the engine takes it.
+fn input(input: StepInput) -> Result<Input, StepError> {
+    Ok(match input {
+        StepInput::Start(text) => Input::Start {
+            input: json(&text, "a start's input")?,
+        },
+        StepInput::Finished(done) => Input::Result {
+            result: match done.outcome {
+                convergio_sdk::orchestrator::CallResult::Ok(ok) => CallResult::Ok {
+                    output: json(&ok.output, "a result's output")?,
+                    updates: ok
+                        .updates
+                        .into_iter()
+                        .map(|(key, value)| Ok((key, json(&value, "a state update")?)))
+                        .collect::<Result<_, StepError>>()?,
+                },
+                convergio_sdk::orchestrator::CallResult::Err(error) => CallResult::Err { error },
+            },
+            call: done.call,
+        },
+        StepInput::Answer(answer) => Input::Answer {
+            value: json(&answer.value, "an answer")?,
+            interrupt: answer.interrupt,
+        },
+        StepInput::Resume => Input::Resume,
+        StepInput::Cancel(reason) => Input::Cancel { reason },
+    })
+}
+
+/// JSON text of a value the engine made. `serde_json::to_string` writes
+/// into one buffer; `Display` (`to_string()`) goes through the formatting
+/// machinery, which cost several times as much here. Serializing a `Value`
+/// cannot fail.
+fn text(value: &Value) -> String {
+    serde_json::to_string(value).unwrap_or_default()
+}
+
+/// The engine's decision as the interface returns it.
+fn decision_of(decision: engine::Decision) -> Decision {
+    Decision {
+        patches: decision
+            .patches
+            .into_iter()
+            .map(|p| Patch {
+                op: match p.op {
+                    Op::Set => PatchOp::Set,
+                    Op::Remove => PatchOp::Remove,
+                    Op::Append => PatchOp::Append,
+                    Op::Merge => PatchOp::Merge,
+                    Op::Add => PatchOp::Add,
+                },
+                value: (!p.value.is_null()).then(|| text(&p.value)),
+                path: p.path,
+            })
+            .collect(),
+        calls: decision
+            .calls
+            .into_iter()
+            .map(|c| NodeCall {
+                target: match c.target {
+                    Target::Tool { plugin, tool } => CallTarget::Tool(ToolTarget { plugin, tool }),
+                    Target::Agent { plugin } => CallTarget::Agent(plugin),
+                    Target::Subgraph { graph } => CallTarget::Subgraph(graph),
+                },
+                input: text(&c.input),
+                id: c.id,
+                node: c.node,
+                attempt: c.attempt,
+                timeout_ms: c.timeout_ms,
+                delay_ms: c.delay_ms,
+            })
+            .collect(),
+        cancel: decision.cancel,
+        interrupts: decision
+            .interrupts
+            .into_iter()
+            .map(|i| Interrupt {
+                schema: i.schema.as_ref().map(text),
+                id: i.id,
+                node: i.node,
+                prompt: i.prompt,
+                held_call: i.held_call,
+            })
+            .collect(),
+        events: decision
+            .events
+            .into_iter()
+            .map(|e| NodeEvent {
+                node: e.node,
+                event: e.event,
+                call: e.call,
+                detail: e.detail,
+            })
+            .collect(),
+        status: match decision.status {
+            Status::Running => RunStatus::Running,
+            Status::Waiting => RunStatus::Waiting,
+            Status::Done { output } => RunStatus::Done(text(&output)),
+            Status::Failed { error } => RunStatus::Failed(error),
+            Status::Cancelled { reason } => RunStatus::Cancelled(reason),
+        },
+    }
 }
 
 impl Guest for Orchestrator {
@@ -59,7 +173,7 @@ impl Guest for Orchestrator {
         engine::compile(&graph).err().unwrap_or_default()
     }
 
-    fn step(request: StepRequest) -> Result<String, StepError> {
+    fn step(request: StepRequest) -> Result<Decision, StepError> {
         step(request)
     }
 

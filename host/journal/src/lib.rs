@@ -171,6 +171,11 @@ pub enum RunStatus {
 }
 
 impl RunStatus {
+    /// Whether the run is over (done, failed or cancelled).
+    pub fn is_final(self) -> bool {
+        matches!(self, Self::Done | Self::Failed | Self::Cancelled)
+    }
+
     /// The status as stored.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -474,9 +479,10 @@ pub fn open(path: &Path, durability: Durability) -> Result<Arc<dyn RunStore>> {
 /// append to a [`MemoryRunStore`] costs, so this function does not pick it.
 pub fn open_with(path: &Path, options: Options) -> Result<Arc<dyn RunStore>> {
     Ok(match options.durability {
-        Durability::Off => Arc::new(MemoryRunStore::with_broadcast_capacity(
-            options.broadcast_capacity,
-        )),
+        Durability::Off => Arc::new(
+            MemoryRunStore::with_broadcast_capacity(options.broadcast_capacity)
+                .with_limit(options.memory_limit),
+        ),
         Durability::Sync | Durability::Process => {
             Arc::new(SqliteRunStore::open_with(path, options)?)
         }

@@ -14,8 +14,14 @@
 //! A run keeps only its own entries. A fork keeps its parent's id and fork
 //! seq, as [`crate::SqliteRunStore`] does, and reading it walks the chain
 //! root first: nothing is copied, and forks of forks work.
+//!
+//! The store is bounded: once its runs hold more than its limit
+//! ([`MEMORY_LIMIT`] by default, [`MemoryRunStore::with_limit`]), the runs
+//! that finished longest ago are dropped, as [`RunStore::prune`] would
+//! drop them, until they hold no more. A long-lived process whose runs do
+//! not survive it would otherwise keep every run it ever drove.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
@@ -29,6 +35,14 @@ use crate::{
 /// Committed entries the broadcast keeps by default, as
 /// [`crate::Options::default`] does.
 const BROADCAST_CAPACITY: usize = 4096;
+
+/// The bytes a store's runs may hold before those that finished longest
+/// ago are dropped, by default: 64 MiB.
+pub const MEMORY_LIMIT: u64 = 64 << 20;
+
+/// What an entry costs besides its payload, kind and call id: its
+/// allocation, the `Arc` and the run's slot for it.
+const ENTRY_OVERHEAD: u64 = 96;
 
 /// A [`RunStore`] kept in process memory, for runs that need not survive
 /// the process ([`crate::Durability::Off`]). It behaves as
@@ -59,7 +73,7 @@ struct Inner {
     events: broadcast::Sender<Arc<Entry>>,
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct State {
     runs: HashMap<RunId, Run>,
     /// Leases: run → (owner, expiry in Unix ms).
@@ -67,6 +81,14 @@ struct State {
     blobs: HashMap<String, Arc<[u8]>>,
     /// Entries kept, all runs together.
     stored: u64,
+    /// Bytes the runs hold, all together (see [`Run::bytes`]).
+    bytes: u64,
+    /// Above this many [`State::bytes`], finished runs are dropped.
+    limit: u64,
+    /// Runs in the order they finished: the first is dropped first. A run
+    /// here may since have been pruned, or run again (a resume): it is
+    /// skipped then.
+    finished: VecDeque<RunId>,
 }
 
 #[derive(Debug)]
@@ -78,6 +100,10 @@ struct Run {
     checkpoints: BTreeMap<Seq, Arc<[u8]>>,
     /// The steps its node calls recorded, by call, attempt and index.
     steps: BTreeMap<(String, u32, u32), CallStep>,
+    /// What its entries, checkpoints and steps take, about.
+    bytes: u64,
+    /// Runs forked from it: it is not dropped while any remains.
+    forks: u32,
 }
 
 impl Run {
@@ -87,6 +113,8 @@ impl Run {
             entries: Vec::new(),
             checkpoints: BTreeMap::new(),
             steps: BTreeMap::new(),
+            bytes: 0,
+            forks: 0,
         }
     }
 
@@ -101,8 +129,57 @@ impl Run {
 }
 
 impl State {
+    fn new(limit: u64) -> Self {
+        Self {
+            runs: HashMap::new(),
+            claims: HashMap::new(),
+            blobs: HashMap::new(),
+            stored: 0,
+            bytes: 0,
+            limit,
+            finished: VecDeque::new(),
+        }
+    }
+
     fn run(&self, id: &RunId) -> Result<&Run> {
         self.runs.get(id).ok_or_else(|| Error::NoRun(id.clone()))
+    }
+
+    /// Drop `id` with what it holds and its lease.
+    fn remove(&mut self, id: &RunId) -> Option<Run> {
+        let run = self.runs.remove(id)?;
+        self.stored -= run.entries.len() as u64;
+        self.bytes -= run.bytes;
+        self.claims.remove(id);
+        if let Some((parent, _)) = &run.info.parent
+            && let Some(parent) = self.runs.get_mut(parent)
+        {
+            parent.forks = parent.forks.saturating_sub(1);
+        }
+        Some(run)
+    }
+
+    /// Drop the runs that finished longest ago while the runs hold more
+    /// than the limit. A run a fork shares entries with is kept, in its
+    /// place in the order.
+    fn shed(&mut self) {
+        let mut shared = Vec::new();
+        while self.bytes > self.limit {
+            let Some(id) = self.finished.pop_front() else {
+                break;
+            };
+            match self.runs.get(&id) {
+                Some(run) if run.info.status.is_final() && run.forks > 0 => shared.push(id),
+                Some(run) if run.info.status.is_final() => {
+                    self.remove(&id);
+                }
+                // Pruned already, or running again.
+                _ => {}
+            }
+        }
+        for id in shared.into_iter().rev() {
+            self.finished.push_front(id);
+        }
     }
 
     /// The runs whose entries make up `id`'s journal, root first: each with
@@ -143,10 +220,26 @@ impl MemoryRunStore {
         let (events, _) = broadcast::channel(capacity.max(1));
         Self {
             inner: Arc::new(Inner {
-                state: Mutex::new(State::default()),
+                state: Mutex::new(State::new(MEMORY_LIMIT)),
                 events,
             }),
         }
+    }
+
+    /// This store, dropping the runs that finished longest ago once its
+    /// runs hold more than `bytes` (see the module's documentation).
+    #[must_use]
+    pub fn with_limit(self, bytes: u64) -> Self {
+        let mut state = self.lock();
+        state.limit = bytes;
+        state.shed();
+        drop(state);
+        self
+    }
+
+    /// About how many bytes the runs in the store hold.
+    pub fn stored_bytes(&self) -> u64 {
+        self.lock().bytes
     }
 
     /// Follow `run` from after seq `after` (see [`crate::subscribe`]).
@@ -181,7 +274,12 @@ impl MemoryRunStore {
         expected: Seq,
         entries: Vec<NewEntry>,
     ) -> Result<Seq> {
-        let State { runs, stored, .. } = state;
+        let State {
+            runs,
+            stored,
+            bytes,
+            ..
+        } = state;
         let Some(row) = runs.get_mut(run) else {
             return Err(Error::NoRun(run.clone()));
         };
@@ -195,15 +293,22 @@ impl MemoryRunStore {
         }
         let now = now_ms();
         let count = entries.len() as u64;
+        let mut added = 0;
         row.entries.reserve(entries.len());
         for (seq, e) in (actual + 1..).zip(entries) {
             let entry = Arc::new(e.into_entry(run, seq, now));
+            added += entry_bytes(&entry);
             // No subscriber is not an error.
             let _ = self.inner.events.send(Arc::clone(&entry));
             row.entries.push(entry);
         }
         row.info.updated_ms = now;
+        row.bytes += added;
+        *bytes += added;
         *stored += count;
+        if *bytes > state.limit {
+            state.shed();
+        }
         Ok(actual + count)
     }
 
@@ -218,6 +323,17 @@ impl MemoryRunStore {
             expires_ms,
         }
     }
+}
+
+/// What `entry` takes in memory, about.
+fn entry_bytes(entry: &Entry) -> u64 {
+    (entry.payload.len() + entry.kind.len() + entry.call_id.as_ref().map_or(0, String::len)) as u64
+        + ENTRY_OVERHEAD
+}
+
+/// What `step` takes in memory, about.
+fn step_bytes(call: &str, step: &CallStep) -> u64 {
+    (call.len() + step.kind.len() + step.key.len() + step.result.len()) as u64 + ENTRY_OVERHEAD
 }
 
 /// `entry` as read through `run` (a fork reads its parent's entries as its
@@ -339,7 +455,13 @@ impl RunStore for MemoryRunStore {
                 fork_seq: row.fork_seq(),
             });
         }
-        row.checkpoints.insert(seq, kept);
+        let added = kept.len() as u64 + ENTRY_OVERHEAD;
+        let replaced = row
+            .checkpoints
+            .insert(seq, kept)
+            .map_or(0, |old| old.len() as u64 + ENTRY_OVERHEAD);
+        row.bytes = row.bytes + added - replaced;
+        guard.bytes = guard.bytes + added - replaced;
         Ok(())
     }
 
@@ -348,8 +470,13 @@ impl RunStore for MemoryRunStore {
         let Some(row) = guard.runs.get_mut(run) else {
             return Err(Error::NoRun(run.clone()));
         };
-        row.steps
-            .insert((call.to_owned(), attempt, step.index), step.clone());
+        let added = step_bytes(call, step);
+        let replaced = row
+            .steps
+            .insert((call.to_owned(), attempt, step.index), step.clone())
+            .map_or(0, |old| step_bytes(call, &old));
+        row.bytes = row.bytes + added - replaced;
+        guard.bytes = guard.bytes + added - replaced;
         Ok(())
     }
 
@@ -440,6 +567,9 @@ impl RunStore for MemoryRunStore {
             updated_ms: now,
         };
         state.runs.insert(new.clone(), Run::new(info.clone()));
+        if let Some(row) = state.runs.get_mut(parent) {
+            row.forks += 1;
+        }
         Ok(info)
     }
 
@@ -448,8 +578,13 @@ impl RunStore for MemoryRunStore {
         let Some(row) = state.runs.get_mut(run) else {
             return Err(Error::NoRun(run.clone()));
         };
+        let finishes = status.is_final() && !row.info.status.is_final();
         row.info.status = status;
         row.info.updated_ms = now_ms();
+        if finishes {
+            state.finished.push_back(run.clone());
+            state.shed();
+        }
         Ok(())
     }
 
@@ -526,30 +661,18 @@ impl RunStore for MemoryRunStore {
         let mut old: Vec<(u64, RunId)> = state
             .runs
             .values()
-            .filter(|r| {
-                matches!(
-                    r.info.status,
-                    RunStatus::Done | RunStatus::Failed | RunStatus::Cancelled
-                ) && r.info.updated_ms < before_ms
-            })
+            .filter(|r| r.info.status.is_final() && r.info.updated_ms < before_ms)
             .map(|r| (r.info.created_ms, r.info.id.clone()))
             .collect();
         // Newest first, so a fork deleted here frees its parent below.
         old.sort_by(|a, b| b.cmp(a));
         let mut pruned = Pruned::default();
         for (_, id) in old {
-            let shared = state
-                .runs
-                .values()
-                .any(|r| r.info.parent.as_ref().is_some_and(|(p, _)| *p == id));
-            if shared {
+            if state.runs.get(&id).is_some_and(|r| r.forks > 0) {
                 pruned.kept_for_forks.push(id);
                 continue;
             }
-            if let Some(run) = state.runs.remove(&id) {
-                state.stored -= run.entries.len() as u64;
-            }
-            state.claims.remove(&id);
+            state.remove(&id);
             pruned.runs.push(id);
         }
         if !pruned.runs.is_empty() {

@@ -133,6 +133,11 @@ pub struct Options {
     pub broadcast_capacity: usize,
     /// The most appends one transaction commits.
     pub max_batch: usize,
+    /// With [`Durability::Off`]: once the runs in memory hold more than
+    /// this many bytes, the runs that finished longest ago are dropped
+    /// until they hold no more (runs still going are never dropped, nor a
+    /// run a remaining fork shares entries with).
+    pub memory_limit: u64,
 }
 
 impl Default for Options {
@@ -141,6 +146,7 @@ impl Default for Options {
             durability: Durability::Process,
             broadcast_capacity: 4096,
             max_batch: 1024,
+            memory_limit: crate::memory::MEMORY_LIMIT,
         }
     }
 }

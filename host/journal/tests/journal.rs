@@ -1194,6 +1194,59 @@ fn memory_append_does_not_copy_the_payload() {
     assert_ne!(read[0].payload.as_ptr(), buffer);
 }
 
+/// A run of `n` entries of 1000 bytes each, finished with `status`
+/// unless none.
+fn memory_run(store: &MemoryRunStore, id: &str, n: usize, status: Option<RunStatus>) -> RunId {
+    let run = RunId::from(id);
+    store.create_run(&run, "g").unwrap();
+    let entries = (0..n)
+        .map(|_| NewEntry::new("node.result", vec![b'x'; 1000]))
+        .collect();
+    store.append_blocking(&run, 0, entries).unwrap();
+    if let Some(status) = status {
+        store.set_status(&run, status).unwrap();
+    }
+    run
+}
+
+/// The memory store is bounded: over its limit, the runs that finished
+/// longest ago go first; a run still going, and a run a fork shares
+/// entries with, stay.
+#[test]
+fn memory_drops_the_runs_that_finished_longest_ago_over_its_limit() {
+    let store = MemoryRunStore::new().with_limit(20_000);
+    let live = memory_run(&store, "live", 8, None);
+    let parent = memory_run(&store, "parent", 4, None);
+    let fork = RunId::from("fork");
+    store.fork(&parent, 2, &fork).unwrap();
+    store.set_status(&parent, RunStatus::Done).unwrap();
+    let finished: Vec<RunId> = (0..6)
+        .map(|i| memory_run(&store, &format!("done-{i}"), 3, Some(RunStatus::Done)))
+        .collect();
+    assert!(store.stored_bytes() <= 20_000, "{}", store.stored_bytes());
+    // The newest finished runs are there, whole; the oldest are gone.
+    assert!(store.run_info(&finished[0]).unwrap().is_none());
+    let newest = &finished[5];
+    assert_eq!(store.read_after(newest, 0, 100).unwrap().len(), 3);
+    // Never a run still going, nor the parent of a fork (which reads its
+    // entries through it).
+    assert_eq!(store.last_seq(&live).unwrap(), 8);
+    assert!(store.run_info(&parent).unwrap().is_some());
+    assert_eq!(store.read_after(&fork, 0, 100).unwrap().len(), 2);
+    // Once the fork is over and gone, the parent can go too.
+    store.set_status(&fork, RunStatus::Failed).unwrap();
+    for i in 6..12 {
+        memory_run(&store, &format!("done-{i}"), 3, Some(RunStatus::Done));
+    }
+    assert!(store.run_info(&fork).unwrap().is_none());
+    assert!(store.run_info(&parent).unwrap().is_none());
+    assert_eq!(store.last_seq(&live).unwrap(), 8);
+    // A limit below what live runs hold keeps them all the same.
+    let store = store.with_limit(0);
+    assert_eq!(store.list_runs().unwrap().len(), 1);
+    assert!(store.stored_bytes() > 0);
+}
+
 // ---- choosing a store ---------------------------------------------------
 
 #[test]

@@ -1,6 +1,7 @@
 //! The WIT bindings of the capabilities the runtime implements itself
-//! (`wasi:logging`, `wasi:config`, `convergio:platform/events`). The other
-//! capabilities' bindings live in their modules or crates.
+//! (`wasi:logging`, `wasi:config`, `convergio:platform/events`), and the
+//! types of the orchestrator interface it calls. The other capabilities'
+//! bindings live in their modules or crates.
 
 wasmtime::component::bindgen!({
     path: "../../wit",
@@ -19,3 +20,26 @@ wasmtime::component::bindgen!({
 pub(crate) use convergio::platform::events;
 pub(crate) use wasi::config::store as config_store;
 pub(crate) use wasi::logging::logging;
+
+/// The types of the interfaces the run driver calls — the orchestrator's
+/// `step` (requests, decisions), node calls to tools and agents — lowered
+/// and lifted directly, with no `Val`s between.
+pub(crate) mod node_calls {
+    wasmtime::component::bindgen!({
+        path: "../../wit",
+        inline: "
+            package convergio:host-orchestrator;
+
+            world node-calls {
+                export convergio:platform/orchestrator@0.1.0;
+                export convergio:platform/tool@0.1.0;
+                export convergio:platform/agent@0.1.0;
+            }
+        ",
+        world: "convergio:host-orchestrator/node-calls",
+    });
+
+    pub(crate) use exports::convergio::platform::agent::{AgentError, Outcome, StateEntry, Task};
+    pub(crate) use exports::convergio::platform::orchestrator::*;
+    pub(crate) use exports::convergio::platform::tool::ToolError;
+}

@@ -15,11 +15,13 @@ use convergio_cap_inference::{RunCaller, Usage, UsageMeter};
 use convergio_cap_runs::{
     CallReport, CallUsage, NodeCall, NodeExecutor, StepFailure, StepFunction, StepRequest, Target,
 };
-use convergio_graph::engine::{CallResult, Decision};
+use convergio_graph::engine::{Call, CallResult, Decision, Input, Interrupt, NodeEvent, Status};
+use convergio_graph::snapshot::{Op, Patch};
 use convergio_journal::BoxFuture;
-use serde_json::{Value, json};
+use serde_json::Value;
 use wasmtime::component::Val;
 
+use crate::bindings::node_calls as wit;
 use crate::capabilities::CallContext;
 use crate::config::{GraphDurability, Platform};
 use crate::runtime::Runtime;
@@ -170,58 +172,43 @@ impl ComponentSteps {
     }
 }
 
-fn opt(text: Option<String>) -> Val {
-    Val::Option(text.map(|t| Box::new(Val::String(t))))
-}
-
 impl StepFunction for ComponentSteps {
     fn step<'a>(
         &'a self,
         request: StepRequest<'a>,
     ) -> BoxFuture<'a, Result<Decision, StepFailure>> {
         Box::pin(async move {
-            let inputs = serde_json::to_string(request.inputs)
-                .map_err(|e| StepFailure::Failed(format!("cannot encode the inputs: {e}")))?;
             let snapshot = match request.snapshot {
                 Some(s) => Some(serde_json::to_string(s).map_err(|e| {
                     StepFailure::Failed(format!("cannot encode the snapshot: {e}"))
                 })?),
                 None => None,
             };
-            let record = Val::Record(vec![
-                ("run-id".into(), Val::String(request.run.to_owned())),
-                (
-                    "graph-hash".into(),
-                    Val::String(request.graph_hash.to_owned()),
-                ),
-                ("graph".into(), opt(request.graph.map(str::to_owned))),
-                ("version".into(), Val::U64(request.version)),
-                ("snapshot".into(), opt(snapshot)),
-                ("inputs".into(), Val::String(inputs)),
-            ]);
-            let results = self
+            let request = wit::StepRequest {
+                run_id: request.run.to_owned(),
+                graph_hash: request.graph_hash.to_owned(),
+                graph: request.graph.map(str::to_owned),
+                version: request.version,
+                snapshot,
+                inputs: request.inputs.iter().map(step_input).collect(),
+            };
+            let (reply,) = self
                 .runtime
-                .invoke(&self.plugin, "step", &[record])
+                .invoke_typed::<(&wit::StepRequest,), (Result<wit::Decision, wit::StepError>,)>(
+                    &self.plugin,
+                    "step",
+                    (&request,),
+                )
                 .await
                 .map_err(|e| StepFailure::Failed(e.to_string()))?;
-            match results.first() {
-                Some(Val::Result(Ok(Some(text)))) => match text.as_ref() {
-                    Val::String(text) => serde_json::from_str(text).map_err(|e| {
-                        StepFailure::Failed(format!(
-                            "`{}` returned what is not a decision: {e}",
-                            self.plugin
-                        ))
-                    }),
-                    other => Err(StepFailure::Failed(format!(
-                        "`{}` returned {other:?}",
+            match reply {
+                Ok(decision) => decision_of(decision).map_err(|what| {
+                    StepFailure::Failed(format!(
+                        "`{}` returned a decision whose {what}",
                         self.plugin
-                    ))),
-                },
-                Some(Val::Result(Err(Some(error)))) => Err(step_error(error)),
-                other => Err(StepFailure::Failed(format!(
-                    "`{}` returned {other:?}",
-                    self.plugin
-                ))),
+                    ))
+                }),
+                Err(error) => Err(step_error(error)),
             }
         })
     }
@@ -238,20 +225,133 @@ impl StepFunction for ComponentSteps {
     }
 }
 
-fn step_error(error: &Val) -> StepFailure {
-    let Val::Variant(case, payload) = error else {
-        return StepFailure::Failed(format!("a step error that is not a variant: {error:?}"));
-    };
-    let message = match payload.as_deref() {
-        Some(Val::String(m)) => m.clone(),
-        _ => String::new(),
-    };
-    match case.as_str() {
-        "unknown-graph" => StepFailure::UnknownGraph,
-        "need-snapshot" => StepFailure::NeedSnapshot,
-        "invalid-graph" => StepFailure::InvalidGraph(message),
-        "bad-input" => StepFailure::BadInput(message),
-        other => StepFailure::Failed(format!("{other}: {message}")),
+/// An input as the interface sends it: values as JSON text.
+fn step_input(input: &Input) -> wit::StepInput {
+    match input {
+        Input::Start { input } => wit::StepInput::Start(json_text(input)),
+        Input::Result { call, result } => wit::StepInput::Finished(wit::FinishedCall {
+            call: call.clone(),
+            outcome: match result {
+                CallResult::Ok { output, updates } => wit::CallResult::Ok(wit::CallOutput {
+                    output: json_text(output),
+                    updates: updates
+                        .iter()
+                        .map(|(key, value)| (key.clone(), json_text(value)))
+                        .collect(),
+                }),
+                CallResult::Err { error } => wit::CallResult::Err(error.clone()),
+            },
+        }),
+        Input::Answer { interrupt, value } => wit::StepInput::Answer(wit::InterruptAnswer {
+            interrupt: interrupt.clone(),
+            value: json_text(value),
+        }),
+        Input::Resume => wit::StepInput::Resume,
+        Input::Cancel { reason } => wit::StepInput::Cancel(reason.clone()),
+    }
+}
+
+/// `value` as JSON text: `serde_json::to_string` writes into one buffer,
+/// several times faster than `Display` (`to_string()`), which goes through
+/// the formatting machinery. Serializing a `Value` cannot fail.
+fn json_text(value: &Value) -> String {
+    serde_json::to_string(value).unwrap_or_default()
+}
+
+/// `text` as JSON; else what is wrong, naming `what`.
+fn json_of(text: &str, what: impl FnOnce() -> String) -> Result<Value, String> {
+    serde_json::from_str(text).map_err(|e| format!("{} is not JSON: {e}", what()))
+}
+
+/// A decision as the engine's type: its JSON values read; else which value
+/// is not JSON.
+fn decision_of(decision: wit::Decision) -> Result<Decision, String> {
+    let mut patches = Vec::with_capacity(decision.patches.len());
+    for patch in decision.patches {
+        let value = match &patch.value {
+            Some(text) => json_of(text, || format!("patch value at /{}", patch.path.join("/")))?,
+            None => Value::Null,
+        };
+        patches.push(Patch {
+            op: match patch.op {
+                wit::PatchOp::Set => Op::Set,
+                wit::PatchOp::Remove => Op::Remove,
+                wit::PatchOp::Append => Op::Append,
+                wit::PatchOp::Merge => Op::Merge,
+                wit::PatchOp::Add => Op::Add,
+            },
+            path: patch.path,
+            value,
+        });
+    }
+    let mut calls = Vec::with_capacity(decision.calls.len());
+    for call in decision.calls {
+        calls.push(Call {
+            input: json_of(&call.input, || format!("input of call `{}`", call.id))?,
+            target: match call.target {
+                wit::CallTarget::Tool(t) => Target::Tool {
+                    plugin: t.plugin,
+                    tool: t.tool,
+                },
+                wit::CallTarget::Agent(plugin) => Target::Agent { plugin },
+                wit::CallTarget::Subgraph(graph) => Target::Subgraph { graph },
+            },
+            id: call.id,
+            node: call.node,
+            attempt: call.attempt,
+            timeout_ms: call.timeout_ms,
+            delay_ms: call.delay_ms,
+        });
+    }
+    let mut interrupts = Vec::with_capacity(decision.interrupts.len());
+    for interrupt in decision.interrupts {
+        interrupts.push(Interrupt {
+            schema: match &interrupt.schema {
+                Some(text) => Some(json_of(text, || {
+                    format!("schema of interrupt `{}`", interrupt.id)
+                })?),
+                None => None,
+            },
+            id: interrupt.id,
+            node: interrupt.node,
+            prompt: interrupt.prompt,
+            held_call: interrupt.held_call,
+        });
+    }
+    Ok(Decision {
+        patches,
+        calls,
+        cancel: decision.cancel,
+        interrupts,
+        events: decision
+            .events
+            .into_iter()
+            .map(|e| NodeEvent {
+                node: e.node,
+                event: e.event,
+                call: e.call,
+                detail: e.detail,
+            })
+            .collect(),
+        status: match decision.status {
+            wit::RunStatus::Running => Status::Running,
+            wit::RunStatus::Waiting => Status::Waiting,
+            wit::RunStatus::Done(output) => Status::Done {
+                output: json_of(&output, || "run output".to_owned())?,
+            },
+            wit::RunStatus::Failed(error) => Status::Failed { error },
+            wit::RunStatus::Cancelled(reason) => Status::Cancelled { reason },
+        },
+    })
+}
+
+fn step_error(error: wit::StepError) -> StepFailure {
+    match error {
+        wit::StepError::UnknownGraph => StepFailure::UnknownGraph,
+        wit::StepError::NeedSnapshot => StepFailure::NeedSnapshot,
+        wit::StepError::InvalidGraph(message) => StepFailure::InvalidGraph(message),
+        wit::StepError::BadInput(message) => StepFailure::BadInput(message),
+        wit::StepError::Corrupt(message) => StepFailure::Failed(format!("corrupt: {message}")),
     }
 }
 
@@ -338,99 +438,102 @@ impl NodeExecutor for PluginExecutor {
 impl PluginExecutor {
     /// Make `call` in its plugin's store, serving `context`.
     async fn call(&self, call: &NodeCall, context: Arc<CallContext>) -> CallResult {
-        {
-            let input = call.call.input.to_string();
-            let (plugin, function, args) = match &call.call.target {
-                Target::Tool { plugin, tool } => (plugin, "invoke", json!([tool, input])),
-                Target::Agent { plugin } => {
-                    let state: Vec<Value> = call
+        let input = json_text(&call.call.input);
+        let outcome = match &call.call.target {
+            Target::Tool { plugin, tool } => self
+                .runtime
+                .invoke_typed_in_run::<(&str, &str), (Result<String, wit::ToolError>,)>(
+                    &self.caller,
+                    plugin,
+                    "invoke",
+                    (tool, &input),
+                    Some(context),
+                )
+                .await
+                .map(|(result,)| match result {
+                    Ok(output) => CallResult::Ok {
+                        output: output_value(output),
+                        updates: Vec::new(),
+                    },
+                    Err(error) => CallResult::Err {
+                        error: tool_error(error),
+                    },
+                }),
+            Target::Agent { plugin } => {
+                let task = wit::Task {
+                    run_id: call.run.0.clone(),
+                    node_id: call.call.node.clone(),
+                    input,
+                    state: call
                         .state
                         .as_object()
                         .map(|m| {
                             m.iter()
-                                .map(|(k, v)| json!({"key": k, "value": v.to_string()}))
+                                .map(|(key, value)| wit::StateEntry {
+                                    key: key.clone(),
+                                    value: json_text(value),
+                                })
                                 .collect()
                         })
-                        .unwrap_or_default();
-                    let task = json!({
-                        "run-id": call.run.0,
-                        "node-id": call.call.node,
-                        "input": input,
-                        "state": state,
-                    });
-                    (plugin, "run", json!([task]))
-                }
-                Target::Subgraph { .. } => {
-                    return CallResult::Err {
-                        error: "subgraphs run as child runs, not plugin calls".to_owned(),
-                    };
-                }
-            };
-            match self
-                .runtime
-                .invoke_in_run(&self.caller, plugin, function, &args, Some(context))
-                .await
-            {
-                Ok(value) => outcome(&call.call.target, value),
-                Err(e) => CallResult::Err {
-                    error: e.to_string(),
-                },
+                        .unwrap_or_default(),
+                };
+                self.runtime
+                    .invoke_typed_in_run::<(&wit::Task,), (Result<wit::Outcome, wit::AgentError>,)>(
+                        &self.caller,
+                        plugin,
+                        "run",
+                        (&task,),
+                        Some(context),
+                    )
+                    .await
+                    .map(|(result,)| match result {
+                        Ok(outcome) => CallResult::Ok {
+                            output: output_value(outcome.output),
+                            updates: outcome
+                                .state_updates
+                                .into_iter()
+                                .map(|e| (e.key, output_value(e.value)))
+                                .collect(),
+                        },
+                        Err(error) => CallResult::Err {
+                            error: agent_error(error),
+                        },
+                    })
             }
-        }
+            Target::Subgraph { .. } => {
+                return CallResult::Err {
+                    error: "subgraphs run as child runs, not plugin calls".to_owned(),
+                };
+            }
+        };
+        outcome.unwrap_or_else(|e| CallResult::Err {
+            error: e.to_string(),
+        })
     }
 }
 
-/// A plugin's `result<…, error>` as a node result.
-fn outcome(target: &Target, value: Value) -> CallResult {
-    let text_output = |text: &Value| match text.as_str() {
-        Some(t) => serde_json::from_str(t).unwrap_or_else(|_| Value::String(t.to_owned())),
-        None => text.clone(),
-    };
-    match (target, value) {
-        (_, Value::Object(mut map)) if map.contains_key("err") => CallResult::Err {
-            error: describe_error(map.remove("err").unwrap_or(Value::Null)),
-        },
-        (Target::Tool { .. }, Value::Object(map)) => CallResult::Ok {
-            output: map.get("ok").map(text_output).unwrap_or(Value::Null),
-            updates: Vec::new(),
-        },
-        (Target::Agent { .. }, Value::Object(map)) => {
-            let ok = map.get("ok").cloned().unwrap_or(Value::Null);
-            let output = ok.get("output").map(text_output).unwrap_or(Value::Null);
-            let updates = ok
-                .get("state-updates")
-                .and_then(Value::as_array)
-                .map(|entries| {
-                    entries
-                        .iter()
-                        .filter_map(|e| {
-                            let key = e.get("key")?.as_str()?.to_owned();
-                            Some((key, e.get("value").map(text_output).unwrap_or(Value::Null)))
-                        })
-                        .collect()
-                })
-                .unwrap_or_default();
-            CallResult::Ok { output, updates }
-        }
-        (_, other) => CallResult::Err {
-            error: format!("an unexpected result: {other}"),
-        },
-    }
+/// A plugin's output text as a value: its JSON, or the text itself when it
+/// is not JSON.
+fn output_value(text: String) -> Value {
+    serde_json::from_str(&text).unwrap_or(Value::String(text))
 }
 
-/// `{"failed": "why"}` → `failed: why`.
-fn describe_error(error: Value) -> String {
+/// `failed: why`, as the interface names the case.
+fn tool_error(error: wit::ToolError) -> String {
     match error {
-        Value::Object(map) => map
-            .into_iter()
-            .map(|(case, payload)| match payload {
-                Value::String(m) => format!("{case}: {m}"),
-                Value::Null => case,
-                other => format!("{case}: {other}"),
-            })
-            .collect::<Vec<_>>()
-            .join("; "),
-        Value::String(case) => case,
-        other => other.to_string(),
+        wit::ToolError::InvalidArguments(m) => format!("invalid-arguments: {m}"),
+        wit::ToolError::UnknownTool(m) => format!("unknown-tool: {m}"),
+        wit::ToolError::Failed(m) => format!("failed: {m}"),
+        wit::ToolError::Denied(m) => format!("denied: {m}"),
+    }
+}
+
+/// `failed: why`, as the interface names the case.
+fn agent_error(error: wit::AgentError) -> String {
+    match error {
+        wit::AgentError::InvalidInput(m) => format!("invalid-input: {m}"),
+        wit::AgentError::InferenceFailed(m) => format!("inference-failed: {m}"),
+        wit::AgentError::ToolFailed(m) => format!("tool-failed: {m}"),
+        wit::AgentError::Failed(m) => format!("failed: {m}"),
     }
 }

@@ -192,19 +192,31 @@ impl Runtime {
     ) -> Result<serde_json::Value> {
         let span = tracing::debug_span!("convergio.plugins.call", caller, callee, function);
         async {
-            let caller_slot = self.slot(caller)?;
-            let spec = caller_slot.current.load().spec.clone();
-            if !spec.grants.plugins.iter().any(|granted| granted == callee) {
-                return Err(Error::CallDenied {
-                    caller: caller.to_owned(),
-                    callee: callee.to_owned(),
-                    location: spec.config_location.clone(),
-                });
-            }
+            self.check_call_grant(caller, callee)?;
             self.call_json(callee, function, args, context).await
         }
         .instrument(span)
         .await
+    }
+
+    /// Whether `caller`'s `plugins` grant names `callee`.
+    fn check_call_grant(&self, caller: &str, callee: &str) -> Result<()> {
+        let caller_slot = self.slot(caller)?;
+        let loaded = caller_slot.current.load();
+        if loaded
+            .spec
+            .grants
+            .plugins
+            .iter()
+            .any(|granted| granted == callee)
+        {
+            return Ok(());
+        }
+        Err(Error::CallDenied {
+            caller: caller.to_owned(),
+            callee: callee.to_owned(),
+            location: loaded.spec.config_location.clone(),
+        })
     }
 
     async fn call_json(
@@ -280,6 +292,86 @@ impl Runtime {
         )
         .await?;
         Ok(results)
+    }
+
+    /// Call `function` of `plugin` with typed parameters and results:
+    /// lowered into and lifted out of the guest directly, with no
+    /// [`Val`]s between (the run driver's step calls, once per step). The
+    /// types must match the export's, or the call fails naming it.
+    pub async fn invoke_typed<P, R>(&self, plugin: &str, function: &str, params: P) -> Result<R>
+    where
+        P: wasmtime::component::ComponentNamedList + wasmtime::component::Lower + Send + Sync,
+        R: wasmtime::component::ComponentNamedList
+            + wasmtime::component::Lift
+            + Send
+            + Sync
+            + 'static,
+    {
+        self.call_typed(plugin, function, params, None).await
+    }
+
+    /// [`Runtime::invoke_in_run`] with typed parameters and results (see
+    /// [`Runtime::invoke_typed`]): the run driver's node calls.
+    pub async fn invoke_typed_in_run<P, R>(
+        &self,
+        caller: &str,
+        callee: &str,
+        function: &str,
+        params: P,
+        context: Option<Arc<CallContext>>,
+    ) -> Result<R>
+    where
+        P: wasmtime::component::ComponentNamedList + wasmtime::component::Lower + Send + Sync,
+        R: wasmtime::component::ComponentNamedList
+            + wasmtime::component::Lift
+            + Send
+            + Sync
+            + 'static,
+    {
+        let span = tracing::debug_span!("convergio.plugins.call", caller, callee, function);
+        async {
+            self.check_call_grant(caller, callee)?;
+            self.call_typed(callee, function, params, context).await
+        }
+        .instrument(span)
+        .await
+    }
+
+    async fn call_typed<P, R>(
+        &self,
+        plugin: &str,
+        function: &str,
+        params: P,
+        context: Option<Arc<CallContext>>,
+    ) -> Result<R>
+    where
+        P: wasmtime::component::ComponentNamedList + wasmtime::component::Lower + Send + Sync,
+        R: wasmtime::component::ComponentNamedList
+            + wasmtime::component::Lift
+            + Send
+            + Sync
+            + 'static,
+    {
+        let slot = self.slot(plugin)?;
+        let loaded = slot.current.load_full();
+        let export = loaded.exports.find(plugin, function)?;
+        crate::session::with_export(
+            &self.inner,
+            &slot,
+            &loaded,
+            export,
+            context,
+            async |store, func| {
+                let typed = func.typed::<P, R>(&*store).map_err(|e| {
+                    e.context(format!(
+                        "`{function}` does not have the type this host calls it with: build the \
+                         plugin against this release's WIT"
+                    ))
+                })?;
+                typed.call_async(store, params).await
+            },
+        )
+        .await
     }
 
     /// The inference router over the provider plugins; every plugin granted

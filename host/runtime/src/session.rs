@@ -31,6 +31,23 @@ pub(crate) async fn call_in_store(
     results: &mut [Val],
     context: Option<Arc<CallContext>>,
 ) -> Result<()> {
+    with_export(inner, slot, loaded, export, context, async |store, func| {
+        func.call_async(store, params, results).await
+    })
+    .await
+}
+
+/// Run `f` with export `export` of a session of the plugin (see
+/// [`call_in_store`]): `f` calls it, with [`wasmtime::component::Val`]s or
+/// typed.
+pub(crate) async fn with_export<T>(
+    inner: &Inner,
+    slot: &Arc<Slot>,
+    loaded: &Loaded,
+    export: &ExportFn,
+    context: Option<Arc<CallContext>>,
+    f: impl AsyncFnOnce(&mut Store<HostState>, wasmtime::component::Func) -> wasmtime::Result<T>,
+) -> Result<T> {
     let spec = &loaded.spec;
     let span = tracing::debug_span!(
         "convergio.runtime.call",
@@ -48,7 +65,7 @@ pub(crate) async fn call_in_store(
                     .ok_or_else(|| {
                         wasmtime::format_err!("export `{}` is not a function", export.qualified())
                     })?;
-                func.call_async(&mut *store, params, results).await
+                f(store, func).await
             })
             .await;
         // Kept warm only if the call went well (see `Session::release`),

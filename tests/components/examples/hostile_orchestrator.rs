@@ -1,9 +1,11 @@
 //! `hostile_orchestrator`: an orchestrator plugin that misbehaves, to test
 //! that a run fails cleanly and the host keeps serving. A run whose id
 //! starts with `loop` spins forever in `step`; one whose id starts with
-//! `trap` panics; any other gets a decision that is not JSON.
+//! `trap` panics; any other gets a decision whose patch value is not JSON.
 
-use convergio_sdk::orchestrator::{Guest, StepError, StepRequest};
+use convergio_sdk::orchestrator::{
+    Decision, Guest, Patch, PatchOp, RunStatus, StepError, StepRequest,
+};
 
 struct Hostile;
 
@@ -13,7 +15,7 @@ impl Guest for Hostile {
     }
 
     #[allow(clippy::panic)]
-    fn step(request: StepRequest) -> Result<String, StepError> {
+    fn step(request: StepRequest) -> Result<Decision, StepError> {
         if request.run_id.starts_with("loop") {
             let mut n: u64 = 0;
             loop {
@@ -23,7 +25,18 @@ impl Guest for Hostile {
         if request.run_id.starts_with("trap") {
             panic!("hostile orchestrator traps");
         }
-        Ok("not a decision".to_owned())
+        Ok(Decision {
+            patches: vec![Patch {
+                op: PatchOp::Set,
+                path: vec!["values".to_owned(), "x".to_owned()],
+                value: Some("not a value".to_owned()),
+            }],
+            calls: Vec::new(),
+            cancel: Vec::new(),
+            interrupts: Vec::new(),
+            events: Vec::new(),
+            status: RunStatus::Running,
+        })
     }
 
     fn forget(_run_id: String) {}
