@@ -471,15 +471,15 @@ impl Shared {
             let ttl = self.options.lease_ttl;
             self.on_store(move |store| {
                 store.put_blob(doc.text.as_bytes())?;
-                let seq = store.create_run_with(&run, &doc.hash, entries)?;
-                store.claim(&run, &owner, ttl)?;
-                Ok(seq)
+                Ok(store.create_run_claimed(&run, &doc.hash, entries, &owner, ttl)?)
             })
             .await?
         };
         let (tx, rx) = mpsc::unbounded_channel();
         lock(&self.live).insert(run.clone(), tx);
-        self.watch_status(&run, &decision.status);
+        // Waiters can follow it from now; the driver says what the first
+        // decision made of it once the store has it (`Driver::act`).
+        self.watch_status(&run, &Status::Running);
         let shared = Arc::clone(self);
         tokio::spawn(async move {
             let mut driver = Driver::new(shared, live, rx);
@@ -626,10 +626,11 @@ impl Shared {
             .map(tokio::sync::watch::Sender::subscribe);
         if let Some(mut rx) = watched {
             // Driven here: woken when its status changes, not at each step.
+            // Its driver recorded the status in the store before it said so
+            // here (`Driver::act`), so nothing is left to settle.
             loop {
                 let status = rx.borrow_and_update().clone();
                 if settles(&status) {
-                    self.settle_status(run, &status).await;
                     return Ok(status);
                 }
                 if rx.changed().await.is_err() {
@@ -1210,8 +1211,9 @@ impl Driver {
         for call in decision.calls {
             self.dispatch(call).await;
         }
+        // The status is recorded in the store before this process's waiters
+        // hear it, so what they read next (`graph list`) agrees.
         let status = run_status(&decision.status);
-        self.shared.watch_status(&self.live.run, &decision.status);
         if status != self.live.stored {
             self.live.stored = status;
             let run = self.live.run.clone();
@@ -1224,6 +1226,7 @@ impl Driver {
             }
             self.shared.status_changed.notify_waiters();
         }
+        self.shared.watch_status(&self.live.run, &decision.status);
         if decision.status.is_final() {
             for (handle, _) in self.in_flight.values() {
                 handle.abort();

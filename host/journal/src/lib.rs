@@ -357,6 +357,22 @@ pub trait RunStore: Send + Sync + fmt::Debug {
     fn create_run_with(&self, run: &RunId, graph_hash: &str, entries: Vec<NewEntry>)
     -> Result<Seq>;
 
+    /// [`RunStore::create_run_with`], with `owner` holding the new run's
+    /// lease for `ttl` from the same commit (a run's start: one commit,
+    /// not two). The default creates, then claims.
+    fn create_run_claimed(
+        &self,
+        run: &RunId,
+        graph_hash: &str,
+        entries: Vec<NewEntry>,
+        owner: &str,
+        ttl: Duration,
+    ) -> Result<Seq> {
+        let seq = self.create_run_with(run, graph_hash, entries)?;
+        self.claim(run, owner, ttl)?;
+        Ok(seq)
+    }
+
     /// Append `entries` after seq `expected`, which must be the run's last
     /// seq ([`Error::Conflict`] otherwise). Returns the new last seq. Waits
     /// for the commit without blocking the async runtime's threads.

@@ -50,6 +50,11 @@ const CHECKPOINT_EVERY: Duration = Duration::from_millis(250);
 /// `wal_autocheckpoint`): only when the checkpointer falls behind.
 const WAL_FALLBACK_PAGES: u32 = 16_384;
 
+/// The tables, created where missing. Those that hold payloads are rowid
+/// tables with a unique index on their key: their rows (a step's decision,
+/// a snapshot, a blob) are larger than a `WITHOUT ROWID` table suits, where
+/// every insert moved whole rows about the B-tree (an earlier schema; see
+/// [`create_schema`], which converts it).
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS runs (
     id          TEXT    PRIMARY KEY,
@@ -75,14 +80,14 @@ CREATE TABLE IF NOT EXISTS entries (
     call_id  TEXT,
     payload  BLOB    NOT NULL,
     at_ms    INTEGER NOT NULL,
-    PRIMARY KEY (run, seq)
-) STRICT, WITHOUT ROWID;
+    UNIQUE (run, seq)
+) STRICT;
 CREATE TABLE IF NOT EXISTS checkpoints (
     run    TEXT    NOT NULL,
     seq    INTEGER NOT NULL,
     state  BLOB    NOT NULL,
-    PRIMARY KEY (run, seq)
-) STRICT, WITHOUT ROWID;
+    UNIQUE (run, seq)
+) STRICT;
 CREATE TABLE IF NOT EXISTS call_steps (
     run      TEXT    NOT NULL,
     call_id  TEXT    NOT NULL,
@@ -91,12 +96,12 @@ CREATE TABLE IF NOT EXISTS call_steps (
     kind     TEXT    NOT NULL,
     key      TEXT    NOT NULL,
     result   BLOB    NOT NULL,
-    PRIMARY KEY (run, call_id, attempt, idx)
-) STRICT, WITHOUT ROWID;
+    UNIQUE (run, call_id, attempt, idx)
+) STRICT;
 CREATE TABLE IF NOT EXISTS blobs (
-    hash   TEXT PRIMARY KEY,
-    bytes  BLOB NOT NULL
-) STRICT, WITHOUT ROWID;
+    hash   TEXT    NOT NULL UNIQUE,
+    bytes  BLOB    NOT NULL
+) STRICT;
 CREATE TABLE IF NOT EXISTS claims (
     run         TEXT    PRIMARY KEY,
     owner       TEXT    NOT NULL,
@@ -200,11 +205,19 @@ struct Group {
 #[derive(Debug)]
 struct Append {
     run: RunId,
-    /// Create the run, of this graph hash, in the same commit.
-    create: Option<String>,
+    /// Create the run in the same commit.
+    create: Option<Create>,
     expected: Seq,
     entries: Vec<NewEntry>,
     reply: Reply,
+}
+
+/// A run to create with its first append.
+#[derive(Debug)]
+struct Create {
+    graph_hash: String,
+    /// Its lease: owner and how long.
+    lease: Option<(String, Duration)>,
 }
 
 #[derive(Debug)]
@@ -245,8 +258,42 @@ fn open_conn(path: &Path, durability: Durability) -> Result<Connection> {
     };
     let mut conn = convergio_sqlite::open_wal(path, sync)
         .map_err(|e| Error::Open(format!("{}: {e}", path.display())))?;
-    convergio_sqlite::create_schema(&mut conn, SCHEMA)?;
+    create_schema(&mut conn)?;
     Ok(conn)
+}
+
+/// The tables that an earlier schema made `WITHOUT ROWID`.
+const ROWID_TABLES: [&str; 4] = ["entries", "checkpoints", "call_steps", "blobs"];
+
+/// Create the tables [`SCHEMA`] names where missing, converting those of
+/// an earlier schema that were `WITHOUT ROWID` (same columns, rows copied)
+/// in the same transaction.
+fn create_schema(conn: &mut Connection) -> Result<()> {
+    convergio_sqlite::retry_busy(|| {
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let mut old = Vec::new();
+        for table in ROWID_TABLES {
+            let sql: Option<String> = tx
+                .query_row(
+                    "SELECT sql FROM sqlite_master WHERE type = 'table' AND name = ?1",
+                    [table],
+                    |r| r.get(0),
+                )
+                .optional()?;
+            if sql.is_some_and(|sql| sql.contains("WITHOUT ROWID")) {
+                tx.execute_batch(&format!("ALTER TABLE {table} RENAME TO {table}_old"))?;
+                old.push(table);
+            }
+        }
+        tx.execute_batch(SCHEMA)?;
+        for table in old {
+            tx.execute_batch(&format!(
+                "INSERT INTO {table} SELECT * FROM {table}_old; DROP TABLE {table}_old;"
+            ))?;
+        }
+        tx.commit()
+    })?;
+    Ok(())
 }
 
 impl SqliteRunStore {
@@ -268,7 +315,7 @@ impl SqliteRunStore {
             Durability::Off => {
                 let mut conn = Connection::open_in_memory()?;
                 convergio_sqlite::tune(&conn)?;
-                convergio_sqlite::create_schema(&mut conn, SCHEMA)?;
+                create_schema(&mut conn)?;
                 let conn = Arc::new(Mutex::new(conn));
                 (Arc::clone(&conn), conn, None)
             }
@@ -359,7 +406,7 @@ impl SqliteRunStore {
     fn send_append(
         &self,
         run: &RunId,
-        create: Option<String>,
+        create: Option<Create>,
         expected: Seq,
         entries: Vec<NewEntry>,
         reply: Reply,
@@ -401,6 +448,23 @@ impl SqliteRunStore {
                 Ok(())
             }
         }
+    }
+
+    /// Create `run` with its first `entries` (and its lease) in one commit.
+    fn create(
+        &self,
+        run: &RunId,
+        graph_hash: &str,
+        entries: Vec<NewEntry>,
+        lease: Option<(String, Duration)>,
+    ) -> Result<Seq> {
+        let (tx, rx) = mpsc::sync_channel(1);
+        let create = Create {
+            graph_hash: graph_hash.to_owned(),
+            lease,
+        };
+        self.send_append(run, Some(create), 0, entries, Reply::Blocking(tx))?;
+        rx.recv().map_err(|_| Error::Closed)?
     }
 
     /// Copy what is only in the append log into the tables (`process`
@@ -618,7 +682,7 @@ fn appends_in(conn: &Connection, batch: &[Append], now: u64) -> rusqlite::Result
 }
 
 fn append_in(conn: &Connection, append: &Append, now: u64) -> Result<Seq> {
-    if let Some(graph_hash) = &append.create {
+    if let Some(create) = &append.create {
         if run_row(conn, &append.run)?.is_some() {
             return Err(Error::RunExists(append.run.clone()));
         }
@@ -626,7 +690,10 @@ fn append_in(conn: &Connection, append: &Append, now: u64) -> Result<Seq> {
             "INSERT INTO runs (id, graph_hash, status, created_ms, updated_ms, last_seq)
              VALUES (?1, ?2, 'running', ?3, ?3, 0)",
         )?
-        .execute(params![append.run.as_str(), graph_hash, to_i64(now)])?;
+        .execute(params![append.run.as_str(), create.graph_hash, to_i64(now)])?;
+        if let Some((owner, ttl)) = &create.lease {
+            SqliteRunStore::set_lease(conn, &append.run, owner, *ttl)?;
+        }
     }
     let actual: Option<i64> = conn
         .prepare_cached(
@@ -851,15 +918,18 @@ impl RunStore for SqliteRunStore {
         graph_hash: &str,
         entries: Vec<NewEntry>,
     ) -> Result<Seq> {
-        let (tx, rx) = mpsc::sync_channel(1);
-        self.send_append(
-            run,
-            Some(graph_hash.to_owned()),
-            0,
-            entries,
-            Reply::Blocking(tx),
-        )?;
-        rx.recv().map_err(|_| Error::Closed)?
+        self.create(run, graph_hash, entries, None)
+    }
+
+    fn create_run_claimed(
+        &self,
+        run: &RunId,
+        graph_hash: &str,
+        entries: Vec<NewEntry>,
+        owner: &str,
+        ttl: Duration,
+    ) -> Result<Seq> {
+        self.create(run, graph_hash, entries, Some((owner.to_owned(), ttl)))
     }
 
     fn append_blocking(&self, run: &RunId, expected: Seq, entries: Vec<NewEntry>) -> Result<Seq> {
@@ -1208,6 +1278,14 @@ impl RunStore for SqliteRunStore {
 
     fn put_blob(&self, bytes: &[u8]) -> Result<String> {
         let hash = blob_hash(bytes);
+        // A blob stored already (a graph at each of its runs) costs a read,
+        // not a commit.
+        if lock(&self.inner.conn)
+            .prepare_cached("SELECT 1 FROM blobs WHERE hash = ?1")?
+            .exists([&hash])?
+        {
+            return Ok(hash);
+        }
         self.write(|tx| {
             tx.prepare_cached("INSERT OR IGNORE INTO blobs (hash, bytes) VALUES (?1, ?2)")?
                 .execute(params![hash, bytes])?;

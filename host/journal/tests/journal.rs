@@ -122,6 +122,7 @@ behaviour_tests!(
     append_read_and_expected_seq_conflict,
     async_append_status_and_listing,
     a_run_created_with_its_first_entries_is_never_seen_without_them,
+    a_run_created_claimed_is_leased_from_its_first_commit,
     concurrent_appenders_on_one_run_one_winner_per_seq,
     concurrent_appenders_on_many_runs_keep_seq_order,
     concurrent_async_appends_on_many_runs,
@@ -320,6 +321,32 @@ fn a_run_created_with_its_first_entries_is_never_seen_without_them<B: Backend>()
         assert_eq!(store.run_info(&run).unwrap().unwrap().graph_hash, "g");
         assert_eq!(store.append(&run, 2, vec![entry("c")]).await.unwrap(), 3);
     });
+}
+
+/// `create_run_claimed` creates the run with its first entries and its
+/// lease (how the run driver starts a run); an id taken fails and leaves
+/// the lease as it was.
+fn a_run_created_claimed_is_leased_from_its_first_commit<B: Backend>() {
+    let (_dir, store) = fresh::<B>();
+    let run = RunId::from("r");
+    let ttl = Duration::from_secs(60);
+    assert_eq!(
+        store
+            .create_run_claimed(&run, "g", vec![entry("a")], "host:1", ttl)
+            .unwrap(),
+        1
+    );
+    assert_eq!(payloads(&store.read_after(&run, 0, 10).unwrap()), ["a"]);
+    assert!(matches!(
+        store.claim(&run, "host:2", ttl),
+        Err(Error::Claimed { owner, .. }) if owner == "host:1"
+    ));
+    assert!(matches!(
+        store.create_run_claimed(&run, "g", vec![entry("b")], "host:2", ttl),
+        Err(Error::RunExists(_))
+    ));
+    assert_eq!(store.last_seq(&run).unwrap(), 1);
+    store.renew(&run, "host:1", ttl).unwrap();
 }
 
 /// Eight writers race on one run, each appending after the last seq it
@@ -1035,6 +1062,67 @@ fn subscription_catches_up_follows_and_recovers_from_lag<B: Backend>() {
 }
 
 // ---- SQLite only --------------------------------------------------------
+
+/// A journal of the earlier schema (payload tables `WITHOUT ROWID`) is
+/// converted when opened, its rows kept.
+#[test]
+fn a_journal_of_the_earlier_schema_is_converted_with_its_rows() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("runs.db");
+    {
+        let conn = rusqlite::Connection::open(&path).unwrap();
+        conn.execute_batch(
+            "CREATE TABLE runs (id TEXT PRIMARY KEY, graph_hash TEXT NOT NULL, parent TEXT,
+                 fork_seq INTEGER, status TEXT NOT NULL, created_ms INTEGER NOT NULL,
+                 updated_ms INTEGER NOT NULL, last_seq INTEGER NOT NULL) STRICT;
+             CREATE TABLE entries (run TEXT NOT NULL, seq INTEGER NOT NULL, kind TEXT NOT NULL,
+                 call_id TEXT, payload BLOB NOT NULL, at_ms INTEGER NOT NULL,
+                 PRIMARY KEY (run, seq)) STRICT, WITHOUT ROWID;
+             CREATE TABLE checkpoints (run TEXT NOT NULL, seq INTEGER NOT NULL,
+                 state BLOB NOT NULL, PRIMARY KEY (run, seq)) STRICT, WITHOUT ROWID;
+             CREATE TABLE blobs (hash TEXT PRIMARY KEY, bytes BLOB NOT NULL) STRICT, WITHOUT ROWID;
+             INSERT INTO runs VALUES ('r', 'g', NULL, NULL, 'done', 1, 1, 0);
+             INSERT INTO entries VALUES ('r', 1, 'run.start', NULL, X'6131', 1);
+             INSERT INTO entries VALUES ('r', 2, 'decision', NULL, X'6132', 1);
+             INSERT INTO checkpoints VALUES ('r', 2, X'7b7d');
+             INSERT INTO blobs VALUES ('h', X'00');",
+        )
+        .unwrap();
+    }
+    let store = store(dir.path(), Durability::Process);
+    assert_eq!(
+        payloads(&store.read_after(&RunId::from("r"), 0, 10).unwrap()),
+        ["a1", "a2"]
+    );
+    assert_eq!(
+        store
+            .checkpoint_at_or_before(&RunId::from("r"), 5)
+            .unwrap()
+            .unwrap()
+            .state,
+        b"{}"
+    );
+    assert_eq!(store.get_blob("h").unwrap(), Some(vec![0]));
+    // Keys stay unique, and the run goes on.
+    store
+        .append_blocking(&RunId::from("r"), 2, vec![entry("a3")])
+        .unwrap();
+    assert!(
+        store
+            .append_blocking(&RunId::from("r"), 2, vec![entry("x")])
+            .is_err()
+    );
+    drop(store);
+    let conn = rusqlite::Connection::open(&path).unwrap();
+    let without_rowid: i64 = conn
+        .query_row(
+            "SELECT COUNT(*) FROM sqlite_master WHERE sql LIKE '%WITHOUT ROWID%'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(without_rowid, 0);
+}
 
 /// Sixteen tasks append to sixteen runs at once: the writer commits them
 /// in batches (fewer commits than appends), and every entry is there, in
