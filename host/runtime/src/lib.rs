@@ -69,7 +69,7 @@ pub use exports::ExportFn;
 pub use host_memory::{HostMemoryExceeded, MAX_HANDLES};
 pub use host_state::HostState;
 pub use manifest::{PluginKind, PluginManifest};
-pub use runtime::Runtime;
+pub use runtime::{Runtime, TypedParams, TypedResults};
 pub use slot::PluginInfo;
 pub use watch::WatchHandle;
 

@@ -37,6 +37,31 @@ impl std::fmt::Debug for Runtime {
     }
 }
 
+/// The parameters of a typed call ([`Runtime::invoke_typed`]): a tuple
+/// of types the component model lowers (the generated bindings' records,
+/// `&str`, …).
+pub trait TypedParams:
+    wasmtime::component::ComponentNamedList + wasmtime::component::Lower + Send + Sync
+{
+}
+
+impl<T> TypedParams for T where
+    T: wasmtime::component::ComponentNamedList + wasmtime::component::Lower + Send + Sync
+{
+}
+
+/// The results of a typed call ([`Runtime::invoke_typed`]): a tuple of
+/// types the component model lifts.
+pub trait TypedResults:
+    wasmtime::component::ComponentNamedList + wasmtime::component::Lift + Send + Sync + 'static
+{
+}
+
+impl<T> TypedResults for T where
+    T: wasmtime::component::ComponentNamedList + wasmtime::component::Lift + Send + Sync + 'static
+{
+}
+
 impl Runtime {
     /// Build the engine and load every plugin of `platform`, callees before
     /// callers. Every plugin that fails is reported in one [`Error::Invalid`].
@@ -300,12 +325,8 @@ impl Runtime {
     /// types must match the export's, or the call fails naming it.
     pub async fn invoke_typed<P, R>(&self, plugin: &str, function: &str, params: P) -> Result<R>
     where
-        P: wasmtime::component::ComponentNamedList + wasmtime::component::Lower + Send + Sync,
-        R: wasmtime::component::ComponentNamedList
-            + wasmtime::component::Lift
-            + Send
-            + Sync
-            + 'static,
+        P: TypedParams,
+        R: TypedResults,
     {
         self.call_typed(plugin, function, params, None).await
     }
@@ -321,12 +342,8 @@ impl Runtime {
         context: Option<Arc<CallContext>>,
     ) -> Result<R>
     where
-        P: wasmtime::component::ComponentNamedList + wasmtime::component::Lower + Send + Sync,
-        R: wasmtime::component::ComponentNamedList
-            + wasmtime::component::Lift
-            + Send
-            + Sync
-            + 'static,
+        P: TypedParams,
+        R: TypedResults,
     {
         let span = tracing::debug_span!("convergio.plugins.call", caller, callee, function);
         async {
@@ -345,12 +362,8 @@ impl Runtime {
         context: Option<Arc<CallContext>>,
     ) -> Result<R>
     where
-        P: wasmtime::component::ComponentNamedList + wasmtime::component::Lower + Send + Sync,
-        R: wasmtime::component::ComponentNamedList
-            + wasmtime::component::Lift
-            + Send
-            + Sync
-            + 'static,
+        P: TypedParams,
+        R: TypedResults,
     {
         let slot = self.slot(plugin)?;
         let loaded = slot.current.load_full();
