@@ -187,6 +187,40 @@ async fn a_hostile_orchestrator_fails_its_runs_and_the_host_keeps_serving() {
     ));
 }
 
+/// An orchestrator built against the earlier interface (JSON documents
+/// in and out of `step`) fails its runs with a message that says so, as
+/// docs/graphs.md promises; the host keeps serving.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_orchestrator_of_the_earlier_interface_is_refused_by_name() {
+    let dir = tempfile::tempdir().unwrap();
+    let runtime = start(
+        dir.path(),
+        "",
+        &[
+            orchestrator("old", test_component("old_orchestrator"), &["plain"]),
+            the_orchestrator(&["plain"]),
+            plain(),
+        ],
+    )
+    .await;
+    let g = graph(json!({"nodes": {"x": {"kind": tool("plain", "echo")}}}));
+    let err = runs(&runtime, dir.path(), "old")
+        .start(&g, json!({}), None)
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("`step` does not have the type this host calls it with"),
+        "{err}"
+    );
+    let good = runs(&runtime, dir.path(), "orchestrator");
+    let run = good.start(&g, json!({}), None).await.unwrap();
+    assert!(matches!(
+        good.wait(&run).await.unwrap(),
+        Status::Done { .. }
+    ));
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn runs_from_platform_toml_publish_their_events_on_the_bus() {
     let dir = tempfile::tempdir().unwrap();
