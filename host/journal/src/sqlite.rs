@@ -269,8 +269,7 @@ const ROWID_TABLES: [&str; 4] = ["entries", "checkpoints", "call_steps", "blobs"
 /// an earlier schema that were `WITHOUT ROWID` (same columns, rows copied)
 /// in the same transaction.
 fn create_schema(conn: &mut Connection) -> Result<()> {
-    convergio_sqlite::retry_busy(|| {
-        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    convergio_sqlite::immediate(conn, |tx| {
         let mut old = Vec::new();
         for table in ROWID_TABLES {
             let sql: Option<String> = tx
@@ -291,7 +290,7 @@ fn create_schema(conn: &mut Connection) -> Result<()> {
                 "INSERT INTO {table} SELECT * FROM {table}_old; DROP TABLE {table}_old;"
             ))?;
         }
-        tx.commit()
+        Ok(())
     })?;
     Ok(())
 }

@@ -137,10 +137,24 @@ pub fn open_wal(path: &Path, synchronous: Synchronous) -> Result<Connection, Ope
 /// transaction that takes the write lock first, so it never has to upgrade
 /// a read lock while another connection does the same.
 pub fn create_schema(conn: &mut Connection, schema: &str) -> rusqlite::Result<()> {
+    immediate(conn, |tx| tx.execute_batch(schema))
+}
+
+/// Run `f` in one transaction that takes the write lock first (so it never
+/// upgrades a read lock another connection also holds), committed when
+/// `f` succeeds; the whole transaction again while SQLite answers "busy"
+/// (see [`retry_busy`]). [`create_schema`] is this with a batch of
+/// statements; a store that converts an older schema checks and alters in
+/// the same transaction.
+pub fn immediate<T>(
+    conn: &mut Connection,
+    mut f: impl FnMut(&Connection) -> rusqlite::Result<T>,
+) -> rusqlite::Result<T> {
     retry_busy(|| {
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        tx.execute_batch(schema)?;
-        tx.commit()
+        let value = f(&tx)?;
+        tx.commit()?;
+        Ok(value)
     })
 }
 
