@@ -12,6 +12,7 @@
 use std::borrow::Cow;
 
 use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 
 /// What a patch does at its path.
@@ -32,17 +33,64 @@ pub enum Op {
     Add,
 }
 
+/// A patch's operand: JSON text, checked to be JSON when it was made.
+pub type Json = Box<RawValue>;
+
 /// One change to a snapshot: `op` with `value` at `path`, a list of object
 /// keys from the snapshot's root. Objects on the way are created.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+///
+/// The value is JSON text: the orchestrator writes it once, the host checks
+/// it, journals it as it is, and parses it only where it applies it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Patch {
     /// The operation.
     pub op: Op,
     /// Object keys from the root.
     pub path: Vec<String>,
-    /// Its operand (`null` for [`Op::Remove`]).
-    #[serde(default, skip_serializing_if = "Value::is_null")]
-    pub value: Value,
+    /// Its operand (none for [`Op::Remove`], and for a `null`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub value: Option<Json>,
+}
+
+impl Patch {
+    /// `op` with `value` at `path` (a `null` value is kept as none).
+    pub fn new(op: Op, path: Vec<String>, value: &Value) -> Self {
+        Self {
+            op,
+            path,
+            value: json(value),
+        }
+    }
+
+    /// The operand as a value (`null` when none).
+    pub fn value(&self) -> Result<Value, PatchError> {
+        match &self.value {
+            None => Ok(Value::Null),
+            Some(text) => serde_json::from_str(text.get()).map_err(|e| PatchError {
+                op: self.op,
+                path: self.path.join("/"),
+                message: format!("its value is not JSON: {e}"),
+            }),
+        }
+    }
+}
+
+impl PartialEq for Patch {
+    fn eq(&self, other: &Self) -> bool {
+        self.op == other.op
+            && self.path == other.path
+            && self.value.as_ref().map(|v| v.get()) == other.value.as_ref().map(|v| v.get())
+    }
+}
+
+/// `value` as a patch's operand: none for `null`. (Serializing a `Value`
+/// cannot fail.)
+pub fn json(value: &Value) -> Option<Json> {
+    if value.is_null() {
+        None
+    } else {
+        serde_json::value::to_raw_value(value).ok()
+    }
 }
 
 /// Why a patch does not apply.
@@ -57,14 +105,10 @@ pub struct PatchError {
     pub message: String,
 }
 
-/// Apply `patch` to `root`.
+/// Apply `patch` to `root` (parsing its value).
 pub fn apply(root: &mut Value, patch: &Patch) -> Result<(), PatchError> {
-    apply_value(root, patch.op, &patch.path, Cow::Borrowed(&patch.value))
-}
-
-/// Apply `patch` to `root`, moving its value in instead of copying it.
-pub fn apply_owned(root: &mut Value, patch: Patch) -> Result<(), PatchError> {
-    apply_value(root, patch.op, &patch.path, Cow::Owned(patch.value))
+    let value = patch.value()?;
+    apply_value(root, patch.op, &patch.path, Cow::Owned(value))
 }
 
 /// Apply `op` with `value` at `path` of `root` (what [`apply`] does, without
@@ -207,11 +251,7 @@ mod tests {
     use super::*;
 
     fn patch(op: Op, path: &[&str], value: Value) -> Patch {
-        Patch {
-            op,
-            path: path.iter().map(|s| (*s).to_owned()).collect(),
-            value,
-        }
+        Patch::new(op, path.iter().map(|s| (*s).to_owned()).collect(), &value)
     }
 
     #[test]

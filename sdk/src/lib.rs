@@ -60,6 +60,8 @@ pub mod bindings;
 mod world;
 
 pub mod agent;
+#[cfg(any(test, all(target_family = "wasm", not(target_feature = "atomics"))))]
+pub mod alloc;
 pub mod client;
 pub mod config;
 pub mod events;

@@ -18,6 +18,7 @@
 
 use std::collections::BTreeSet;
 
+use serde::Serialize;
 use serde_json::{Map, Value, json};
 
 use super::state::{MapState, NodeState, RunState, RunStatus, Sched, edge_word};
@@ -180,34 +181,40 @@ impl Run<'_> {
 
     /// Record a change the caller made to the typed snapshot as the patch
     /// that makes it to the JSON.
-    fn emit(&mut self, op: Op, path: &[&str], value: Value) {
+    ///
+    /// The value is written as JSON text straight from what the engine
+    /// holds (a call, a scheduling record), without building a `Value`
+    /// tree first; `null` is kept as no value.
+    fn emit<T: Serialize + ?Sized>(&mut self, op: Op, path: &[&str], value: &T) {
         self.st.touch(path);
         let path: Vec<String> = path.iter().map(|s| (*s).to_owned()).collect();
+        // Serializing the engine's own types and values cannot fail.
+        let value = serde_json::value::to_raw_value(value)
+            .ok()
+            .filter(|v| v.get() != "null");
         self.patches.push(Patch { op, path, value });
     }
 
     fn set_status(&mut self, status: RunStatus) {
         self.st.status = Some(status);
-        self.emit(Op::Set, &["status"], Value::from(status.as_str()));
+        self.emit(Op::Set, &["status"], status.as_str());
     }
 
     fn set_error(&mut self, error: String) {
-        let error = Value::from(error);
-        self.st.error = Some(error.clone());
-        self.emit(Op::Set, &["error"], error);
+        self.emit(Op::Set, &["error"], &error);
+        self.st.error = Some(Value::from(error));
     }
 
     /// Set `nodes/ID` (an `{"output": …}` or `{"error": …}` record).
     fn set_node_record(&mut self, n: usize, record: Value) {
         let id = &self.plan.nodes[n].id;
+        self.emit(Op::Set, &["nodes", id], &record);
         if !self.st.nodes.is_object() {
             self.st.nodes = Value::Object(Map::new());
         }
         if let Value::Object(nodes) = &mut self.st.nodes {
-            nodes.insert(id.clone(), record.clone());
+            nodes.insert(id.clone(), record);
         }
-        let id = id.clone();
-        self.emit(Op::Set, &["nodes", &id], record);
     }
 
     fn node_state(&self, n: usize) -> (NodeState, u64, bool) {
@@ -224,8 +231,7 @@ impl Run<'_> {
             looped,
         };
         self.st.sched[n] = Some(sched);
-        let id = self.plan.nodes[n].id.clone();
-        self.emit(Op::Set, &["sched", &id], sched.to_json());
+        self.emit(Op::Set, &["sched", &self.plan.nodes[n].id], &sched);
     }
 
     fn edge_state(&self, e: usize) -> Option<bool> {
@@ -235,26 +241,25 @@ impl Run<'_> {
     fn decide_edge(&mut self, e: usize, taken: bool) {
         self.st.edges[e] = Some(taken);
         let key = e.to_string();
-        self.emit(Op::Set, &["edges", &key], Value::from(edge_word(taken)));
+        self.emit(Op::Set, &["edges", &key], edge_word(taken));
         self.work.insert(self.plan.edges[e].to);
     }
 
     fn remove_call(&mut self, id: &str) -> Option<Call> {
         let call = self.st.calls.remove(id)?;
-        self.emit(Op::Remove, &["calls", id], Value::Null);
+        self.emit(Op::Remove, &["calls", id], &());
         Some(call)
     }
 
     fn remove_interrupt(&mut self, id: &str) -> Option<Interrupt> {
         let raised = self.st.interrupts.remove(id)?;
-        self.emit(Op::Remove, &["interrupts", id], Value::Null);
+        self.emit(Op::Remove, &["interrupts", id], &());
         Some(raised)
     }
 
     fn remove_map(&mut self, n: usize) -> Option<MapState> {
         let map = self.st.maps.remove(&n);
-        let id = self.plan.nodes[n].id.clone();
-        self.emit(Op::Remove, &["maps", &id], Value::Null);
+        self.emit(Op::Remove, &["maps", &self.plan.nodes[n].id], &());
         map
     }
 
@@ -314,8 +319,8 @@ impl Run<'_> {
             }
         }
         let values = Value::Object(values);
-        self.st.values = values.clone();
-        self.emit(Op::Set, &["values"], values);
+        self.emit(Op::Set, &["values"], &values);
+        self.st.values = values;
         for (n, node) in self.plan.nodes.iter().enumerate() {
             if node.incoming.is_empty() {
                 self.work.insert(n);
@@ -417,9 +422,8 @@ impl Run<'_> {
                 // One attempt's worth: the operator said it failed.
                 let mut last = call;
                 last.attempt = self.plan.nodes[n].node.retry.attempts.max(last.attempt);
-                let record = serde_json::to_value(&last).unwrap_or(Value::Null);
+                self.emit(Op::Set, &["calls", &held], &last);
                 self.st.calls.insert(held.clone(), last);
-                self.emit(Op::Set, &["calls", &held], record);
                 self.result(
                     &held,
                     CallResult::Err {
@@ -578,9 +582,8 @@ impl Run<'_> {
                     next: 0,
                     round,
                 };
-                let record = map.to_json();
+                self.emit(Op::Set, &["maps", &id], &map.to_json());
                 self.st.maps.insert(n, map);
-                self.emit(Op::Set, &["maps", &id], record);
                 self.event(&id, "started", None, Some(format!("{count} items")));
                 if count == 0 {
                     self.complete(n, Value::Array(Vec::new()), Vec::new());
@@ -658,17 +661,15 @@ impl Run<'_> {
     fn raise(&mut self, interrupt: Interrupt) {
         let id = interrupt.id.clone();
         let node = interrupt.node.clone();
-        let record = serde_json::to_value(&interrupt).unwrap_or(Value::Null);
+        self.emit(Op::Set, &["interrupts", &id], &interrupt);
         self.st.interrupts.insert(id.clone(), interrupt.clone());
-        self.emit(Op::Set, &["interrupts", &id], record);
         self.event(&node, "interrupted", None, Some(interrupt.prompt.clone()));
         self.interrupts.push(interrupt);
     }
 
     fn dispatch(&mut self, call: Call) {
-        let value = serde_json::to_value(&call).unwrap_or(Value::Null);
+        self.emit(Op::Set, &["calls", &call.id], &call);
         self.st.calls.insert(call.id.clone(), call.clone());
-        self.emit(Op::Set, &["calls", &call.id], value);
         if call.attempt == 1 && map_item(&call.id).is_none() {
             self.event(&call.node, "started", Some(&call.id), None);
         }
@@ -694,7 +695,7 @@ impl Run<'_> {
             return;
         };
         map.next = next + 1;
-        self.emit(Op::Set, &["maps", id, "next"], Value::from(next + 1));
+        self.emit(Op::Set, &["maps", id, "next"], &(next + 1));
         let input = match self.render_input(n, Some((&item, next))) {
             Ok(v) => v,
             Err(e) => {
@@ -716,16 +717,18 @@ impl Run<'_> {
     }
 
     fn map_item_done(&mut self, n: usize, index: u64, output: Value) {
-        let id = self.plan.nodes[n].id.clone();
-        let Some(map) = self.st.maps.get_mut(&n) else {
+        if !self.st.maps.contains_key(&n) {
             return;
-        };
-        map.results.insert(index, output.clone());
+        }
+        let id = &self.plan.nodes[n].id;
         self.emit(
             Op::Set,
-            &["maps", &id, "results", &index.to_string()],
-            output,
+            &["maps", id, "results", &index.to_string()],
+            &output,
         );
+        if let Some(map) = self.st.maps.get_mut(&n) {
+            map.results.insert(index, output);
+        }
         self.dispatch_next_item(n);
         let Some(map) = self.st.maps.get(&n) else {
             return;
@@ -813,7 +816,7 @@ impl Run<'_> {
                 self.fail_run(format!("internal: {e}"));
                 return;
             }
-            self.emit(op, &["values", &key], value);
+            self.emit(op, &["values", &key], &value);
         }
         self.set_node_record(n, json!({ "output": output }));
         self.set_node_state(n, NodeState::Done, round, false);
@@ -975,7 +978,7 @@ impl Run<'_> {
             return;
         }
         self.st.loops[e] = taken + 1;
-        self.emit(Op::Set, &["loops", &e.to_string()], Value::from(taken + 1));
+        self.emit(Op::Set, &["loops", &e.to_string()], &(taken + 1));
         let region = plan.regions.get(&e).cloned().unwrap_or_default();
         let in_region: BTreeSet<usize> = region.iter().copied().collect();
         for &m in &region {
@@ -987,7 +990,7 @@ impl Run<'_> {
             for &i in &plan.nodes[m].incoming {
                 if in_region.contains(&plan.edges[i].from) && self.edge_state(i).is_some() {
                     self.st.edges[i] = None;
-                    self.emit(Op::Remove, &["edges", &i.to_string()], Value::Null);
+                    self.emit(Op::Remove, &["edges", &i.to_string()], &());
                 }
             }
         }
@@ -1079,8 +1082,8 @@ impl Run<'_> {
             RunStatus::Waiting
         } else {
             let output = self.output();
+            self.emit(Op::Set, &["output"], &output);
             self.st.output = Some(output.clone());
-            self.emit(Op::Set, &["output"], output.clone());
             self.set_status(RunStatus::Done);
             return Status::Done { output };
         };

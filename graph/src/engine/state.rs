@@ -71,6 +71,20 @@ impl Sched {
     }
 }
 
+/// The `sched/ID` record, written as [`Sched::to_json`] builds it.
+impl serde::Serialize for Sched {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let mut rec = serializer.serialize_map(Some(2 + usize::from(self.looped)))?;
+        rec.serialize_entry("s", self.state.as_str())?;
+        rec.serialize_entry("r", &self.round)?;
+        if self.looped {
+            rec.serialize_entry("loop", &true)?;
+        }
+        rec.end()
+    }
+}
+
 /// The run's status field (and the tag of a decision's status).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
 #[serde(rename_all = "kebab-case")]

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use convergio_graph::engine::{CallResult, Decision, Input, Status, Target, graph_hash};
 use convergio_graph::model::Graph;
 use convergio_graph::plan::Plan;
-use convergio_graph::snapshot::{Op, Patch, apply, apply_owned};
+use convergio_graph::snapshot::{Op, Patch, apply};
 use convergio_journal::{BoxFuture, CallStep, RunId, RunInfo, RunStatus, RunStore, Seq};
 use serde::Deserialize;
 use serde_json::{Map, Value};
@@ -810,19 +810,19 @@ impl Shared {
                         ),
                     });
                 }
-                patches.push(Patch {
-                    op: Op::Set,
-                    path: vec!["values".to_owned(), key.clone()],
-                    value: value.clone(),
-                });
+                patches.push(Patch::new(
+                    Op::Set,
+                    vec!["values".to_owned(), key.clone()],
+                    value,
+                ));
             }
         }
         // A fork of a finished run goes on from where it stood: running.
-        patches.push(Patch {
-            op: Op::Set,
-            path: vec!["status".to_owned()],
-            value: Value::from("running"),
-        });
+        patches.push(Patch::new(
+            Op::Set,
+            vec!["status".to_owned()],
+            &Value::from("running"),
+        ));
         let fork = RunId(new_run_id());
         let mut snap = view.snapshot;
         for p in &patches {
@@ -1106,23 +1106,23 @@ impl Driver {
         let mut patches = Vec::new();
         if let Some(calls) = self.live.snap.get("calls").and_then(Value::as_object) {
             for id in calls.keys() {
-                patches.push(Patch {
-                    op: Op::Remove,
-                    path: vec!["calls".to_owned(), id.clone()],
-                    value: Value::Null,
-                });
+                patches.push(Patch::new(
+                    Op::Remove,
+                    vec!["calls".to_owned(), id.clone()],
+                    &Value::Null,
+                ));
             }
         }
-        patches.push(Patch {
-            op: Op::Set,
-            path: vec!["status".to_owned()],
-            value: Value::from("failed"),
-        });
-        patches.push(Patch {
-            op: Op::Set,
-            path: vec!["error".to_owned()],
-            value: Value::from(error.clone()),
-        });
+        patches.push(Patch::new(
+            Op::Set,
+            vec!["status".to_owned()],
+            &Value::from("failed"),
+        ));
+        patches.push(Patch::new(
+            Op::Set,
+            vec!["error".to_owned()],
+            &Value::from(error.clone()),
+        ));
         Decision {
             patches,
             calls: Vec::new(),
@@ -1178,7 +1178,7 @@ impl Driver {
     /// cancels, record the run's status.
     async fn act(&mut self, mut decision: Decision) -> Result<()> {
         for patch in std::mem::take(&mut decision.patches) {
-            if let Err(e) = apply_owned(&mut self.live.snap, patch) {
+            if let Err(e) = apply(&mut self.live.snap, &patch) {
                 tracing::error!(run = %self.live.run, error = %e, "a journaled patch does not apply");
             }
         }

@@ -9,10 +9,11 @@
 //! once, by content hash, and the entry refers to it.
 
 use convergio_graph::engine::{Decision, Input, NodeEvent, Status};
-use convergio_graph::snapshot::{Op, Patch, apply};
+use convergio_graph::snapshot::{Json, Op, Patch, apply};
 use convergio_journal::{Entry, NewEntry, RunStore};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
+use serde_json::value::RawValue;
 
 use crate::{CallReport, CallUsage};
 
@@ -107,18 +108,18 @@ pub struct Measured {
 }
 
 /// A patch as journaled: its value inline or by blob hash.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 struct StoredPatch {
     op: Op,
     path: Vec<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    value: Option<Value>,
+    value: Option<Json>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     blob: Option<String>,
 }
 
 /// A decision as journaled.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 struct StoredDecision {
     version: u64,
     patches: Vec<StoredPatch>,
@@ -171,7 +172,7 @@ struct PatchRef<'a> {
     op: Op,
     path: &'a [String],
     #[serde(skip_serializing_if = "Option::is_none")]
-    value: Option<&'a Value>,
+    value: Option<&'a RawValue>,
     #[serde(skip_serializing_if = "Option::is_none")]
     blob: Option<String>,
 }
@@ -235,13 +236,13 @@ pub(crate) fn encode_step(
         events: &decision.events,
         status,
     };
-    // Every value inline, encoded once: a patch value over the threshold
-    // makes the whole payload larger than it, so only then are the patches
-    // looked at one by one.
+    // Every value inline, its text as the orchestrator wrote it: a patch
+    // value over the threshold makes the whole payload larger than it, so
+    // only then are the patches looked at one by one.
     let inline = decision.patches.iter().map(|p| PatchRef {
         op: p.op,
         path: &p.path,
-        value: (!p.value.is_null()).then_some(&p.value),
+        value: p.value.as_deref(),
         blob: None,
     });
     let mut payload = serde_json::to_vec(&stored(inline.collect())).map_err(|e| e.to_string())?;
@@ -265,14 +266,14 @@ fn store_patch<'a>(store: &dyn RunStore, patch: &'a Patch) -> Result<PatchRef<'a
         value: None,
         blob: None,
     };
-    if patch.value.is_null() {
+    let Some(value) = patch.value.as_deref() else {
         return Ok(stored);
-    }
-    let bytes = serde_json::to_vec(&patch.value).map_err(|e| e.to_string())?;
+    };
+    let bytes = value.get().as_bytes();
     if bytes.len() > BLOB_THRESHOLD {
-        stored.blob = Some(store.put_blob(&bytes).map_err(|e| e.to_string())?);
+        stored.blob = Some(store.put_blob(bytes).map_err(|e| e.to_string())?);
     } else {
-        stored.value = Some(&patch.value);
+        stored.value = Some(value);
     }
     Ok(stored)
 }
@@ -292,15 +293,15 @@ pub(crate) fn read_decision(store: &dyn RunStore, entry: &Entry) -> Result<ReadD
     let mut patches = Vec::with_capacity(stored.patches.len());
     for p in stored.patches {
         let value = match (p.value, p.blob) {
-            (Some(v), _) => v,
+            (Some(v), _) => Some(v),
             (None, Some(hash)) => {
                 let bytes = store
                     .get_blob(&hash)
                     .map_err(|e| e.to_string())?
                     .ok_or_else(|| format!("blob {hash} is missing"))?;
-                serde_json::from_slice(&bytes).map_err(|e| format!("blob {hash}: {e}"))?
+                Some(serde_json::from_slice(&bytes).map_err(|e| format!("blob {hash}: {e}"))?)
             }
-            (None, None) => Value::Null,
+            (None, None) => None,
         };
         patches.push(Patch {
             op: p.op,
@@ -318,7 +319,7 @@ pub(crate) fn read_decision(store: &dyn RunStore, entry: &Entry) -> Result<ReadD
             .rev()
             .find(|p| p.op == Op::Set && matches!(p.path.as_slice(), [key] if key == "output"))
         {
-            output.clone_from(&p.value);
+            *output = p.value().map_err(|e| e.to_string())?;
         }
     }
     Ok(ReadDecision {

@@ -19,6 +19,7 @@ use convergio_graph::engine::{Call, CallResult, Decision, Input, Interrupt, Node
 use convergio_graph::snapshot::{Op, Patch};
 use convergio_journal::BoxFuture;
 use serde_json::Value;
+use serde_json::value::RawValue;
 use wasmtime::component::Val;
 
 use crate::bindings::node_calls as wit;
@@ -269,9 +270,12 @@ fn json_of(text: &str, what: impl FnOnce() -> String) -> Result<Value, String> {
 fn decision_of(decision: wit::Decision) -> Result<Decision, String> {
     let mut patches = Vec::with_capacity(decision.patches.len());
     for patch in decision.patches {
-        let value = match &patch.value {
-            Some(text) => json_of(text, || format!("patch value at /{}", patch.path.join("/")))?,
-            None => Value::Null,
+        // Checked, kept as text: journaled as it is, parsed where applied.
+        let value = match patch.value {
+            Some(text) => Some(RawValue::from_string(text).map_err(|e| {
+                format!("patch value at /{} is not JSON: {e}", patch.path.join("/"))
+            })?),
+            None => None,
         };
         patches.push(Patch {
             op: match patch.op {
