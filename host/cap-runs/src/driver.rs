@@ -117,7 +117,14 @@ struct Command {
 struct Live {
     run: RunId,
     graph: Arc<GraphDoc>,
+    /// The snapshot, but for `pending`: read it with [`Live::snapshot`].
     snap: Value,
+    /// Journaled patches not applied to `snap` yet. They are applied when
+    /// something reads the snapshot (a checkpoint, an orchestrator that
+    /// asks for it, an agent's call) or when [`PENDING_MAX`] wait, so a
+    /// step does not parse and apply its patches only for a copy no one
+    /// reads before the run ends.
+    pending: Vec<Patch>,
     version: u64,
     seq: Seq,
     /// Send the snapshot with the next step (the first of a session).
@@ -127,6 +134,21 @@ struct Live {
 }
 
 type Done = (String, CallResult, Measured);
+
+/// Patches a run's driver keeps unapplied at most (see [`Live::pending`]).
+const PENDING_MAX: usize = 4096;
+
+impl Live {
+    /// The snapshot at `version`: the pending patches applied first.
+    fn snapshot(&mut self) -> &Value {
+        for patch in self.pending.drain(..) {
+            if let Err(e) = apply(&mut self.snap, &patch) {
+                tracing::error!(run = %self.run, error = %e, "a journaled patch does not apply");
+            }
+        }
+        &self.snap
+    }
+}
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
@@ -393,10 +415,16 @@ struct StatusOnly {
 
 impl Shared {
     /// Run `f` on the journal off the async threads (a store's calls block).
+    /// `f` on the store: on a blocking thread for a store whose calls may
+    /// wait on I/O, in place for one in memory (a hand-off to another
+    /// thread costs more than its calls).
     async fn on_store<T: Send + 'static>(
         &self,
         f: impl FnOnce(&dyn RunStore) -> Result<T> + Send + 'static,
     ) -> Result<T> {
+        if !self.store.blocks() {
+            return f(&*self.store);
+        }
         let store = Arc::clone(&self.store);
         blocking(move || f(&*store)).await
     }
@@ -442,6 +470,7 @@ impl Shared {
             run: run.clone(),
             graph: Arc::clone(&doc),
             snap: Value::Object(Map::new()),
+            pending: Vec::new(),
             version: 0,
             seq: 0,
             send_snapshot: true,
@@ -555,6 +584,7 @@ impl Shared {
             run: run.clone(),
             graph,
             snap: loaded.snapshot,
+            pending: Vec::new(),
             version: loaded.version,
             seq: loaded.seq,
             send_snapshot: true,
@@ -583,7 +613,7 @@ impl Shared {
             if needs_resume
                 && driver
                     .live
-                    .snap
+                    .snapshot()
                     .get("calls")
                     .and_then(Value::as_object)
                     .is_some_and(|c| !c.is_empty())
@@ -891,6 +921,9 @@ impl Shared {
     async fn decide(&self, live: &mut Live, inputs: &[Input]) -> Result<Decision, StepFailure> {
         let mut send_graph = false;
         for _ in 0..3 {
+            if live.send_snapshot {
+                live.snapshot();
+            }
             let request = StepRequest {
                 run: &live.run.0,
                 graph_hash: &live.graph.hash,
@@ -1011,7 +1044,7 @@ impl Driver {
     }
 
     fn is_waiting(&self) -> bool {
-        self.live.snap.get("status").and_then(Value::as_str) == Some("waiting")
+        self.live.stored == RunStatus::Waiting
     }
 
     /// Stop driving if nothing is pending; whether it stopped.
@@ -1023,6 +1056,10 @@ impl Driver {
         live.remove(&self.live.run);
         drop(live);
         let store = Arc::clone(&self.shared.store);
+        if !store.blocks() {
+            let _ = store.release(&self.live.run, &self.shared.options.owner);
+            return true;
+        }
         let run = self.live.run.clone();
         let owner = self.shared.options.owner.clone();
         tokio::task::spawn_blocking(move || {
@@ -1068,7 +1105,7 @@ impl Driver {
                     run: self.live.run.clone(),
                     status: self
                         .live
-                        .snap
+                        .snapshot()
                         .get("status")
                         .and_then(Value::as_str)
                         .unwrap_or("over")
@@ -1104,7 +1141,7 @@ impl Driver {
         let error = failure.to_string();
         tracing::error!(run = %self.live.run, %error, "the orchestrator failed; the run fails");
         let mut patches = Vec::new();
-        if let Some(calls) = self.live.snap.get("calls").and_then(Value::as_object) {
+        if let Some(calls) = self.live.snapshot().get("calls").and_then(Value::as_object) {
             for id in calls.keys() {
                 patches.push(Patch::new(
                     Op::Remove,
@@ -1177,16 +1214,16 @@ impl Driver {
     /// Act on a journaled decision: fold it, start its calls, stop those it
     /// cancels, record the run's status.
     async fn act(&mut self, mut decision: Decision) -> Result<()> {
-        for patch in std::mem::take(&mut decision.patches) {
-            if let Err(e) = apply(&mut self.live.snap, &patch) {
-                tracing::error!(run = %self.live.run, error = %e, "a journaled patch does not apply");
-            }
+        self.live.pending.append(&mut decision.patches);
+        if self.live.pending.len() > PENDING_MAX {
+            self.live.snapshot();
         }
         self.live.version += 1;
         if self
             .live
             .version
             .is_multiple_of(self.shared.options.checkpoint_every.max(1))
+            && self.shared.store.outlives_process()
         {
             self.checkpoint().await;
         }
@@ -1238,13 +1275,14 @@ impl Driver {
         Ok(())
     }
 
-    async fn checkpoint(&self) {
+    async fn checkpoint(&mut self) {
         let store = Arc::clone(&self.shared.store);
         let run = self.live.run.clone();
         let seq = self.live.seq;
+        let version = self.live.version;
         let state = serde_json::to_vec(&journal::CheckpointRef {
-            version: self.live.version,
-            snapshot: &self.live.snap,
+            version,
+            snapshot: self.live.snapshot(),
         });
         let Ok(state) = state else { return };
         if let Err(e) = blocking(move || Ok(store.write_checkpoint(&run, seq, &state)?)).await {
@@ -1280,7 +1318,12 @@ impl Driver {
             _ => None,
         };
         let state = match &call.target {
-            Target::Agent { .. } => self.live.snap.get("values").cloned().unwrap_or(Value::Null),
+            Target::Agent { .. } => self
+                .live
+                .snapshot()
+                .get("values")
+                .cloned()
+                .unwrap_or(Value::Null),
             _ => Value::Null,
         };
         let mut task: std::pin::Pin<Box<dyn Future<Output = ()> + Send>> = Box::pin(async move {

@@ -396,6 +396,21 @@ pub trait RunStore: Send + Sync + fmt::Debug {
     /// Keep `state` as the run's state at `seq` (replacing one kept there).
     fn write_checkpoint(&self, run: &RunId, seq: Seq, state: &[u8]) -> Result<()>;
 
+    /// Whether what this store holds outlives the process (false for one
+    /// in memory). A run driver writes checkpoints, which make a resume
+    /// after a restart fold few decisions, only to a store that outlives
+    /// the process; a fold from a store in memory reads every decision.
+    fn outlives_process(&self) -> bool {
+        true
+    }
+
+    /// Whether its calls may wait on I/O (a file, a server), so an async
+    /// caller runs them on a blocking thread; false for a store in memory,
+    /// whose calls an async caller makes in place.
+    fn blocks(&self) -> bool {
+        true
+    }
+
     /// The latest checkpoint at or before `seq` (a fork also sees its
     /// parent's, up to the fork point).
     fn checkpoint_at_or_before(&self, run: &RunId, seq: Seq) -> Result<Option<Checkpoint>>;

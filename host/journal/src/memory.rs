@@ -434,6 +434,14 @@ impl RunStore for MemoryRunStore {
         Ok(self.lock().run(run)?.last_seq())
     }
 
+    fn outlives_process(&self) -> bool {
+        false
+    }
+
+    fn blocks(&self) -> bool {
+        false
+    }
+
     fn write_checkpoint(&self, run: &RunId, seq: Seq, state: &[u8]) -> Result<()> {
         let kept: Arc<[u8]> = Arc::from(state);
         let mut guard = self.lock();
