@@ -679,3 +679,125 @@ async fn a_large_output_is_stored_once_and_read_back_everywhere() {
     let stored: Value = serde_json::from_slice(&f.store.get_blob(hash).unwrap().unwrap()).unwrap();
     assert_eq!(stored["copy"], big);
 }
+
+/// The in-process engine, whose `values` patch values come back re-encoded
+/// with indentation: JSON all the same, spelled differently.
+#[derive(Debug)]
+struct Indenting(NativeSteps);
+
+impl StepFunction for Indenting {
+    fn step<'a>(
+        &'a self,
+        request: StepRequest<'a>,
+    ) -> BoxFuture<'a, Result<Decision, StepFailure>> {
+        Box::pin(async move {
+            let mut decision = self.0.step(request).await?;
+            for patch in &mut decision.patches {
+                if patch.path.first().map(String::as_str) != Some("values") {
+                    continue;
+                }
+                if let Some(text) = &patch.value {
+                    let value: Value = serde_json::from_str(text.get()).unwrap();
+                    let pretty = serde_json::to_string_pretty(&value).unwrap();
+                    patch.value = Some(serde_json::value::RawValue::from_string(pretty).unwrap());
+                }
+            }
+            Ok(decision)
+        })
+    }
+
+    fn forget<'a>(&'a self, run: &'a str) -> BoxFuture<'a, ()> {
+        self.0.forget(run)
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_patch_value_is_journaled_as_the_orchestrator_wrote_it() {
+    let f = fixture();
+    let runs = Runs::new(
+        Arc::clone(&f.store),
+        Arc::new(Indenting(NativeSteps::new())),
+        Arc::clone(&f.tools) as _,
+        Options::default(),
+    );
+    let g = graph(json!({
+        "state": {"doc": {}},
+        "nodes": {"a": {"kind": tool("t", "echo"), "input": {"x": [1, 2]}, "output": {"key": "doc"}}},
+    }));
+    let run = runs.start(&g, json!({}), None).await.unwrap();
+    assert_eq!(
+        output(runs.wait(&run).await.unwrap())["doc"],
+        json!({"x": [1, 2]})
+    );
+    let payloads: Vec<String> = f
+        .store
+        .read_after(&run, 0, 100)
+        .unwrap()
+        .into_iter()
+        .filter(|e| e.kind == "decision")
+        .map(|e| String::from_utf8(e.payload).unwrap())
+        .collect();
+    let pretty = serde_json::to_string_pretty(&json!({"x": [1, 2]})).unwrap();
+    assert!(
+        payloads.iter().any(|p| p.contains(&pretty)),
+        "no decision holds the value as written: {payloads:?}"
+    );
+    // Folded from the journal, it is the same value.
+    let view = runs.view(&run).await.unwrap();
+    assert_eq!(view.snapshot["values"]["doc"], json!({"x": [1, 2]}));
+}
+
+/// A chain of `n` echo nodes, each adding its input to `sum`.
+fn counting_chain(n: usize) -> Graph {
+    let mut nodes = serde_json::Map::new();
+    let mut edges = Vec::new();
+    for i in 0..n {
+        nodes.insert(
+            format!("n{i}"),
+            json!({"kind": tool("t", "echo"), "input": 1, "output": {"key": "sum"}}),
+        );
+        if i > 0 {
+            edges.push(json!({"from": format!("n{}", i - 1), "to": format!("n{i}")}));
+        }
+    }
+    graph(
+        json!({"state": {"sum": {"reducer": "add", "default": 0}}, "nodes": nodes, "edges": edges}),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_in_memory_gets_no_checkpoints_and_folds_from_its_first_step() {
+    let options = Options {
+        checkpoint_every: 4,
+        ..Options::default()
+    };
+    let g = counting_chain(30);
+    let memory: Arc<dyn RunStore> = Arc::new(convergio_journal::MemoryRunStore::new());
+    let f = fixture();
+    for (store, checkpoints) in [(memory, false), (Arc::clone(&f.store), true)] {
+        let runs = Runs::new(
+            Arc::clone(&store),
+            Arc::new(NativeSteps::new()),
+            Arc::clone(&f.tools) as _,
+            options.clone(),
+        );
+        let run = runs.start(&g, json!({}), None).await.unwrap();
+        assert_eq!(output(runs.wait(&run).await.unwrap())["sum"], json!(30));
+        let last = store.last_seq(&run).unwrap();
+        assert_eq!(
+            store.checkpoint_at_or_before(&run, last).unwrap().is_some(),
+            checkpoints,
+            "outlives the process: {}",
+            store.outlives_process()
+        );
+        let view = runs.view(&run).await.unwrap();
+        assert_eq!(view.snapshot["values"]["sum"], json!(30));
+        assert_eq!(view.snapshot["status"], json!("done"));
+        // Half-way, folded from the first step (memory) or a checkpoint.
+        let steps = runs.steps(&run).await.unwrap();
+        let middle = &steps[steps.len() / 2];
+        let then = runs.view_at(&run, middle.seq).await.unwrap();
+        let sum = then.snapshot["values"]["sum"].as_i64().unwrap();
+        assert!((1..30).contains(&sum), "sum half-way: {sum}");
+    }
+}
