@@ -12,7 +12,7 @@
 //! The blocks come from mimalloc, which serves the host's many small,
 //! short-lived allocations faster than the C library's `malloc`.
 //!
-//! Every allocation carries a 16-byte header naming its account (0: none),
+//! Every allocation carries an 8-byte header naming its account (0: none),
 //! so a free always credits the account that was charged, and memory that
 //! outlives the call (a handle kept in the store's table) stays counted until
 //! it is freed. Memory that C libraries allocate with `malloc` (SQLite,
