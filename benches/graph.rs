@@ -396,6 +396,12 @@ fn main() {
         };
         let store: Arc<dyn RunStore> =
             convergio_journal::open(&dir.path().join("profile.db"), durability).expect("journal");
+        // `CONVERGIO_BENCH_PROFILE_EVENTS=1`: journal entries forwarded to
+        // the events bus, as `convergio run` does.
+        if std::env::var_os("CONVERGIO_BENCH_PROFILE_EVENTS").is_some() {
+            let _entered = tokio.enter();
+            convergio_runtime::graphs::forward_events(&runtime, &store);
+        }
         let runs = match std::env::var("CONVERGIO_BENCH_PROFILE_NATIVE").as_deref() {
             Ok("steps") => runs_over(store, Arc::new(NativeSteps::new()), plugin_exec()),
             Ok(_) => runs_over(store, Arc::new(NativeSteps::new()), Arc::new(Instant0)),

@@ -270,6 +270,54 @@ async fn runs_from_platform_toml_publish_their_events_on_the_bus() {
             "run.done"
         ]
     );
+    // With no subscriber the host stops following the journal; a new
+    // subscriber gets every event of a run started after it subscribed.
+    drop(bus);
+    let unseen = runs.start(&g, json!({}), None).await.unwrap();
+    runs.wait(&unseen).await.unwrap();
+    let mut bus = runtime.subscribe();
+    let seen = runs.start(&g, json!({}), None).await.unwrap();
+    runs.wait(&seen).await.unwrap();
+    let mut topics = Vec::new();
+    while let Ok(Ok(event)) =
+        tokio::time::timeout(std::time::Duration::from_secs(2), bus.recv()).await
+    {
+        let payload: Value = serde_json::from_str(&event.payload).unwrap();
+        if payload["run"] != seen.0 {
+            continue;
+        }
+        topics.push(event.topic);
+        if topics.last().map(String::as_str) == Some("run.done") {
+            break;
+        }
+    }
+    assert_eq!(topics.first().map(String::as_str), Some("run.started"));
+    assert_eq!(topics.len(), 8, "{topics:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_subscriber_from_before_the_runs_exist_gets_their_events() {
+    let dir = tempfile::tempdir().unwrap();
+    let plugins = [the_orchestrator(&["plain"]), plain()];
+    let path = convergio_tests::write_platform(dir.path(), "", &plugins);
+    let text = std::fs::read_to_string(&path).unwrap();
+    std::fs::write(&path, format!("[graphs]\ndurability = \"off\"\n\n{text}")).unwrap();
+    let platform = convergio_runtime::config::Platform::load(&path).unwrap();
+    let runtime = Runtime::new(&platform).await.unwrap();
+    // As `convergio run` does: subscribed before the run driver starts.
+    let mut bus = runtime.subscribe();
+    let runs = convergio_runtime::graphs::runs(&runtime, &platform, None).unwrap();
+    let g = graph(json!({"nodes": {"a": {"kind": tool("plain", "echo"), "input": {"n": 1}}}}));
+    let run = runs.start(&g, json!({}), None).await.unwrap();
+    runs.wait(&run).await.unwrap();
+    let first = tokio::time::timeout(std::time::Duration::from_secs(2), bus.recv())
+        .await
+        .expect("an event")
+        .unwrap();
+    assert_eq!(
+        (first.source.as_str(), first.topic.as_str()),
+        ("runs", "run.started")
+    );
 }
 
 fn runs_agent(grants: &str) -> TestPlugin {

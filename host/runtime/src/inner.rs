@@ -25,6 +25,10 @@ pub(crate) struct Inner {
     pub(crate) _epoch: EpochTicker,
     /// The file watcher started by `[runtime] watch = true`.
     pub(crate) watch: Mutex<Option<crate::WatchHandle>>,
+    /// Run, in `Runtime::subscribe`, before the subscriber gets its
+    /// receiver (see `graphs::forward_events`, which starts following its
+    /// journal there, so a subscriber misses no run event after subscribing).
+    pub(crate) on_subscribe: Mutex<Vec<Box<dyn Fn() + Send + Sync>>>,
 }
 
 impl Inner {

@@ -99,6 +99,7 @@ impl Runtime {
                 tick,
                 _epoch: epoch,
                 watch: Mutex::new(None),
+                on_subscribe: Mutex::new(Vec::new()),
             }),
         };
 
@@ -152,9 +153,35 @@ impl Runtime {
         self.read_slots().keys().cloned().collect()
     }
 
-    /// Receive every event plugins publish from now on.
+    /// Receive every event plugins publish from now on (and graph runs'
+    /// events, which the host forwards to the bus while it has a
+    /// subscriber).
     pub fn subscribe(&self) -> broadcast::Receiver<Event> {
-        self.inner.shared.events.subscribe()
+        let receiver = self.inner.shared.events.subscribe();
+        for hook in self
+            .inner
+            .on_subscribe
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+        {
+            hook();
+        }
+        receiver
+    }
+
+    /// Whether anyone receives the events bus now.
+    pub fn has_subscribers(&self) -> bool {
+        self.inner.shared.events.receiver_count() > 0
+    }
+
+    /// Call `hook` in every later [`Runtime::subscribe`], before it returns.
+    pub(crate) fn on_subscribe(&self, hook: Box<dyn Fn() + Send + Sync>) {
+        self.inner
+            .on_subscribe
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(hook);
     }
 
     /// Publish `event` on the host's events bus, as the host (runs, the

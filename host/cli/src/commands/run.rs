@@ -39,6 +39,9 @@ impl RunArgs {
         let config = convergio_runtime::Platform::load(platform.path())?;
         rt.block_on(async {
             let _watch = runtime.watch()?;
+            // Subscribed first, so the events of the runs resumed below are
+            // printed from their first.
+            let mut events = runtime.subscribe();
             // Runs that were running when this platform last stopped go on.
             let _runs = match convergio_runtime::graphs::orchestrator_id(&config) {
                 Ok(_) => {
@@ -55,7 +58,6 @@ impl RunArgs {
                 }
                 Err(_) => None,
             };
-            let mut events = runtime.subscribe();
             eprintln!(
                 "convergio: {} plugin(s) loaded ({}); watching their component files; Ctrl-C stops",
                 runtime.plugin_ids().len(),
