@@ -383,8 +383,9 @@ fn main() {
     // durability off (`CONVERGIO_BENCH_PROFILE_DURABILITY=process|sync` for
     // another; component steps and the tool plugin, or with
     // `CONVERGIO_BENCH_PROFILE_NATIVE=1` native steps and an instant
-    // executor, `=steps` native steps and the tool plugin) for SECS
-    // seconds, and nothing else.
+    // executor, `=steps` native steps and the tool plugin;
+    // `CONVERGIO_BENCH_PROFILE_EVENTS=1` with run events forwarded to the
+    // events bus) for SECS seconds, and nothing else.
     if let Some(secs) = std::env::var("CONVERGIO_BENCH_PROFILE")
         .ok()
         .and_then(|s| s.parse::<u64>().ok())
