@@ -221,19 +221,29 @@ async fn an_orchestrator_of_the_earlier_interface_is_refused_by_name() {
     ));
 }
 
+/// A platform in `dir` with the orchestrator and the `plain` tool, and
+/// `graphs` (TOML lines) as its `[graphs]` table; its runtime.
+async fn with_graphs(
+    dir: &std::path::Path,
+    graphs: &str,
+) -> (convergio_runtime::config::Platform, Runtime) {
+    let plugins = [the_orchestrator(&["plain"]), plain()];
+    let path = convergio_tests::write_platform(dir, "", &plugins);
+    let text = std::fs::read_to_string(&path).unwrap();
+    std::fs::write(&path, format!("[graphs]\n{graphs}\n\n{text}")).unwrap();
+    let platform = convergio_runtime::config::Platform::load(&path).unwrap();
+    let runtime = Runtime::new(&platform).await.unwrap();
+    (platform, runtime)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn runs_from_platform_toml_publish_their_events_on_the_bus() {
     let dir = tempfile::tempdir().unwrap();
-    let plugins = [the_orchestrator(&["plain"]), plain()];
-    let path = convergio_tests::write_platform(dir.path(), "", &plugins);
-    let text = std::fs::read_to_string(&path).unwrap();
-    std::fs::write(
-        &path,
-        format!("[graphs]\njournal = \"journal/runs.db\"\ncheckpoint-every = 2\n\n{text}"),
+    let (platform, runtime) = with_graphs(
+        dir.path(),
+        "journal = \"journal/runs.db\"\ncheckpoint-every = 2",
     )
-    .unwrap();
-    let platform = convergio_runtime::config::Platform::load(&path).unwrap();
-    let runtime = Runtime::new(&platform).await.unwrap();
+    .await;
     let runs = convergio_runtime::graphs::runs(&runtime, &platform, None).unwrap();
     let mut bus = runtime.subscribe();
     let g = graph(
@@ -298,12 +308,7 @@ async fn runs_from_platform_toml_publish_their_events_on_the_bus() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_subscriber_from_before_the_runs_exist_gets_their_events() {
     let dir = tempfile::tempdir().unwrap();
-    let plugins = [the_orchestrator(&["plain"]), plain()];
-    let path = convergio_tests::write_platform(dir.path(), "", &plugins);
-    let text = std::fs::read_to_string(&path).unwrap();
-    std::fs::write(&path, format!("[graphs]\ndurability = \"off\"\n\n{text}")).unwrap();
-    let platform = convergio_runtime::config::Platform::load(&path).unwrap();
-    let runtime = Runtime::new(&platform).await.unwrap();
+    let (platform, runtime) = with_graphs(dir.path(), "durability = \"off\"").await;
     // As `convergio run` does: subscribed before the run driver starts.
     let mut bus = runtime.subscribe();
     let runs = convergio_runtime::graphs::runs(&runtime, &platform, None).unwrap();
