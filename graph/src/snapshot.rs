@@ -53,13 +53,14 @@ pub struct Patch {
 }
 
 impl Patch {
-    /// `op` with `value` at `path` (a `null` value is kept as none).
-    pub fn new(op: Op, path: Vec<String>, value: &Value) -> Self {
-        Self {
-            op,
-            path,
-            value: json(value),
-        }
+    /// `op` with `value` at `path`, its JSON text written straight from
+    /// `value` (no `Value` tree first); `null` is kept as none.
+    pub fn new<T: Serialize + ?Sized>(op: Op, path: Vec<String>, value: &T) -> Self {
+        // Serializing a value or one of the engine's records cannot fail.
+        let value = serde_json::value::to_raw_value(value)
+            .ok()
+            .filter(|v| v.get() != "null");
+        Self { op, path, value }
     }
 
     /// The operand as a value (`null` when none).
@@ -80,16 +81,6 @@ impl PartialEq for Patch {
         self.op == other.op
             && self.path == other.path
             && self.value.as_ref().map(|v| v.get()) == other.value.as_ref().map(|v| v.get())
-    }
-}
-
-/// `value` as a patch's operand: none for `null`. (Serializing a `Value`
-/// cannot fail.)
-pub fn json(value: &Value) -> Option<Json> {
-    if value.is_null() {
-        None
-    } else {
-        serde_json::value::to_raw_value(value).ok()
     }
 }
 

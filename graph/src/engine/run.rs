@@ -182,17 +182,12 @@ impl Run<'_> {
     /// Record a change the caller made to the typed snapshot as the patch
     /// that makes it to the JSON.
     ///
-    /// The value is written as JSON text straight from what the engine
-    /// holds (a call, a scheduling record), without building a `Value`
-    /// tree first; `null` is kept as no value.
+    /// The value is written from what the engine holds (a call, a
+    /// scheduling record) by [`Patch::new`].
     fn emit<T: Serialize + ?Sized>(&mut self, op: Op, path: &[&str], value: &T) {
         self.st.touch(path);
         let path: Vec<String> = path.iter().map(|s| (*s).to_owned()).collect();
-        // Serializing the engine's own types and values cannot fail.
-        let value = serde_json::value::to_raw_value(value)
-            .ok()
-            .filter(|v| v.get() != "null");
-        self.patches.push(Patch { op, path, value });
+        self.patches.push(Patch::new(op, path, value));
     }
 
     fn set_status(&mut self, status: RunStatus) {

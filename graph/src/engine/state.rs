@@ -60,18 +60,13 @@ pub(crate) struct Sched {
 }
 
 impl Sched {
+    /// The `sched/ID` record as a value (its layout is the `Serialize` impl's).
     pub(crate) fn to_json(self) -> Value {
-        let mut rec = Map::new();
-        rec.insert("s".to_owned(), Value::from(self.state.as_str()));
-        rec.insert("r".to_owned(), Value::from(self.round));
-        if self.looped {
-            rec.insert("loop".to_owned(), Value::Bool(true));
-        }
-        Value::Object(rec)
+        serde_json::to_value(self).unwrap_or(Value::Null)
     }
 }
 
-/// The `sched/ID` record, written as [`Sched::to_json`] builds it.
+/// The `sched/ID` record: `{"s": state, "r": round, "loop": true?}`.
 impl serde::Serialize for Sched {
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         use serde::ser::SerializeMap;

@@ -414,7 +414,6 @@ struct StatusOnly {
 }
 
 impl Shared {
-    /// Run `f` on the journal off the async threads (a store's calls block).
     /// `f` on the store: on a blocking thread for a store whose calls may
     /// wait on I/O, in place for one in memory (a hand-off to another
     /// thread costs more than its calls).

@@ -132,23 +132,18 @@ pub fn forward_events(runtime: &Runtime, store: &Arc<dyn convergio_journal::RunS
     let Ok(handle) = tokio::runtime::Handle::try_current() else {
         return;
     };
-    let follow = Arc::new(Follow::default());
+    let follow = Arc::new(Follow {
+        store: Arc::downgrade(store),
+        state: Default::default(),
+        wake: tokio::sync::Notify::new(),
+    });
+    // Subscribing starts following the store, before the subscriber has
+    // its receiver; the hook first, then the check, so no subscribe falls
+    // between them (one made before this call counts too).
+    let hook = Arc::clone(&follow);
+    runtime.on_subscribe(Box::new(move || hook.start()));
     if runtime.has_subscribers() {
-        // Someone subscribed before the store was opened: follow it now.
-        follow.lock().next = Some(store.events());
-    }
-    {
-        // Subscribing starts following the store, before the subscriber
-        // has its receiver, unless the task follows it already.
-        let (follow, store) = (Arc::clone(&follow), Arc::downgrade(store));
-        runtime.on_subscribe(Box::new(move || {
-            let mut state = follow.lock();
-            if !state.following && state.next.is_none() {
-                state.next = store.upgrade().map(|s| s.events());
-            }
-            drop(state);
-            follow.wake.notify_one();
-        }));
+        follow.start();
     }
     let runtime = runtime.clone();
     handle.spawn(async move {
@@ -160,6 +155,9 @@ pub fn forward_events(runtime: &Runtime, store: &Arc<dyn convergio_journal::RunS
                 next
             };
             let Some(mut entries) = taken else {
+                if follow.store.strong_count() == 0 {
+                    return; // the runs are gone
+                }
                 follow.wake.notified().await;
                 continue;
             };
@@ -198,8 +196,8 @@ pub fn forward_events(runtime: &Runtime, store: &Arc<dyn convergio_journal::RunS
 }
 
 /// What `forward_events`' task and the runtime's subscribe hook share.
-#[derive(Default)]
 struct Follow {
+    store: std::sync::Weak<dyn convergio_journal::RunStore>,
     state: std::sync::Mutex<FollowState>,
     wake: tokio::sync::Notify,
 }
@@ -215,6 +213,16 @@ struct FollowState {
 impl Follow {
     fn lock(&self) -> std::sync::MutexGuard<'_, FollowState> {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Have the task follow the store, unless it does already.
+    fn start(&self) {
+        let mut state = self.lock();
+        if !state.following && state.next.is_none() {
+            state.next = self.store.upgrade().map(|s| s.events());
+        }
+        drop(state);
+        self.wake.notify_one();
     }
 }
 
