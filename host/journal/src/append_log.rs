@@ -375,7 +375,14 @@ impl AppendLog {
 
 impl Drop for AppendLog {
     fn drop(&mut self) {
-        self.shared.closing.store(true, Ordering::Release);
+        {
+            // Under the queue's lock, which the applier holds from its
+            // check of `closing` until it waits: set between the two, the
+            // flag and its wake-up were missed and the join below never
+            // returned (a process hung at exit).
+            let _pending = lock(&self.shared.pending);
+            self.shared.closing.store(true, Ordering::Release);
+        }
         self.shared.wake.notify_one();
         if let Some(applier) = self.applier.take() {
             let _ = applier.join();
@@ -461,6 +468,8 @@ impl Shared {
             {
                 let mut pending = lock(&self.pending);
                 while pending.is_empty() && !self.closing.load(Ordering::Acquire) {
+                    #[cfg(test)]
+                    tests::pause_before_waiting();
                     pending = self
                         .wake
                         .wait(pending)
@@ -1015,6 +1024,46 @@ mod tests {
         a.append_blocking(&run, 4, vec![NewEntry::new("decision", vec![])])
             .unwrap();
         assert_eq!(b.last_seq(&run).unwrap(), 5);
+    }
+
+    /// How long an applier pauses between its check for work and its wait
+    /// (µs), to test what happens in between.
+    static PAUSE_BEFORE_WAITING_US: AtomicU64 = AtomicU64::new(0);
+
+    pub(super) fn pause_before_waiting() {
+        let us = PAUSE_BEFORE_WAITING_US.load(Ordering::Relaxed);
+        if us > 0 {
+            std::thread::sleep(Duration::from_micros(us));
+        }
+    }
+
+    /// A store closed while its applier is between its check for work and
+    /// its wait still closes: the close once set its flag and woke the
+    /// applier in that gap, the applier slept on, and the process hung at
+    /// exit joining it.
+    #[test]
+    fn a_store_closes_while_its_applier_is_about_to_wait() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("runs.db");
+        let (closed, finished) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let store = SqliteRunStore::open(&db, crate::Durability::Process).unwrap();
+            PAUSE_BEFORE_WAITING_US.store(200_000, Ordering::Relaxed);
+            // An append wakes the applier; it applies within a few
+            // milliseconds, checks for more work and pauses: the close
+            // comes in the pause.
+            let run = RunId::from("r");
+            store.create_run(&run, "g").unwrap();
+            store
+                .append_blocking(&run, 0, vec![NewEntry::new("decision", vec![1])])
+                .unwrap();
+            std::thread::sleep(Duration::from_millis(100));
+            drop(store);
+            let _ = closed.send(());
+        });
+        let outcome = finished.recv_timeout(Duration::from_secs(30));
+        PAUSE_BEFORE_WAITING_US.store(0, Ordering::Relaxed);
+        outcome.expect("closing the store hung: its applier missed the close");
     }
 
     /// An append is read back at once by this process, and by another
