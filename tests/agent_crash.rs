@@ -25,6 +25,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use convergio_tests::fake_providers::{self as fake, Flavor};
+use convergio_tests::process::output;
 use convergio_tests::upstream::{Received, Reply, Upstream};
 use convergio_tests::{TestPlugin, agent_llm, convergio_binary, orchestrator, test_component};
 use serde_json::{Value, json};
@@ -53,14 +54,14 @@ fn chat_bodies(model: &Upstream) -> Vec<Value> {
 }
 
 fn run(bin: &Path, dir: &Path, args: &[&str]) -> Output {
-    Command::new(bin)
-        .args(["--config", "platform.toml"])
-        .args(args)
-        .current_dir(dir)
-        .env("CONVERGIO_HOME", dir.join("home"))
-        .env_remove("CONVERGIO_CONFIG")
-        .output()
-        .unwrap()
+    output(
+        Command::new(bin)
+            .args(["--config", "platform.toml"])
+            .args(args)
+            .current_dir(dir)
+            .env("CONVERGIO_HOME", dir.join("home"))
+            .env_remove("CONVERGIO_CONFIG"),
+    )
 }
 
 /// A platform in a new directory (durability `process`): the OpenAI

@@ -32,6 +32,7 @@ use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
+use convergio_tests::process::output;
 use convergio_tests::{TestPlugin, convergio_binary, crate_component, test_component};
 use serde_json::Value;
 
@@ -254,12 +255,12 @@ impl Proc {
 
 /// Every run of the journal (`graph list --json`): id → status.
 fn list(bin: &Path, config: &Path) -> BTreeMap<String, String> {
-    let out = Command::new(bin)
-        .arg("--config")
-        .arg(config)
-        .args(["graph", "list", "--json"])
-        .output()
-        .unwrap();
+    let out = output(
+        Command::new(bin)
+            .arg("--config")
+            .arg(config)
+            .args(["graph", "list", "--json"]),
+    );
     assert!(
         out.status.success(),
         "graph list failed: {}",

@@ -8,6 +8,7 @@ use convergio_runtime::{Platform, Runtime};
 
 pub mod fake_providers;
 pub mod healthy;
+pub mod process;
 pub mod upstream;
 
 /// The tests run the host as the `convergio` binary does: host memory that

@@ -6,16 +6,17 @@
 use std::path::Path;
 use std::process::{Command, Output};
 
+use convergio_tests::process::output;
 use convergio_tests::{TestPlugin, agent_llm, crate_component, write_platform};
 
 fn convergio(dir: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_convergio"))
-        .args(args)
-        .current_dir(dir)
-        .env("CONVERGIO_HOME", dir.join("home"))
-        .env_remove("CONVERGIO_CONFIG")
-        .output()
-        .unwrap()
+    output(
+        Command::new(env!("CARGO_BIN_EXE_convergio"))
+            .args(args)
+            .current_dir(dir)
+            .env("CONVERGIO_HOME", dir.join("home"))
+            .env_remove("CONVERGIO_CONFIG"),
+    )
 }
 
 fn text(bytes: &[u8]) -> String {

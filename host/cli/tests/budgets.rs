@@ -15,6 +15,7 @@ use std::time::{Duration, Instant, SystemTime};
 use convergio_cap_keys::Vault;
 use convergio_runtime::inference::{Ledger, Scope, day_of, month_start};
 use convergio_tests::fake_providers::{self as fake, FakeProvider, Fault, Flavor};
+use convergio_tests::process::{finish, output};
 use convergio_tests::{TestPlugin, target_dir, test_component, write_platform};
 
 const SECRET: &str = "sk-budget-test-0123456789";
@@ -41,7 +42,7 @@ fn platform(dir: &Path, provider: &FakeProvider, inference: &str) -> PathBuf {
          [inference.prices]\n\"{MODEL}\" = {{ input = 0.0, output = 1000.0 }}\n\n{inference}\n"
     );
     let path = write_platform(dir, &runtime, &[provider.plugin("openai")]);
-    let out = convergio(&path, &["check"]).output().unwrap();
+    let out = output(&mut convergio(&path, &["check"]));
     assert!(
         out.status.success(),
         "{}{}",
@@ -109,10 +110,7 @@ fn twenty_chat_processes_on_one_data_dir_never_spend_past_the_budget() {
     );
 
     let children: Vec<Child> = (0..20).map(|_| chat(&platform)).collect();
-    let outputs: Vec<Output> = children
-        .into_iter()
-        .map(|c| c.wait_with_output().unwrap())
-        .collect();
+    let outputs: Vec<Output> = children.into_iter().map(finish).collect();
 
     let answered = outputs.iter().filter(|o| o.status.success()).count();
     let refusals = outputs.iter().filter(|o| refused(o)).count();
@@ -195,7 +193,7 @@ fn a_process_killed_while_it_holds_money_does_not_hold_it_past_the_expiry() {
     );
 
     // Until it expires, it still counts: another process is refused.
-    let out = chat(&platform).wait_with_output().unwrap();
+    let out = finish(chat(&platform));
     assert!(
         held_since.elapsed() < expiry,
         "the machine is too slow for this test"
@@ -215,7 +213,7 @@ fn a_process_killed_while_it_holds_money_does_not_hold_it_past_the_expiry() {
         );
         std::thread::sleep(Duration::from_millis(100));
     }
-    let out = chat(&platform).wait_with_output().unwrap();
+    let out = finish(chat(&platform));
     assert!(out.status.success(), "{}", text(&out.stderr));
     assert_eq!(
         ledger.spent(&key(), this_month()).unwrap(),
@@ -238,7 +236,7 @@ fn check_refuses_names_in_inference_that_name_nothing() {
          plugins = { cli = 1.0, plain = 1.0, ghost = 1.0 }\nagents = { echo = 1.0 }\n",
         &[echo, tool],
     );
-    let out = convergio(&platform, &["check"]).output().unwrap();
+    let out = output(&mut convergio(&platform, &["check"]));
     assert!(!out.status.success());
     let stdout = text(&out.stdout);
     let p = platform.display();
@@ -270,9 +268,10 @@ fn check_refuses_names_in_inference_that_name_nothing() {
     assert!(stdout.contains("6 problem(s) found"), "{stdout}");
 
     // The same errors stop the platform from starting.
-    let out = convergio(&platform, &["chat", "--model", "echo/echo-1", "hi"])
-        .output()
-        .unwrap();
+    let out = output(&mut convergio(
+        &platform,
+        &["chat", "--model", "echo/echo-1", "hi"],
+    ));
     assert!(!out.status.success());
     assert!(
         text(&out.stderr).contains("`echo/gpt-does-not-exist` is not a model of provider `echo`"),

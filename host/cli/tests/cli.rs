@@ -6,6 +6,8 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
+use convergio_tests::process::{finish, output};
+
 fn workspace() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("../..")
@@ -14,15 +16,15 @@ fn workspace() -> PathBuf {
 }
 
 fn convergio(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_convergio"))
-        .args(args)
-        .env(
-            "CONVERGIO_HOME",
-            workspace().join("target/convergio-test-home"),
-        )
-        .env_remove("CONVERGIO_CONFIG")
-        .output()
-        .unwrap()
+    output(
+        Command::new(env!("CARGO_BIN_EXE_convergio"))
+            .args(args)
+            .env(
+                "CONVERGIO_HOME",
+                workspace().join("target/convergio-test-home"),
+            )
+            .env_remove("CONVERGIO_CONFIG"),
+    )
 }
 
 fn text(bytes: &[u8]) -> String {
@@ -347,7 +349,7 @@ fn keys_with(config: &str, home: Option<&Path>, args: &[&str], stdin: &str) -> O
         .unwrap()
         .write_all(stdin.as_bytes())
         .unwrap();
-    child.wait_with_output().unwrap()
+    finish(child)
 }
 
 #[test]
@@ -460,21 +462,21 @@ fn a_used_key_never_leaks_into_files_logs_or_output() {
         ),
     ] {
         let args = serde_json::json!({ "url": url, "method": "POST", "body": "{}", "key": key });
-        let out = Command::new(env!("CARGO_BIN_EXE_convergio"))
-            .args([
-                "--config",
-                platform.to_str().unwrap(),
-                "--log",
-                "trace",
-                "invoke",
-            ])
-            .args(["fetcher", "tool.invoke"])
-            .arg(serde_json::json!(["fetch", args.to_string()]).to_string())
-            .env("CONVERGIO_HOME", home.path())
-            .env_remove("CONVERGIO_MASTER_KEY")
-            .env_remove("RUST_LOG")
-            .output()
-            .unwrap();
+        let out = output(
+            Command::new(env!("CARGO_BIN_EXE_convergio"))
+                .args([
+                    "--config",
+                    platform.to_str().unwrap(),
+                    "--log",
+                    "trace",
+                    "invoke",
+                ])
+                .args(["fetcher", "tool.invoke"])
+                .arg(serde_json::json!(["fetch", args.to_string()]).to_string())
+                .env("CONVERGIO_HOME", home.path())
+                .env_remove("CONVERGIO_MASTER_KEY")
+                .env_remove("RUST_LOG"),
+        );
         printed.push_str(&text(&out.stdout));
         printed.push_str(&text(&out.stderr));
     }
@@ -595,12 +597,12 @@ fn keys_list_warns_by_the_platforms_key_policy() {
 /// `convergio` with the demo platform and its own home (data directory).
 fn in_home(home: &Path, args: &[&str]) -> Output {
     let config = workspace().join("examples/platform.toml");
-    Command::new(env!("CARGO_BIN_EXE_convergio"))
-        .args(["--config", config.to_str().unwrap()])
-        .args(args)
-        .env("CONVERGIO_HOME", home)
-        .output()
-        .unwrap()
+    output(
+        Command::new(env!("CARGO_BIN_EXE_convergio"))
+            .args(["--config", config.to_str().unwrap()])
+            .args(args)
+            .env("CONVERGIO_HOME", home),
+    )
 }
 
 /// The model cache from the command line, and the demo's answer from the
@@ -714,7 +716,7 @@ fn convergio_in(cwd: &Path, env: &[(&str, &str)], args: &[&str]) -> Output {
     for (name, value) in env {
         command.env(name, value);
     }
-    command.output().unwrap()
+    output(&mut command)
 }
 
 #[test]

@@ -4,6 +4,7 @@
 
 use std::process::Command;
 
+use convergio_tests::process::output;
 use convergio_tests::{TestPlugin, test_component, write_platform};
 
 #[test]
@@ -15,13 +16,13 @@ fn a_plugin_cannot_forge_a_host_log_line() {
     let config = write_platform(dir.path(), "", &[logger]);
     let forged = "all good\n2026-12-06T00:00:00.000000Z  WARN convergio_cap_keys::maintenance: key openai/default expired\r\x1b[2K";
     let args = serde_json::json!(["log", serde_json::json!({ "message": forged }).to_string()]);
-    let out = Command::new(env!("CARGO_BIN_EXE_convergio"))
-        .args(["--config", config.to_str().unwrap(), "--log", "warn"])
-        .args(["invoke", "logger", "tool.invoke", &args.to_string()])
-        .env("CONVERGIO_HOME", dir.path().join("home"))
-        .env_remove("RUST_LOG")
-        .output()
-        .unwrap();
+    let out = output(
+        Command::new(env!("CARGO_BIN_EXE_convergio"))
+            .args(["--config", config.to_str().unwrap(), "--log", "warn"])
+            .args(["invoke", "logger", "tool.invoke", &args.to_string()])
+            .env("CONVERGIO_HOME", dir.path().join("home"))
+            .env_remove("RUST_LOG"),
+    );
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{stderr}");
     let lines: Vec<&str> = stderr.lines().filter(|l| l.contains("all good")).collect();
