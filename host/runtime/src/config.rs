@@ -539,6 +539,13 @@ pub struct Limits {
     /// plugin's own `[plugin.limits]`, because a warm instance keeps its
     /// guest globals from one call to the next.
     pub warm_instances: Option<u32>,
+    /// Calls one warm instance serves before a fresh one replaces it, so
+    /// what a long-lived instance accumulates (heap fragmentation, leaked
+    /// handles) stays bounded. Default 1000; orchestrator plugins 1000000
+    /// (a step is a short call made for every node, and a replaced
+    /// orchestrator instance has every run in flight send its whole
+    /// snapshot again).
+    pub warm_max_uses: Option<u32>,
 }
 
 /// Limits with every value decided.
@@ -566,6 +573,8 @@ pub struct EffectiveLimits {
     pub http: convergio_cap_http::HttpLimits,
     /// Idle instances kept warm for the next call.
     pub warm_instances: u32,
+    /// Calls one warm instance serves before it is replaced.
+    pub warm_max_uses: u32,
 }
 
 impl Limits {
@@ -598,6 +607,10 @@ impl Limits {
                 .or(defaults.warm_instances)
                 .unwrap_or(4)
                 .min(max_instances),
+            warm_max_uses: self
+                .warm_max_uses
+                .or(defaults.warm_max_uses)
+                .unwrap_or(WARM_MAX_USES),
             bucket_max_keys: self.bucket_max_keys.or(defaults.bucket_max_keys),
             bucket_max_bytes: self.bucket_max_bytes.or(defaults.bucket_max_bytes),
             http: {
@@ -629,6 +642,12 @@ impl Limits {
         }
     }
 }
+
+/// Calls a warm instance serves by default ([`Limits::warm_max_uses`]).
+pub const WARM_MAX_USES: u32 = 1_000;
+
+/// Calls a warm orchestrator instance serves by default.
+pub const ORCHESTRATOR_WARM_MAX_USES: u32 = 1_000_000;
 
 /// `mib` MiB in bytes, saturating.
 fn mib_to_bytes(mib: u64) -> usize {
@@ -1003,9 +1022,9 @@ impl Platform {
                     "{at}: field `limits.host-memory-mib` must be at least 1 (the host needs some memory to call a plugin at all)"
                 ));
             }
-            if limits.max_instances == 0 || limits.deadline_ms == 0 {
+            if limits.max_instances == 0 || limits.deadline_ms == 0 || limits.warm_max_uses == 0 {
                 problems.push(format!(
-                    "{at}: fields `limits.max-instances` and `limits.deadline-ms` must be at least 1"
+                    "{at}: fields `limits.max-instances`, `limits.deadline-ms` and `limits.warm-max-uses` must be at least 1"
                 ));
             }
 
@@ -1031,6 +1050,12 @@ impl Platform {
                 ));
             }
             let mut limits = limits;
+            if manifest.kind == crate::PluginKind::Orchestrator
+                && entry.limits.warm_max_uses.is_none()
+                && config.runtime.default_limits.warm_max_uses.is_none()
+            {
+                limits.warm_max_uses = ORCHESTRATOR_WARM_MAX_USES;
+            }
             if manifest.kind != crate::PluginKind::Provider {
                 // A warm instance keeps guest globals between calls: each
                 // tool or agent plugin opts in on its own.

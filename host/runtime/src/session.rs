@@ -16,7 +16,7 @@ use crate::exports::ExportFn;
 use crate::host_memory::{HostMemoryExceeded, MAX_HANDLES};
 use crate::host_state::HostState;
 use crate::inner::Inner;
-use crate::slot::{Loaded, Slot, WARM_MAX_USES, Warm};
+use crate::slot::{Loaded, Slot, Warm};
 use crate::{Error, Result};
 
 /// Run one export under the plugin's limits: in a fresh store, or on an
@@ -229,10 +229,10 @@ impl Session {
     /// End the session; an instance opened with [`Session::open_warm`] whose
     /// calls all went well goes back to its slot for the next call, unless
     /// the plugin was reloaded meanwhile, enough instances are idle already,
-    /// or it has served [`WARM_MAX_USES`] calls.
+    /// or it has served its plugin's `warm-max-uses` calls.
     pub(crate) fn release(self) {
         let Some(warm) = &self.warm else { return };
-        if !self.healthy || warm.uses >= WARM_MAX_USES {
+        if !self.healthy || warm.uses >= self.spec.limits.warm_max_uses {
             return;
         }
         let Some(slot) = warm.slot.upgrade() else {

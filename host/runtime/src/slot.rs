@@ -58,10 +58,6 @@ pub(crate) struct Warm {
     pub(crate) idle_since: Instant,
 }
 
-/// A warm instance serves at most this many calls, then is dropped, so what
-/// a long-lived instance accumulates (heap fragmentation, leaked handles) stays bounded.
-pub(crate) const WARM_MAX_USES: u32 = 1_000;
-
 /// A warm instance idle for longer is dropped rather than reused.
 const WARM_IDLE_TTL: Duration = Duration::from_secs(60);
 
