@@ -169,7 +169,8 @@ async fn a_hostile_orchestrator_fails_its_runs_and_the_host_keeps_serving() {
     for (id, expect) in [
         ("loop-1", "deadline"),
         ("trap-1", "panicked"),
-        ("junk-1", "not JSON"),
+        ("junk-1", "patch value at /values/x is not JSON"),
+        ("path-1", "patch path `values/x` is not a JSON pointer"),
     ] {
         let err = hostile
             .start(&g, json!({}), Some(id.into()))

@@ -36,6 +36,105 @@ pub enum Op {
 /// A patch's operand: JSON text, checked to be JSON when it was made.
 pub type Json = Box<RawValue>;
 
+/// Where a patch applies: object keys from the snapshot's root, written as
+/// a JSON Pointer (RFC 6901): `/sched/n001`, a `~` in a key as `~0` and a
+/// `/` as `~1`. One string crosses the orchestrator's interface instead of
+/// a list of them; the journal keeps the list of keys (`["sched","n001"]`),
+/// and either form is read.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Pointer(String);
+
+impl Pointer {
+    /// The pointer to `keys`, from the root.
+    pub fn from_keys<'k>(keys: impl IntoIterator<Item = &'k str>) -> Self {
+        let mut text = String::new();
+        for key in keys {
+            text.push('/');
+            if key.contains(['~', '/']) {
+                text.push_str(&key.replace('~', "~0").replace('/', "~1"));
+            } else {
+                text.push_str(key);
+            }
+        }
+        Self(text)
+    }
+
+    /// `text` as a pointer: it names at least one key (starts with `/`),
+    /// and each `~` in it is `~0` or `~1`.
+    pub fn parse(text: String) -> Result<Self, String> {
+        if !text.starts_with('/') {
+            return Err(format!(
+                "`{text}` is not a JSON pointer to a key: it must start with `/` (`/values/name`)"
+            ));
+        }
+        let bytes = text.as_bytes();
+        for (i, b) in bytes.iter().enumerate() {
+            if *b == b'~' && !matches!(bytes.get(i + 1), Some(b'0' | b'1')) {
+                return Err(format!(
+                    "`{text}` is not a JSON pointer: `~` at byte {i} is not `~0` (a `~` in a key) or `~1` (a `/`)"
+                ));
+            }
+        }
+        Ok(Self(text))
+    }
+
+    /// The pointer's text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// The pointer's text, owned.
+    pub fn into_string(self) -> String {
+        self.0
+    }
+
+    /// Its keys, from the root (borrowed unless escaped).
+    pub fn keys(&self) -> impl Iterator<Item = Cow<'_, str>> {
+        self.0.split('/').skip(1).map(|key| {
+            if key.contains('~') {
+                Cow::Owned(key.replace("~1", "/").replace("~0", "~"))
+            } else {
+                Cow::Borrowed(key)
+            }
+        })
+    }
+
+    /// Whether it points at the one key `key` of the root.
+    pub fn is_key(&self, key: &str) -> bool {
+        let mut keys = self.keys();
+        keys.next().is_some_and(|k| k == key) && keys.next().is_none()
+    }
+}
+
+impl std::fmt::Display for Pointer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// Written as the list of its keys (the journal's form).
+impl Serialize for Pointer {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_seq(self.keys())
+    }
+}
+
+/// Read from the list of its keys, or from its text.
+impl<'de> Deserialize<'de> for Pointer {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Form {
+            Keys(Vec<String>),
+            Text(String),
+        }
+        match Form::deserialize(deserializer)? {
+            Form::Keys(keys) => Ok(Self::from_keys(keys.iter().map(String::as_str))),
+            Form::Text(text) => Self::parse(text).map_err(serde::de::Error::custom),
+        }
+    }
+}
+
 /// One change to a snapshot: `op` with `value` at `path`, a list of object
 /// keys from the snapshot's root. Objects on the way are created.
 ///
@@ -46,7 +145,7 @@ pub struct Patch {
     /// The operation.
     pub op: Op,
     /// Object keys from the root.
-    pub path: Vec<String>,
+    pub path: Pointer,
     /// Its operand (none for [`Op::Remove`], and for a `null`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub value: Option<Json>,
@@ -55,7 +154,7 @@ pub struct Patch {
 impl Patch {
     /// `op` with `value` at `path`, its JSON text written straight from
     /// `value` (no `Value` tree first); `null` is kept as none.
-    pub fn new<T: Serialize + ?Sized>(op: Op, path: Vec<String>, value: &T) -> Self {
+    pub fn new<T: Serialize + ?Sized>(op: Op, path: Pointer, value: &T) -> Self {
         // Serializing a value or one of the engine's records cannot fail.
         let value = serde_json::value::to_raw_value(value)
             .ok()
@@ -69,7 +168,7 @@ impl Patch {
             None => Ok(Value::Null),
             Some(text) => serde_json::from_str(text.get()).map_err(|e| PatchError {
                 op: self.op,
-                path: self.path.join("/"),
+                path: self.path.to_string(),
                 message: format!("its value is not JSON: {e}"),
             }),
         }
@@ -86,11 +185,11 @@ impl PartialEq for Patch {
 
 /// Why a patch does not apply.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("patch {op:?} at /{path}: {message}")]
+#[error("patch {op:?} at {path}: {message}")]
 pub struct PatchError {
     /// The operation.
     pub op: Op,
-    /// Its path, joined with `/`.
+    /// Its path, as a JSON Pointer.
     pub path: String,
     /// What is wrong.
     pub message: String,
@@ -99,36 +198,51 @@ pub struct PatchError {
 /// Apply `patch` to `root` (parsing its value).
 pub fn apply(root: &mut Value, patch: &Patch) -> Result<(), PatchError> {
     let value = patch.value()?;
-    apply_value(root, patch.op, &patch.path, Cow::Owned(value))
+    apply_value(
+        root,
+        patch.op,
+        patch.path.keys(),
+        || patch.path.to_string(),
+        Cow::Owned(value),
+    )
 }
 
-/// Apply `op` with `value` at `path` of `root` (what [`apply`] does, without
-/// building a [`Patch`]).
+/// Apply `op` with `value` at the keys `path` of `root` (what [`apply`]
+/// does, without building a [`Patch`]).
 pub fn apply_parts(
     root: &mut Value,
     op: Op,
-    path: &[String],
+    path: &[&str],
     value: &Value,
 ) -> Result<(), PatchError> {
-    apply_value(root, op, path, Cow::Borrowed(value))
+    apply_value(
+        root,
+        op,
+        path.iter().map(|k| Cow::Borrowed(*k)),
+        || Pointer::from_keys(path.iter().copied()).into_string(),
+        Cow::Borrowed(value),
+    )
 }
 
-fn apply_value(
+fn apply_value<'k>(
     root: &mut Value,
     op: Op,
-    path: &[String],
+    mut keys: impl Iterator<Item = Cow<'k, str>>,
+    path: impl Fn() -> String,
     value: Cow<'_, Value>,
 ) -> Result<(), PatchError> {
     let fail = |message: String| PatchError {
         op,
-        path: path.join("/"),
+        path: path(),
         message,
     };
-    let Some((last, parents)) = path.split_last() else {
+    let Some(mut last) = keys.next() else {
         return Err(fail("an empty path".to_owned()));
     };
     let mut cur = root;
-    for key in parents {
+    // Every key but the last is a parent.
+    for next in keys {
+        let key = std::mem::replace(&mut last, next);
         let Value::Object(map) = cur else {
             return Err(fail(format!(
                 "`{key}` is under a value that is not an object"
@@ -136,13 +250,14 @@ fn apply_value(
         };
         // Looked up before inserting: most parents exist, and a key is
         // copied only for one that does not.
-        if !map.contains_key(key) {
-            map.insert(key.clone(), Value::Object(Map::new()));
+        if !map.contains_key(key.as_ref()) {
+            map.insert(key.clone().into_owned(), Value::Object(Map::new()));
         }
         cur = map
-            .get_mut(key)
+            .get_mut(key.as_ref())
             .ok_or_else(|| fail(format!("`{key}` vanished")))?;
     }
+    let last = last.as_ref();
     let Value::Object(map) = cur else {
         return Err(fail("the parent is not an object".to_owned()));
     };
@@ -154,7 +269,7 @@ fn apply_value(
         match map.get_mut(last) {
             Some(slot) => *slot = value.into_owned(),
             None => {
-                map.insert(last.clone(), value.into_owned());
+                map.insert(last.to_owned(), value.into_owned());
             }
         }
         return Ok(());
@@ -168,7 +283,7 @@ fn apply_value(
             Op::Merge => Value::Object(Map::new()),
             _ => Value::from(0),
         };
-        map.insert(last.clone(), empty);
+        map.insert(last.to_owned(), empty);
     }
     let target = map
         .get_mut(last)
@@ -242,7 +357,7 @@ mod tests {
     use super::*;
 
     fn patch(op: Op, path: &[&str], value: Value) -> Patch {
-        Patch::new(op, path.iter().map(|s| (*s).to_owned()).collect(), &value)
+        Patch::new(op, Pointer::from_keys(path.iter().copied()), &value)
     }
 
     #[test]
@@ -264,6 +379,51 @@ mod tests {
         assert_eq!(
             root,
             json!({"values": {"a": 1, "list": [1, 2, 3], "obj": {"x": 3, "y": 2}, "n": 2.5}})
+        );
+    }
+
+    /// A key with `/` or `~` is escaped in the pointer and comes back
+    /// whole; the journal's form (a list of keys) and the text read alike.
+    #[test]
+    fn pointers_escape_their_keys_and_read_both_forms() {
+        let p = Pointer::from_keys(["values", "a/b~c", "n"]);
+        assert_eq!(p.as_str(), "/values/a~1b~0c/n");
+        assert_eq!(
+            p.keys().collect::<Vec<_>>(),
+            ["values", "a/b~c", "n"].map(Cow::Borrowed)
+        );
+        assert_eq!(
+            serde_json::to_string(&p).unwrap(),
+            r#"["values","a/b~c","n"]"#
+        );
+        let from_keys: Pointer = serde_json::from_str(r#"["values","a/b~c","n"]"#).unwrap();
+        let from_text: Pointer = serde_json::from_str(r#""/values/a~1b~0c/n""#).unwrap();
+        assert_eq!((&from_keys, &from_text), (&p, &p));
+        // `~01` is a `~` then a `1`, not a `/`.
+        let tricky = Pointer::parse("/~01".to_owned()).unwrap();
+        assert_eq!(tricky.keys().collect::<Vec<_>>(), ["~1"]);
+        assert!(Pointer::from_keys(["output"]).is_key("output"));
+        assert!(!Pointer::from_keys(["output", "x"]).is_key("output"));
+
+        let mut root = json!({});
+        apply(&mut root, &Patch::new(Op::Set, p, &json!(1))).unwrap();
+        assert_eq!(root, json!({"values": {"a/b~c": {"n": 1}}}));
+    }
+
+    #[test]
+    fn a_bad_pointer_says_what_is_wrong() {
+        let err = Pointer::parse("values/x".to_owned()).unwrap_err();
+        assert!(err.contains("must start with `/`"), "{err}");
+        let err = Pointer::parse("/values/a~2".to_owned()).unwrap_err();
+        assert!(err.contains("`~` at byte 9"), "{err}");
+        assert!(serde_json::from_str::<Pointer>(r#""nope""#).is_err());
+        let mut root = json!({});
+        let empty = Patch::new(Op::Set, Pointer::from_keys([]), &json!(1));
+        assert!(
+            apply(&mut root, &empty)
+                .unwrap_err()
+                .to_string()
+                .contains("an empty path")
         );
     }
 

@@ -116,7 +116,7 @@ fn decision_of(decision: engine::Decision) -> Decision {
                     Op::Add => PatchOp::Add,
                 },
                 value: p.value.map(|v| String::from(Box::<str>::from(v))),
-                path: p.path,
+                path: p.path.into_string(),
             })
             .collect(),
         calls: decision

@@ -26,7 +26,7 @@ use super::{Call, CallResult, Decision, Input, Interrupt, NodeEvent, Status, Tar
 use crate::expr::Scope;
 use crate::model::{NodeKind, OnError, Output, Reducer, RetryOnResume};
 use crate::plan::{EdgeKind, Plan};
-use crate::snapshot::{Op, Patch, apply_parts};
+use crate::snapshot::{Op, Patch, Pointer, apply_parts};
 
 /// Why a step could not be taken (the run is unchanged).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -186,8 +186,11 @@ impl Run<'_> {
     /// scheduling record) by [`Patch::new`].
     fn emit<T: Serialize + ?Sized>(&mut self, op: Op, path: &[&str], value: &T) {
         self.st.touch(path);
-        let path: Vec<String> = path.iter().map(|s| (*s).to_owned()).collect();
-        self.patches.push(Patch::new(op, path, value));
+        self.patches.push(Patch::new(
+            op,
+            Pointer::from_keys(path.iter().copied()),
+            value,
+        ));
     }
 
     fn set_status(&mut self, status: RunStatus) {
@@ -806,8 +809,7 @@ impl Run<'_> {
             if !self.st.values.is_object() {
                 self.st.values = Value::Object(Map::new());
             }
-            if let Err(e) = apply_parts(&mut self.st.values, op, std::slice::from_ref(&key), &value)
-            {
+            if let Err(e) = apply_parts(&mut self.st.values, op, &[key.as_str()], &value) {
                 self.fail_run(format!("internal: {e}"));
                 return;
             }
@@ -868,7 +870,7 @@ impl Run<'_> {
                 probe.insert("v".to_owned(), held.clone());
             }
             let mut probe = Value::Object(probe);
-            apply_parts(&mut probe, op, &["v".to_owned()], &value)
+            apply_parts(&mut probe, op, &["v"], &value)
                 .map_err(|e| format!("state key `{key}`: {}", e.message))?;
             let held = probe.get("v").unwrap_or(&Value::Null);
             schema.validate(held).map_err(|errors| {

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use convergio_graph::engine::{CallResult, Decision, Input, Status, Target, graph_hash};
 use convergio_graph::model::Graph;
 use convergio_graph::plan::Plan;
-use convergio_graph::snapshot::{Op, Patch, apply};
+use convergio_graph::snapshot::{Op, Patch, Pointer, apply};
 use convergio_journal::{BoxFuture, CallStep, RunId, RunInfo, RunStatus, RunStore, Seq};
 use serde::Deserialize;
 use serde_json::{Map, Value};
@@ -841,7 +841,7 @@ impl Shared {
                 }
                 patches.push(Patch::new(
                     Op::Set,
-                    vec!["values".to_owned(), key.clone()],
+                    Pointer::from_keys(["values", key.as_str()]),
                     value,
                 ));
             }
@@ -849,7 +849,7 @@ impl Shared {
         // A fork of a finished run goes on from where it stood: running.
         patches.push(Patch::new(
             Op::Set,
-            vec!["status".to_owned()],
+            Pointer::from_keys(["status"]),
             &Value::from("running"),
         ));
         let fork = RunId(new_run_id());
@@ -1144,19 +1144,19 @@ impl Driver {
             for id in calls.keys() {
                 patches.push(Patch::new(
                     Op::Remove,
-                    vec!["calls".to_owned(), id.clone()],
+                    Pointer::from_keys(["calls", id.as_str()]),
                     &Value::Null,
                 ));
             }
         }
         patches.push(Patch::new(
             Op::Set,
-            vec!["status".to_owned()],
+            Pointer::from_keys(["status"]),
             &Value::from("failed"),
         ));
         patches.push(Patch::new(
             Op::Set,
-            vec!["error".to_owned()],
+            Pointer::from_keys(["error"]),
             &Value::from(error.clone()),
         ));
         Decision {

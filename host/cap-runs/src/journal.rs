@@ -9,7 +9,7 @@
 //! once, by content hash, and the entry refers to it.
 
 use convergio_graph::engine::{Decision, Input, NodeEvent, Status};
-use convergio_graph::snapshot::{Json, Op, Patch, apply};
+use convergio_graph::snapshot::{Json, Op, Patch, Pointer, apply};
 use convergio_journal::{Entry, NewEntry, RunStore};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -111,7 +111,7 @@ pub struct Measured {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 struct StoredPatch {
     op: Op,
-    path: Vec<String>,
+    path: Pointer,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     value: Option<Json>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -170,7 +170,7 @@ struct InputRef<'a> {
 #[derive(Serialize)]
 struct PatchRef<'a> {
     op: Op,
-    path: &'a [String],
+    path: &'a Pointer,
     #[serde(skip_serializing_if = "Option::is_none")]
     value: Option<&'a RawValue>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -317,7 +317,7 @@ pub(crate) fn read_decision(store: &dyn RunStore, entry: &Entry) -> Result<ReadD
         if let Some(p) = patches
             .iter()
             .rev()
-            .find(|p| p.op == Op::Set && matches!(p.path.as_slice(), [key] if key == "output"))
+            .find(|p| p.op == Op::Set && p.path.is_key("output"))
         {
             *output = p.value().map_err(|e| e.to_string())?;
         }

@@ -693,7 +693,7 @@ impl StepFunction for Indenting {
         Box::pin(async move {
             let mut decision = self.0.step(request).await?;
             for patch in &mut decision.patches {
-                if patch.path.first().map(String::as_str) != Some("values") {
+                if patch.path.keys().next().as_deref() != Some("values") {
                     continue;
                 }
                 if let Some(text) = &patch.value {

@@ -16,7 +16,7 @@ use convergio_cap_runs::{
     CallReport, CallUsage, NodeCall, NodeExecutor, StepFailure, StepFunction, StepRequest, Target,
 };
 use convergio_graph::engine::{Call, CallResult, Decision, Input, Interrupt, NodeEvent, Status};
-use convergio_graph::snapshot::{Op, Patch};
+use convergio_graph::snapshot::{Op, Patch, Pointer};
 use convergio_journal::BoxFuture;
 use serde_json::Value;
 use serde_json::value::RawValue;
@@ -340,11 +340,13 @@ fn json_of(text: &str, what: impl FnOnce() -> String) -> Result<Value, String> {
 fn decision_of(decision: wit::Decision) -> Result<Decision, String> {
     let mut patches = Vec::with_capacity(decision.patches.len());
     for patch in decision.patches {
+        let path = Pointer::parse(patch.path).map_err(|e| format!("patch path {e}"))?;
         // Checked, kept as text: journaled as it is, parsed where applied.
         let value = match patch.value {
-            Some(text) => Some(RawValue::from_string(text).map_err(|e| {
-                format!("patch value at /{} is not JSON: {e}", patch.path.join("/"))
-            })?),
+            Some(text) => Some(
+                RawValue::from_string(text)
+                    .map_err(|e| format!("patch value at {path} is not JSON: {e}"))?,
+            ),
             None => None,
         };
         patches.push(Patch {
@@ -355,7 +357,7 @@ fn decision_of(decision: wit::Decision) -> Result<Decision, String> {
                 wit::PatchOp::Merge => Op::Merge,
                 wit::PatchOp::Add => Op::Add,
             },
-            path: patch.path,
+            path,
             value,
         });
     }

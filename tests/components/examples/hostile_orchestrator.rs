@@ -1,7 +1,9 @@
 //! `hostile_orchestrator`: an orchestrator plugin that misbehaves, to test
 //! that a run fails cleanly and the host keeps serving. A run whose id
 //! starts with `loop` spins forever in `step`; one whose id starts with
-//! `trap` panics; any other gets a decision whose patch value is not JSON.
+//! `trap` panics; one whose id starts with `path` gets a decision whose
+//! patch path is not a JSON Pointer; any other one whose patch value is
+//! not JSON.
 
 use convergio_sdk::orchestrator::{
     Decision, Guest, Patch, PatchOp, RunStatus, StepError, StepRequest,
@@ -25,12 +27,21 @@ impl Guest for Hostile {
         if request.run_id.starts_with("trap") {
             panic!("hostile orchestrator traps");
         }
-        Ok(Decision {
-            patches: vec![Patch {
+        let patch = if request.run_id.starts_with("path") {
+            Patch {
                 op: PatchOp::Set,
-                path: vec!["values".to_owned(), "x".to_owned()],
+                path: "values/x".to_owned(),
+                value: Some("1".to_owned()),
+            }
+        } else {
+            Patch {
+                op: PatchOp::Set,
+                path: "/values/x".to_owned(),
                 value: Some("not a value".to_owned()),
-            }],
+            }
+        };
+        Ok(Decision {
+            patches: vec![patch],
             calls: Vec::new(),
             cancel: Vec::new(),
             interrupts: Vec::new(),
