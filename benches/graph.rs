@@ -44,7 +44,7 @@ use std::time::Instant;
 use convergio_benches::langgraph::LangGraph;
 use convergio_benches::quantile;
 use convergio_cap_runs::{
-    NativeSteps, NodeCall, NodeExecutor, Options, Runs, Status, StepFunction,
+    NativeSteps, NodeCall, NodeExecutor, Options, PreparedGraph, Runs, Status, StepFunction,
 };
 use convergio_graph::engine::CallResult;
 use convergio_graph::model::Graph;
@@ -167,9 +167,13 @@ impl NodeExecutor for Instant0 {
     }
 }
 
-/// One run to `Done`; returns its output.
-async fn run_once(runs: &Runs, graph: &Graph) -> Value {
-    let run = runs.start(graph, json!({}), None).await.expect("start");
+/// One run to `Done`; returns its output. The graph is prepared once, as
+/// LangGraph's is compiled once (`Runs::prepare`).
+async fn run_once(runs: &Runs, graph: &PreparedGraph) -> Value {
+    let run = runs
+        .start_prepared(graph, json!({}), None)
+        .await
+        .expect("start");
     match runs.wait(&run).await.expect("wait") {
         Status::Done { output } => output,
         other => panic!("run {run} ended {other:?}"),
@@ -217,7 +221,9 @@ fn stats(mut values: Vec<f64>) -> Stats {
 
 /// µs per node of `reps` runs after one warm-up run.
 async fn measure(runs: &Runs, shape: Shape, n: usize, reps: usize, plugin: &str) -> Stats {
-    let graph = shape_graph(shape, n, plugin);
+    let graph = runs
+        .prepare(&shape_graph(shape, n, plugin))
+        .expect("the graph");
     let expect = nodes_run(shape, n);
     let out = run_once(runs, &graph).await;
     assert_eq!(out["count"], expect, "every node ran once");
@@ -306,7 +312,8 @@ async fn journal_bytes(runtime: &Runtime, db_root: &Path, steps: usize) -> Value
         Arc::new(ComponentSteps::new(runtime.clone(), ORCHESTRATOR)),
         Arc::new(PluginExecutor::new(runtime.clone(), ORCHESTRATOR)),
     );
-    let out = run_once(&runs, &loop_graph(steps)).await;
+    let graph = runs.prepare(&loop_graph(steps)).expect("the graph");
+    let out = run_once(&runs, &graph).await;
     let items = out["items"].as_array().map_or(0, Vec::len);
     assert_eq!(items, steps, "the loop ran {steps} steps");
     let entries = store.stored_entries().expect("entries");
@@ -412,7 +419,9 @@ fn main() {
             Ok("fanout") => Shape::Fanout,
             _ => Shape::Chain,
         };
-        let graph = shape_graph(shape, NODES, TOOL);
+        let graph = runs
+            .prepare(&shape_graph(shape, NODES, TOOL))
+            .expect("the graph");
         let until = Instant::now() + std::time::Duration::from_secs(secs);
         while Instant::now() < until {
             // The total of each run, in ms, sorted: shows a bimodal spread.

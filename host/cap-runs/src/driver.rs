@@ -100,6 +100,18 @@ struct Shared {
     statuses: Mutex<HashMap<RunId, tokio::sync::watch::Sender<Status>>>,
 }
 
+/// A graph ready to start runs of ([`Runs::prepare`]).
+#[derive(Debug, Clone)]
+pub struct PreparedGraph(Arc<GraphDoc>);
+
+impl PreparedGraph {
+    /// SHA-256 (lowercase hex) of the graph's canonical JSON: its id in the
+    /// journal.
+    pub fn hash(&self) -> &str {
+        &self.0.hash
+    }
+}
+
 #[derive(Debug)]
 struct GraphDoc {
     hash: String,
@@ -210,10 +222,29 @@ impl Runs {
     /// `id` (a new unique id when none). Returns once the first step is
     /// journaled; the run goes on in the background ([`Runs::wait`]).
     pub async fn start(&self, graph: &Graph, input: Value, id: Option<String>) -> Result<RunId> {
+        let prepared = self.prepare(graph)?;
+        self.start_prepared(&prepared, input, id).await
+    }
+
+    /// `graph` checked, compiled, written in its canonical form and hashed,
+    /// once, for [`Runs::start_prepared`]: what starting many runs of one
+    /// graph (a server's, `graph run --repeat`) should not repeat per run.
+    pub fn prepare(&self, graph: &Graph) -> Result<PreparedGraph> {
         let text = serde_json::to_string(graph).map_err(|e| Error::InvalidGraph(e.to_string()))?;
-        let doc = self.shared.graph_doc(text)?;
+        Ok(PreparedGraph(self.shared.graph_doc(text)?))
+    }
+
+    /// [`Runs::start`] with a graph from [`Runs::prepare`].
+    pub async fn start_prepared(
+        &self,
+        graph: &PreparedGraph,
+        input: Value,
+        id: Option<String>,
+    ) -> Result<RunId> {
         let run = RunId(id.unwrap_or_else(new_run_id));
-        self.shared.start_run(run, doc, input).await
+        self.shared
+            .start_run(run, Arc::clone(&graph.0), input)
+            .await
     }
 
     /// Wait until `run` finishes or waits for input; its status then.
@@ -498,7 +529,10 @@ impl Shared {
             let owner = self.options.owner.clone();
             let ttl = self.options.lease_ttl;
             self.on_store(move |store| {
-                store.put_blob(doc.text.as_bytes())?;
+                // The graph's hash is its blob's: stored by its first run.
+                if !store.has_blob(&doc.hash)? {
+                    store.put_blob(doc.text.as_bytes())?;
+                }
                 Ok(store.create_run_claimed(&run, &doc.hash, entries, &owner, ttl)?)
             })
             .await?

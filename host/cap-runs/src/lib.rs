@@ -35,7 +35,7 @@ use serde_json::Value;
 
 pub use convergio_graph::engine::{Call, Status, Target};
 pub use driver::{
-    Options, RunView, Runs, StepPatch, WeakRuns, children, fold, prune, steps, usage,
+    Options, PreparedGraph, RunView, Runs, StepPatch, WeakRuns, children, fold, prune, steps, usage,
 };
 pub use events::{RunEvent, events_of};
 pub use journal::{BLOB_THRESHOLD, EntryKind, JournaledInput, Measured, Step, read_input};

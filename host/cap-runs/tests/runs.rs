@@ -175,6 +175,39 @@ async fn independent_branches_run_at_the_same_time() {
     );
 }
 
+/// A prepared graph starts runs like the graph itself, each with its own
+/// input; the journal holds the graph under the prepared hash.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_prepared_graph_starts_runs_and_is_stored_once() {
+    let f = fixture();
+    let g = graph(json!({
+        "state": {"a": {}, "out": {}},
+        "nodes": {"x": {"kind": tool("t", "echo"), "input": "{{ state.a }}", "output": {"key": "out"}}},
+    }));
+    let prepared = f.runs.prepare(&g).unwrap();
+    for a in 0..3 {
+        let run = f
+            .runs
+            .start_prepared(&prepared, json!({ "a": a }), None)
+            .await
+            .unwrap();
+        assert_eq!(output(f.runs.wait(&run).await.unwrap())["out"], json!(a));
+        assert_eq!(
+            f.store.run_info(&run).unwrap().unwrap().graph_hash,
+            prepared.hash()
+        );
+    }
+    // The same graph started unprepared is the same graph in the journal.
+    let run = f.runs.start(&g, json!({"a": 9}), None).await.unwrap();
+    f.runs.wait(&run).await.unwrap();
+    assert_eq!(
+        f.store.run_info(&run).unwrap().unwrap().graph_hash,
+        prepared.hash()
+    );
+    let text = f.store.get_blob(prepared.hash()).unwrap().unwrap();
+    assert_eq!(text, serde_json::to_vec(&g).unwrap());
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_wide_fan_out_queues_at_the_plugins_concurrency() {
     let f = fixture();

@@ -467,6 +467,11 @@ pub trait RunStore: Send + Sync + fmt::Debug {
     /// The bytes stored under `hash`.
     fn get_blob(&self, hash: &str) -> Result<Option<Vec<u8>>>;
 
+    /// Whether bytes are stored under `hash` (without reading them).
+    fn has_blob(&self, hash: &str) -> Result<bool> {
+        Ok(self.get_blob(hash)?.is_some())
+    }
+
     /// Delete the runs that are over (done, failed, cancelled) and last
     /// changed before `before_ms`, with their entries, checkpoints, call
     /// steps and leases — except a run whose entries a remaining fork shares — and
@@ -534,8 +539,11 @@ fn ttl_ms(ttl: Duration) -> u64 {
 
 /// The key a blob is stored under: its SHA-256 in lowercase hex.
 fn blob_hash(bytes: &[u8]) -> String {
-    Sha256::digest(bytes)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut hex = String::with_capacity(64);
+    for b in Sha256::digest(bytes) {
+        hex.push(char::from(HEX[usize::from(b >> 4)]));
+        hex.push(char::from(HEX[usize::from(b & 15)]));
+    }
+    hex
 }

@@ -664,6 +664,10 @@ impl RunStore for MemoryRunStore {
         Ok(kept.map(|bytes| bytes.to_vec()))
     }
 
+    fn has_blob(&self, hash: &str) -> Result<bool> {
+        Ok(self.lock().blobs.contains_key(hash))
+    }
+
     fn prune(&self, before_ms: u64) -> Result<Pruned> {
         let mut state = self.lock();
         let mut old: Vec<(u64, RunId)> = state

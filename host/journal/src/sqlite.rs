@@ -1293,6 +1293,12 @@ impl RunStore for SqliteRunStore {
         Ok(hash)
     }
 
+    fn has_blob(&self, hash: &str) -> Result<bool> {
+        Ok(lock(&self.inner.conn)
+            .prepare_cached("SELECT 1 FROM blobs WHERE hash = ?1")?
+            .exists([hash])?)
+    }
+
     fn get_blob(&self, hash: &str) -> Result<Option<Vec<u8>>> {
         Ok(lock(&self.inner.conn)
             .prepare_cached("SELECT bytes FROM blobs WHERE hash = ?1")?

@@ -809,6 +809,8 @@ fn blobs_are_stored_once_by_content_hash<B: Backend>() {
     assert_eq!(store.get_blob(&hash).unwrap().unwrap(), b"abc");
     assert_eq!(store.get_blob(&other).unwrap().unwrap(), vec![7u8; 1 << 20]);
     assert_eq!(store.get_blob("00").unwrap(), None);
+    assert!(store.has_blob(&hash).unwrap() && store.has_blob(&other).unwrap());
+    assert!(!store.has_blob("00").unwrap());
     let empty = store.put_blob(b"").unwrap();
     assert_eq!(
         empty,

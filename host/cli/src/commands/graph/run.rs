@@ -62,9 +62,13 @@ impl RunArgs {
                 }
                 return settle(&d.runs, &run, self.show, 0).await;
             };
+            let prepared = d.runs.prepare(&graph)?;
             let mut ids = Vec::new();
             for _ in 0..repeat {
-                let run = d.runs.start(&graph, input.clone(), None).await?;
+                let run = d
+                    .runs
+                    .start_prepared(&prepared, input.clone(), None)
+                    .await?;
                 println!("{run}");
                 ids.push(run);
             }
