@@ -148,7 +148,14 @@ pub struct NodeCall {
 impl NodeCall {
     /// The idempotency key of attempt `attempt` of `call` in `run`.
     pub fn key(run: &RunId, call: &str, attempt: u32) -> String {
-        format!("{run}:{call}:{attempt}")
+        use std::fmt::Write as _;
+        // One allocation, sized up front (`format!` grows its string).
+        let mut key = String::with_capacity(run.0.len() + call.len() + 12);
+        key.push_str(&run.0);
+        key.push(':');
+        key.push_str(call);
+        let _ = write!(key, ":{attempt}");
+        key
     }
 }
 
