@@ -4,6 +4,7 @@
 //! limit.
 
 use std::io::Read;
+use std::path::Path;
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
@@ -16,6 +17,18 @@ pub const DEADLINE: Duration = Duration::from_secs(600);
 /// [`DEADLINE`] (and kills it).
 pub fn output(command: &mut Command) -> Output {
     output_within(command, DEADLINE)
+}
+
+/// `bin` (a `convergio` binary) with `args`, run in `dir` with its data in
+/// `dir/home` and no `CONVERGIO_CONFIG` from the environment, to its end.
+pub fn convergio_in(bin: &Path, dir: &Path, args: &[&str]) -> Output {
+    output(
+        Command::new(bin)
+            .args(args)
+            .current_dir(dir)
+            .env("CONVERGIO_HOME", dir.join("home"))
+            .env_remove("CONVERGIO_CONFIG"),
+    )
 }
 
 /// [`output`] with a deadline of `limit`.

@@ -4,19 +4,13 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Output;
 
-use convergio_tests::process::output;
+use convergio_tests::process::convergio_in;
 use convergio_tests::{TestPlugin, agent_llm, crate_component, write_platform};
 
 fn convergio(dir: &Path, args: &[&str]) -> Output {
-    output(
-        Command::new(env!("CARGO_BIN_EXE_convergio"))
-            .args(args)
-            .current_dir(dir)
-            .env("CONVERGIO_HOME", dir.join("home"))
-            .env_remove("CONVERGIO_CONFIG"),
-    )
+    convergio_in(Path::new(env!("CARGO_BIN_EXE_convergio")), dir, args)
 }
 
 fn text(bytes: &[u8]) -> String {
