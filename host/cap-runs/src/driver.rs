@@ -1382,8 +1382,14 @@ impl Driver {
                         call,
                         state,
                     };
-                    let Ok(_permit) = queue.acquire_owned().await else {
-                        return;
+                    // A free place is taken without a wait (which would
+                    // also spend the task's cooperative budget).
+                    let _permit = match Arc::clone(&queue).try_acquire_owned() {
+                        Ok(permit) => permit,
+                        Err(_) => match queue.acquire_owned().await {
+                            Ok(permit) => permit,
+                            Err(_) => return,
+                        },
                     };
                     with_timeout(timeout, shared.exec.execute_reported(&node_call)).await
                 }
