@@ -206,6 +206,15 @@ impl Session {
         let mut store = Store::new(&inner.engine, state);
         store.limiter(|s| &mut s.limits);
         guard_host_memory(&mut store, loaded.account, limits.host_memory_bytes);
+        // Set once per store: it reads the deadline of the call at hand
+        // from the store's data, which `arm` sets for each call.
+        store.epoch_deadline_callback(|store| {
+            if Instant::now() >= store.data().deadline_at {
+                Ok(UpdateDeadline::Interrupt)
+            } else {
+                Ok(UpdateDeadline::Yield(1))
+            }
+        });
         arm(&mut store, inner, spec, deadline_at)?;
         // The epoch deadline stops guest code; the timeout also bounds time in host calls.
         let outcome = tokio::time::timeout(
@@ -354,15 +363,9 @@ fn arm(
     spec: &PluginSpec,
     deadline_at: Instant,
 ) -> Result<()> {
-    // Host calls that could run long (storage batch reads) stop there too.
+    // The store's epoch callback reads it (see `instantiate`); host calls
+    // that could run long (storage batch reads) stop there too.
     store.data_mut().deadline_at = deadline_at;
-    store.epoch_deadline_callback(move |_| {
-        if Instant::now() >= deadline_at {
-            Ok(UpdateDeadline::Interrupt)
-        } else {
-            Ok(UpdateDeadline::Yield(1))
-        }
-    });
     store.set_epoch_deadline(1);
     if inner.fuel {
         store.set_fuel(spec.limits.fuel.unwrap_or(u64::MAX))?;
