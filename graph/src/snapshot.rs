@@ -47,11 +47,19 @@ pub struct Pointer(String);
 impl Pointer {
     /// The pointer to `keys`, from the root.
     pub fn from_keys<'k>(keys: impl IntoIterator<Item = &'k str>) -> Self {
-        let mut text = String::new();
+        let keys = keys.into_iter();
+        // The engine's paths are two or three short keys: one allocation.
+        let mut text = String::with_capacity(32);
         for key in keys {
             text.push('/');
-            if key.contains(['~', '/']) {
-                text.push_str(&key.replace('~', "~0").replace('/', "~1"));
+            if key.bytes().any(|b| b == b'~' || b == b'/') {
+                for c in key.chars() {
+                    match c {
+                        '~' => text.push_str("~0"),
+                        '/' => text.push_str("~1"),
+                        c => text.push(c),
+                    }
+                }
             } else {
                 text.push_str(key);
             }
