@@ -25,7 +25,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use convergio_tests::fake_providers::{self as fake, Flavor};
-use convergio_tests::process::output;
+use convergio_tests::process::convergio_in;
 use convergio_tests::upstream::{Received, Reply, Upstream};
 use convergio_tests::{TestPlugin, agent_llm, convergio_binary, orchestrator, test_component};
 use serde_json::{Value, json};
@@ -54,14 +54,7 @@ fn chat_bodies(model: &Upstream) -> Vec<Value> {
 }
 
 fn run(bin: &Path, dir: &Path, args: &[&str]) -> Output {
-    output(
-        Command::new(bin)
-            .args(["--config", "platform.toml"])
-            .args(args)
-            .current_dir(dir)
-            .env("CONVERGIO_HOME", dir.join("home"))
-            .env_remove("CONVERGIO_CONFIG"),
-    )
+    convergio_in(bin, dir, &[&["--config", "platform.toml"], args].concat())
 }
 
 /// A platform in a new directory (durability `process`): the OpenAI
