@@ -37,9 +37,12 @@ pub(crate) mod node_calls {
             }
         ",
         world: "convergio:host-orchestrator/node-calls",
+        exports: { default: async },
     });
 
-    pub(crate) use exports::convergio::platform::agent::{AgentError, Outcome, StateEntry, Task};
+    pub(crate) use exports::convergio::platform::agent::{
+        AgentError, Guest as AgentFuncs, StateEntry, Task,
+    };
     pub(crate) use exports::convergio::platform::orchestrator::*;
-    pub(crate) use exports::convergio::platform::tool::ToolError;
+    pub(crate) use exports::convergio::platform::tool::{Guest as ToolFuncs, ToolError};
 }

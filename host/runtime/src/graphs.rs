@@ -263,12 +263,14 @@ impl StepFunction for ComponentSteps {
                 snapshot,
                 inputs: request.inputs.iter().map(step_input).collect(),
             };
-            let (reply,) = self
+            let reply = self
                 .runtime
-                .invoke_typed::<(&wit::StepRequest,), (Result<wit::Decision, wit::StepError>,)>(
+                .call_bound(
+                    None,
                     &self.plugin,
                     "step",
-                    (&request,),
+                    None,
+                    async |store, funcs: wit::Guest| funcs.call_step(store, &request).await,
                 )
                 .await
                 .map_err(|e| StepFailure::Failed(e.to_string()))?;
@@ -519,15 +521,17 @@ impl PluginExecutor {
         let outcome = match &call.call.target {
             Target::Tool { plugin, tool } => self
                 .runtime
-                .invoke_typed_in_run::<(&str, &str), (Result<String, wit::ToolError>,)>(
-                    &self.caller,
+                .call_bound(
+                    Some(&self.caller),
                     plugin,
                     "invoke",
-                    (tool, &input),
                     Some(context),
+                    async |store, funcs: wit::ToolFuncs| {
+                        funcs.call_invoke(store, tool, &input).await
+                    },
                 )
                 .await
-                .map(|(result,)| match result {
+                .map(|result| match result {
                     Ok(output) => CallResult::Ok {
                         output: output_value(output),
                         updates: Vec::new(),
@@ -555,15 +559,15 @@ impl PluginExecutor {
                         .unwrap_or_default(),
                 };
                 self.runtime
-                    .invoke_typed_in_run::<(&wit::Task,), (Result<wit::Outcome, wit::AgentError>,)>(
-                        &self.caller,
+                    .call_bound(
+                        Some(&self.caller),
                         plugin,
                         "run",
-                        (&task,),
                         Some(context),
+                        async |store, funcs: wit::AgentFuncs| funcs.call_run(store, &task).await,
                     )
                     .await
-                    .map(|(result,)| match result {
+                    .map(|result| match result {
                         Ok(outcome) => CallResult::Ok {
                             output: output_value(outcome.output),
                             updates: outcome

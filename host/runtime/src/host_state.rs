@@ -20,6 +20,8 @@ pub struct HostState {
     pub(crate) table: ResourceTable,
     pub(crate) limits: StoreLimits,
     pub(crate) caps: StoreCaps,
+    /// The node-call interfaces' functions, once this instance served one.
+    pub(crate) bound: crate::bound::BoundExports,
 }
 
 impl std::fmt::Debug for HostState {

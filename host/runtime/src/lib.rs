@@ -32,6 +32,7 @@
 #![deny(missing_docs)]
 
 mod bindings;
+mod bound;
 mod capabilities;
 mod capability;
 pub mod config;
@@ -69,7 +70,7 @@ pub use exports::ExportFn;
 pub use host_memory::{HostMemoryExceeded, MAX_HANDLES};
 pub use host_state::HostState;
 pub use manifest::{PluginKind, PluginManifest};
-pub use runtime::{Runtime, TypedParams, TypedResults};
+pub use runtime::Runtime;
 pub use slot::PluginInfo;
 pub use watch::WatchHandle;
 

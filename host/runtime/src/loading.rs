@@ -73,7 +73,7 @@ async fn load_inner(inner: &Arc<Inner>, spec: Arc<PluginSpec>, generation: u64) 
         .map_err(|e| fail(format!("cannot link: {}", one_line(&e))))?;
     let caps = PluginCaps::prepare(&inner.shared, &inner.services, &spec)
         .map_err(|problems| fail(problems.join("; ")))?;
-    let provider = provider::GuestIndices::new(&pre).ok();
+    let provider = provider::GuestIndices::new(&pre).is_ok();
     Ok(Loaded {
         account: inner.account(&spec.id),
         caps: Arc::new(caps),

@@ -9,6 +9,8 @@ use convergio_cap_inference::{BoxFuture, DeltaStream, ModelError};
 use wasmtime::component::ResourceAny;
 
 use convergio_cap_inference::wit::provider as wit_provider;
+
+use crate::bound::Bound;
 use convergio_cap_inference::wit::{FromWit, ToWit};
 
 use crate::inner::Inner;
@@ -37,17 +39,16 @@ impl ComponentProvider {
             return Err(ModelError::Upstream("the runtime is shutting down".into()));
         };
         let loaded = slot.current.load_full();
-        let indices = loaded.provider.clone().ok_or_else(|| {
-            ModelError::BadRequest(format!(
+        if !loaded.provider {
+            return Err(ModelError::BadRequest(format!(
                 "plugin `{}` does not export the provider interface",
                 self.plugin
-            ))
-        })?;
+            )));
+        }
         let mut session = Session::open_warm(&inner, &slot, &loaded)
             .await
             .map_err(|e| self.failed(&e))?;
-        let guest = indices
-            .load(&mut session.store, &session.instance)
+        let guest = <wit_provider::Guest as Bound>::of(&mut session.store, &session.instance)
             .map_err(|e| ModelError::BadRequest(format!("plugin `{}`: {e}", self.plugin)))?;
         Ok((session, guest))
     }

@@ -15,6 +15,7 @@ use wasmtime::component::Val;
 use crate::capabilities::{CallContext, Event, Services, Shared};
 use crate::config::Platform;
 use crate::engine::{EpochTicker, build_engine};
+use crate::host_state::HostState;
 use crate::inner::Inner;
 use crate::loading;
 use crate::manifest::PluginManifest;
@@ -35,31 +36,6 @@ impl std::fmt::Debug for Runtime {
             .field("plugins", &self.plugin_ids())
             .finish_non_exhaustive()
     }
-}
-
-/// The parameters of a typed call ([`Runtime::invoke_typed`]): a tuple
-/// of types the component model lowers (the generated bindings' records,
-/// `&str`, …).
-pub trait TypedParams:
-    wasmtime::component::ComponentNamedList + wasmtime::component::Lower + Send + Sync
-{
-}
-
-impl<T> TypedParams for T where
-    T: wasmtime::component::ComponentNamedList + wasmtime::component::Lower + Send + Sync
-{
-}
-
-/// The results of a typed call ([`Runtime::invoke_typed`]): a tuple of
-/// types the component model lifts.
-pub trait TypedResults:
-    wasmtime::component::ComponentNamedList + wasmtime::component::Lift + Send + Sync + 'static
-{
-}
-
-impl<T> TypedResults for T where
-    T: wasmtime::component::ComponentNamedList + wasmtime::component::Lift + Send + Sync + 'static
-{
 }
 
 impl Runtime {
@@ -346,71 +322,51 @@ impl Runtime {
         Ok(results)
     }
 
-    /// Call `function` of `plugin` with typed parameters and results:
-    /// lowered into and lifted out of the guest directly, with no
-    /// [`Val`]s between (the run driver's step calls, once per step). The
-    /// types must match the export's, or the call fails naming it.
-    pub async fn invoke_typed<P, R>(&self, plugin: &str, function: &str, params: P) -> Result<R>
-    where
-        P: TypedParams,
-        R: TypedResults,
-    {
-        self.call_typed(plugin, function, params, None).await
-    }
-
-    /// [`Runtime::invoke_in_run`] with typed parameters and results (see
-    /// [`Runtime::invoke_typed`]): the run driver's node calls.
-    pub async fn invoke_typed_in_run<P, R>(
+    /// Call `function` of the interface `B` that `plugin` exports, through
+    /// `f`, with typed parameters and results: lowered into and lifted out
+    /// of the guest directly, with no [`Val`]s between, and the interface's
+    /// functions looked up and type-checked once per instance
+    /// ([`crate::bound`]). The run driver's steps and node calls, on behalf
+    /// of `caller` (checked against its `plugins` grant) when there is one.
+    pub(crate) async fn call_bound<B, T>(
         &self,
-        caller: &str,
-        callee: &str,
-        function: &str,
-        params: P,
-        context: Option<Arc<CallContext>>,
-    ) -> Result<R>
-    where
-        P: TypedParams,
-        R: TypedResults,
-    {
-        let span = tracing::debug_span!("convergio.plugins.call", caller, callee, function);
-        async {
-            self.check_call_grant(caller, callee)?;
-            self.call_typed(callee, function, params, context).await
-        }
-        .instrument(span)
-        .await
-    }
-
-    async fn call_typed<P, R>(
-        &self,
+        caller: Option<&str>,
         plugin: &str,
         function: &str,
-        params: P,
         context: Option<Arc<CallContext>>,
-    ) -> Result<R>
+        f: impl AsyncFnOnce(&mut wasmtime::Store<HostState>, B) -> wasmtime::Result<T>,
+    ) -> Result<T>
     where
-        P: TypedParams,
-        R: TypedResults,
+        B: crate::bound::Bound,
     {
-        let slot = self.slot(plugin)?;
-        let loaded = slot.current.load_full();
-        let export = loaded.exports.find(plugin, function)?;
-        crate::session::with_export(
-            &self.inner,
-            &slot,
-            &loaded,
-            export,
-            context,
-            async |store, func| {
-                let typed = func.typed::<P, R>(&*store).map_err(|e| {
-                    e.context(format!(
-                        "`{function}` does not have the type this host calls it with: build the \
-                         plugin against this release's WIT"
-                    ))
-                })?;
-                typed.call_async(store, params).await
-            },
-        )
+        let span =
+            tracing::debug_span!("convergio.plugins.call", caller, callee = plugin, function);
+        async {
+            if let Some(caller) = caller {
+                self.check_call_grant(caller, plugin)?;
+            }
+            let slot = self.slot(plugin)?;
+            let loaded = slot.current.load_full();
+            let export = loaded.exports.find(plugin, function)?;
+            crate::session::with_instance(
+                &self.inner,
+                &slot,
+                &loaded,
+                export.qualified(),
+                context,
+                async |store, instance| {
+                    let funcs = B::of(store, instance).map_err(|e| {
+                        e.context(format!(
+                            "`{function}` does not have the type this host calls it with: build \
+                             the plugin against this release's WIT"
+                        ))
+                    })?;
+                    f(store, funcs).await
+                },
+            )
+            .await
+        }
+        .instrument(span)
         .await
     }
 

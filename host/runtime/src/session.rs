@@ -48,26 +48,45 @@ pub(crate) async fn with_export<T>(
     context: Option<Arc<CallContext>>,
     f: impl AsyncFnOnce(&mut Store<HostState>, wasmtime::component::Func) -> wasmtime::Result<T>,
 ) -> Result<T> {
+    with_instance(
+        inner,
+        slot,
+        loaded,
+        export.qualified(),
+        context,
+        async |store, instance| {
+            let func = instance
+                .get_func(&mut *store, export.index)
+                .ok_or_else(|| {
+                    wasmtime::format_err!("export `{}` is not a function", export.qualified())
+                })?;
+            f(store, func).await
+        },
+    )
+    .await
+}
+
+/// Run `f` in a session of the plugin (see [`call_in_store`]) serving
+/// `context`; `function` names what it calls, for the trace.
+pub(crate) async fn with_instance<T>(
+    inner: &Inner,
+    slot: &Arc<Slot>,
+    loaded: &Loaded,
+    function: &str,
+    context: Option<Arc<CallContext>>,
+    f: impl AsyncFnOnce(&mut Store<HostState>, &wasmtime::component::Instance) -> wasmtime::Result<T>,
+) -> Result<T> {
     let spec = &loaded.spec;
     let span = tracing::debug_span!(
         "convergio.runtime.call",
         plugin = %spec.id,
-        function = %export.qualified(),
+        function,
         generation = loaded.generation
     );
     async {
         let mut session = Session::open_warm(inner, slot, loaded).await?;
         session.store.data_mut().caps.run_context = context;
-        let outcome = session
-            .run(async |store, instance| {
-                let func = instance
-                    .get_func(&mut *store, export.index)
-                    .ok_or_else(|| {
-                        wasmtime::format_err!("export `{}` is not a function", export.qualified())
-                    })?;
-                f(store, func).await
-            })
-            .await;
+        let outcome = session.run(f).await;
         // Kept warm only if the call went well (see `Session::release`),
         // and serving no run's call.
         session.store.data_mut().caps.run_context = None;
@@ -197,6 +216,7 @@ impl Session {
             plugin: loaded.caps.clone(),
             deadline_at,
             table,
+            bound: Default::default(),
             limits: StoreLimitsBuilder::new()
                 .memory_size(limits.memory_bytes)
                 .table_elements(limits.table_elements)

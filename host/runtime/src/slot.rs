@@ -7,7 +7,6 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
 use arc_swap::ArcSwap;
-use convergio_cap_inference::wit::provider;
 use serde::Serialize;
 use tokio::sync::Semaphore;
 use wasmtime::Store;
@@ -26,8 +25,8 @@ pub(crate) struct Loaded {
     /// stores share it.
     pub(crate) caps: Arc<PluginCaps>,
     pub(crate) pre: InstancePre<HostState>,
-    /// Where the provider interface's functions are, for provider plugins.
-    pub(crate) provider: Option<provider::GuestIndices>,
+    /// Whether it exports the provider interface (a provider plugin).
+    pub(crate) provider: bool,
     /// What the host holds for this plugin is counted here (every version).
     pub(crate) account: convergio_host_memory::Account,
     pub(crate) exports: Exports,
