@@ -419,8 +419,12 @@ fn main() {
             Ok("fanout") => Shape::Fanout,
             _ => Shape::Chain,
         };
+        let nodes = std::env::var("CONVERGIO_BENCH_PROFILE_NODES")
+            .ok()
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(NODES);
         let graph = runs
-            .prepare(&shape_graph(shape, NODES, TOOL))
+            .prepare(&shape_graph(shape, nodes, TOOL))
             .expect("the graph");
         let until = Instant::now() + std::time::Duration::from_secs(secs);
         while Instant::now() < until {
@@ -433,9 +437,9 @@ fn main() {
                 })
                 .collect();
             totals.sort_by(f64::total_cmp);
-            let totals: Vec<String> = totals.iter().map(|t| format!("{t:.1}")).collect();
+            let totals: Vec<String> = totals.iter().map(|t| format!("{t:.3}")).collect();
             println!(
-                "profile: {}-{NODES} {durability:?}, ms per run: {}",
+                "profile: {}-{nodes} {durability:?}, ms per run: {}",
                 shape.name(),
                 totals.join(" ")
             );

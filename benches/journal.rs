@@ -47,7 +47,7 @@ fn round(store: &SqliteRunStore, name: &str, appenders: usize, per: u64) -> (f64
 fn timed_round(store: &dyn RunStore, name: &str, appenders: usize, per: u64) -> f64 {
     let runs: Vec<RunId> = (0..appenders)
         .map(|a| {
-            let run = RunId(format!("{name}-{a}"));
+            let run = RunId::from(format!("{name}-{a}"));
             store.create_run(&run, "bench").expect("create run");
             run
         })
@@ -74,7 +74,7 @@ fn async_round(store: &dyn RunStore, name: &str, per: u64) -> f64 {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .build()
         .expect("runtime");
-    let run = RunId(name.to_owned());
+    let run = RunId::from(name.to_owned());
     store.create_run(&run, "bench").expect("create run");
     let started = Instant::now();
     runtime.block_on(async {

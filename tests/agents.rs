@@ -711,7 +711,7 @@ async fn a_planner_node_plans_is_told_what_is_wrong_and_runs_the_plan() {
     assert_eq!(kinds, ["model", "model", "plan"]);
     let plan: Value = serde_json::from_slice(&steps[2].2.result).unwrap();
     assert_eq!(plan["edges"], json!(["facts -> card", "count -> card"]));
-    let child = convergio_journal::RunId("planned:plan:1:plan".to_owned());
+    let child = convergio_journal::RunId::from("planned:plan:1:plan".to_owned());
     assert_eq!(runs.info(&child).await.unwrap().status.as_str(), "done");
 
     // What each node's model calls used is in the journal (and the run's
@@ -759,9 +759,9 @@ async fn a_planner_node_plans_is_told_what_is_wrong_and_runs_the_plan() {
     let children: Vec<String> = convergio_cap_runs::children(&**store, &run)
         .unwrap()
         .into_iter()
-        .map(|r| r.id.0)
+        .map(|r| String::from(r.id))
         .collect();
-    assert_eq!(children, std::slice::from_ref(&child.0));
+    assert_eq!(children, std::slice::from_ref(&child.to_string()));
     // And the planner's call says so in the parent's events.
     let started: Vec<Value> = store
         .read_after(&run, 0, 100)
@@ -771,7 +771,7 @@ async fn a_planner_node_plans_is_told_what_is_wrong_and_runs_the_plan() {
         .filter(|e| e.topic == "node.result")
         .map(|e| e.data["runs"].clone())
         .collect();
-    assert_eq!(started, [json!([child.0])]);
+    assert_eq!(started, [json!([child.as_str()])]);
 }
 
 /// `[inference.budgets] run`: what one run may spend in all; a model call

@@ -105,7 +105,7 @@ async fn the_orchestrator_component_drives_parallel_branches_a_map_and_a_join() 
     assert_eq!(seen, [format!("{run}/left"), format!("{run}/right")]);
     assert_eq!(
         out["context"],
-        json!({"run-id": run.0, "node-id": "join", "call-id": "join", "attempt": 1,
+        json!({"run-id": run.as_str(), "node-id": "join", "call-id": "join", "attempt": 1,
                "idempotency-key": format!("{run}:join:1")})
     );
     let view = runs.view(&run).await.unwrap();
@@ -262,7 +262,7 @@ async fn runs_from_platform_toml_publish_their_events_on_the_bus() {
     {
         assert_eq!(event.source, "runs");
         let payload: Value = serde_json::from_str(&event.payload).unwrap();
-        assert_eq!(payload["run"], run.0);
+        assert_eq!(payload["run"], run.as_str());
         topics.push(event.topic);
         if topics.last().map(String::as_str) == Some("run.done") {
             break;
@@ -294,7 +294,7 @@ async fn runs_from_platform_toml_publish_their_events_on_the_bus() {
         tokio::time::timeout(std::time::Duration::from_secs(2), bus.recv()).await
     {
         let payload: Value = serde_json::from_str(&event.payload).unwrap();
-        if payload["run"] != seen.0 {
+        if payload["run"] != seen.as_str() {
             continue;
         }
         topics.push(event.topic);
@@ -384,7 +384,7 @@ async fn a_plugin_granted_runs_starts_and_reads_graph_runs() {
             .contains(&json!("values"))
     );
     // The run is the host's own: its driver and journal know it.
-    let run = convergio_journal::RunId(out["run"].as_str().unwrap().to_owned());
+    let run = convergio_journal::RunId::from(out["run"].as_str().unwrap().to_owned());
     let view = runs.view(&run).await.unwrap();
     assert_eq!(view.snapshot["nodes"]["a"]["output"], json!({"n": 7}));
 
@@ -399,7 +399,7 @@ async fn a_plugin_granted_runs_starts_and_reads_graph_runs() {
         .await
         .unwrap_err();
     assert!(missing.contains("no-run"), "{missing}");
-    let over = runner(&runtime, json!({"cancel": run.0, "reason": "late"}))
+    let over = runner(&runtime, json!({"cancel": run.as_str(), "reason": "late"}))
         .await
         .unwrap_err();
     assert!(over.contains("bad-status"), "{over}");

@@ -38,9 +38,9 @@ pub type Json = Box<RawValue>;
 
 /// Where a patch applies: object keys from the snapshot's root, written as
 /// a JSON Pointer (RFC 6901): `/sched/n001`, a `~` in a key as `~0` and a
-/// `/` as `~1`. One string crosses the orchestrator's interface instead of
-/// a list of them; the journal keeps the list of keys (`["sched","n001"]`),
-/// and either form is read.
+/// `/` as `~1`. One string crosses the orchestrator's interface and is
+/// journaled; the list of keys (`["sched","n001"]`) that earlier journals
+/// hold is read too.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Pointer(String);
 
@@ -120,26 +120,47 @@ impl std::fmt::Display for Pointer {
     }
 }
 
-/// Written as the list of its keys (the journal's form).
+/// Written as its text (`"/sched/n001"`, the journal's form).
 impl Serialize for Pointer {
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.collect_seq(self.keys())
+        serializer.serialize_str(&self.0)
     }
 }
 
-/// Read from the list of its keys, or from its text.
+/// Read from its text, or from the list of its keys (the form of journals
+/// written before paths were journaled as text).
 impl<'de> Deserialize<'de> for Pointer {
     fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        #[derive(Deserialize)]
-        #[serde(untagged)]
-        enum Form {
-            Keys(Vec<String>),
-            Text(String),
+        struct Visitor;
+
+        impl<'de> serde::de::Visitor<'de> for Visitor {
+            type Value = Pointer;
+
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a JSON pointer (`/values/name`) or a list of object keys")
+            }
+
+            fn visit_str<E: serde::de::Error>(self, text: &str) -> Result<Pointer, E> {
+                Pointer::parse(text.to_owned()).map_err(E::custom)
+            }
+
+            fn visit_string<E: serde::de::Error>(self, text: String) -> Result<Pointer, E> {
+                Pointer::parse(text).map_err(E::custom)
+            }
+
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                self,
+                mut seq: A,
+            ) -> Result<Pointer, A::Error> {
+                let mut keys: Vec<Cow<'de, str>> = Vec::new();
+                while let Some(key) = seq.next_element::<Cow<'de, str>>()? {
+                    keys.push(key);
+                }
+                Ok(Pointer::from_keys(keys.iter().map(|k| &**k)))
+            }
         }
-        match Form::deserialize(deserializer)? {
-            Form::Keys(keys) => Ok(Self::from_keys(keys.iter().map(String::as_str))),
-            Form::Text(text) => Self::parse(text).map_err(serde::de::Error::custom),
-        }
+
+        deserializer.deserialize_any(Visitor)
     }
 }
 
@@ -391,7 +412,8 @@ mod tests {
     }
 
     /// A key with `/` or `~` is escaped in the pointer and comes back
-    /// whole; the journal's form (a list of keys) and the text read alike.
+    /// whole; it is journaled as its text, and the list of keys that
+    /// earlier journals hold reads alike.
     #[test]
     fn pointers_escape_their_keys_and_read_both_forms() {
         let p = Pointer::from_keys(["values", "a/b~c", "n"]);
@@ -400,10 +422,7 @@ mod tests {
             p.keys().collect::<Vec<_>>(),
             ["values", "a/b~c", "n"].map(Cow::Borrowed)
         );
-        assert_eq!(
-            serde_json::to_string(&p).unwrap(),
-            r#"["values","a/b~c","n"]"#
-        );
+        assert_eq!(serde_json::to_string(&p).unwrap(), r#""/values/a~1b~0c/n""#);
         let from_keys: Pointer = serde_json::from_str(r#"["values","a/b~c","n"]"#).unwrap();
         let from_text: Pointer = serde_json::from_str(r#""/values/a~1b~0c/n""#).unwrap();
         assert_eq!((&from_keys, &from_text), (&p, &p));

@@ -132,7 +132,7 @@ struct UsageRow {
 impl From<&CallRecord<'_>> for UsageRow {
     fn from(call: &CallRecord<'_>) -> Self {
         Self {
-            run: call.caller.run.as_ref().map(|r| r.run.clone()),
+            run: call.caller.run.as_ref().map(|r| r.run.to_string()),
             plugin: call.caller.plugin.clone(),
             agent: call.caller.agent.clone().unwrap_or_default(),
             provider: call.provider.to_owned(),

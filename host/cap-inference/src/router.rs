@@ -114,7 +114,7 @@ impl Caller {
 #[derive(Clone)]
 pub struct RunCaller {
     /// The run's id (budget scope [`Scope::Run`]).
-    pub run: String,
+    pub run: Arc<str>,
     /// Told what every call of the node call used.
     pub meter: Arc<dyn UsageMeter>,
 }
@@ -492,7 +492,7 @@ impl Router {
             scopes.push(Scope::Agent(agent.clone()));
         }
         if let Some(run) = &caller.run {
-            scopes.push(Scope::Run(run.run.clone()));
+            scopes.push(Scope::Run(run.run.to_string()));
         }
         if let Some(key) = entry.provider.key() {
             scopes.push(Scope::Key(key.to_owned()));

@@ -143,6 +143,10 @@ struct Live {
     send_snapshot: bool,
     /// The status last written to the store.
     stored: RunStatus,
+    /// The status last published to this process's waiters
+    /// ([`Shared::watch_status`]), if any: a step that leaves it as it
+    /// was publishes nothing.
+    published: Option<RunStatus>,
 }
 
 type Done = (String, CallResult, Measured);
@@ -241,7 +245,7 @@ impl Runs {
         input: Value,
         id: Option<String>,
     ) -> Result<RunId> {
-        let run = RunId(id.unwrap_or_else(new_run_id));
+        let run = RunId::from(id.unwrap_or_else(new_run_id));
         self.shared
             .start_run(run, Arc::clone(&graph.0), input)
             .await
@@ -505,6 +509,7 @@ impl Shared {
             seq: 0,
             send_snapshot: true,
             stored: RunStatus::Running,
+            published: Some(RunStatus::Running),
         };
         let inputs = vec![Input::Start { input }];
         // The first step is taken before the run exists, so an input the
@@ -622,6 +627,7 @@ impl Shared {
             seq: loaded.seq,
             send_snapshot: true,
             stored: loaded.info.status,
+            published: None,
         };
         let (tx, rx) = mpsc::unbounded_channel();
         let raced = {
@@ -665,9 +671,10 @@ impl Shared {
     /// Publish `status` to this process's waiters of `run`.
     fn watch_status(&self, run: &RunId, status: &Status) {
         let mut statuses = lock(&self.statuses);
-        let tx = statuses
-            .entry(run.clone())
-            .or_insert_with(|| tokio::sync::watch::channel(Status::Running).0);
+        if !statuses.contains_key(run) {
+            statuses.insert(run.clone(), tokio::sync::watch::channel(Status::Running).0);
+        }
+        let Some(tx) = statuses.get(run) else { return };
         tx.send_if_modified(|held| {
             let changed = std::mem::discriminant(held) != std::mem::discriminant(status);
             if changed {
@@ -886,7 +893,7 @@ impl Shared {
             Pointer::from_keys(["status"]),
             &Value::from("running"),
         ));
-        let fork = RunId(new_run_id());
+        let fork = RunId::from(new_run_id());
         let mut snap = view.snapshot;
         for p in &patches {
             apply(&mut snap, p).map_err(|e| Error::BadInput {
@@ -906,7 +913,7 @@ impl Shared {
             let store = Arc::clone(&self.store);
             let (p, f) = (parent.clone(), fork.clone());
             let version = view.version;
-            let mut record = serde_json::json!({"parent": p.0, "seq": seq, "patch": patch});
+            let mut record = serde_json::json!({"parent": p.as_str(), "seq": seq, "patch": patch});
             if let Some(step) = &step {
                 record["step"] = serde_json::json!({"call": step.call, "index": step.index});
             }
@@ -942,6 +949,9 @@ impl Shared {
 
     fn queue(&self, plugin: &str) -> Arc<Semaphore> {
         let mut queues = lock(&self.queues);
+        if let Some(queue) = queues.get(plugin) {
+            return Arc::clone(queue);
+        }
         Arc::clone(
             queues
                 .entry(plugin.to_owned())
@@ -958,7 +968,7 @@ impl Shared {
                 live.snapshot();
             }
             let request = StepRequest {
-                run: &live.run.0,
+                run: live.run.as_str(),
                 graph_hash: &live.graph.hash,
                 graph: send_graph.then_some(live.graph.text.as_str()),
                 version: live.version,
@@ -1296,14 +1306,17 @@ impl Driver {
             }
             self.shared.status_changed.notify_waiters();
         }
-        self.shared.watch_status(&self.live.run, &decision.status);
+        if self.live.published != Some(status) {
+            self.live.published = Some(status);
+            self.shared.watch_status(&self.live.run, &decision.status);
+        }
         if decision.status.is_final() {
             for (handle, _) in self.in_flight.values() {
                 handle.abort();
             }
             self.in_flight.clear();
             self.over = true;
-            self.shared.steps.forget(&self.live.run.0).await;
+            self.shared.steps.forget(self.live.run.as_str()).await;
         }
         Ok(())
     }
@@ -1337,7 +1350,7 @@ impl Driver {
         let mut child = None;
         let sub_graph = match &call.target {
             Target::Subgraph { graph } => {
-                let c = RunId(format!("{run}.{}.{}", call.id, call.attempt));
+                let c = RunId::from(format!("{run}.{}.{}", call.id, call.attempt));
                 child = Some(c.clone());
                 let text = self
                     .live
@@ -1371,11 +1384,10 @@ impl Driver {
                     with_timeout(timeout, async { (child.await, CallReport::default()) }).await
                 }
                 None => {
-                    let plugin = match &call.target {
-                        Target::Tool { plugin, .. } | Target::Agent { plugin } => plugin.clone(),
-                        Target::Subgraph { .. } => String::new(),
-                    };
-                    let queue = shared.queue(&plugin);
+                    let queue = shared.queue(match &call.target {
+                        Target::Tool { plugin, .. } | Target::Agent { plugin } => plugin,
+                        Target::Subgraph { .. } => "",
+                    });
                     let node_call = NodeCall {
                         idempotency_key: NodeCall::key(&run, &call.id, call.attempt),
                         run,
@@ -1625,9 +1637,9 @@ pub fn children(store: &dyn RunStore, run: &RunId) -> Result<Vec<RunInfo>> {
     let mut children: Vec<RunInfo> = store
         .list_runs()?
         .into_iter()
-        .filter(|r| r.id.0.starts_with(&a) || r.id.0.starts_with(&b))
+        .filter(|r| r.id.starts_with(&a) || r.id.starts_with(&b))
         .collect();
-    children.sort_by(|x, y| (x.created_ms, &x.id.0).cmp(&(y.created_ms, &y.id.0)));
+    children.sort_by(|x, y| (x.created_ms, x.id.as_str()).cmp(&(y.created_ms, y.id.as_str())));
     Ok(children)
 }
 

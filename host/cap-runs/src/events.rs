@@ -14,7 +14,10 @@
 //! entry's time, so a subscriber that reconnects resumes after the last seq
 //! it saw.
 
+use std::borrow::Cow;
+
 use convergio_graph::engine::{CallResult, Input, NodeEvent, Status};
+use convergio_graph::snapshot::Pointer;
 use convergio_journal::{Entry, RunId};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
@@ -47,7 +50,7 @@ struct DecisionEvents {
 
 #[derive(Deserialize)]
 struct PatchPath {
-    path: Vec<String>,
+    path: Pointer,
 }
 
 /// A decision's `output` patch: its value, or that it is a blob.
@@ -59,7 +62,7 @@ struct OutputPatches {
 
 #[derive(Deserialize)]
 struct OutputPatch {
-    path: Vec<String>,
+    path: Pointer,
     #[serde(default)]
     value: Value,
     #[serde(default)]
@@ -76,11 +79,7 @@ fn output_of(payload: &[u8], inline: Value) -> Value {
     let patches = serde_json::from_slice::<OutputPatches>(payload)
         .map(|d| d.patches)
         .unwrap_or_default();
-    match patches
-        .into_iter()
-        .rev()
-        .find(|p| matches!(p.path.as_slice(), [key] if key == "output"))
-    {
+    match patches.into_iter().rev().find(|p| p.path.is_key("output")) {
         Some(OutputPatch {
             blob: Some(hash), ..
         }) => json!({ "output-blob": hash }),
@@ -94,7 +93,7 @@ fn output_of(payload: &[u8], inline: Value) -> Value {
 pub fn events_of(entry: &Entry) -> Vec<RunEvent> {
     let event = |topic: String, data: Value| RunEvent {
         topic,
-        run: entry.run.0.clone(),
+        run: entry.run.to_string(),
         seq: entry.seq,
         at_ms: entry.at_ms,
         data,
@@ -116,11 +115,13 @@ pub fn events_of(entry: &Entry) -> Vec<RunEvent> {
                 )
             })
             .collect();
-        let mut keys: Vec<&str> = decision
+        let mut keys: Vec<Cow<'_, str>> = decision
             .patches
             .iter()
-            .filter(|p| p.path.first().map(String::as_str) == Some("values"))
-            .filter_map(|p| p.path.get(1).map(String::as_str))
+            .filter_map(|p| {
+                let mut path = p.path.keys();
+                (path.next()? == "values").then(|| path.next()).flatten()
+            })
             .collect();
         keys.dedup();
         if !keys.is_empty() {
@@ -196,6 +197,6 @@ pub fn events_of(entry: &Entry) -> Vec<RunEvent> {
 impl RunEvent {
     /// The run's id.
     pub fn run_id(&self) -> RunId {
-        RunId(self.run.clone())
+        RunId::from(self.run.clone())
     }
 }

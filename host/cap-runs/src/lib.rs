@@ -150,8 +150,8 @@ impl NodeCall {
     pub fn key(run: &RunId, call: &str, attempt: u32) -> String {
         use std::fmt::Write as _;
         // One allocation, sized up front (`format!` grows its string).
-        let mut key = String::with_capacity(run.0.len() + call.len() + 12);
-        key.push_str(&run.0);
+        let mut key = String::with_capacity(run.len() + call.len() + 12);
+        key.push_str(run);
         key.push(':');
         key.push_str(call);
         let _ = write!(key, ":{attempt}");

@@ -505,7 +505,7 @@ async fn a_subgraph_runs_as_a_journaled_child_run() {
         output(f.runs.wait(&run).await.unwrap())["summary"],
         "short: long"
     );
-    let child = RunId(format!("{run}.sum.1"));
+    let child = RunId::from(format!("{run}.sum.1"));
     assert_eq!(
         f.store.run_info(&child).unwrap().unwrap().status,
         RunStatus::Done

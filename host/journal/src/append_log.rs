@@ -758,7 +758,7 @@ impl<'a> Reader<'a> {
 fn decode(body: &[u8]) -> Option<Item> {
     let mut r = Reader(body);
     let kind = *r.take(1)?.first()?;
-    let run = RunId(r.text()?);
+    let run = RunId::from(r.text()?);
     let item = match kind {
         TYPE_ENTRIES => Item::Entries(decode_entries(&mut r, run)?),
         TYPE_CHECKPOINT => Item::Checkpoint {
@@ -790,7 +790,7 @@ fn decode_entries(r: &mut Reader<'_>, run: RunId) -> Option<Vec<Arc<Entry>>> {
         };
         let payload = r.bytes()?.to_vec();
         let entry = NewEntry {
-            kind,
+            kind: kind.into(),
             call_id,
             payload,
         };

@@ -41,6 +41,7 @@
 //! ```
 #![deny(missing_docs)]
 
+use std::borrow::Cow;
 use std::fmt;
 use std::future::Future;
 use std::path::Path;
@@ -66,13 +67,22 @@ pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 /// "before the first entry".
 pub type Seq = u64;
 
-/// A run's id.
+/// A run's id. Cheap to clone: the driver, the journal's entries and a
+/// node call's context all hold it.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct RunId(pub String);
+pub struct RunId(Arc<str>);
 
 impl RunId {
     /// The id as text.
     pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::ops::Deref for RunId {
+    type Target = str;
+
+    fn deref(&self) -> &str {
         &self.0
     }
 }
@@ -85,13 +95,25 @@ impl fmt::Display for RunId {
 
 impl From<&str> for RunId {
     fn from(id: &str) -> Self {
-        Self(id.to_owned())
+        Self(id.into())
     }
 }
 
 impl From<String> for RunId {
     fn from(id: String) -> Self {
-        Self(id)
+        Self(id.into())
+    }
+}
+
+impl From<RunId> for Arc<str> {
+    fn from(id: RunId) -> Self {
+        id.0
+    }
+}
+
+impl From<RunId> for String {
+    fn from(id: RunId) -> Self {
+        id.0.as_ref().to_owned()
     }
 }
 
@@ -99,8 +121,9 @@ impl From<String> for RunId {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NewEntry {
     /// What happened: `decision`, `node.started`, `node.result`,
-    /// `state.delta`, `interrupt`, `input`, …
-    pub kind: String,
+    /// `state.delta`, `interrupt`, `input`, … (borrowed for the kinds a
+    /// writer names with a constant: no allocation per entry).
+    pub kind: Cow<'static, str>,
     /// The node call it belongs to, if any.
     pub call_id: Option<String>,
     /// The entry's content.
@@ -109,7 +132,7 @@ pub struct NewEntry {
 
 impl NewEntry {
     /// An entry of `kind` with `payload` and no call id.
-    pub fn new(kind: impl Into<String>, payload: Vec<u8>) -> Self {
+    pub fn new(kind: impl Into<Cow<'static, str>>, payload: Vec<u8>) -> Self {
         Self {
             kind: kind.into(),
             call_id: None,
@@ -146,7 +169,7 @@ pub struct Entry {
     /// Its position in the run, from 1.
     pub seq: Seq,
     /// What happened.
-    pub kind: String,
+    pub kind: Cow<'static, str>,
     /// The node call it belongs to, if any.
     pub call_id: Option<String>,
     /// The entry's content.

@@ -762,7 +762,7 @@ fn run_row(conn: &Connection, run: &RunId) -> Result<Option<RunRow>> {
             info: RunInfo {
                 id: run.clone(),
                 graph_hash,
-                parent: parent.map(|p| (RunId(p), fork_seq.map_or(0, to_u64))),
+                parent: parent.map(|p| (RunId::from(p), fork_seq.map_or(0, to_u64))),
                 // Only this crate writes the column.
                 status: RunStatus::parse(&status).unwrap_or(RunStatus::Failed),
                 created_ms: to_u64(created),
@@ -820,7 +820,7 @@ fn read_entries(conn: &Connection, run: &RunId, after: Seq, limit: usize) -> Res
                 Ok(Entry {
                     run: run.clone(),
                     seq: to_u64(r.get(0)?),
-                    kind: r.get(1)?,
+                    kind: r.get::<_, String>(1)?.into(),
                     call_id: r.get(2)?,
                     payload: r.get(3)?,
                     at_ms: to_u64(r.get(4)?),
@@ -1172,7 +1172,7 @@ impl RunStore for SqliteRunStore {
             .collect::<rusqlite::Result<Vec<_>>>()?;
         let mut runs = Vec::with_capacity(ids.len());
         for id in ids {
-            if let Some(row) = run_row(&conn, &RunId(id))? {
+            if let Some(row) = run_row(&conn, &RunId::from(id))? {
                 runs.push(row.info);
             }
         }
@@ -1200,7 +1200,7 @@ impl RunStore for SqliteRunStore {
                     .prepare_cached("SELECT count(*) FROM runs WHERE parent = ?1")?
                     .query_row(params![id], |r| r.get(0))?;
                 if forks > 0 {
-                    pruned.kept_for_forks.push(RunId(id));
+                    pruned.kept_for_forks.push(RunId::from(id));
                     continue;
                 }
                 for sql in [
@@ -1212,7 +1212,7 @@ impl RunStore for SqliteRunStore {
                 ] {
                     tx.prepare_cached(sql)?.execute(params![id])?;
                 }
-                pruned.runs.push(RunId(id));
+                pruned.runs.push(RunId::from(id));
             }
             if !pruned.runs.is_empty() {
                 let blobs = tx.execute(

@@ -417,7 +417,9 @@ fn concurrent_appenders_on_many_runs_keep_seq_order<B: Backend>() {
     let shared = RunId::from("shared");
     store.create_run(&shared, "g").unwrap();
     for t in 0..THREADS {
-        store.create_run(&RunId(format!("own-{t}")), "g").unwrap();
+        store
+            .create_run(&RunId::from(format!("own-{t}")), "g")
+            .unwrap();
     }
     let mut events = store.events();
     std::thread::scope(|scope| {
@@ -425,7 +427,7 @@ fn concurrent_appenders_on_many_runs_keep_seq_order<B: Backend>() {
             let store = &store;
             let shared = &shared;
             scope.spawn(move || {
-                let own = RunId(format!("own-{t}"));
+                let own = RunId::from(format!("own-{t}"));
                 for i in 0..APPENDS {
                     // Two entries per append: seqs 2i + 1 and 2i + 2.
                     let last = store
@@ -451,7 +453,7 @@ fn concurrent_appenders_on_many_runs_keep_seq_order<B: Backend>() {
     });
     for t in 0..THREADS {
         let entries = store
-            .read_after(&RunId(format!("own-{t}")), 0, 1000)
+            .read_after(&RunId::from(format!("own-{t}")), 0, 1000)
             .unwrap();
         assert_eq!(
             entries.iter().map(|e| e.seq).collect::<Vec<_>>(),
@@ -484,7 +486,7 @@ fn concurrent_appenders_on_many_runs_keep_seq_order<B: Backend>() {
     assert_eq!(broadcast[&shared], (1..=total).collect::<Vec<_>>());
     for t in 0..THREADS {
         assert_eq!(
-            broadcast[&RunId(format!("own-{t}"))],
+            broadcast[&RunId::from(format!("own-{t}"))],
             (1..=2 * APPENDS).collect::<Vec<_>>()
         );
     }
@@ -502,7 +504,7 @@ fn concurrent_async_appends_on_many_runs<B: Backend>() {
             .map(|r| {
                 let store = store.clone();
                 tokio::spawn(async move {
-                    let run = RunId(format!("run-{r}"));
+                    let run = RunId::from(format!("run-{r}"));
                     store.create_run(&run, "g").unwrap();
                     for i in 0..APPENDS {
                         let last = store
@@ -519,7 +521,7 @@ fn concurrent_async_appends_on_many_runs<B: Backend>() {
         }
     });
     for r in 0..RUNS {
-        let run = RunId(format!("run-{r}"));
+        let run = RunId::from(format!("run-{r}"));
         let entries = store.read_after(&run, 0, 1000).unwrap();
         assert_eq!(
             payloads(&entries),
@@ -824,7 +826,7 @@ fn blobs_are_stored_once_by_content_hash<B: Backend>() {
 /// run when it is pruned.
 fn call_steps_are_kept_per_call_and_attempt_and_pruned_with_their_run<B: Backend>() {
     let (_dir, store) = fresh::<B>();
-    let run = RunId("r".into());
+    let run = RunId::from("r");
     store.create_run(&run, "g").unwrap();
     let step = |index: u32, result: &str| CallStep {
         index,
@@ -873,7 +875,7 @@ fn call_steps_are_kept_per_call_and_attempt_and_pruned_with_their_run<B: Backend
         ]
     );
     assert!(matches!(
-        store.record_step(&RunId("nobody".into()), "a", 1, &step(0, "x")),
+        store.record_step(&RunId::from("nobody"), "a", 1, &step(0, "x")),
         Err(Error::NoRun(_))
     ));
     store.set_status(&run, RunStatus::Done).unwrap();
@@ -943,7 +945,7 @@ fn prune_deletes_old_finished_runs_and_what_only_they_use<B: Backend>() {
         .list_runs()
         .unwrap()
         .into_iter()
-        .map(|r| r.id.0)
+        .map(|r| String::from(r.id))
         .collect();
     assert_eq!(live.len(), 2, "{live:?}");
     assert_eq!(store.get_blob(&big).unwrap(), None, "only `old` used it");
@@ -1140,7 +1142,7 @@ async fn group_commit_batches_concurrent_appends() {
         .map(|r| {
             let store = store.clone();
             tokio::spawn(async move {
-                let run = RunId(format!("run-{r}"));
+                let run = RunId::from(format!("run-{r}"));
                 store.create_run(&run, "g").unwrap();
                 for i in 0..APPENDS {
                     let last = store
@@ -1162,7 +1164,7 @@ async fn group_commit_batches_concurrent_appends() {
         "{commits} commits for {appends} appends: no group commit"
     );
     for r in 0..RUNS {
-        let run = RunId(format!("run-{r}"));
+        let run = RunId::from(format!("run-{r}"));
         let entries = store.read_after(&run, 0, 1000).unwrap();
         assert_eq!(
             payloads(&entries),
@@ -1189,7 +1191,7 @@ async fn one_failing_append_does_not_fail_its_batch() {
         let store = store.clone();
         let run = run.clone();
         tasks.push(tokio::spawn(async move {
-            let other = RunId(format!("other-{i}"));
+            let other = RunId::from(format!("other-{i}"));
             store.create_run(&other, "g").unwrap();
             let good = store.append(&other, 0, vec![entry("ok")]);
             let bad = store.append(&run, 7, vec![entry("stale")]);
@@ -1404,13 +1406,15 @@ fn kill_9_appender() {
     // Every run exists before the first append, so the parent can read each
     // one however early the kill comes.
     for t in 0..4 {
-        store.create_run(&RunId(format!("run-{t}")), "g").unwrap();
+        store
+            .create_run(&RunId::from(format!("run-{t}")), "g")
+            .unwrap();
     }
     let threads: Vec<_> = (0..4)
         .map(|t| {
             let store = store.clone();
             std::thread::spawn(move || {
-                let run = RunId(format!("run-{t}"));
+                let run = RunId::from(format!("run-{t}"));
                 let deadline = std::time::Instant::now() + Duration::from_secs(60);
                 for seq in 1u64.. {
                     assert!(
@@ -1458,7 +1462,7 @@ fn acknowledged_entries_survive_kill_9() {
     }
     let store = store(dir.path(), Durability::Process);
     for (t, &last) in acked.iter().enumerate() {
-        let run = RunId(format!("run-{t}"));
+        let run = RunId::from(format!("run-{t}"));
         let entries = store.read_after(&run, 0, 100_000).unwrap();
         assert!(
             entries.len() as u64 >= last,

@@ -481,13 +481,13 @@ impl NodeExecutor for PluginExecutor {
         Box::pin(async move {
             let meter = Arc::new(Meter::default());
             let context = Arc::new(CallContext {
-                run_id: call.run.0.clone(),
+                run_id: call.run.clone(),
                 node_id: call.call.node.clone(),
                 call_id: call.call.id.clone(),
                 attempt: call.call.attempt,
                 idempotency_key: call.idempotency_key.clone(),
                 inference: RunCaller {
-                    run: call.run.0.clone(),
+                    run: call.run.clone().into(),
                     meter: meter.clone(),
                 },
                 warnings: Default::default(),
@@ -542,7 +542,7 @@ impl PluginExecutor {
                 }),
             Target::Agent { plugin } => {
                 let task = wit::Task {
-                    run_id: call.run.0.clone(),
+                    run_id: call.run.to_string(),
                     node_id: call.call.node.clone(),
                     input,
                     state: call

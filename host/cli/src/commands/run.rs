@@ -51,7 +51,7 @@ impl RunArgs {
                         eprintln!(
                             "convergio: resumed {} graph run(s) that were running: {}",
                             resumed.len(),
-                            resumed.iter().map(|r| r.0.as_str()).collect::<Vec<_>>().join(", ")
+                            resumed.iter().map(|r| r.as_str()).collect::<Vec<_>>().join(", ")
                         );
                     }
                     Some(runs)

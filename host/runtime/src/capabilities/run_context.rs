@@ -36,7 +36,7 @@ use bindings::convergio::platform::run_context as wit;
 #[derive(Debug)]
 pub struct CallContext {
     /// The run.
-    pub run_id: String,
+    pub run_id: RunId,
     /// The graph node.
     pub node_id: String,
     /// The call (`node`, `node@2`, `node[3]`).
@@ -138,7 +138,7 @@ impl RunContextView<'_> {
 impl wit::Host for RunContextView<'_> {
     async fn current(&mut self) -> Option<wit::CallContext> {
         self.current.as_deref().map(|c| wit::CallContext {
-            run_id: c.run_id.clone(),
+            run_id: c.run_id.to_string(),
             node_id: c.node_id.clone(),
             call_id: c.call_id.clone(),
             attempt: c.attempt,
@@ -149,12 +149,7 @@ impl wit::Host for RunContextView<'_> {
     async fn recorded(&mut self, index: u32) -> Option<wit::RecordedStep> {
         let (store, call) = self.journal()?;
         let step = tokio::task::spawn_blocking(move || {
-            store.call_step(
-                &RunId(call.run_id.clone()),
-                &call.call_id,
-                call.attempt,
-                index,
-            )
+            store.call_step(&call.run_id, &call.call_id, call.attempt, index)
         })
         .await;
         let step = match step {
@@ -187,12 +182,7 @@ impl wit::Host for RunContextView<'_> {
             result: step.output.into_bytes(),
         };
         tokio::task::spawn_blocking(move || {
-            store.record_step(
-                &RunId(call.run_id.clone()),
-                &call.call_id,
-                call.attempt,
-                &step,
-            )
+            store.record_step(&call.run_id, &call.call_id, call.attempt, &step)
         })
         .await
         .map_err(|e| format!("recording the step failed: {e}"))?

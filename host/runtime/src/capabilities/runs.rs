@@ -168,9 +168,9 @@ fn error(e: RunsError) -> wit::RunsError {
 
 fn info(info: RunInfo) -> wit::RunInfo {
     wit::RunInfo {
-        run_id: info.id.0,
+        run_id: info.id.into(),
         status: info.status.as_str().to_owned(),
-        parent: info.parent.map(|(p, _)| p.0),
+        parent: info.parent.map(|(p, _)| p.into()),
         created_ms: info.created_ms,
         updated_ms: info.updated_ms,
     }
@@ -186,8 +186,8 @@ impl wit::Host for RunsView<'_> {
         let graph = read_graph(&graph)?;
         let input = json_arg("the input", &input)?;
         let run = runs.start(&graph, input, None).await.map_err(error)?;
-        self.started(&run.0);
-        Ok(run.0)
+        self.started(&run);
+        Ok(run.into())
     }
 
     async fn start_as(
@@ -197,14 +197,14 @@ impl wit::Host for RunsView<'_> {
         input: String,
     ) -> std::result::Result<String, wit::RunsError> {
         let runs = self.runs()?;
-        if runs.info(&RunId(run_id.clone())).await.is_ok() {
+        if runs.info(&RunId::from(run_id.clone())).await.is_ok() {
             self.started(&run_id);
             return Ok(run_id);
         }
         let graph = read_graph(&graph)?;
         let input = json_arg("the input", &input)?;
         let started = match runs.start(&graph, input, Some(run_id.clone())).await {
-            Ok(run) => Ok(run.0),
+            Ok(run) => Ok(run.into()),
             // Started meanwhile by another call with the same id.
             Err(RunsError::Journal(convergio_journal::Error::RunExists(_))) => Ok(run_id),
             Err(e) => Err(error(e)),
@@ -221,7 +221,7 @@ impl wit::Host for RunsView<'_> {
         timeout_ms: u32,
     ) -> std::result::Result<Option<String>, wit::RunsError> {
         let runs = self.runs()?;
-        let run = RunId(run_id);
+        let run = RunId::from(run_id);
         let limit = Duration::from_millis(u64::from(timeout_ms));
         match tokio::time::timeout(limit, runs.wait(&run)).await {
             Err(_) => Ok(None),
@@ -236,12 +236,12 @@ impl wit::Host for RunsView<'_> {
 
     async fn info(&mut self, run_id: String) -> std::result::Result<wit::RunInfo, wit::RunsError> {
         let runs = self.runs()?;
-        Ok(info(runs.info(&RunId(run_id)).await.map_err(error)?))
+        Ok(info(runs.info(&RunId::from(run_id)).await.map_err(error)?))
     }
 
     async fn snapshot(&mut self, run_id: String) -> std::result::Result<String, wit::RunsError> {
         let runs = self.runs()?;
-        let view = runs.view(&RunId(run_id)).await.map_err(error)?;
+        let view = runs.view(&RunId::from(run_id)).await.map_err(error)?;
         Ok(view.snapshot.to_string())
     }
 
@@ -253,7 +253,7 @@ impl wit::Host for RunsView<'_> {
     ) -> std::result::Result<(), wit::RunsError> {
         let runs = self.runs()?;
         let value = json_arg("the answer", &value)?;
-        runs.answer(&RunId(run_id), &interrupt, value)
+        runs.answer(&RunId::from(run_id), &interrupt, value)
             .await
             .map_err(error)
     }
@@ -264,6 +264,8 @@ impl wit::Host for RunsView<'_> {
         reason: String,
     ) -> std::result::Result<(), wit::RunsError> {
         let runs = self.runs()?;
-        runs.cancel(&RunId(run_id), &reason).await.map_err(error)
+        runs.cancel(&RunId::from(run_id), &reason)
+            .await
+            .map_err(error)
     }
 }

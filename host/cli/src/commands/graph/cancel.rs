@@ -23,7 +23,7 @@ impl CancelArgs {
     /// Cancel and wait for the cancellation to be journaled.
     pub fn run(self, platform: &PlatformFile) -> Result<ExitCode> {
         let d = driver(platform, None)?;
-        let run = RunId(self.run);
+        let run = RunId::from(self.run);
         d.rt.block_on(async {
             d.runs.cancel(&run, &self.reason).await?;
             d.runs.wait(&run).await?;

@@ -24,7 +24,7 @@ impl CheckpointsArgs {
     /// Print the steps.
     pub fn run(self, platform: &PlatformFile) -> Result<ExitCode> {
         let store = journal(platform)?;
-        let steps = convergio_cap_runs::steps(&*store, &RunId(self.run))?;
+        let steps = convergio_cap_runs::steps(&*store, &RunId::from(self.run))?;
         for step in steps {
             if self.json {
                 println!("{}", serde_json::to_string(&step)?);

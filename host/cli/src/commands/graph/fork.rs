@@ -63,7 +63,7 @@ impl ForkArgs {
         };
         let d = driver(platform, None)?;
         d.rt.block_on(async {
-            let run = RunId(self.run);
+            let run = RunId::from(self.run);
             let fork = match step {
                 Some(step) => d.runs.fork_step(&run, self.seq, patch, step).await?,
                 None => d.runs.fork(&run, self.seq, patch).await?,

@@ -30,14 +30,14 @@ impl ListArgs {
                 println!(
                     "{}",
                     serde_json::json!({
-                        "id": info.id.0, "status": info.status.as_str(), "graph": info.graph_hash,
+                        "id": info.id.as_str(), "status": info.status.as_str(), "graph": info.graph_hash,
                         "created-ms": info.created_ms, "updated-ms": info.updated_ms, "forked-from": parent,
                     })
                 );
             } else {
                 println!(
                     "{:<40} {:<9} {}{}",
-                    info.id.0,
+                    info.id,
                     info.status.as_str(),
                     when(info.updated_ms),
                     parent

@@ -36,7 +36,7 @@ impl PruneArgs {
                     pruned
                         .kept_for_forks
                         .iter()
-                        .map(|r| r.0.as_str())
+                        .map(|r| r.as_str())
                         .collect::<Vec<_>>()
                         .join(", ")
                 )

@@ -63,7 +63,7 @@ impl ResumeArgs {
                     ExitCode::FAILURE
                 });
             }
-            let Some(run) = self.run.map(RunId) else {
+            let Some(run) = self.run.map(RunId::from) else {
                 bail!("name a run, or pass --all");
             };
             let after = d.runs.view(&run).await?.seq;

@@ -23,7 +23,7 @@ impl StateArgs {
     /// Print the state.
     pub fn run(self, platform: &PlatformFile) -> Result<ExitCode> {
         let store = journal(platform)?;
-        let view = convergio_cap_runs::fold(&*store, &RunId(self.run), self.at)?;
+        let view = convergio_cap_runs::fold(&*store, &RunId::from(self.run), self.at)?;
         let values = view.snapshot.get("values").cloned().unwrap_or_default();
         println!("{}", serde_json::to_string_pretty(&values)?);
         Ok(ExitCode::SUCCESS)

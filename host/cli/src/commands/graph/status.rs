@@ -29,7 +29,7 @@ impl StatusArgs {
     /// Print the run's status.
     pub fn run(self, platform: &PlatformFile) -> Result<ExitCode> {
         let store = journal(platform)?;
-        let run = RunId(self.run);
+        let run = RunId::from(self.run);
         let view = convergio_cap_runs::fold(&*store, &run, None)?;
         if self.json {
             println!("{}", serde_json::to_string_pretty(&view.snapshot)?);
@@ -142,7 +142,11 @@ fn children(store: &dyn convergio_journal::RunStore, run: &RunId) -> Result<()> 
             .reduce(convergio_cap_runs::CallUsage::plus)
             .map(|u| format!("  {}", u.describe()))
             .unwrap_or_default();
-        let line = format!("  {:<40} {:<9}{used}", child.id.0, child.status.as_str());
+        let line = format!(
+            "  {:<40} {:<9}{used}",
+            child.id.as_str(),
+            child.status.as_str()
+        );
         println!("{}", line.trim_end());
     }
     Ok(())
@@ -201,7 +205,7 @@ fn steps(store: &dyn convergio_journal::RunStore, run: &RunId, each: bool) -> Re
             }
         }
         if let Some(plan) = plan {
-            print_plan(&plan, &format!("{}:{call}:{attempt}:plan", run.0));
+            print_plan(&plan, &format!("{}:{call}:{attempt}:plan", run));
         }
     }
     Ok(())
