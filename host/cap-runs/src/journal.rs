@@ -167,26 +167,11 @@ struct InputRef<'a> {
 }
 
 /// A [`StoredPatch`] to write, borrowed.
-#[derive(Serialize)]
 struct PatchRef<'a> {
     op: Op,
     path: &'a Pointer,
-    #[serde(skip_serializing_if = "Option::is_none")]
     value: Option<&'a RawValue>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     blob: Option<String>,
-}
-
-/// A [`StoredDecision`] to write, borrowed.
-#[derive(Serialize)]
-struct DecisionRef<'a> {
-    version: u64,
-    patches: Vec<PatchRef<'a>>,
-    #[serde(skip_serializing_if = "<[String]>::is_empty")]
-    cancel: &'a [String],
-    #[serde(skip_serializing_if = "<[NodeEvent]>::is_empty")]
-    events: &'a [NodeEvent],
-    status: &'a Status,
 }
 
 /// The entries of one step: `inputs`, with how each node call went
@@ -229,13 +214,6 @@ pub(crate) fn encode_step(
         Status::Done { .. } => &done,
         other => other,
     };
-    let stored = |patches| DecisionRef {
-        version,
-        patches,
-        cancel: &decision.cancel,
-        events: &decision.events,
-        status,
-    };
     // Every value inline, its text as the orchestrator wrote it: a patch
     // value over the threshold makes the whole payload larger than it, so
     // only then are the patches looked at one by one.
@@ -245,13 +223,19 @@ pub(crate) fn encode_step(
         value: p.value.as_deref(),
         blob: None,
     });
-    let mut payload = serde_json::to_vec(&stored(inline.collect())).map_err(|e| e.to_string())?;
+    let mut payload = write_decision(version, inline, &decision.cancel, &decision.events, status)?;
     if payload.len() > BLOB_THRESHOLD {
         let mut patches = Vec::with_capacity(decision.patches.len());
         for patch in &decision.patches {
             patches.push(store_patch(store, patch)?);
         }
-        payload = serde_json::to_vec(&stored(patches)).map_err(|e| e.to_string())?;
+        payload = write_decision(
+            version,
+            patches.into_iter(),
+            &decision.cancel,
+            &decision.events,
+            status,
+        )?;
     }
     entries.push(NewEntry::new(EntryKind::Decision.as_str(), payload));
     Ok(entries)
@@ -276,6 +260,97 @@ fn store_patch<'a>(store: &dyn RunStore, patch: &'a Patch) -> Result<PatchRef<'a
         stored.value = Some(value);
     }
     Ok(stored)
+}
+
+/// A decision's payload: what serializing a [`StoredDecision`] writes,
+/// written directly. A step's patches and events are most of the
+/// journal's bytes; through serde every one of their field names went
+/// through JSON string escaping, which was most of the cost of journaling
+/// a step (run 13, docs/benchmarks.md).
+fn write_decision<'a>(
+    version: u64,
+    patches: impl ExactSizeIterator<Item = PatchRef<'a>>,
+    cancel: &[String],
+    events: &[NodeEvent],
+    status: &Status,
+) -> Result<Vec<u8>, String> {
+    let mut out = Vec::with_capacity(64 + patches.len() * 64 + events.len() * 48);
+    out.extend_from_slice(b"{\"version\":");
+    out.extend_from_slice(version.to_string().as_bytes());
+    out.extend_from_slice(b",\"patches\":[");
+    for (i, patch) in patches.enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        out.extend_from_slice(b"{\"op\":\"");
+        out.extend_from_slice(op_name(patch.op).as_bytes());
+        out.extend_from_slice(b"\",\"path\":");
+        json_str(&mut out, patch.path.as_str())?;
+        if let Some(value) = patch.value {
+            out.extend_from_slice(b",\"value\":");
+            out.extend_from_slice(value.get().as_bytes());
+        }
+        if let Some(blob) = &patch.blob {
+            out.extend_from_slice(b",\"blob\":");
+            json_str(&mut out, blob)?;
+        }
+        out.push(b'}');
+    }
+    out.push(b']');
+    if !cancel.is_empty() {
+        out.extend_from_slice(b",\"cancel\":");
+        serde_json::to_writer(&mut out, cancel).map_err(|e| e.to_string())?;
+    }
+    if !events.is_empty() {
+        out.extend_from_slice(b",\"events\":[");
+        for (i, event) in events.iter().enumerate() {
+            if i > 0 {
+                out.push(b',');
+            }
+            out.extend_from_slice(b"{\"node\":");
+            json_str(&mut out, &event.node)?;
+            out.extend_from_slice(b",\"event\":");
+            json_str(&mut out, &event.event)?;
+            if let Some(call) = &event.call {
+                out.extend_from_slice(b",\"call\":");
+                json_str(&mut out, call)?;
+            }
+            if let Some(detail) = &event.detail {
+                out.extend_from_slice(b",\"detail\":");
+                json_str(&mut out, detail)?;
+            }
+            out.push(b'}');
+        }
+        out.push(b']');
+    }
+    out.extend_from_slice(b",\"status\":");
+    serde_json::to_writer(&mut out, status).map_err(|e| e.to_string())?;
+    out.push(b'}');
+    Ok(out)
+}
+
+/// An op as serde names it.
+fn op_name(op: Op) -> &'static str {
+    match op {
+        Op::Set => "set",
+        Op::Remove => "remove",
+        Op::Append => "append",
+        Op::Merge => "merge",
+        Op::Add => "add",
+    }
+}
+
+/// `text` as a JSON string: copied between quotes when nothing in it needs
+/// escaping (the usual ids and paths), else escaped by serde_json.
+fn json_str(out: &mut Vec<u8>, text: &str) -> Result<(), String> {
+    if text.bytes().all(|b| b >= 0x20 && b != b'"' && b != b'\\') {
+        out.push(b'"');
+        out.extend_from_slice(text.as_bytes());
+        out.push(b'"');
+        Ok(())
+    } else {
+        serde_json::to_writer(out, text).map_err(|e| e.to_string())
+    }
 }
 
 /// A decision entry read back: its version, patches (blobs resolved) and
@@ -362,4 +437,93 @@ pub(crate) fn fold(snap: &mut Value, decision: &ReadDecision) -> Result<(), Stri
         apply(snap, patch).map_err(|e| e.to_string())?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The payload written directly reads back as the same decision serde
+    /// writes, with escapes, blobs, cancels, events and every status.
+    #[test]
+    fn a_written_decision_is_what_serde_writes() {
+        let value = RawValue::from_string(r#"{"a": [1, "x\"y"]}"#.to_owned()).unwrap();
+        let path = Pointer::from_keys(["values", "q\"uo/te~", "tab\t"]);
+        let events = vec![
+            NodeEvent {
+                node: "n\"1".into(),
+                event: "failed".into(),
+                call: Some("n1[2]".into()),
+                detail: Some("line\nbreak".into()),
+            },
+            NodeEvent {
+                node: "n2".into(),
+                event: "started".into(),
+                call: None,
+                detail: None,
+            },
+        ];
+        let statuses = [
+            Status::Running,
+            Status::Waiting,
+            Status::Done {
+                output: Value::Null,
+            },
+            Status::Failed {
+                error: "it \"broke\"".into(),
+            },
+            Status::Cancelled {
+                reason: "stop".into(),
+            },
+        ];
+        for status in statuses {
+            for cancel in [vec![], vec!["a".to_owned(), "b\\c".to_owned()]] {
+                let patches = || {
+                    [
+                        PatchRef {
+                            op: Op::Set,
+                            path: &path,
+                            value: Some(&value),
+                            blob: None,
+                        },
+                        PatchRef {
+                            op: Op::Remove,
+                            path: &path,
+                            value: None,
+                            blob: None,
+                        },
+                        PatchRef {
+                            op: Op::Append,
+                            path: &path,
+                            value: None,
+                            blob: Some("ab12".into()),
+                        },
+                    ]
+                    .into_iter()
+                };
+                let written = write_decision(7, patches(), &cancel, &events, &status).unwrap();
+                let expected = serde_json::to_value(StoredDecision {
+                    version: 7,
+                    patches: patches()
+                        .map(|p| StoredPatch {
+                            op: p.op,
+                            path: p.path.clone(),
+                            value: p
+                                .value
+                                .map(|v| RawValue::from_string(v.get().to_owned()).unwrap()),
+                            blob: p.blob,
+                        })
+                        .collect(),
+                    cancel: cancel.clone(),
+                    events: events.clone(),
+                    status: status.clone(),
+                })
+                .unwrap();
+                let read: Value = serde_json::from_slice(&written).unwrap();
+                assert_eq!(read, expected, "{}", String::from_utf8_lossy(&written));
+                let back: StoredDecision = serde_json::from_slice(&written).unwrap();
+                assert_eq!(back.patches[0].path, path);
+            }
+        }
+    }
 }
