@@ -1024,6 +1024,9 @@ struct Driver {
     commands: mpsc::UnboundedReceiver<Command>,
     done_tx: mpsc::UnboundedSender<Done>,
     done_rx: mpsc::UnboundedReceiver<Done>,
+    /// Results of calls that finished when they were dispatched (see
+    /// [`Driver::dispatch`]), for the next step.
+    ready: Vec<Done>,
     in_flight: HashMap<String, (AbortHandle, Option<RunId>)>,
     over: bool,
 }
@@ -1037,6 +1040,7 @@ impl Driver {
             commands,
             done_tx,
             done_rx,
+            ready: Vec::new(),
             in_flight: HashMap::new(),
             over: false,
         }
@@ -1054,28 +1058,36 @@ impl Driver {
             {
                 return;
             }
-            tokio::select! {
-                Some(done) = self.done_rx.recv() => {
-                    let mut inputs = vec![done];
+            if !self.ready.is_empty() {
+                // Results of calls that finished as they were dispatched:
+                // stepped without a round through the channel. A command
+                // goes first (a cancel is not held up by a run whose calls
+                // all finish at once), and the lease is renewed when due.
+                if let Ok(command) = self.commands.try_recv() {
+                    self.command(command).await;
+                } else if tokio::time::Instant::now() >= renewal.deadline() {
+                    self.renew().await;
+                    renewal
+                        .as_mut()
+                        .reset(tokio::time::Instant::now() + self.shared.options.lease_ttl / 3);
+                } else {
+                    let mut done = std::mem::take(&mut self.ready);
                     while let Ok(more) = self.done_rx.try_recv() {
-                        inputs.push(more);
+                        done.push(more);
                     }
-                    let inputs = inputs
-                        .into_iter()
-                        .map(|(call, result, measured)| {
-                            self.in_flight.remove(&call);
-                            (Input::Result { call, result }, Some(measured))
-                        })
-                        .collect();
-                    self.step_inputs(inputs, None).await;
+                    self.step_results(done).await;
                 }
-                Some(command) = self.commands.recv() => {
-                    if matches!(command.input, Input::Resume) {
-                        let _ = command.reply.send(Ok(()));
-                    } else {
-                        self.step_inputs(vec![(command.input, None)], Some(command.reply)).await;
+                continue;
+            }
+            tokio::select! {
+                Some(first) = self.done_rx.recv() => {
+                    let mut done = vec![first];
+                    while let Ok(more) = self.done_rx.try_recv() {
+                        done.push(more);
                     }
+                    self.step_results(done).await;
                 }
+                Some(command) = self.commands.recv() => self.command(command).await,
                 () = &mut renewal => {
                     self.renew().await;
                     renewal
@@ -1086,6 +1098,29 @@ impl Driver {
         }
     }
 
+    /// Step with the results of finished calls.
+    async fn step_results(&mut self, done: Vec<Done>) {
+        let inputs = done
+            .into_iter()
+            .map(|(call, result, measured)| {
+                self.in_flight.remove(&call);
+                (Input::Result { call, result }, Some(measured))
+            })
+            .collect();
+        self.step_inputs(inputs, None).await;
+    }
+
+    /// Act on a command: step with its input (a resume has nothing to do
+    /// here: the driver runs).
+    async fn command(&mut self, command: Command) {
+        if matches!(command.input, Input::Resume) {
+            let _ = command.reply.send(Ok(()));
+        } else {
+            self.step_inputs(vec![(command.input, None)], Some(command.reply))
+                .await;
+        }
+    }
+
     fn is_waiting(&self) -> bool {
         self.live.stored == RunStatus::Waiting
     }
@@ -1093,7 +1128,7 @@ impl Driver {
     /// Stop driving if nothing is pending; whether it stopped.
     fn stop_if_idle(&mut self) -> bool {
         let mut live = lock(&self.shared.live);
-        if !self.commands.is_empty() || !self.done_rx.is_empty() {
+        if !self.commands.is_empty() || !self.done_rx.is_empty() || !self.ready.is_empty() {
             return false;
         }
         live.remove(&self.live.run);
@@ -1338,14 +1373,13 @@ impl Driver {
 
     /// Start `call`. It is polled once here, in the driver's task: a call
     /// that finishes at once (a warm no-op tool) costs no task and no
-    /// thread hand-off; one that waits (on I/O, a queue, a timer, or after
+    /// thread hand-off, and its result waits in [`Driver::ready`] for the
+    /// next step; one that waits (on I/O, a queue, a timer, or after
     /// an epoch tick of guest code) goes on in a task of its own, so calls
     /// run in parallel on every core.
     async fn dispatch(&mut self, call: convergio_graph::engine::Call) {
         let shared = Arc::clone(&self.shared);
-        let done = self.done_tx.clone();
         let run = self.live.run.clone();
-        let id = call.id.clone();
         let key = call.id.clone();
         let mut child = None;
         let sub_graph = match &call.target {
@@ -1372,47 +1406,61 @@ impl Driver {
                 .unwrap_or(Value::Null),
             _ => Value::Null,
         };
-        let mut task: std::pin::Pin<Box<dyn Future<Output = ()> + Send>> = Box::pin(async move {
-            if call.delay_ms > 0 {
-                tokio::time::sleep(Duration::from_millis(call.delay_ms)).await;
-            }
-            let started = Instant::now();
-            let timeout = call.timeout_ms.map(Duration::from_millis);
-            let (result, report) = match sub_graph {
-                Some((child, text)) => {
-                    let child = Shared::run_child(&shared, child, text, call.input.clone());
-                    with_timeout(timeout, async { (child.await, CallReport::default()) }).await
+        let mut task: std::pin::Pin<Box<dyn Future<Output = Option<Done>> + Send>> =
+            Box::pin(async move {
+                if call.delay_ms > 0 {
+                    tokio::time::sleep(Duration::from_millis(call.delay_ms)).await;
                 }
-                None => {
-                    let queue = shared.queue(match &call.target {
-                        Target::Tool { plugin, .. } | Target::Agent { plugin } => plugin,
-                        Target::Subgraph { .. } => "",
-                    });
-                    let node_call = NodeCall {
-                        idempotency_key: NodeCall::key(&run, &call.id, call.attempt),
-                        run,
-                        call,
-                        state,
-                    };
-                    // A free place is taken without a wait (which would
-                    // also spend the task's cooperative budget).
-                    let _permit = match Arc::clone(&queue).try_acquire_owned() {
-                        Ok(permit) => permit,
-                        Err(_) => match queue.acquire_owned().await {
+                let started = Instant::now();
+                let timeout = call.timeout_ms.map(Duration::from_millis);
+                let (id, (result, report)) = match sub_graph {
+                    Some((child, text)) => {
+                        let child = Shared::run_child(&shared, child, text, call.input.clone());
+                        let outcome =
+                            with_timeout(timeout, async { (child.await, CallReport::default()) })
+                                .await;
+                        (call.id, outcome)
+                    }
+                    None => {
+                        let queue = shared.queue(match &call.target {
+                            Target::Tool { plugin, .. } | Target::Agent { plugin } => plugin,
+                            Target::Subgraph { .. } => "",
+                        });
+                        let node_call = NodeCall {
+                            idempotency_key: NodeCall::key(&run, &call.id, call.attempt),
+                            run,
+                            call,
+                            state,
+                        };
+                        // A free place is taken without a wait (which would
+                        // also spend the task's cooperative budget).
+                        let _permit = match Arc::clone(&queue).try_acquire_owned() {
                             Ok(permit) => permit,
-                            Err(_) => return,
-                        },
-                    };
-                    with_timeout(timeout, shared.exec.execute_reported(&node_call)).await
-                }
-            };
-            let ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
-            let _ = done.send((id, result, Measured { ms, report }));
-        });
+                            Err(_) => match queue.acquire_owned().await {
+                                Ok(permit) => permit,
+                                Err(_) => return None,
+                            },
+                        };
+                        let outcome =
+                            with_timeout(timeout, shared.exec.execute_reported(&node_call)).await;
+                        (node_call.call.id, outcome)
+                    }
+                };
+                let ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
+                Some((id, result, Measured { ms, report }))
+            });
         let first = std::future::poll_fn(|cx| std::task::Poll::Ready(task.as_mut().poll(cx))).await;
-        if first.is_pending() {
-            let handle = tokio::spawn(task);
-            self.in_flight.insert(key, (handle.abort_handle(), child));
+        match first {
+            std::task::Poll::Ready(done) => self.ready.extend(done),
+            std::task::Poll::Pending => {
+                let done = self.done_tx.clone();
+                let handle = tokio::spawn(async move {
+                    if let Some(result) = task.await {
+                        let _ = done.send(result);
+                    }
+                });
+                self.in_flight.insert(key, (handle.abort_handle(), child));
+            }
         }
     }
 }
