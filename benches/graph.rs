@@ -219,26 +219,63 @@ fn stats(mut values: Vec<f64>) -> Stats {
     }
 }
 
-/// µs per node of `reps` runs after one warm-up run.
-async fn measure(runs: &Runs, shape: Shape, n: usize, reps: usize, plugin: &str) -> Stats {
+/// Where a measurement's runs are started and awaited from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Caller {
+    /// A task on the runtime's workers, as the REST server's handlers
+    /// start and await runs: a run's driver and its waiter share a worker,
+    /// with no thread hand-off.
+    Task,
+    /// The bench's own thread, `block_on` per run: two cross-thread
+    /// wake-ups per run (its driver task is woken on a worker, then the
+    /// waiting thread), as in runs 1 – 13.
+    Outside,
+}
+
+/// µs per node of `reps` runs after one warm-up run, started and awaited
+/// from `caller`.
+fn measure(
+    tokio: &tokio::runtime::Runtime,
+    caller: Caller,
+    runs: &Runs,
+    shape: Shape,
+    n: usize,
+    reps: usize,
+) -> Stats {
     let graph = runs
-        .prepare(&shape_graph(shape, n, plugin))
+        .prepare(&shape_graph(shape, n, TOOL))
         .expect("the graph");
     let expect = nodes_run(shape, n);
-    let out = run_once(runs, &graph).await;
+    let out = tokio.block_on(run_once(runs, &graph));
     assert_eq!(out["count"], expect, "every node ran once");
-    let mut per_node = Vec::with_capacity(reps);
     let cpu = cpu_us();
-    for _ in 0..reps {
-        let started = Instant::now();
-        let out = run_once(runs, &graph).await;
-        per_node.push(started.elapsed().as_secs_f64() * 1e6 / n as f64);
-        assert_eq!(out["count"], expect);
-    }
+    let per_node = match caller {
+        Caller::Task => {
+            let (runs, graph) = (runs.clone(), graph.clone());
+            tokio
+                .block_on(tokio.spawn(async move { timed_runs(&runs, &graph, reps, expect).await }))
+                .expect("the measured runs")
+        }
+        Caller::Outside => (0..reps)
+            .map(|_| tokio.block_on(timed_runs(runs, &graph, 1, expect))[0])
+            .collect(),
+    };
     Stats {
         cpu: Some((cpu_us() - cpu) / (reps * n) as f64),
-        ..stats(per_node)
+        ..stats(per_node.iter().map(|us| us / n as f64).collect())
     }
+}
+
+/// The µs each of `reps` runs of `graph` took; each must run `expect` nodes.
+async fn timed_runs(runs: &Runs, graph: &PreparedGraph, reps: usize, expect: i64) -> Vec<f64> {
+    let mut totals = Vec::with_capacity(reps);
+    for _ in 0..reps {
+        let started = Instant::now();
+        let out = run_once(runs, graph).await;
+        totals.push(started.elapsed().as_secs_f64() * 1e6);
+        assert_eq!(out["count"], expect);
+    }
+    totals
 }
 
 /// The platform: the orchestrator and the no-op tool, both warm.
@@ -392,7 +429,10 @@ fn main() {
     // `CONVERGIO_BENCH_PROFILE_NATIVE=1` native steps and an instant
     // executor, `=steps` native steps and the tool plugin;
     // `CONVERGIO_BENCH_PROFILE_EVENTS=1` with run events forwarded to the
-    // events bus) for SECS seconds, and nothing else.
+    // events bus; `CONVERGIO_BENCH_PROFILE_NODES=N` chains of N nodes;
+    // `CONVERGIO_BENCH_PROFILE_OUTSIDE=1` each run started and awaited
+    // from the bench's thread, not a runtime task) for SECS seconds, and
+    // nothing else.
     if let Some(secs) = std::env::var("CONVERGIO_BENCH_PROFILE")
         .ok()
         .and_then(|s| s.parse::<u64>().ok())
@@ -429,13 +469,24 @@ fn main() {
         let until = Instant::now() + std::time::Duration::from_secs(secs);
         while Instant::now() < until {
             // The total of each run, in ms, sorted: shows a bimodal spread.
-            let mut totals: Vec<f64> = (0..REPS)
-                .map(|_| {
-                    let started = Instant::now();
-                    tokio.block_on(run_once(&runs, &graph));
-                    started.elapsed().as_secs_f64() * 1e3
-                })
-                .collect();
+            let expect = nodes_run(shape, nodes);
+            let mut totals: Vec<f64> = if std::env::var_os("CONVERGIO_BENCH_PROFILE_OUTSIDE")
+                .is_some()
+            {
+                (0..REPS)
+                    .map(|_| tokio.block_on(timed_runs(&runs, &graph, 1, expect))[0] / 1e3)
+                    .collect()
+            } else {
+                let (runs, graph) = (runs.clone(), graph.clone());
+                tokio
+                    .block_on(
+                        tokio.spawn(async move { timed_runs(&runs, &graph, REPS, expect).await }),
+                    )
+                    .expect("the runs")
+                    .into_iter()
+                    .map(|us| us / 1e3)
+                    .collect()
+            };
             totals.sort_by(f64::total_cmp);
             let totals: Vec<String> = totals.iter().map(|t| format!("{t:.3}")).collect();
             println!(
@@ -490,7 +541,7 @@ fn main() {
             for shape in [Shape::Chain, Shape::Fanout] {
                 let mut ratios = Vec::new();
                 for a in 0..alternations {
-                    let ours = tokio.block_on(measure(&runs, shape, n, reps, TOOL));
+                    let ours = measure(&tokio, Caller::Task, &runs, shape, n, reps);
                     let theirs = langgraph
                         .as_ref()
                         .map(|lg| langgraph_measure(lg, shape, mode, db_root));
@@ -536,21 +587,30 @@ fn main() {
     };
     let native = || -> Arc<dyn StepFunction> { Arc::new(NativeSteps::new()) };
     let instant = || -> Arc<dyn NodeExecutor> { Arc::new(Instant0) };
-    let cases: Vec<(&str, Runs)> = vec![
+    let cases: Vec<(&str, Caller, Runs)> = vec![
         (
             "component steps + tool plugin",
+            Caller::Task,
+            runs_over(off(), component_steps(), plugin_exec()),
+        ),
+        (
+            "the same, each run from outside (block_on)",
+            Caller::Outside,
             runs_over(off(), component_steps(), plugin_exec()),
         ),
         (
             "native steps + tool plugin",
+            Caller::Task,
             runs_over(off(), native(), plugin_exec()),
         ),
         (
             "component steps + instant executor",
+            Caller::Task,
             runs_over(off(), component_steps(), instant()),
         ),
         (
             "native steps + instant executor",
+            Caller::Task,
             runs_over(off(), native(), instant()),
         ),
     ];
@@ -560,15 +620,16 @@ fn main() {
     for round in 0..alternations.max(1) * 2 {
         for k in 0..cases.len() {
             let i = (round + k) % cases.len();
-            let s = tokio.block_on(measure(&cases[i].1, Shape::Chain, n, reps, TOOL));
+            let (_, caller, runs) = &cases[i];
+            let s = measure(&tokio, *caller, runs, Shape::Chain, n, reps);
             times[i].push(s.median);
             cpus[i].push(s.cpu.unwrap_or(0.0));
         }
     }
-    for (((name, _), t), c) in cases.iter().zip(&times).zip(&cpus) {
+    for (((name, _, _), t), c) in cases.iter().zip(&times).zip(&cpus) {
         let s = stats(t.clone());
         println!(
-            "  {name:<36} median of run medians {:.1} (range {:.1}–{:.1}), process CPU per node {:.1}",
+            "  {name:<44} median of run medians {:.1} (range {:.1}–{:.1}), process CPU per node {:.1}",
             s.median,
             t.iter().copied().fold(f64::INFINITY, f64::min),
             t.iter().copied().fold(0.0, f64::max),

@@ -40,14 +40,17 @@ fn step(request: StepRequest) -> Result<Decision, StepError> {
         .collect::<Result<Vec<_>, _>>()?;
     let decision = INSTANCE
         .with(|instance| {
-            instance.borrow_mut().step(Request {
-                run: &request.run_id,
-                graph_hash: &request.graph_hash,
-                graph: request.graph.as_deref(),
-                version: request.version,
-                snapshot: snapshot.as_ref(),
-                inputs: &inputs,
-            })
+            instance.borrow_mut().step_with(
+                Request {
+                    run: &request.run_id,
+                    graph_hash: &request.graph_hash,
+                    graph: request.graph.as_deref(),
+                    version: request.version,
+                    snapshot: snapshot.as_ref(),
+                    inputs: &[],
+                },
+                inputs,
+            )
         })
         .map_err(|refusal| match refusal {
             Refusal::UnknownGraph => StepError::UnknownGraph,

@@ -98,6 +98,17 @@ impl Instance {
 
     /// Take one step.
     pub fn step(&mut self, request: Request<'_>) -> Result<Decision, Refusal> {
+        let inputs = request.inputs.to_vec();
+        self.step_with(request, inputs)
+    }
+
+    /// [`Instance::step`] with inputs the caller owns (the component's, just
+    /// decoded), taken instead of copied: `request.inputs` is not read.
+    pub fn step_with(
+        &mut self,
+        request: Request<'_>,
+        inputs: Vec<Input>,
+    ) -> Result<Decision, Refusal> {
         let plan = match (request.graph, self.graphs.get(request.graph_hash)) {
             (_, Some(plan)) => Arc::clone(plan),
             (None, None) => return Err(Refusal::UnknownGraph),
@@ -135,7 +146,7 @@ impl Instance {
         };
         // A step that fails leaves its copy unusable: it is dropped, and the
         // next request sends the snapshot.
-        let decision = match step_state(&plan, state, request.inputs.to_vec()) {
+        let decision = match step_state(&plan, state, inputs) {
             Ok(decision) => decision,
             Err(e) => {
                 self.runs.remove(request.run);

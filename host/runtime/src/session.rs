@@ -128,6 +128,8 @@ struct WarmReturn {
 /// started waiting).
 struct Admission {
     permit: tokio::sync::OwnedSemaphorePermit,
+    /// When the caller started waiting (the clock read once per call).
+    started: Instant,
     deadline_at: Instant,
     grace: Duration,
 }
@@ -157,7 +159,7 @@ impl Session {
         // The permit first: an instance another call gives back while this
         // one waits is then there to take.
         let admission = Self::admit(inner, spec, slot).await?;
-        let (mut session, uses) = match slot.take_warm(loaded.generation) {
+        let (mut session, uses) = match slot.take_warm(loaded.generation, admission.started) {
             Some(warm) => {
                 let mut store = warm.store;
                 arm(&mut store, inner, spec, admission.deadline_at)?;
@@ -195,6 +197,7 @@ impl Session {
         };
         Ok(Admission {
             permit,
+            started,
             deadline_at: started + Duration::from_millis(spec.limits.deadline_ms),
             grace: Duration::from_millis(100) + inner.tick * 2,
         })
@@ -208,6 +211,7 @@ impl Session {
             permit,
             deadline_at,
             grace,
+            ..
         } = admission;
         let mut table = ResourceTable::new();
         table.set_max_capacity(MAX_HANDLES);

@@ -63,10 +63,11 @@ const WARM_IDLE_TTL: Duration = Duration::from_secs(60);
 impl Slot {
     /// A warm instance of version `generation`, if one is idle; instances of
     /// other versions or idle too long are dropped on the way.
-    pub(crate) fn take_warm(&self, generation: u64) -> Option<Warm> {
+    pub(crate) fn take_warm(&self, generation: u64, now: Instant) -> Option<Warm> {
         let mut warm = self.warm.lock().unwrap_or_else(|e| e.into_inner());
         while let Some(candidate) = warm.pop() {
-            if candidate.generation == generation && candidate.idle_since.elapsed() < WARM_IDLE_TTL
+            if candidate.generation == generation
+                && now.saturating_duration_since(candidate.idle_since) < WARM_IDLE_TTL
             {
                 return Some(candidate);
             }
