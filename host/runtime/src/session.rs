@@ -3,6 +3,7 @@
 //! reasons a call failed.
 
 use std::sync::{Arc, Weak};
+use std::task::Poll;
 use std::time::{Duration, Instant};
 
 use tracing::Instrument;
@@ -319,13 +320,22 @@ impl Session {
             &wasmtime::component::Instance,
         ) -> wasmtime::Result<T>,
     ) -> Result<T> {
-        let left = self.deadline_at.saturating_duration_since(Instant::now());
         let account = self.account;
-        let outcome = tokio::time::timeout(
-            left + self.grace,
-            account.scope(f(&mut self.store, &self.instance)),
-        )
-        .await;
+        let mut call = std::pin::pin!(account.scope(f(&mut self.store, &self.instance)));
+        // Polled once before a timer is armed: a call that finishes in its
+        // first poll (a warm instance's short call, the usual node call or
+        // step) costs no timer and no clock read. One that waits (on a
+        // host call, or yielding at an epoch tick) is bounded from then on
+        // by the same absolute deadline; guest code is stopped at it by
+        // the epoch deadline whether or not the timer is armed.
+        let first = std::future::poll_fn(|cx| Poll::Ready(call.as_mut().poll(cx))).await;
+        let outcome = match first {
+            Poll::Ready(result) => Ok(result),
+            Poll::Pending => {
+                let until = tokio::time::Instant::from_std(self.deadline_at + self.grace);
+                tokio::time::timeout_at(until, call).await
+            }
+        };
         let settled = Self::settle(&self.spec, outcome);
         // A trap or a call cut at its deadline leaves the instance unusable.
         self.healthy &= settled.is_ok();
