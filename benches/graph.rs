@@ -160,7 +160,7 @@ impl NodeExecutor for Instant0 {
     fn execute<'a>(&'a self, _call: &'a NodeCall) -> BoxFuture<'a, CallResult> {
         Box::pin(async {
             CallResult::Ok {
-                output: json!({}),
+                output: json!({}).into(),
                 updates: Vec::new(),
             }
         })

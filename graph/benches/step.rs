@@ -98,7 +98,7 @@ fn run(instance: &mut Instance, id: &str, text: &str, hash: &str, json: bool) ->
             .map(|call| Input::Result {
                 call: call.id,
                 result: CallResult::Ok {
-                    output: json!({}),
+                    output: json!({}).into(),
                     updates: Vec::new(),
                 },
             })

@@ -102,7 +102,7 @@ impl Harness {
 
 fn ok(output: Value) -> CallResult {
     CallResult::Ok {
-        output,
+        output: output.into(),
         updates: Vec::new(),
     }
 }

@@ -11,7 +11,8 @@
 use std::cell::RefCell;
 
 use convergio_graph::engine::{
-    self, CallResult, Input, Instance, Refusal, Request, Status, StepError as EngineError, Target,
+    self, CallResult, Input, Instance, Output, Refusal, Request, Status, StepError as EngineError,
+    Target,
 };
 use convergio_graph::snapshot::Op;
 use convergio_sdk::orchestrator::{
@@ -76,7 +77,9 @@ fn input(input: StepInput) -> Result<Input, StepError> {
         StepInput::Finished(done) => Input::Result {
             result: match done.outcome {
                 convergio_sdk::orchestrator::CallResult::Ok(ok) => CallResult::Ok {
-                    output: json(&ok.output, "a result's output")?,
+                    output: Output::from_text(ok.output).map_err(|e| {
+                        StepError::Corrupt(format!("a result's output is not JSON: {e}"))
+                    })?,
                     updates: ok
                         .updates
                         .into_iter()

@@ -23,6 +23,7 @@ mod wire;
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
+use serde_json::value::RawValue;
 
 pub use instance::{Instance, Refusal, Request, check, compile, graph_hash};
 pub use run::{StepError, step, step_state};
@@ -71,7 +72,7 @@ pub enum CallResult {
     /// keys, written with their reducers.
     Ok {
         /// The output.
-        output: Value,
+        output: Output,
         /// State writes besides the output mapping.
         #[serde(default, skip_serializing_if = "Vec::is_empty")]
         updates: Vec<(String, Value)>,
@@ -81,6 +82,61 @@ pub enum CallResult {
         /// Why.
         error: String,
     },
+}
+
+/// A node call's output as JSON text: checked to be JSON where it enters
+/// (the host's node executor, the orchestrator component), then kept as
+/// the plugin wrote it on its way to the journal and the orchestrator, and
+/// parsed once, where the engine applies it. (As a `Value` it was parsed
+/// and written again on each hop.)
+#[derive(Clone, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Output(Box<RawValue>);
+
+impl Output {
+    /// `text`, if it is JSON.
+    pub fn from_text(text: String) -> Result<Self, serde_json::Error> {
+        RawValue::from_string(text).map(Self)
+    }
+
+    /// A copy of `raw` (JSON already checked).
+    pub fn from_raw(raw: &RawValue) -> Self {
+        Self(raw.to_owned())
+    }
+
+    /// The JSON text.
+    pub fn as_str(&self) -> &str {
+        self.0.get()
+    }
+
+    /// The text, owned.
+    pub fn into_string(self) -> String {
+        String::from(Box::<str>::from(self.0))
+    }
+
+    /// The output as a value.
+    pub fn value(&self) -> Result<Value, serde_json::Error> {
+        serde_json::from_str(self.0.get())
+    }
+}
+
+impl From<Value> for Output {
+    fn from(value: Value) -> Self {
+        // Writing a `Value` cannot fail.
+        Self(serde_json::value::to_raw_value(&value).unwrap_or_else(|_| RawValue::NULL.to_owned()))
+    }
+}
+
+impl PartialEq for Output {
+    fn eq(&self, other: &Self) -> bool {
+        self.as_str() == other.as_str()
+    }
+}
+
+impl std::fmt::Debug for Output {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
 }
 
 /// What a call runs.

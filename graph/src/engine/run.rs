@@ -342,6 +342,13 @@ impl Run<'_> {
         let item = map_item(&call.id);
         match result {
             CallResult::Ok { output, updates } => {
+                let output = match output.value() {
+                    Ok(value) => value,
+                    Err(e) => {
+                        self.fail_node(n, format!("its output is not JSON: {e}"));
+                        return;
+                    }
+                };
                 if let Some(i) = item {
                     self.event(&call.node, "item-finished", Some(&call.id), None);
                     self.map_item_done(n, i, output);
@@ -411,7 +418,7 @@ impl Run<'_> {
                 self.result(
                     &held,
                     CallResult::Ok {
-                        output,
+                        output: output.into(),
                         updates: Vec::new(),
                     },
                 );

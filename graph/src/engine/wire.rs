@@ -125,7 +125,7 @@ mod tests {
             Input::Result {
                 call: "n".into(),
                 result: CallResult::Ok {
-                    output: json!(null),
+                    output: json!(null).into(),
                     updates: vec![("k".into(), json!(2))],
                 },
             },

@@ -1532,7 +1532,7 @@ impl Shared {
         }
         match self.wait(&child, true).await {
             Ok(Status::Done { output }) => CallResult::Ok {
-                output,
+                output: output.into(),
                 updates: Vec::new(),
             },
             Ok(Status::Failed { error }) => CallResult::Err {

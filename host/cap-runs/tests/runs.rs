@@ -64,14 +64,14 @@ impl NodeExecutor for Tools {
             let input = &call.call.input;
             let result = match tool.as_str() {
                 "echo" => CallResult::Ok {
-                    output: input.clone(),
+                    output: input.clone().into(),
                     updates: vec![],
                 },
                 "sleep" => {
                     let ms = input.get("ms").and_then(Value::as_u64).unwrap_or(10);
                     tokio::time::sleep(Duration::from_millis(ms)).await;
                     CallResult::Ok {
-                        output: input.clone(),
+                        output: input.clone().into(),
                         updates: vec![],
                     }
                 }
@@ -83,7 +83,7 @@ impl NodeExecutor for Tools {
                         }
                     } else {
                         CallResult::Ok {
-                            output: json!("steady"),
+                            output: json!("steady").into(),
                             updates: vec![],
                         }
                     }
@@ -389,7 +389,7 @@ fn a_crashed_driver_resumes_with_the_same_idempotency_keys() {
                         .unwrap()
                         .push(call.idempotency_key.clone());
                     CallResult::Ok {
-                        output: call.call.input.clone(),
+                        output: call.call.input.clone().into(),
                         updates: vec![],
                     }
                 })

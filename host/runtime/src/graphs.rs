@@ -15,7 +15,9 @@ use convergio_cap_inference::{RunCaller, Usage, UsageMeter};
 use convergio_cap_runs::{
     CallReport, CallUsage, NodeCall, NodeExecutor, StepFailure, StepFunction, StepRequest, Target,
 };
-use convergio_graph::engine::{Call, CallResult, Decision, Input, Interrupt, NodeEvent, Status};
+use convergio_graph::engine::{
+    Call, CallResult, Decision, Input, Interrupt, NodeEvent, Output, Status,
+};
 use convergio_graph::snapshot::{Op, Patch, Pointer};
 use convergio_journal::BoxFuture;
 use serde_json::Value;
@@ -306,7 +308,7 @@ fn step_input(input: &Input) -> wit::StepInput {
             call: call.clone(),
             outcome: match result {
                 CallResult::Ok { output, updates } => wit::CallResult::Ok(wit::CallOutput {
-                    output: json_text(output),
+                    output: output.as_str().to_owned(),
                     updates: updates
                         .iter()
                         .map(|(key, value)| (key.clone(), json_text(value)))
@@ -533,7 +535,7 @@ impl PluginExecutor {
                 .await
                 .map(|result| match result {
                     Ok(output) => CallResult::Ok {
-                        output: output_value(output),
+                        output: node_output(output),
                         updates: Vec::new(),
                     },
                     Err(error) => CallResult::Err {
@@ -569,7 +571,7 @@ impl PluginExecutor {
                     .await
                     .map(|result| match result {
                         Ok(outcome) => CallResult::Ok {
-                            output: output_value(outcome.output),
+                            output: node_output(outcome.output),
                             updates: outcome
                                 .state_updates
                                 .into_iter()
@@ -597,6 +599,15 @@ impl PluginExecutor {
 /// is not JSON.
 fn output_value(text: String) -> Value {
     serde_json::from_str(&text).unwrap_or(Value::String(text))
+}
+
+/// A node call's output: the plugin's text when it is JSON (checked once,
+/// then kept as it is), else the text as a JSON string.
+fn node_output(text: String) -> Output {
+    match serde_json::from_str::<&RawValue>(&text) {
+        Ok(raw) => Output::from_raw(raw),
+        Err(_) => Value::String(text).into(),
+    }
 }
 
 /// `failed: why`, as the interface names the case.
