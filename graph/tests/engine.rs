@@ -149,7 +149,7 @@ fn a_chain_runs_in_order_and_maps_outputs_into_state() {
             tool: "inc".into()
         }
     );
-    let status = h.drive(|c| ok(c.input.clone()), first);
+    let status = h.drive(|c| ok(c.input.value().unwrap()), first);
     assert_eq!(h.nodes_started(), ["a", "b", "c"]);
     assert_eq!(done(&status), &json!({"n": 3, "last": {"text": "n is 3"}}));
 }
@@ -188,7 +188,7 @@ fn independent_branches_start_together_and_a_join_waits_for_both() {
     }]);
     assert_eq!(d.calls[0].node, "join");
     assert_eq!(
-        d.calls[0].input,
+        d.calls[0].input.value().unwrap(),
         json!(["R", "L"]),
         "appended in completion order"
     );
@@ -236,7 +236,7 @@ fn routed(score: i64) -> (Harness, Status) {
         "edges": [{"from": "high", "to": "end"}, {"from": "low", "to": "end"}],
     })));
     h.start(json!({"score": score}));
-    let status = h.drive(|c| ok(c.input.clone()), first);
+    let status = h.drive(|c| ok(c.input.value().unwrap()), first);
     (h, status)
 }
 
@@ -315,8 +315,9 @@ fn a_map_keeps_at_most_its_concurrency_in_flight_and_gathers_in_input_order() {
     // Finish the newest first, so completion order is not input order.
     let status = h.drive(
         |c| {
-            let x = c.input["x"].as_i64().unwrap();
-            assert_eq!(c.input["i"], c.input["x"]);
+            let input = c.input.value().unwrap();
+            let x = input["x"].as_i64().unwrap();
+            assert_eq!(input["i"], input["x"]);
             ok(json!(x * x))
         },
         last,
@@ -432,7 +433,7 @@ fn a_final_failure_fails_the_run_or_takes_the_error_edge() {
             "x" => CallResult::Err {
                 error: "boom".into(),
             },
-            _ => ok(c.input.clone()),
+            _ => ok(c.input.value().unwrap()),
         },
         first,
     );
@@ -585,7 +586,7 @@ fn a_subgraph_node_dispatches_a_child_run() {
             graph: "summarize".into()
         }
     );
-    assert_eq!(d.calls[0].input, json!({"text": "long"}));
+    assert_eq!(d.calls[0].input.value().unwrap(), json!({"text": "long"}));
     let status = h.drive(|_| ok(json!({"text": "long", "summary": "short"})), first);
     assert_eq!(done(&status)["summary"], json!("short"));
 }

@@ -11,8 +11,8 @@
 use std::cell::RefCell;
 
 use convergio_graph::engine::{
-    self, CallResult, Input, Instance, Output, Refusal, Request, Status, StepError as EngineError,
-    Target,
+    self, CallResult, Input, Instance, JsonText, Refusal, Request, Status,
+    StepError as EngineError, Target,
 };
 use convergio_graph::snapshot::Op;
 use convergio_sdk::orchestrator::{
@@ -77,7 +77,7 @@ fn input(input: StepInput) -> Result<Input, StepError> {
         StepInput::Finished(done) => Input::Result {
             result: match done.outcome {
                 convergio_sdk::orchestrator::CallResult::Ok(ok) => CallResult::Ok {
-                    output: Output::from_text(ok.output).map_err(|e| {
+                    output: JsonText::from_text(ok.output).map_err(|e| {
                         StepError::Corrupt(format!("a result's output is not JSON: {e}"))
                     })?,
                     updates: ok
@@ -134,7 +134,7 @@ fn decision_of(decision: engine::Decision) -> Decision {
                     Target::Agent { plugin } => CallTarget::Agent(plugin),
                     Target::Subgraph { graph } => CallTarget::Subgraph(graph),
                 },
-                input: text(&c.input),
+                input: c.input.into_string(),
                 id: c.id,
                 node: c.node,
                 attempt: c.attempt,

@@ -72,7 +72,7 @@ pub enum CallResult {
     /// keys, written with their reducers.
     Ok {
         /// The output.
-        output: Output,
+        output: JsonText,
         /// State writes besides the output mapping.
         #[serde(default, skip_serializing_if = "Vec::is_empty")]
         updates: Vec<(String, Value)>,
@@ -84,16 +84,17 @@ pub enum CallResult {
     },
 }
 
-/// A node call's output as JSON text: checked to be JSON where it enters
-/// (the host's node executor, the orchestrator component), then kept as
-/// the plugin wrote it on its way to the journal and the orchestrator, and
-/// parsed once, where the engine applies it. (As a `Value` it was parsed
-/// and written again on each hop.)
+/// JSON text that crosses the engine — a node call's input and output —
+/// checked to be JSON where it enters (the host's node executor and step
+/// function, the orchestrator component), then kept as it was written on
+/// its way between the orchestrator, the journal and the plugin, and
+/// parsed only where the engine reads it. (As a `Value` it was parsed and
+/// written again at each hop.)
 #[derive(Clone, Serialize, Deserialize)]
 #[serde(transparent)]
-pub struct Output(Box<RawValue>);
+pub struct JsonText(Box<RawValue>);
 
-impl Output {
+impl JsonText {
     /// `text`, if it is JSON.
     pub fn from_text(text: String) -> Result<Self, serde_json::Error> {
         RawValue::from_string(text).map(Self)
@@ -114,26 +115,26 @@ impl Output {
         String::from(Box::<str>::from(self.0))
     }
 
-    /// The output as a value.
+    /// The JSON as a value.
     pub fn value(&self) -> Result<Value, serde_json::Error> {
         serde_json::from_str(self.0.get())
     }
 }
 
-impl From<Value> for Output {
+impl From<Value> for JsonText {
     fn from(value: Value) -> Self {
         // Writing a `Value` cannot fail.
         Self(serde_json::value::to_raw_value(&value).unwrap_or_else(|_| RawValue::NULL.to_owned()))
     }
 }
 
-impl PartialEq for Output {
+impl PartialEq for JsonText {
     fn eq(&self, other: &Self) -> bool {
         self.as_str() == other.as_str()
     }
 }
 
-impl std::fmt::Debug for Output {
+impl std::fmt::Debug for JsonText {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(self.as_str())
     }
@@ -173,8 +174,8 @@ pub struct Call {
     pub node: String,
     /// What runs.
     pub target: Target,
-    /// Its input.
-    pub input: Value,
+    /// Its input (JSON text).
+    pub input: JsonText,
     /// From 1; with the run id and the call id, the idempotency key.
     pub attempt: u32,
     /// How long it may take.

@@ -274,7 +274,9 @@ impl RunState {
                 }
                 "calls" => {
                     for (id, call) in object(value, key)? {
-                        let call: Call = serde_json::from_value(call.clone())
+                        // Through text: a call's input is JSON text, which
+                        // a `Value` cannot be read into.
+                        let call: Call = serde_json::from_str(&call.to_string())
                             .map_err(|e| corrupt(format!("call `{id}`: {e}")))?;
                         st.calls.insert(id.clone(), call);
                     }

@@ -5,7 +5,7 @@ use std::future::Future;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use convergio_graph::engine::{CallResult, Decision, Input, Status, Target, graph_hash};
+use convergio_graph::engine::{CallResult, Decision, Input, JsonText, Status, Target, graph_hash};
 use convergio_graph::model::Graph;
 use convergio_graph::plan::Plan;
 use convergio_graph::snapshot::{Op, Patch, Pointer, apply};
@@ -1492,7 +1492,7 @@ impl Shared {
         self: &Arc<Self>,
         child: RunId,
         text: Option<String>,
-        input: Value,
+        input: JsonText,
     ) -> BoxFuture<'static, CallResult> {
         // Boxed: a child run's driver may run children of its own.
         let shared = Arc::clone(self);
@@ -1503,12 +1503,20 @@ impl Shared {
         self: &Arc<Self>,
         child: RunId,
         text: Option<String>,
-        input: Value,
+        input: JsonText,
     ) -> CallResult {
         let Some(text) = text else {
             return CallResult::Err {
                 error: "the subgraph is not in the graph's `graphs`".to_owned(),
             };
+        };
+        let input = match input.value() {
+            Ok(input) => input,
+            Err(e) => {
+                return CallResult::Err {
+                    error: format!("the subgraph's input is not JSON: {e}"),
+                };
+            }
         };
         let c = child.clone();
         let exists = self.on_store(move |store| Ok(store.run_info(&c)?)).await;

@@ -64,14 +64,19 @@ impl NodeExecutor for Tools {
             let input = &call.call.input;
             let result = match tool.as_str() {
                 "echo" => CallResult::Ok {
-                    output: input.clone().into(),
+                    output: input.clone(),
                     updates: vec![],
                 },
                 "sleep" => {
-                    let ms = input.get("ms").and_then(Value::as_u64).unwrap_or(10);
+                    let ms = input
+                        .value()
+                        .unwrap()
+                        .get("ms")
+                        .and_then(Value::as_u64)
+                        .unwrap_or(10);
                     tokio::time::sleep(Duration::from_millis(ms)).await;
                     CallResult::Ok {
-                        output: input.clone().into(),
+                        output: input.clone(),
                         updates: vec![],
                     }
                 }
@@ -389,7 +394,7 @@ fn a_crashed_driver_resumes_with_the_same_idempotency_keys() {
                         .unwrap()
                         .push(call.idempotency_key.clone());
                     CallResult::Ok {
-                        output: call.call.input.clone().into(),
+                        output: call.call.input.clone(),
                         updates: vec![],
                     }
                 })

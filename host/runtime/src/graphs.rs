@@ -16,7 +16,7 @@ use convergio_cap_runs::{
     CallReport, CallUsage, NodeCall, NodeExecutor, StepFailure, StepFunction, StepRequest, Target,
 };
 use convergio_graph::engine::{
-    Call, CallResult, Decision, Input, Interrupt, NodeEvent, Output, Status,
+    Call, CallResult, Decision, Input, Interrupt, JsonText, NodeEvent, Status,
 };
 use convergio_graph::snapshot::{Op, Patch, Pointer};
 use convergio_journal::BoxFuture;
@@ -368,7 +368,8 @@ fn decision_of(decision: wit::Decision) -> Result<Decision, String> {
     let mut calls = Vec::with_capacity(decision.calls.len());
     for call in decision.calls {
         calls.push(Call {
-            input: json_of(&call.input, || format!("input of call `{}`", call.id))?,
+            input: JsonText::from_text(call.input)
+                .map_err(|e| format!("input of call `{}` is not JSON: {e}", call.id))?,
             target: match call.target {
                 wit::CallTarget::Tool(t) => Target::Tool {
                     plugin: t.plugin,
@@ -519,7 +520,7 @@ impl NodeExecutor for PluginExecutor {
 impl PluginExecutor {
     /// Make `call` in its plugin's store, serving `context`.
     async fn call(&self, call: &NodeCall, context: Arc<CallContext>) -> CallResult {
-        let input = json_text(&call.call.input);
+        let input = call.call.input.as_str();
         let outcome = match &call.call.target {
             Target::Tool { plugin, tool } => self
                 .runtime
@@ -529,7 +530,7 @@ impl PluginExecutor {
                     "invoke",
                     Some(context),
                     async |store, funcs: wit::ToolFuncs| {
-                        funcs.call_invoke(store, tool, &input).await
+                        funcs.call_invoke(store, tool, input).await
                     },
                 )
                 .await
@@ -546,7 +547,7 @@ impl PluginExecutor {
                 let task = wit::Task {
                     run_id: call.run.to_string(),
                     node_id: call.call.node.clone(),
-                    input,
+                    input: input.to_owned(),
                     state: call
                         .state
                         .as_object()
@@ -603,9 +604,9 @@ fn output_value(text: String) -> Value {
 
 /// A node call's output: the plugin's text when it is JSON (checked once,
 /// then kept as it is), else the text as a JSON string.
-fn node_output(text: String) -> Output {
+fn node_output(text: String) -> JsonText {
     match serde_json::from_str::<&RawValue>(&text) {
-        Ok(raw) => Output::from_raw(raw),
+        Ok(raw) => JsonText::from_raw(raw),
         Err(_) => Value::String(text).into(),
     }
 }
