@@ -33,6 +33,19 @@ pub enum Op {
     Add,
 }
 
+impl Op {
+    /// The op as it is written (its serde name).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Set => "set",
+            Self::Remove => "remove",
+            Self::Append => "append",
+            Self::Merge => "merge",
+            Self::Add => "add",
+        }
+    }
+}
+
 /// A patch's operand: JSON text, checked to be JSON when it was made.
 pub type Json = Box<RawValue>;
 
@@ -164,8 +177,8 @@ impl<'de> Deserialize<'de> for Pointer {
     }
 }
 
-/// One change to a snapshot: `op` with `value` at `path`, a list of object
-/// keys from the snapshot's root. Objects on the way are created.
+/// One change to a snapshot: `op` with `value` at `path`, a pointer to
+/// object keys from the snapshot's root. Objects on the way are created.
 ///
 /// The value is JSON text: the orchestrator writes it once, the host checks
 /// it, journals it as it is, and parses it only where it applies it.
@@ -173,7 +186,7 @@ impl<'de> Deserialize<'de> for Pointer {
 pub struct Patch {
     /// The operation.
     pub op: Op,
-    /// Object keys from the root.
+    /// Where it applies: object keys from the root.
     pub path: Pointer,
     /// Its operand (none for [`Op::Remove`], and for a `null`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -435,6 +448,13 @@ mod tests {
         let mut root = json!({});
         apply(&mut root, &Patch::new(Op::Set, p, &json!(1))).unwrap();
         assert_eq!(root, json!({"values": {"a/b~c": {"n": 1}}}));
+    }
+
+    #[test]
+    fn an_op_is_written_as_serde_names_it() {
+        for op in [Op::Set, Op::Remove, Op::Append, Op::Merge, Op::Add] {
+            assert_eq!(serde_json::to_value(op).unwrap(), op.as_str());
+        }
     }
 
     #[test]

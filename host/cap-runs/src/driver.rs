@@ -671,10 +671,9 @@ impl Shared {
     /// Publish `status` to this process's waiters of `run`.
     fn watch_status(&self, run: &RunId, status: &Status) {
         let mut statuses = lock(&self.statuses);
-        if !statuses.contains_key(run) {
-            statuses.insert(run.clone(), tokio::sync::watch::channel(Status::Running).0);
-        }
-        let Some(tx) = statuses.get(run) else { return };
+        let tx = statuses
+            .entry(run.clone())
+            .or_insert_with(|| tokio::sync::watch::channel(Status::Running).0);
         tx.send_if_modified(|held| {
             let changed = std::mem::discriminant(held) != std::mem::discriminant(status);
             if changed {
@@ -1066,40 +1065,27 @@ impl Driver {
                 if let Ok(command) = self.commands.try_recv() {
                     self.command(command).await;
                 } else if tokio::time::Instant::now() >= renewal.deadline() {
-                    self.renew().await;
-                    renewal
-                        .as_mut()
-                        .reset(tokio::time::Instant::now() + self.shared.options.lease_ttl / 3);
+                    self.renew(renewal.as_mut()).await;
                 } else {
-                    let mut done = std::mem::take(&mut self.ready);
-                    while let Ok(more) = self.done_rx.try_recv() {
-                        done.push(more);
-                    }
+                    let done = std::mem::take(&mut self.ready);
                     self.step_results(done).await;
                 }
                 continue;
             }
             tokio::select! {
-                Some(first) = self.done_rx.recv() => {
-                    let mut done = vec![first];
-                    while let Ok(more) = self.done_rx.try_recv() {
-                        done.push(more);
-                    }
-                    self.step_results(done).await;
-                }
+                Some(first) = self.done_rx.recv() => self.step_results(vec![first]).await,
                 Some(command) = self.commands.recv() => self.command(command).await,
-                () = &mut renewal => {
-                    self.renew().await;
-                    renewal
-                        .as_mut()
-                        .reset(tokio::time::Instant::now() + self.shared.options.lease_ttl / 3);
-                }
+                () = &mut renewal => self.renew(renewal.as_mut()).await,
             }
         }
     }
 
-    /// Step with the results of finished calls.
-    async fn step_results(&mut self, done: Vec<Done>) {
+    /// Step with the results of finished calls: `done`, and those waiting
+    /// in the channel.
+    async fn step_results(&mut self, mut done: Vec<Done>) {
+        while let Ok(more) = self.done_rx.try_recv() {
+            done.push(more);
+        }
         let inputs = done
             .into_iter()
             .map(|(call, result, measured)| {
@@ -1146,7 +1132,8 @@ impl Driver {
         true
     }
 
-    async fn renew(&mut self) {
+    /// Renew the run's lease, and set `timer` for the next renewal.
+    async fn renew(&mut self, timer: std::pin::Pin<&mut tokio::time::Sleep>) {
         let run = self.live.run.clone();
         let owner = self.shared.options.owner.clone();
         let ttl = self.shared.options.lease_ttl;
@@ -1158,6 +1145,7 @@ impl Driver {
             tracing::error!(run = %self.live.run, error = %e, "lost the run's lease; stopping");
             self.abandon();
         }
+        timer.reset(tokio::time::Instant::now() + self.shared.options.lease_ttl / 3);
     }
 
     /// Stop driving without touching the journal (another host has the

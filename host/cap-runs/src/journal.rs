@@ -283,7 +283,7 @@ fn write_decision<'a>(
             out.push(b',');
         }
         out.extend_from_slice(b"{\"op\":\"");
-        out.extend_from_slice(op_name(patch.op).as_bytes());
+        out.extend_from_slice(patch.op.as_str().as_bytes());
         out.extend_from_slice(b"\",\"path\":");
         json_str(&mut out, patch.path.as_str())?;
         if let Some(value) = patch.value {
@@ -327,17 +327,6 @@ fn write_decision<'a>(
     serde_json::to_writer(&mut out, status).map_err(|e| e.to_string())?;
     out.push(b'}');
     Ok(out)
-}
-
-/// An op as serde names it.
-fn op_name(op: Op) -> &'static str {
-    match op {
-        Op::Set => "set",
-        Op::Remove => "remove",
-        Op::Append => "append",
-        Op::Merge => "merge",
-        Op::Add => "add",
-    }
 }
 
 /// `text` as a JSON string: copied between quotes when nothing in it needs

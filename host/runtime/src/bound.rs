@@ -1,6 +1,7 @@
 //! The typed functions of the interfaces the host calls on every node of
 //! a run — the orchestrator's `step`, a tool's `invoke`, an agent's `run`
-//! — and on every model call (a provider's), looked up and type-checked once per instance and kept in its store.
+//! — and on every model call (a provider's), looked up and type-checked
+//! once per instance and kept in its store.
 //!
 //! `Func::typed` walks the WIT types of the function on every call (record
 //! fields and variant cases compared by name), and finding the export in

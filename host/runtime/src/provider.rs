@@ -9,10 +9,9 @@ use convergio_cap_inference::{BoxFuture, DeltaStream, ModelError};
 use wasmtime::component::ResourceAny;
 
 use convergio_cap_inference::wit::provider as wit_provider;
-
-use crate::bound::Bound;
 use convergio_cap_inference::wit::{FromWit, ToWit};
 
+use crate::bound::Bound;
 use crate::inner::Inner;
 use crate::session::Session;
 use crate::slot::Slot;
